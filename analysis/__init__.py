@@ -1,0 +1,23 @@
+"""Analysis of stored results: load a run, summarise it, show it, plot it,
+report it.  The PDF report (analysis.report), `lab show` and the notebooks
+all go through these functions, so they agree on every number.
+
+    run = load_run("results/20261122-101500-quick")
+    headline(run, "baseline")           # the report's table
+    print(show_text(run))               # what `lab show` prints
+
+Plots are in analysis.plots, the PDF in analysis.report (imported on use:
+they pull in matplotlib).
+"""
+
+from analysis._format import fmt_ratio, fmt_value
+from analysis._results import NO_POINT, Run, load_run
+from analysis._show import show_text
+from analysis._stats import bootstrap_median_ci, summarise
+from analysis._views import family_summary, headline, headline_samples, reference_ratios
+
+__all__ = [
+    "NO_POINT", "Run", "load_run", "summarise", "bootstrap_median_ci", "headline",
+    "headline_samples", "family_summary", "reference_ratios", "show_text", "fmt_value",
+    "fmt_ratio",
+]

@@ -1,0 +1,218 @@
+"""Read one stored suite run into pandas tables.
+
+The manifest is the commit point (lab/store.py): a samples file counts only
+when the manifest lists its run as ``ok``; every other run (failed, timeout,
+interrupted, pending) is kept as a row of ``Run.runs`` with its reason, and
+contributes no sample.  A *point* is named by the run's axis parameters
+(Param.axis in lab/model.py), never by bookkeeping ones such as ``samples``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from lab import store
+
+NO_POINT = "-"
+# columns of Run.samples / Run.runs that a parameter name must not shadow
+_FIXED = ("run_id", "family", "variant", "point", "repetition", "status", "reason",
+          "duration_s", "metric", "unit", "sample", "value", "params")
+
+
+@dataclass
+class Run:
+    """One suite run as stored: ``load_run(path)`` builds it."""
+
+    path: str
+    manifest: dict[str, Any]
+    runs: pd.DataFrame          # one row per planned run, every status
+    samples: pd.DataFrame       # tidy: one row per sample of the ok runs
+    skipped: pd.DataFrame       # variant points the runner did not run, with reasons
+    families: dict[str, Any] = field(repr=False)
+    environment: dict[str, Any] = field(repr=False)
+
+    @property
+    def name(self) -> str:
+        return self.manifest.get("suite", {}).get("name") or os.path.basename(self.path)
+
+    def family_names(self) -> list[str]:
+        return list(self.families)
+
+    def variant_names(self, family: str) -> list[str]:
+        return list(self.families[family]["variants"])
+
+    def headline_metric(self, family: str, variant: str) -> str:
+        return self.families[family]["variants"][variant]["headline"]
+
+    def not_ok(self) -> pd.DataFrame:
+        """Runs that contributed no samples (failed, timeout, interrupted, pending)."""
+        return self.runs[self.runs["status"] != store.OK]
+
+
+def param_column(name: str) -> str:
+    """Column holding parameter ``name`` (prefixed only if it would shadow a fixed one)."""
+    return f"param_{name}" if name in _FIXED else name
+
+
+def point_label(family: dict[str, Any], params: dict[str, Any]) -> str:
+    """``placement=cross_cpu batch=64``: the run's axis parameters, or ``-``."""
+    axes = family.get("params", {})
+    parts = [f"{k}={v}" for k, v in params.items() if axes.get(k, {}).get("axis", True)]
+    return " ".join(parts) if parts else NO_POINT
+
+
+def _point_order(manifest: dict[str, Any], points: dict[str, tuple[str, dict]]) -> list[str]:
+    """Point labels in the order the suite lists the swept values (same_cpu
+    before cross_cpu, batch 8 before 64 if the suite said so)."""
+    swept = {f: sel.get("values", {}) for f, sel in manifest.get("suite", {}).get("families", {}).items()}
+
+    def key(label: str):
+        family, params = points[label]
+        axes = manifest["families"].get(family, {}).get("params", {})
+        parts = []
+        for name, value in params.items():
+            if not axes.get(name, {}).get("axis", True):
+                continue
+            values = swept.get(family, {}).get(name, [])
+            index = values.index(value) if value in values else len(values)
+            parts.append((name, index, str(value)))
+        return (len(parts), parts)
+
+    return sorted(points, key=key)
+
+
+def _param_series(values: list[Any]) -> pd.Series:
+    """A parameter column: nullable ints, floats, booleans or categories."""
+    present = [v for v in values if v is not None]
+    if present and all(isinstance(v, bool) for v in present):
+        return pd.Series(values, dtype="boolean")
+    if present and all(isinstance(v, int) and not isinstance(v, bool) for v in present):
+        return pd.Series(values, dtype="Int64")
+    if present and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in present):
+        return pd.Series([np.nan if v is None else float(v) for v in values], dtype="float64")
+    return pd.Series(pd.Categorical([None if v is None else str(v) for v in values]))
+
+
+def _categorical(values, categories) -> pd.Categorical:
+    return pd.Categorical(values, categories=list(dict.fromkeys(categories)))
+
+
+def load_run(run_dir: str) -> Run:
+    """Read a results folder: the manifest (version-checked by lab.store) and
+    the samples of its ok runs.  Raises lab.store.ResultsError when the
+    folder is not readable as results."""
+    manifest = store.read_manifest(run_dir)
+    families: dict[str, Any] = manifest.get("families") or {}
+    runs_meta: list[dict[str, Any]] = manifest.get("runs") or []
+    skipped_meta: list[dict[str, Any]] = manifest.get("skipped") or []
+
+    variant_order = [v for f in families.values() for v in f.get("variants", {})]
+    metric_order = [m for f in families.values() for v in f.get("variants", {}).values()
+                    for m in v.get("metrics", {})]
+    units = {(fn, vn, mn): m.get("unit", "")
+             for fn, f in families.items() for vn, v in f.get("variants", {}).items()
+             for mn, m in v.get("metrics", {}).items()}
+
+    points: dict[str, tuple[str, dict]] = {}
+    for entry in runs_meta + skipped_meta:
+        fam = families.get(entry["family"], {})
+        points.setdefault(point_label(fam, entry.get("params") or {}),
+                          (entry["family"], entry.get("params") or {}))
+    point_order = _point_order(manifest, points) if points else []
+    family_order = list(families) + [e["family"] for e in runs_meta + skipped_meta]
+    variant_order += [e["variant"] for e in runs_meta + skipped_meta]
+
+    param_names = list(dict.fromkeys(k for e in runs_meta + skipped_meta for k in (e.get("params") or {})))
+
+    def table(entries: list[dict[str, Any]], columns: dict[str, list]) -> pd.DataFrame:
+        df = pd.DataFrame(columns)
+        df["family"] = _categorical([e["family"] for e in entries], family_order)
+        df["variant"] = _categorical([e["variant"] for e in entries], variant_order)
+        df["point"] = _categorical(
+            [point_label(families.get(e["family"], {}), e.get("params") or {}) for e in entries],
+            point_order)
+        for name in param_names:
+            df[param_column(name)] = _param_series([(e.get("params") or {}).get(name) for e in entries])
+        return df
+
+    runs = table(runs_meta, {"run_id": pd.Series([int(r["id"]) for r in runs_meta], dtype="int64")})
+    runs["repetition"] = pd.Series([int(r.get("repetition", 0)) for r in runs_meta], dtype="int64")
+    runs["status"] = pd.Series([r.get("status", store.PENDING) for r in runs_meta], dtype="str")
+    runs["reason"] = pd.Series([r.get("reason") for r in runs_meta], dtype="object")
+    runs["duration_s"] = pd.Series([r.get("duration_s") for r in runs_meta], dtype="float64")
+    runs = runs[["run_id", "family", "variant", "point", "repetition", "status", "reason",
+                 "duration_s"] + [param_column(n) for n in param_names]]
+
+    skipped = table(skipped_meta, {})
+    skipped["reason"] = pd.Series([s.get("reason") for s in skipped_meta], dtype="object")
+    skipped = skipped[["family", "variant", "point", "reason"] + [param_column(n) for n in param_names]]
+
+    samples = _load_samples(run_dir, runs, runs_meta, metric_order, units)
+    return Run(path=run_dir, manifest=manifest, runs=runs, samples=samples, skipped=skipped,
+               families=families, environment=dict(manifest.get("environment") or {}))
+
+
+def _load_samples(run_dir: str, runs: pd.DataFrame, runs_meta: list[dict[str, Any]],
+                  metric_order: list[str], units: dict[tuple, str]) -> pd.DataFrame:
+    import pyarrow.parquet as pq
+
+    ok_rows = [i for i, r in enumerate(runs_meta) if r.get("status") == store.OK]
+    row_index, metrics, sample_idx, values = [], [], [], []
+    for i in ok_rows:
+        meta = runs_meta[i]
+        rel = meta.get("samples_file") or store.samples_path(int(meta["id"]))
+        path = os.path.join(run_dir, rel)
+        try:
+            table = pq.read_table(path, columns=["metric", "sample", "value"])
+        except FileNotFoundError:
+            raise store.ResultsError(
+                f"{path}: missing, but the manifest lists run {meta['id']} as ok") from None
+        except Exception as e:       # pyarrow raises several types for a bad file
+            raise store.ResultsError(f"{path}: unreadable samples of run {meta['id']}: {e}") from None
+        metric = np.asarray(table.column("metric").to_numpy(), dtype=object)
+        names, counts = np.unique(metric.astype(str), return_counts=True)
+        found = dict(zip(names.tolist(), counts.tolist()))
+        expected = {k: int(v) for k, v in (meta.get("n_samples") or {}).items()}
+        if expected and found != expected:
+            raise store.ResultsError(
+                f"{path}: holds {found} samples but the manifest says {expected} for run {meta['id']}")
+        row_index.append(np.full(len(metric), i, dtype=np.int64))
+        metrics.append(metric)
+        sample_idx.append(table.column("sample").to_numpy())
+        values.append(table.column("value").to_numpy().astype(np.float64, copy=False))
+
+    if row_index:
+        rows = np.concatenate(row_index)
+        metric = np.concatenate(metrics).astype(str)
+        sample = np.concatenate(sample_idx).astype(np.int64, copy=False)
+        value = np.concatenate(values)
+    else:
+        rows = np.empty(0, dtype=np.int64)
+        metric = np.empty(0, dtype=str)
+        sample = np.empty(0, dtype=np.int64)
+        value = np.empty(0, dtype=np.float64)
+
+    base = runs.iloc[rows].reset_index(drop=True)
+    fam = base["family"].astype(str).to_numpy()
+    var = base["variant"].astype(str).to_numpy()
+    unit = [units.get(k, "") for k in zip(fam, var, metric)]
+    metric_cats = list(dict.fromkeys(metric_order + sorted(set(metric.tolist()))))
+    out = pd.DataFrame({
+        "run_id": base["run_id"],
+        "family": base["family"],
+        "variant": base["variant"],
+        "point": base["point"],
+        "repetition": base["repetition"],
+        "metric": pd.Categorical(metric, categories=metric_cats),
+        "unit": pd.Categorical(unit),
+        "sample": sample,
+        "value": value,
+    })
+    for col in runs.columns[8:]:
+        out[col] = base[col]
+    return out

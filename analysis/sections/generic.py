@@ -1,0 +1,150 @@
+"""The section every family gets: what it measures, its headline table and
+figures (CDF of each headline metric, medians with intervals, ratios to the
+family's reference variant)."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import pandas as pd
+
+from analysis import plots
+from analysis._format import CI_NOTE, NOISY_NOTE, NUMERIC_HEADS, summary_table
+from analysis._pages import ROWS_PER_PAGE, Block, Heading, Report, Space, Table, Text
+from analysis._results import Run
+from analysis._views import family_summary, headline, headline_samples, label
+
+RATIO_NOTE = ("interval: the ratio of the medians' 95% CI bounds taken crosswise "
+              "(low / reference high, high / reference low), at least as wide as the ratio's own")
+
+
+def render(report: Report, family: str, extra_blocks: Sequence[Block] = ()) -> None:
+    """Intro, tables, any extra blocks a family section adds, then figures."""
+    run = report.run
+    report.flow(intro_blocks(run, family) + table_blocks(run, family) + list(extra_blocks))
+    report.end_page()
+    figure_pages(report, family)
+
+
+def _values(values: Sequence) -> str:
+    return ", ".join(str(v) for v in values)
+
+
+def intro_blocks(run: Run, family: str) -> list[Block]:
+    fam = run.families[family]
+    blocks: list[Block] = [Heading(f"Family {family}"), Text(fam.get("summary", ""), size=11),
+                           Space(0.05)]
+    blocks.append(Text(f"Seeds: {fam.get('seeds', '-')}"))
+    blocks.append(Text(f"Reference variant for ratios: {fam.get('reference', '-')}"))
+    suite = run.manifest.get("suite", {})
+    values = suite.get("families", {}).get(family, {}).get("values", {})
+    params = fam.get("params", {})
+    axes = [f"{p} = {_values(v)}" + (f" {params[p]['unit']}" if params.get(p, {}).get("unit") else "")
+            for p, v in values.items() if params.get(p, {}).get("axis", True)]
+    fixed = [f"{p} = {_values(v)}" for p, v in values.items() if not params.get(p, {}).get("axis", True)]
+    reps = suite.get("settings", {}).get("repetitions")
+    if axes:
+        blocks.append(Text("Points (axis parameters): " + "; ".join(axes)))
+    if fixed or reps:
+        parts = fixed + ([f"{reps} repetitions of each variant and point, interleaved"] if reps else [])
+        blocks.append(Text("Per run: " + "; ".join(parts)))
+    rows = []
+    for name, v in fam.get("variants", {}).items():
+        head = v.get("headline", "")
+        unit = v.get("metrics", {}).get(head, {}).get("unit", "")
+        rows.append([name, f"{head} [{unit}]" if unit else head, v.get("help", "")])
+    if rows:
+        blocks += [Space(0.05), Table(["variant", "headline metric", "what it measures"], rows,
+                                      size=8.5, wrap={2: 95})]
+    return blocks
+
+
+def _right(header: Sequence[str]) -> list[bool]:
+    return [h.split(" ")[0] in NUMERIC_HEADS for h in header]
+
+
+def summary_blocks(summary: pd.DataFrame, caption: str, with_metric: bool = True) -> list[Block]:
+    """A summary (summarise() rows) as a paginated table with its notes."""
+    header, rows = summary_table(summary, with_metric=with_metric)
+    noisy = summary["noisy"].tolist()
+    notes = []
+    if any(noisy):
+        cells = [f"{label(str(r.variant), str(r.point))}" + (f" {r.metric}" if with_metric else "")
+                 for r in summary.itertuples(index=False) if r.noisy]
+        notes.append(f"{NOISY_NOTE}; here: " + ", ".join(cells))
+    notes.append(CI_NOTE)
+    return [Table(header, rows, right=_right(header), highlight=noisy, caption=caption,
+                  notes=notes, max_rows=ROWS_PER_PAGE)]
+
+
+def table_blocks(run: Run, family: str) -> list[Block]:
+    table = headline(run, family)
+    if table.empty:
+        return [Text("No run of this family finished ok: there is nothing to summarise "
+                     "(see the runs without samples at the end).", color="#a63603")]
+    blocks: list[Block] = [Space(0.1)]
+    blocks += summary_blocks(table, "Headline metric of each variant and point")
+    everything = family_summary(run, family)
+    heads = {v: d["headline"] for v, d in run.families[family]["variants"].items()}
+    others = everything[everything["metric"].astype(str).to_numpy()
+                        != everything["variant"].astype(str).map(heads).to_numpy()]
+    if not others.empty:
+        blocks += summary_blocks(others.reset_index(drop=True), "Other recorded metrics")
+    return blocks
+
+
+def _metric_help(run: Run, family: str, metric: str) -> str:
+    for v in run.families[family].get("variants", {}).values():
+        m = v.get("metrics", {}).get(metric)
+        if m and m.get("help"):
+            return m["help"]
+    return ""
+
+
+def figure_pages(report: Report, family: str) -> None:
+    run = report.run
+    samples = headline_samples(run, family)
+    if samples.empty:
+        return
+    metrics = [m for m in samples["metric"].cat.categories if (samples["metric"] == m).any()] \
+        if isinstance(samples["metric"].dtype, pd.CategoricalDtype) \
+        else list(dict.fromkeys(samples["metric"]))
+    per_page = 2
+    for start in range(0, len(metrics), per_page):
+        chunk = metrics[start:start + per_page]
+        more = f" ({start // per_page + 1}/{-(-len(metrics) // per_page)})" \
+            if len(metrics) > per_page else ""
+        with report.figure(f"{family}: distribution of each variant's headline metric{more}",
+                           nrows=per_page if len(metrics) > 1 else 1,
+                           caption="Empirical CDF of every sample of the ok runs, repetitions "
+                                   "pooled; grey lines at the median, p90 and p99. The x axis "
+                                   "ends at the slowest curve's p99.9; each curve's largest "
+                                   "sample is given in its legend entry.") as (fig, axes):
+            for ax, metric in zip(axes, chunk):
+                part = samples[samples["metric"] == metric]
+                help_text = _metric_help(run, family, metric)
+                plots.cdf(ax, part, title=f"{metric}: {help_text}" if help_text else metric)
+
+    table = headline(run, family)
+    for unit, part in table.groupby("unit", sort=False):
+        part = part.reset_index(drop=True)
+        for start in range(0, len(part), ROWS_PER_PAGE):
+            chunk = part.iloc[start:start + ROWS_PER_PAGE]
+            more = f" ({start // ROWS_PER_PAGE + 1})" if len(part) > ROWS_PER_PAGE else ""
+            with report.figure(f"{family}: headline medians{more}",
+                               caption=f"Bars: median; whiskers: 95% CI of the median; diamonds: "
+                                       f"p99. {CI_NOTE}.") as (fig, axes):
+                plots.bars(axes[0], chunk)
+
+    reference = run.families[family].get("reference")
+    if reference and (table["variant"].astype(str) == reference).any() and len(table) > 1:
+        for start in range(0, len(table), ROWS_PER_PAGE + 1):
+            chunk = table.iloc[start:start + ROWS_PER_PAGE + 1]
+            if not (chunk["variant"].astype(str) == reference).any():
+                chunk = pd.concat([table[table["variant"].astype(str) == reference], chunk])
+            with report.figure(f"{family}: headline median relative to {reference}",
+                               caption=f"Each point: the variant's median divided by "
+                                       f"{reference}'s median (same unit; the same point if "
+                                       f"{reference} has several). {RATIO_NOTE}.") as (fig, axes):
+                plots.ratio(axes[0], chunk, reference)
+

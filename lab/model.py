@@ -1,0 +1,181 @@
+"""What an experiment family is: parameters, variants, metrics.
+
+A family module (lab/families/<name>.py) builds one :class:`Family`; the
+suite loader validates suite files against it, ``lab list`` prints it, the
+runner plans from it and the worker process calls a variant's ``run``.
+Everything here is plain data and cheap to import: no NumPy, no native code.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+
+class ParamError(ValueError):
+    """A parameter value that does not fit; the message says what fits."""
+
+
+@dataclass(frozen=True)
+class Param:
+    """A knob of a family, as a suite file sets it and ``lab list`` shows it."""
+
+    name: str
+    default: Any
+    unit: str
+    help: str
+    low: float | None = None
+    high: float | None = None
+    choices: tuple[str, ...] | None = None
+    # True for the axes of an experiment (placement, batch, hit ratio...);
+    # False for how much is measured (samples, warmup): reports label points
+    # by their axis parameters only.
+    axis: bool = True
+
+    @property
+    def kind(self) -> type:
+        return type(self.default)
+
+    def describe_range(self) -> str:
+        if self.choices:
+            return " | ".join(self.choices)
+        if self.kind is bool:
+            return "true | false"
+        low = "" if self.low is None else _fmt(self.low)
+        high = "" if self.high is None else _fmt(self.high)
+        return f"{low}..{high}"
+
+    def check(self, value: Any) -> Any:
+        """Return value converted to this parameter's type, or raise ParamError."""
+        kind = self.kind
+        # bool is an int subclass in Python, TOML keeps them apart: so do we
+        if kind is bool:
+            if not isinstance(value, bool):
+                raise ParamError(f"expected true or false, got {value!r}")
+            return value
+        if kind is int:
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ParamError(f"expected an integer, got {value!r}")
+        elif kind is float:
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ParamError(f"expected a number, got {value!r}")
+            value = float(value)
+            if not math.isfinite(value):
+                raise ParamError(f"expected a finite number, got {value!r}")
+        elif kind is str:
+            if not isinstance(value, str):
+                raise ParamError(f"expected a string, got {value!r}")
+            if self.choices and value not in self.choices:
+                raise ParamError(
+                    f"{value!r} is not one of {', '.join(self.choices)}")
+            return value
+        if (self.low is not None and value < self.low) or (
+                self.high is not None and value > self.high):
+            raise ParamError(
+                f"{value!r} is out of range {self.describe_range()}")
+        return value
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One series of samples a variant records (the first is its headline)."""
+
+    name: str
+    unit: str
+    help: str
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What the worker process hands a variant's ``run``."""
+
+    cpu: int
+    peer_cpu: int
+    handshake: Any          # cffi ``struct lab_handshake *``
+    scratch_dir: str        # private to this run, removed afterwards
+
+
+@dataclass
+class Measurement:
+    """What a variant's ``run`` returns: sample arrays, named by metric."""
+
+    series: dict[str, Any]              # metric name -> 1-D NumPy array
+    counters: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    help: str
+    run: Callable[[dict[str, Any], RunContext], Measurement]
+    params: tuple[str, ...]             # the family parameters it reads
+    metrics: tuple[Metric, ...]
+    requires: tuple[str, ...] = ()      # capabilities (lab.environment)
+
+    @property
+    def headline(self) -> Metric:
+        return self.metrics[0]
+
+    def requirements(self, point: dict[str, Any]) -> tuple[str, ...]:
+        """Capabilities one parameter point needs: a ``placement`` of
+        ``cross_cpu`` (the lab's convention for two-party variants) needs a
+        second CPU."""
+        if point.get("placement") == "cross_cpu":
+            return self.requires + ("two_cpus",)
+        return self.requires
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    summary: str
+    seeds: str                          # which seed ideas it measures
+    params: tuple[Param, ...]
+    variants: tuple[Variant, ...]
+    reference: str                      # variant the report's ratios use
+
+    def __post_init__(self) -> None:
+        names = {p.name for p in self.params}
+        for v in self.variants:
+            unknown = set(v.params) - names
+            if unknown:
+                raise TypeError(f"{self.name}/{v.name}: undeclared params {sorted(unknown)}")
+        if self.reference not in {v.name for v in self.variants}:
+            raise TypeError(f"{self.name}: reference {self.reference!r} is not a variant")
+
+    def param(self, name: str) -> Param:
+        for p in self.params:
+            if p.name == name:
+                return p
+        raise KeyError(name)
+
+    def variant(self, name: str) -> Variant:
+        for v in self.variants:
+            if v.name == name:
+                return v
+        raise KeyError(name)
+
+    def describe(self) -> dict[str, Any]:
+        """The family as stored in a results manifest (analysis reads this,
+        never the live module)."""
+        return {
+            "summary": self.summary,
+            "seeds": self.seeds,
+            "reference": self.reference,
+            "params": {p.name: {"unit": p.unit, "help": p.help, "axis": p.axis}
+                       for p in self.params},
+            "variants": {
+                v.name: {
+                    "help": v.help,
+                    "metrics": {m.name: {"unit": m.unit, "help": m.help}
+                                for m in v.metrics},
+                    "headline": v.headline.name,
+                }
+                for v in self.variants
+            },
+        }
+
+
+def _fmt(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else repr(x)

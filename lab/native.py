@@ -1,0 +1,37 @@
+"""Access to the cffi extension lab._native, with errors that say what to do."""
+
+from __future__ import annotations
+
+import errno
+import os
+from typing import Any
+
+
+class NativeError(RuntimeError):
+    """A native call failed; the message names the call and the errno."""
+
+
+def load() -> tuple[Any, Any]:
+    """Return (ffi, lib) of lab._native, or raise NativeError telling how to build it."""
+    try:
+        from lab import _native
+    except ImportError as e:
+        raise NativeError(
+            f"the native extension lab._native is not built ({e}); "
+            "run `make setup` in the lab's checkout") from None
+    return _native.ffi, _native.lib
+
+
+def check(rc: int, what: str) -> int:
+    """Turn a negative-errno return into NativeError("what: strerror (ENAME)")."""
+    if rc < 0:
+        name = errno.errorcode.get(-rc, str(-rc))
+        raise NativeError(f"{what}: {os.strerror(-rc)} ({name})")
+    return rc
+
+
+def double_ptr(ffi: Any, array: Any) -> Any:
+    """A ``double *`` onto a contiguous float64 NumPy array (no copy)."""
+    if array.dtype.kind != "f" or array.dtype.itemsize != 8 or not array.flags.c_contiguous:
+        raise TypeError("need a C-contiguous float64 array")
+    return ffi.cast("double *", ffi.from_buffer(array))

@@ -1,0 +1,41 @@
+"""cffi builder for lab._native (out-of-line API mode).
+
+setup.py names this module in ``cffi_modules``; pip's build runs it.  The
+cdef is native/lab_native.h with its preprocessor lines dropped, so the C
+files and Python always agree on one declaration of each function.
+"""
+
+import glob
+import os
+import platform
+
+from cffi import FFI
+
+NATIVE = os.path.dirname(os.path.abspath(__file__))
+HEADER = os.path.join(NATIVE, "lab_native.h")
+
+
+def _cdef_text():
+    with open(HEADER, encoding="utf-8") as f:
+        return "".join(line for line in f if not line.lstrip().startswith("#"))
+
+
+ffibuilder = FFI()
+ffibuilder.cdef(_cdef_text())
+ffibuilder.set_source(
+    "lab._native",
+    '#include "lab_native.h"',
+    # relative paths: setuptools wants sources inside the project tree
+    sources=sorted(os.path.relpath(p) for p in glob.glob(os.path.join(NATIVE, "*.c"))),
+    include_dirs=[os.path.relpath(NATIVE)],
+    libraries=["uring", "pthread"],
+    extra_compile_args=["-std=gnu11", "-O2", "-g", "-Wall", "-Wextra",
+                        "-Wno-unused-parameter", "-D_GNU_SOURCE"],
+)
+
+if platform.machine() not in ("x86_64", "AMD64"):
+    # Builds anyway: everything but the fiber switch works elsewhere.
+    print(f"upcall-lab: {platform.machine()}: fibers unsupported (x86-64 only)")
+
+if __name__ == "__main__":
+    ffibuilder.compile(verbose=True)
