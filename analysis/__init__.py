@@ -5,19 +5,26 @@ all go through these functions, so they agree on every number.
     run = load_run("results/20261122-101500-quick")
     headline(run, "baseline")           # the report's table
     print(show_text(run))               # what `lab show` prints
+    kernel_view_table(run, "baseline")  # what the probes saw, per operation
+    run.metrics, load_wakeups(run)      # the probes' tidy counts and wake-up records
 
 Plots are in analysis.plots, the PDF in analysis.report (imported on use:
 they pull in matplotlib).
 """
 
-from analysis._format import fmt_ratio, fmt_value
-from analysis._results import NO_POINT, Run, load_run
+from analysis._format import fmt_percent, fmt_ratio, fmt_value
+from analysis._kernel import (kernel_metric_summary, kernel_view_status, kernel_view_table,
+                              probe_overhead_summary, probe_overhead_table)
+from analysis._results import NO_POINT, Run, load_run, load_wakeups
 from analysis._show import show_text
 from analysis._stats import bootstrap_median_ci, summarise
-from analysis._views import family_summary, headline, headline_samples, reference_ratios
+from analysis._views import (family_summary, headline, headline_samples, reference_ratios,
+                             run_sources, user_samples)
 
 __all__ = [
-    "NO_POINT", "Run", "load_run", "summarise", "bootstrap_median_ci", "headline",
-    "headline_samples", "family_summary", "reference_ratios", "show_text", "fmt_value",
-    "fmt_ratio",
+    "NO_POINT", "Run", "load_run", "load_wakeups", "summarise", "bootstrap_median_ci",
+    "headline", "headline_samples", "family_summary", "reference_ratios", "run_sources",
+    "user_samples", "kernel_view_table", "kernel_metric_summary", "kernel_view_status",
+    "probe_overhead_table", "probe_overhead_summary", "show_text", "fmt_value", "fmt_ratio",
+    "fmt_percent",
 ]

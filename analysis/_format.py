@@ -46,6 +46,31 @@ def fmt_interval(low: float, high: float, sep: str = "..") -> str:
     return f"{fmt_value(low)}{sep}{fmt_value(high)}"
 
 
+def fmt_count(x: float) -> str:
+    """A count, or a median of counts: whole numbers without decimals."""
+    if x is not None and math.isfinite(x) and float(x).is_integer() and abs(x) < 1e6:
+        return f"{x:.0f}"
+    return fmt_value(x)
+
+
+def fmt_percent(x: float) -> str:
+    """A relative change (0.123 -> ``+12.3%``), signed, 3 significant digits."""
+    if x is None or not math.isfinite(x):
+        return "-"
+    p = 100 * float(x)
+    if abs(p) >= 100:
+        return f"{p:+.0f}%"
+    if abs(p) >= 10:
+        return f"{p:+.1f}%"
+    return f"{p:+.2f}%" if p != 0 else "+0%"
+
+
+def fmt_percent_interval(low: float, high: float) -> str:
+    if not (math.isfinite(low) or math.isfinite(high)):
+        return "-"
+    return f"{fmt_percent(low)}..{fmt_percent(high)}"
+
+
 def single_unit(summary: pd.DataFrame) -> str | None:
     units = [u for u in dict.fromkeys(summary["unit"].astype(str)) if u]
     return units[0] if len(units) == 1 else None
@@ -76,13 +101,86 @@ def summary_table(summary: pd.DataFrame, with_metric: bool = True) -> tuple[list
 NUMERIC_HEADS = ("n", "reps", "median", "p90", "p99")
 
 
-def align_text(header: list[str], rows: list[list[str]], indent: str = "  ") -> list[str]:
-    """Columns padded to their widest cell; numbers right-aligned."""
+def align_text(header: list[str], rows: list[list[str]], indent: str = "  ",
+               right: list[bool] | None = None) -> list[str]:
+    """Columns padded to their widest cell; numbers right-aligned (the
+    columns ``right`` says, else those NUMERIC_HEADS names)."""
     widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(header)]
-    right = [h.split(" ")[0] in NUMERIC_HEADS for h in header]
+    if right is None:
+        right = [h.split(" ")[0] in NUMERIC_HEADS for h in header]
 
     def line(cells: list[str]) -> str:
         parts = [c.rjust(w) if r else c.ljust(w) for c, w, r in zip(cells, widths, right)]
         return (indent + "  ".join(parts)).rstrip()
 
     return [line(header)] + [line(r) for r in rows]
+
+
+# -- the kernel view and the probe overhead --------------------------------------
+
+KERNEL_NOISY_NOTE = (f"*: the repetitions disagree: their values spread more than "
+                     f"{NOISY_SPREAD:.0%} of the median (the user side's noisy rule)")
+P99_MIN_RECORDS = 100       # below this a p99 is the largest record or next to it
+
+
+def kernel_view_rows(table: pd.DataFrame) -> tuple[list[str], list[list[str]], list[bool]]:
+    """Header, rows and right-alignment of a kernel_view_table: medians
+    over repetitions, ``*`` where the repetitions disagree; columns of
+    probes that did not run are left out, and submits/op unless some row
+    has submissions; p99 only from at least P99_MIN_RECORDS wake-ups."""
+    from analysis._kernel import ONLY_NONZERO, PER_OP, PER_RUN, WAKE
+
+    shown = []
+    for metric, head in PER_OP + PER_RUN:
+        values = table[metric].astype(float)
+        if values.isna().all():
+            continue
+        if metric in ONLY_NONZERO and not (values.fillna(0) != 0).any():
+            continue
+        shown.append((metric, head))
+    per_run = {m for m, _ in PER_RUN}
+    header = ["variant", "point", "reps"] + [h for _, h in shown]
+    right = [False, False, True] + [True] * len(shown)
+    wake = not table["wake_to_run_p50_ns"].astype(float).isna().all()
+    if wake:
+        header += ["wake-ups", WAKE[0][1], WAKE[1][1]]
+        right += [True, True, True]
+    rows = []
+    for r in table.itertuples(index=False):
+        noisy = set(filter(None, (r.noisy or "").split(", ")))
+        row = [str(r.variant), str(r.point), str(r.reps)]
+        for metric, _ in shown:
+            fmt = fmt_count if metric in per_run else fmt_value
+            row.append(fmt(getattr(r, metric)) + ("*" if metric in noisy else ""))
+        if wake:
+            few = r.wake_to_run_from == "records" and r.wakeups_recorded < P99_MIN_RECORDS
+            row += [str(r.wakeups_recorded) if r.wake_to_run_from == "records" else "-",
+                    fmt_value(r.wake_to_run_p50_ns),
+                    "-" if few else fmt_value(r.wake_to_run_p99_ns)]
+        rows.append(row)
+    return header, rows, right
+
+
+def overhead_rows(table: pd.DataFrame) -> tuple[list[str], list[list[str]], list[bool]]:
+    """Header, rows and right-alignment of a probe_overhead_table."""
+    units = [u for u in dict.fromkeys(table["unit"].astype(str)) if u]
+    u = f" [{units[0]}]" if len(units) == 1 else ""
+    header = ["variant", "point", "metric", "reps", f"without probes{u}", f"with probes{u}",
+              "overhead", "95% interval", "per repetition", ""]
+    right = [False, False, False, True, True, True, True, False, False, False]
+    rows = []
+    for r in table.itertuples(index=False):
+        unit = "" if u or not r.unit else f" {r.unit}"
+        rows.append([str(r.variant), str(r.point), str(r.metric), str(r.reps),
+                     fmt_value(r.median_without) + unit, fmt_value(r.median_with) + unit,
+                     fmt_percent(r.overhead), fmt_percent_interval(r.ci_low, r.ci_high),
+                     fmt_percent_interval(r.rep_low, r.rep_high), NOISY_MARK if r.noisy else ""])
+    return header, rows, right
+
+
+OVERHEAD_NOTE = ("overhead: the headline median with probes attached over the median without, "
+                 "minus one; 95% interval: from the two medians' 95% CIs taken crosswise (at "
+                 "least as wide as the ratio's own); per repetition: lowest and highest overhead "
+                 "of one repetition's run with probes against its twin without, run next to it; "
+                 f"{NOISY_MARK}: either side's repetition medians spread more than "
+                 f"{NOISY_SPREAD:.0%}")

@@ -9,7 +9,6 @@ column widths are then exact and nothing overlaps.
 
 from __future__ import annotations
 
-import os
 import textwrap
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -80,8 +79,10 @@ def _inch_to_fig(x: float, y: float) -> tuple[float, float]:
     return x / PAGE_W, 1 - y / PAGE_H
 
 
-def _wrap(text: str, width_in: float, size: float, mono: bool, hanging: str = "") -> list[str]:
-    em = MONO_EM if mono else SANS_EM
+def _wrap(text: str, width_in: float, size: float, mono: bool, hanging: str = "",
+          bold: bool = False) -> list[str]:
+    # bold glyphs are about a tenth wider than regular ones
+    em = (MONO_EM if mono else SANS_EM) * (1.12 if bold else 1.0)
     chars = max(20, int(width_in * 72 / (size * em)))
     out = []
     for para in text.split("\n"):
@@ -111,7 +112,11 @@ class _TableLayout:
         self.pad = 0.12 * self.line_h
         self.show_header = any(t.header)
         self.header_h = self.row_height([[h] for h in t.header]) if self.show_header else 0.0
-        self.caption_h = (t.size + 1) * LINE / 72 if t.caption else 0.0
+        # a long caption wraps (sans, bold: a little wider than the average)
+        self.caption_lines = _wrap(t.caption, (PAGE_W - 2 * MARGIN_X) * 0.94, t.size + 1,
+                                   False) if t.caption else []
+        self.caption_line_h = (t.size + 1) * LINE / 72
+        self.caption_h = len(self.caption_lines) * self.caption_line_h
         self.first_page_height = self.caption_h + self.header_h + sum(
             self.row_height(c) for c in self.cells[:t.max_rows])
 
@@ -195,7 +200,7 @@ class Report:
     def _text(self, block: Text) -> None:
         width = PAGE_W - 2 * MARGIN_X - block.indent
         h = block.size * LINE / 72
-        for line in _wrap(block.text, width, block.size, block.mono, block.hanging):
+        for line in _wrap(block.text, width, block.size, block.mono, block.hanging, block.bold):
             self._need(h)
             x, y = _inch_to_fig(MARGIN_X + block.indent, self._y)
             _put(self._fig, x, y, line, fontsize=block.size, va="top", color=block.color,
@@ -243,10 +248,12 @@ class Report:
             need = caption_h + header_h + (row_height(cells[i]) if i < len(cells) else 0)
             self._need(need)
             if t.caption:
-                fx, fy = _inch_to_fig(MARGIN_X, self._y)
-                _put(self._fig, fx, fy, t.caption + ("" if first else " (continued)"),
-                     fontsize=t.size + 1, weight="bold", va="top", family=SANS)
-                self._y += caption_h
+                lines = m.caption_lines if first else [m.caption_lines[0] + " (continued)"]
+                for line in lines:
+                    fx, fy = _inch_to_fig(MARGIN_X, self._y)
+                    _put(self._fig, fx, fy, line, fontsize=t.size + 1, weight="bold", va="top",
+                         family=SANS)
+                    self._y += m.caption_line_h
             if show_header:
                 draw_row(header_cells, True, "black")
             self._y += header_h

@@ -20,8 +20,17 @@ from lab import store
 
 NO_POINT = "-"
 # columns of Run.samples / Run.runs that a parameter name must not shadow
-_FIXED = ("run_id", "family", "variant", "point", "repetition", "status", "reason",
-          "duration_s", "metric", "unit", "sample", "value", "params")
+_FIXED = ("run_id", "family", "variant", "point", "repetition", "kernel_view", "status",
+          "reason", "duration_s", "ops", "metric", "unit", "sample", "value", "params", "probe",
+          "key")
+# Run.runs columns before the parameter columns
+_RUN_COLUMNS = ["run_id", "family", "variant", "point", "repetition", "kernel_view", "status",
+                "reason", "duration_s", "ops"]
+# Run.metrics columns: the run it belongs to, then the probes' tidy rows (lab/store.py)
+METRIC_COLUMNS = ["run_id", "family", "variant", "point", "repetition", "kernel_view", "probe",
+                  "metric", "key", "value"]
+# the wake-up records' columns (lab/probes/wakeups.c, stored by lab/store.write_wakeups)
+WAKEUP_COLUMNS = ["waking_to_run_ns", "wakeup_to_run_ns", "tid", "waker_cpu", "run_cpu"]
 
 
 @dataclass
@@ -35,6 +44,9 @@ class Run:
     skipped: pd.DataFrame       # variant points the runner did not run, with reasons
     families: dict[str, Any] = field(repr=False)
     environment: dict[str, Any] = field(repr=False)
+    # tidy: one row per probe metric of the ok runs with kernel view (metrics.parquet)
+    metrics: pd.DataFrame = field(default_factory=lambda: _empty_metrics(), repr=False)
+    _wakeups: dict[int, pd.DataFrame] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def name(self) -> str:
@@ -142,19 +154,24 @@ def load_run(run_dir: str) -> Run:
 
     runs = table(runs_meta, {"run_id": pd.Series([int(r["id"]) for r in runs_meta], dtype="int64")})
     runs["repetition"] = pd.Series([int(r.get("repetition", 0)) for r in runs_meta], dtype="int64")
+    # runs stored before the kernel view existed had no probes
+    runs["kernel_view"] = pd.Series([bool(r.get("kernel_view", False)) for r in runs_meta],
+                                    dtype="bool")
     runs["status"] = pd.Series([r.get("status", store.PENDING) for r in runs_meta], dtype="str")
     runs["reason"] = pd.Series([r.get("reason") for r in runs_meta], dtype="object")
     runs["duration_s"] = pd.Series([r.get("duration_s") for r in runs_meta], dtype="float64")
-    runs = runs[["run_id", "family", "variant", "point", "repetition", "status", "reason",
-                 "duration_s"] + [param_column(n) for n in param_names]]
+    runs["ops"] = pd.Series([r.get("ops") for r in runs_meta], dtype="Int64")
+    runs = runs[_RUN_COLUMNS + [param_column(n) for n in param_names]]
 
     skipped = table(skipped_meta, {})
     skipped["reason"] = pd.Series([s.get("reason") for s in skipped_meta], dtype="object")
     skipped = skipped[["family", "variant", "point", "reason"] + [param_column(n) for n in param_names]]
 
     samples = _load_samples(run_dir, runs, runs_meta, metric_order, units)
+    metrics = _load_metrics(run_dir, runs)
     return Run(path=run_dir, manifest=manifest, runs=runs, samples=samples, skipped=skipped,
-               families=families, environment=dict(manifest.get("environment") or {}))
+               families=families, environment=dict(manifest.get("environment") or {}),
+               metrics=metrics)
 
 
 def _load_samples(run_dir: str, runs: pd.DataFrame, runs_meta: list[dict[str, Any]],
@@ -208,11 +225,114 @@ def _load_samples(run_dir: str, runs: pd.DataFrame, runs_meta: list[dict[str, An
         "variant": base["variant"],
         "point": base["point"],
         "repetition": base["repetition"],
+        "kernel_view": base["kernel_view"],
         "metric": pd.Categorical(metric, categories=metric_cats),
         "unit": pd.Categorical(unit),
         "sample": sample,
         "value": value,
     })
-    for col in runs.columns[8:]:
+    for col in runs.columns[len(_RUN_COLUMNS):]:
         out[col] = base[col]
     return out
+
+
+def _empty_metrics() -> pd.DataFrame:
+    return pd.DataFrame({
+        "run_id": pd.Series(dtype="int64"), "family": pd.Categorical([]),
+        "variant": pd.Categorical([]), "point": pd.Categorical([]),
+        "repetition": pd.Series(dtype="int64"), "kernel_view": pd.Series(dtype="bool"),
+        "probe": pd.Categorical([]), "metric": pd.Categorical([]),
+        "key": pd.Series(dtype="str"), "value": pd.Series(dtype="float64")})
+
+
+def _load_metrics(run_dir: str, runs: pd.DataFrame) -> pd.DataFrame:
+    """metrics.parquet joined with the runs it describes.  Like samples, a
+    run's rows count only when the manifest lists it as ok; a run that was
+    interrupted after its rows were written and then re-run on resume has
+    two blocks of rows, and the later one (the run that finished) counts."""
+    import pyarrow.parquet as pq
+
+    path = os.path.join(run_dir, store.METRICS)
+    if not os.path.exists(path):
+        return _empty_metrics()
+    try:
+        table = pq.read_table(path, columns=["run_id", "probe", "metric", "key", "value"])
+    except Exception as e:          # pyarrow raises several types for a bad file
+        raise store.ResultsError(f"{path}: unreadable probe metrics: {e}") from None
+    frame = table.to_pandas()
+    run_id = frame["run_id"].to_numpy(dtype=np.int64)
+    # rows of one run are written together: a second block of the same run_id
+    # is that run again, after a resume
+    block = np.concatenate([[0], np.cumsum(run_id[1:] != run_id[:-1])]) if run_id.size else run_id
+    last_block = pd.Series(block).groupby(run_id).transform("max").to_numpy() \
+        if run_id.size else block
+    ok = runs[runs["status"] == store.OK].set_index("run_id")
+    frame = frame[(block == last_block) & np.isin(run_id, ok.index.to_numpy())]
+    base = ok.loc[frame["run_id"].to_numpy()].reset_index()
+    probe, metric = frame["probe"].astype(str), frame["metric"].astype(str)
+    return pd.DataFrame({
+        "run_id": base["run_id"].astype("int64"),
+        "family": base["family"],
+        "variant": base["variant"],
+        "point": base["point"],
+        "repetition": base["repetition"],
+        "kernel_view": base["kernel_view"],
+        "probe": pd.Categorical(probe, categories=list(dict.fromkeys(probe))),
+        "metric": pd.Categorical(metric, categories=list(dict.fromkeys(metric))),
+        "key": pd.Series(frame["key"].astype(str).to_numpy(), dtype="str"),
+        "value": frame["value"].to_numpy(dtype=np.float64),
+    })
+
+
+def load_wakeups(run: Run, run_ids=None, missing: str = "raise") -> pd.DataFrame:
+    """The probes' wake-up records (one row per wake-up of a run's threads
+    in its measured window) of the ok runs listed, or of every ok run that
+    has them: run_id, waking_to_run_ns, wakeup_to_run_ns, tid, waker_cpu,
+    run_cpu, family, variant, point, repetition.  Files are read on first
+    use and kept with the Run.  A file the manifest lists but that is gone
+    raises lab.store.ResultsError, or is left out with ``missing="skip"``."""
+    if missing not in ("raise", "skip"):
+        raise ValueError(f"missing: 'raise' or 'skip', not {missing!r}")
+    files = {int(r["id"]): r.get("kernel_file") for r in run.manifest.get("runs") or []
+             if r.get("status") == store.OK and r.get("kernel_file")}
+    ids = list(files) if run_ids is None else [int(i) for i in run_ids if int(i) in files]
+    parts = []
+    for run_id in ids:
+        if run_id not in run._wakeups:
+            frame = _read_wakeups(os.path.join(run.path, files[run_id]), run_id, missing)
+            if frame is None:
+                continue
+            run._wakeups[run_id] = frame
+        parts.append(run._wakeups[run_id])
+    info = run.runs.set_index("run_id")[["family", "variant", "point", "repetition"]]
+    if parts:
+        out = pd.concat(parts, ignore_index=True)
+    else:
+        out = pd.DataFrame({"run_id": pd.Series(dtype="int64"),
+                            **{c: pd.Series(dtype="uint64" if c.endswith("_ns") else "int64")
+                               for c in WAKEUP_COLUMNS}})
+    joined = info.loc[out["run_id"].to_numpy()].reset_index(drop=True)
+    for col in ("family", "variant", "point", "repetition"):
+        out[col] = joined[col].to_numpy() if col == "repetition" else joined[col].array
+    return out
+
+
+def _read_wakeups(path: str, run_id: int, missing: str) -> pd.DataFrame | None:
+    import pyarrow.parquet as pq
+    try:
+        table = pq.read_table(path)
+    except FileNotFoundError:
+        if missing == "skip":
+            return None
+        raise store.ResultsError(
+            f"{path}: missing, but the manifest lists it as the wake-ups of run {run_id}") from None
+    except Exception as e:
+        if missing == "skip":
+            return None
+        raise store.ResultsError(f"{path}: unreadable wake-ups of run {run_id}: {e}") from None
+    frame = table.to_pandas()
+    absent = [c for c in WAKEUP_COLUMNS if c not in frame.columns]
+    if absent:
+        raise store.ResultsError(f"{path}: wake-up records lack {', '.join(absent)}")
+    frame.insert(0, "run_id", np.full(len(frame), run_id, dtype=np.int64))
+    return frame[["run_id"] + WAKEUP_COLUMNS]

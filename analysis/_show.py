@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from analysis import _views
-from analysis._format import CI_NOTE, NOISY_NOTE, align_text, fmt_ratio, summary_table
+from analysis import _kernel, _views
+from analysis._format import (CI_NOTE, KERNEL_NOISY_NOTE, NOISY_NOTE, OVERHEAD_NOTE, align_text,
+                              fmt_ratio, kernel_view_rows, overhead_rows, summary_table)
 from analysis._results import Run
 
 
@@ -21,10 +22,12 @@ def _wrap_items(first: str, items: list[str], width: int = 110, indent: str = " 
 
 
 def show_text(run: Run, family: str | None = None) -> str:
-    """Per family: a table of every variant, point and metric (n, median,
-    p90, p99, 95% CI of the median, spread of the per-repetition medians,
-    noisy marker), then the skipped points and not-ok runs with their
-    reasons, then the headline medians relative to the reference variant."""
+    """Per family: which runs the user-side numbers come from, a table of
+    every variant, point and metric (n, median, p90, p99, 95% CI of the
+    median, spread of the per-repetition medians, noisy marker), the kernel
+    view (or why there is none), the probe overhead when it was measured,
+    then the skipped points and not-ok runs with their reasons, then the
+    headline medians relative to the reference variant."""
     families = list(run.families)
     if family is not None:
         if family not in run.families:
@@ -36,7 +39,7 @@ def show_text(run: Run, family: str | None = None) -> str:
     state = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no runs"
     out = [f"{run.name}: {len(run.runs)} runs ({state}), {len(run.skipped)} skipped; "
            f"status {run.manifest.get('status', '?')}; {run.path}"]
-    any_noisy = False
+    any_noisy = any_kernel_noisy = any_overhead = False
     for name in families:
         fam = run.families[name]
         out += ["", f"[{name}]  {fam.get('summary', '')}"]
@@ -44,9 +47,21 @@ def show_text(run: Run, family: str | None = None) -> str:
         if summary.empty:
             out.append("  no samples: no run of this family finished ok")
         else:
+            _, source = _views.user_side_note(run, name)
+            out += _wrap_words(source, "  ")
             header, rows = summary_table(summary)
             out += align_text(header, rows)
             any_noisy |= bool(summary["noisy"].any())
+        out += _kernel_lines(run, name)
+        kernel = _kernel.kernel_view_table(run, name)
+        any_kernel_noisy |= bool(len(kernel) and kernel["noisy"].astype(bool).any())
+        overhead = _kernel.probe_overhead_table(run, name)
+        if len(overhead):
+            any_overhead = True
+            header, rows, right = overhead_rows(overhead)
+            out.append("  probe overhead (headline medians, with probes against without):")
+            out += align_text(header, rows, right=right)
+            out += _wrap_words(_kernel.overhead_sentence(run, name), "  ")
         skipped = _views.skipped_lines(run, name)
         if skipped:
             out.append("  skipped:")
@@ -64,4 +79,27 @@ def show_text(run: Run, family: str | None = None) -> str:
     if any_noisy:
         out.append(NOISY_NOTE)
     out.append(CI_NOTE)
+    if any_kernel_noisy:
+        out.append("kernel view " + KERNEL_NOISY_NOTE)
+    if any_overhead:
+        out += _wrap_words(OVERHEAD_NOTE, "")
     return "\n".join(out)
+
+
+def _wrap_words(text: str | None, indent: str, width: int = 110) -> list[str]:
+    import textwrap
+    if not text:
+        return []
+    return textwrap.wrap(text, width, initial_indent=indent, subsequent_indent=indent + "  ",
+                         break_on_hyphens=False)
+
+
+def _kernel_lines(run: Run, family: str) -> list[str]:
+    """The family's kernel view table, or why it has none."""
+    reason = _kernel.kernel_view_status(run, family)
+    if reason is not None:
+        return [f"  no kernel view: {reason}"]
+    table = _kernel.kernel_view_table(run, family)
+    header, rows, right = kernel_view_rows(table)
+    return (["  kernel view (probes, per operation in the measured window; median over "
+             "the runs with probes):"] + align_text(header, rows, right=right))

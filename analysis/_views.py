@@ -1,6 +1,13 @@
 """What the report, `lab show` and the notebooks look at in a Run: each
 variant's headline metric, ratios to the family's reference variant, and
-the runs and points that contributed nothing (with the reason why)."""
+the runs and points that contributed nothing (with the reason why).
+
+Which runs a number comes from (``run_sources``): when a (family, variant,
+point) has ok runs both with and without probes (the suite set
+``probe_overhead``), user-side numbers come from the runs without probes,
+unperturbed, and the kernel view from the runs with them; otherwise both
+sides use every ok run of the cell.  headline(), family_summary() and
+headline_samples() follow that rule; Run.samples keeps every sample."""
 
 from __future__ import annotations
 
@@ -13,31 +20,123 @@ from analysis._results import NO_POINT, Run
 from analysis._stats import summarise
 
 _SUMMARY_CACHE = "_analysis_summary_cache"
+_SOURCES_CACHE = "_analysis_sources_cache"
+
+# how the runs of a (family, variant, point) cell are used (run_sources)
+PAIRED = "paired"           # runs with and without probes: user side without, kernel view with
+PROBED = "probed"           # only runs with probes: both sides use them
+UNPROBED = "unprobed"       # only runs without probes: no kernel view
+
+OVERHEAD_HINT = "probe overhead not measured (set probe_overhead = true in [suite])"
+
+
+def run_sources(run: Run) -> pd.DataFrame:
+    """One row per ok run: run_id, family, variant, point, repetition,
+    kernel_view, ``cell`` (paired / probed / unprobed), and whether the run
+    feeds the user-side numbers (``user_side``) and the kernel view
+    (``kernel_side``)."""
+    cache = run.__dict__.setdefault(_SOURCES_CACHE, {})
+    key = (id(run.runs), len(run.runs))
+    if key not in cache:
+        cache.clear()
+        ok = run.runs[run.runs["status"] == "ok"][
+            ["run_id", "family", "variant", "point", "repetition", "kernel_view"]].copy()
+        kinds = ok.groupby(["family", "variant", "point"], observed=True)["kernel_view"] \
+            .agg(lambda k: PAIRED if k.any() and not k.all() else PROBED if k.all() else UNPROBED)
+        cells = pd.MultiIndex.from_frame(ok[["family", "variant", "point"]])
+        ok["cell"] = kinds.reindex(cells).to_numpy()
+        ok["user_side"] = (ok["cell"] != PAIRED) | ~ok["kernel_view"]
+        ok["kernel_side"] = ok["kernel_view"].astype(bool)
+        cache[key] = ok.reset_index(drop=True)
+    return cache[key]
+
+
+def user_samples(run: Run) -> pd.DataFrame:
+    """run.samples restricted to the runs that feed user-side numbers."""
+    src = run_sources(run)
+    ids = src.loc[src["user_side"], "run_id"].to_numpy()
+    if len(ids) == len(src):
+        return run.samples
+    return run.samples[run.samples["run_id"].isin(ids)]
+
+
+def kernel_run_ids(run: Run, family: str | None = None) -> list[int]:
+    """The ok runs with kernel view (of one family, or all)."""
+    src = run_sources(run)
+    if family is not None:
+        src = src[src["family"].astype(str) == family]
+    return src.loc[src["kernel_side"], "run_id"].astype(int).tolist()
+
+
+def cell_kinds(run: Run, family: str) -> dict[tuple[str, str], str]:
+    """(variant, point) -> paired / probed / unprobed, in table order."""
+    src = run_sources(run)
+    src = src[src["family"].astype(str) == family].sort_values(["variant", "point"], kind="stable")
+    return {(str(r.variant), str(r.point)): r.cell for r in src.itertuples(index=False)}
+
+
+def _cells_text(cells: list[tuple[str, str]]) -> str:
+    return ", ".join(label(v, p) for v, p in cells)
+
+
+def user_side_note(run: Run, family: str) -> tuple[str, str]:
+    """(short, full): which runs the family's user-side numbers come from.
+    The short form goes into a table caption, the full one under it."""
+    kinds = cell_kinds(run, family)
+    by_kind: dict[str, list] = {PAIRED: [], PROBED: [], UNPROBED: []}
+    for cell, kind in kinds.items():
+        by_kind[kind].append(cell)
+    overhead_set = bool(run.manifest.get("suite", {}).get("settings", {}).get("probe_overhead"))
+    probed_why = ("measured with probes attached: no run of it without probes finished ok"
+                  if overhead_set else f"measured with probes attached; {OVERHEAD_HINT}")
+    if not kinds:
+        return "", ""
+    if len(by_kind[PAIRED]) == len(kinds):
+        return ("user side: runs without probes",
+                "User-side numbers come from the runs without probes; each ran interleaved "
+                "with a twin with probes attached, which gives the kernel view and the probe "
+                "overhead.")
+    if len(by_kind[PROBED]) == len(kinds):
+        text = probed_why[0].upper() + probed_why[1:]
+        return probed_why, text + "."
+    if len(by_kind[UNPROBED]) == len(kinds):
+        return "runs without probes", "Measured without probes attached (no kernel view)."
+    parts = []
+    if by_kind[PAIRED]:
+        parts.append(f"runs without probes for {_cells_text(by_kind[PAIRED])} (their twins with "
+                     "probes give the kernel view and the probe overhead)")
+    if by_kind[PROBED]:
+        parts.append(f"{_cells_text(by_kind[PROBED])}: {probed_why}")
+    if by_kind[UNPROBED]:
+        parts.append(f"{_cells_text(by_kind[UNPROBED])}: measured without probes (no kernel view)")
+    return "user side: mixed, see below", "User-side numbers: " + "; ".join(parts) + "."
 
 
 def headline_samples(run: Run, family: str) -> pd.DataFrame:
-    """The samples of each variant's headline metric (manifest
-    families[family].variants[v].headline) in that family."""
+    """The user-side samples (run_sources) of each variant's headline metric
+    (manifest families[family].variants[v].headline) in that family."""
     fam = run.families[family]
     heads = {v: d["headline"] for v, d in fam["variants"].items()}
-    s = run.samples
+    s = user_samples(run)
     s = s[s["family"] == family]
     keep = s["metric"].astype(str).to_numpy() == s["variant"].astype(str).map(heads).to_numpy()
     return s[keep]
 
 
 def _summary(run: Run, seed: int = 0) -> pd.DataFrame:
-    """summarise(run.samples), computed once per Run and seed."""
+    """summarise(user_samples(run)), computed once per Run and seed."""
     cache = run.__dict__.setdefault(_SUMMARY_CACHE, {})
-    key = (seed, id(run.samples), len(run.samples))     # a notebook may replace .samples
+    # a notebook may replace .samples or .runs
+    key = (seed, id(run.samples), len(run.samples), id(run.runs), len(run.runs))
     if key not in cache:
         cache.clear()
-        cache[key] = summarise(run.samples, seed=seed)
+        cache[key] = summarise(user_samples(run), seed=seed)
     return cache[key]
 
 
 def family_summary(run: Run, family: str, seed: int = 0) -> pd.DataFrame:
-    """Every metric of every variant and point of a family, in manifest order."""
+    """Every metric of every variant and point of a family, in manifest
+    order, from the user-side runs (run_sources)."""
     s = _summary(run, seed)
     return s[s["family"] == family].reset_index(drop=True)
 

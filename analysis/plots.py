@@ -6,7 +6,7 @@ share them.  Axes switch to log scale when the data span more than a decade
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -86,48 +86,20 @@ def cdf(ax, samples_df: pd.DataFrame, metric: str | None = None,
         by.append("metric")
     groups = [(k if isinstance(k, tuple) else (k,), g)
               for k, g in df.groupby(by, observed=True, sort=True)] if len(df) else []
-    values = df["value"].to_numpy(dtype=float) if len(df) else np.array([])
-    if log is None:
-        log = _spans_decades([values.min(), values.max()]) if values.size else False
     colors = _colors(len(groups))
+    curves = []
     for i, (key, g) in enumerate(groups):
-        x = np.sort(g["value"].to_numpy(dtype=float))
-        n = x.size
-        y = np.arange(1, n + 1) / n
-        if n > max_points:
-            idx = np.unique(np.linspace(0, n - 1, max_points).round().astype(int))
-            x, y = x[idx], y[idx]
-        top = x[-1]
         names = dict(zip(by, (str(k) for k in key)))
         text = _label(names.get("variant", ""), names.get("point", "-")).strip()
         extra = [names[c] for c in by if c not in ("variant", "point")]
         text = " ".join([text] + extra) if text else " ".join(extra)
-        ax.step(x, y, where="post", color=colors[i], linestyle=_STYLES[(i // 10) % len(_STYLES)],
-                linewidth=1.3, label=f"{text} (n={n}, max {fmt_value(top)})")
-    if log:
-        ax.set_xscale("log")
-    if clip_tail is not None and groups:
-        # the slowest p99.9 bounds the view; a few far outliers would otherwise
-        # squeeze every curve into a corner (their maxima are in the legend)
-        right = max(float(np.quantile(g["value"].to_numpy(dtype=float), clip_tail))
-                    for _, g in groups)
-        left = float(values.min())
-        if right > left:
-            ax.set_xlim(left / 1.25 if log else left - 0.03 * (right - left),
-                        right * 1.25 if log else right + 0.03 * (right - left))
-    for q in (0.5, 0.9, 0.99):
-        ax.axhline(q, color="0.8", linewidth=0.6, zorder=0)
-    ax.set_ylim(0, 1.005)
-    ax.set_yticks([0, 0.25, 0.5, 0.75, 0.9, 1.0])
+        curves.append((text, g["value"].to_numpy(dtype=float),
+                       {"color": colors[i], "linestyle": _STYLES[(i // 10) % len(_STYLES)]}))
     name = metrics[0] if len(metrics) == 1 else "value"
-    ax.set_xlabel(_axis_label(name, _units(df), log))
-    ax.set_ylabel("fraction of samples \u2264 x")
-    ax.grid(True, which="major", axis="x", color="0.9", linewidth=0.6)
-    if title:
-        ax.set_title(title, parse_math=False)
-    if legend:
-        _legend_right(ax)
-    return ax
+    units = _units(df)
+    return cdf_curves(ax, curves, xlabel=lambda is_log: _axis_label(name, units, is_log),
+                      ylabel="fraction of samples \u2264 x", log=log, title=title,
+                      legend=legend, max_points=max_points, clip_tail=clip_tail)
 
 
 def _row_labels(summary_df: pd.DataFrame) -> list[str]:
@@ -256,4 +228,56 @@ def ratio(ax, summary_df: pd.DataFrame, reference_variant: str, log: bool | None
         ax.set_title(title, parse_math=False)
     if legend:
         _legend_below(ax, ncol=2, fontsize=8)
+    return ax
+
+
+def cdf_curves(ax, curves: Sequence[tuple[str, Sequence[float], dict]],
+               xlabel: str | Callable[[bool], str], ylabel: str = "fraction \u2264 x",
+               log: bool | None = None, title: str | None = None, legend: bool = True,
+               max_points: int = MAX_CDF_POINTS, clip_tail: float | None = 0.999):
+    """Empirical CDFs of several value sets on one axes: ``curves`` is a
+    list of (label, values, line style keywords for Axes.step); cdf() draws
+    through it, and so do distributions that do not share a samples table
+    (user-side samples against the probes' records).  Log x when the values
+    span more than a decade (unless ``log`` says otherwise); the view ends
+    at the largest p99.9 (``clip_tail``; None shows everything: a few far
+    outliers would otherwise squeeze every curve into a corner); each legend
+    entry gives n and the maximum.  ``xlabel`` may be a function of whether
+    the axis is logarithmic."""
+    kept = [(name, np.sort(np.asarray(v, dtype=float)), style) for name, v, style in curves]
+    kept = [(name, x[np.isfinite(x)], style) for name, x, style in kept]
+    kept = [(name, x, style) for name, x, style in kept if x.size]
+    everything = np.concatenate([x for _, x, _ in kept]) if kept else np.array([])
+    if log is None:
+        log = _spans_decades([everything.min(), everything.max()]) if everything.size else False
+    for name, x, style in kept:
+        n = x.size
+        y = np.arange(1, n + 1) / n
+        top = x[-1]
+        if n > max_points:
+            idx = np.unique(np.linspace(0, n - 1, max_points).round().astype(int))
+            x, y = x[idx], y[idx]
+        ax.step(x, y, where="post", **{"linewidth": 1.3, **style},
+                label=f"{name} (n={n}, max {fmt_value(top)})")
+    if log:
+        ax.set_xscale("log")
+    if clip_tail is not None and kept:
+        right = max(float(np.quantile(x, clip_tail)) for _, x, _ in kept)
+        left = float(everything.min())
+        if log and left <= 0:
+            left = float(everything[everything > 0].min()) if (everything > 0).any() else 1.0
+        if right > left:
+            ax.set_xlim(left / 1.25 if log else left - 0.03 * (right - left),
+                        right * 1.25 if log else right + 0.03 * (right - left))
+    for q in (0.5, 0.9, 0.99):
+        ax.axhline(q, color="0.8", linewidth=0.6, zorder=0)
+    ax.set_ylim(0, 1.005)
+    ax.set_yticks([0, 0.25, 0.5, 0.75, 0.9, 1.0])
+    ax.set_xlabel(xlabel(log) if callable(xlabel) else xlabel + (" (log scale)" if log else ""))
+    ax.set_ylabel(ylabel)
+    ax.grid(True, which="major", axis="x", color="0.9", linewidth=0.6)
+    if title:
+        ax.set_title(title, parse_math=False)
+    if legend:
+        _legend_right(ax)
     return ax

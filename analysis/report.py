@@ -13,6 +13,7 @@ import os
 import sys
 from typing import Any
 
+from analysis._kernel import kernel_view_line, kernel_view_status
 from analysis._pages import Heading, Report, Space, Table, Text
 from analysis._results import Run, load_run
 from lab.store import atomic_output
@@ -76,16 +77,12 @@ def title_blocks(run: Run) -> list:
                  f"{len(run.skipped)} variant points skipped"],
         ["families", ", ".join(run.families) or "-"],
     ]
-    kv = m.get("kernel_view") or {}
-    if kv.get("enabled"):
-        kernel_view = "kernel view: enabled" + (f" ({kv['reason']})" if kv.get("reason") else "")
-    else:
-        kernel_view = f"no kernel view: {kv.get('reason') or 'not recorded'}"
+    kernel_view = kernel_view_line(run)
+    enabled = kernel_view_status(run) is None
     blocks = [Heading(f"upcall-lab report: {suite.get('name', run.name)}", size=20),
               Text(suite.get("description") or "", size=11), Space(0.1),
               Table(["", ""], facts, size=9, wrap={1: 110}),
-              Text(kernel_view, size=10, bold=True,
-                   color="black" if kv.get("enabled") else "#a63603")]
+              Text(kernel_view, size=10, bold=True, color="black" if enabled else "#a63603")]
     env = run.environment
     first, rest = environment_order(env)
     blocks += [Space(0.05), Heading("Machine", size=13, keep_with_next=0.6)]

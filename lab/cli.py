@@ -64,15 +64,18 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    import contextlib
     import os
 
-    from lab import environment, runner, store, suite as suite_mod
+    from lab import environment, probes, runner, store, suite as suite_mod
 
     try:
+        wanted = probes.parse_selection(args.probes) if args.probes else None
         if args.resume:
             run_dir = store.resolve_run_dir(args.resume, args.out)
             manifest = store.read_manifest(run_dir)
             timeout = manifest["suite"]["settings"]["timeout"]
+            wanted = tuple(manifest["kernel_view"].get("probes") or ())
             print(f"resuming {run_dir}", file=sys.stderr)
         else:
             suite = suite_mod.load(args.suite)
@@ -81,26 +84,38 @@ def cmd_run(args: argparse.Namespace) -> int:
             if caps.get("native"):
                 _print_error(caps["native"])
                 return 1
+            # all bad input is found before probes load or anything is written
             runs, skipped = runner.plan(suite, caps)
             runner.check_cpus(suite, runs)
-            for s in skipped:
-                print(f"skipping {s['family']}/{s['variant']}: {s['reason']}", file=sys.stderr)
             if not runs:
                 _print_error(f"{suite.path}: nothing to run here (every variant was skipped)")
                 return 1
-            kernel_view = {"enabled": False,
-                           "reason": "kernel probes are not part of this lab version yet"}
+            timeout = suite.settings["timeout"]
+    except (suite_mod.SuiteError, store.ResultsError, ValueError) as e:
+        _print_error(str(e))
+        return EXIT_BAD_INPUT
+
+    with contextlib.ExitStack() as stack:
+        session, kernel_view = _start_probes(stack, wanted, explicit=args.probes is not None)
+        if args.resume:
+            if wanted and session is None:
+                print(f"no kernel view for the resumed runs: {kernel_view['reason']}",
+                      file=sys.stderr)
+        else:
+            # the same plan, now knowing whether the runs get the kernel view
+            runs, skipped = runner.plan(suite, caps, kernel_view=session is not None)
+            for s in skipped:
+                print(f"skipping {s['family']}/{s['variant']}: {s['reason']}", file=sys.stderr)
+            if session is None:
+                print(f"no kernel view: {kernel_view['reason']}", file=sys.stderr)
             run_dir = store.create_run_dir(args.out, suite.name)
             store.atomic_write(os.path.join(run_dir, store.SUITE_COPY), suite.text.encode())
             manifest = runner.new_manifest(suite, runs, skipped, environment.fingerprint(facts),
                                            caps, kernel_view)
             store.write_manifest(run_dir, manifest)
-            timeout = suite.settings["timeout"]
-    except (suite_mod.SuiteError, store.ResultsError) as e:
-        _print_error(str(e))
-        return EXIT_BAD_INPUT
+        status = runner.Runner(run_dir, manifest, timeout, probes=session,
+                               progress=not args.quiet).execute()
 
-    status = runner.Runner(run_dir, manifest, timeout, progress=not args.quiet).execute()
     runs = manifest["runs"]
     counts = {}
     for r in runs:
@@ -117,6 +132,33 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         print(run_dir)
     return 0
+
+
+def _start_probes(stack, wanted, explicit: bool):
+    """Start the probe session a run asked for.  Returns (session or None,
+    the manifest's kernel_view record).  By default probes run when they
+    can and a run without them says why; asked for explicitly and
+    impossible, that is said too, and the runs still happen."""
+    from lab import probes
+
+    names = probes.CONCERN_NAMES if wanted is None else wanted
+    record = {"enabled": False, "probes": list(names), "reason": None}
+    if not names:
+        record["reason"] = "probes switched off (--probes=none)"
+        return None, record
+    reason = probes.unavailable_reason()
+    if reason is None:
+        print("compiling and attaching probes: " + ", ".join(names), file=sys.stderr)
+        try:
+            session = stack.enter_context(probes.ProbeSession(names))
+        except (probes.ProbeError, OSError) as e:
+            reason = str(e)
+        else:
+            record.update(enabled=True, headers=session.headers.description,
+                          tracepoints={c.name: list(c.tracepoints) for c in session.concerns})
+            return session, record
+    record["reason"] = reason
+    return None, record
 
 
 def cmd_show(args: argparse.Namespace) -> int:
@@ -173,12 +215,17 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog="examples:\n"
                               "  lab run experiments/quick.toml\n"
                               "  lab run experiments/baseline.toml --out /var/tmp/lab --report\n"
+                              "  lab run experiments/quick.toml --probes=switches,syscalls\n"
                               "  lab run --resume results/20261122-101500-baseline")
     p.add_argument("suite", nargs="?", help="suite file (TOML), e.g. experiments/quick.toml")
     p.add_argument("--out", default="results", metavar="DIR",
                    help="where run folders are created (default: results)")
     p.add_argument("--report", action="store_true", help="write the PDF report at the end and print its path")
     p.add_argument("--resume", metavar="RUN_DIR", help="finish the pending runs of an interrupted run folder")
+    p.add_argument("--probes", metavar="all|none|LIST",
+                   help="kernel probes beside every run: all (default when root and bcc work), "
+                        "none, or a comma-separated list of: switches, wakeups, syscalls, "
+                        "io_uring, migrations")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=cmd_run)
 
@@ -206,12 +253,23 @@ def _version() -> str:
     return f"upcall-lab {__version__}"
 
 
+def _terminate(signum, frame):
+    raise KeyboardInterrupt     # SIGTERM stops like Ctrl-C: cleanly, state restored
+
+
 def main(argv: list[str] | None = None) -> int:
+    import signal
+
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "run" and not args.suite and not args.resume:
         parser.error("run: give a SUITE.toml or --resume RUN_DIR")
-    return args.func(args)
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("lab: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

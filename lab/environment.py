@@ -75,7 +75,11 @@ bpf
     bpf.jit_enable              int|None      sysctl net.core.bpf_jit_enable
     bpf.tracefs                 str           mount point or "not mounted (...)"
     bpf.bcc                     str|None      where Debian's bcc module is (not imported)
-    bpf.kernel_headers          str|None      headers bcc can compile against
+    bpf.kernel_headers          str           headers bcc compiles against (a stand-in
+                                              when none match the running kernel)
+    probes.status               str           "available", or "unavailable" (warn, with why)
+    probes.concerns             list[str]     the probes a run attaches by default
+    probes.tracepoints          list[str]     every tracepoint they use (category:event)
     bpf.kprobes                 str           CONFIG_KPROBES: "on", "off" or "unknown"
 noise
     noise.loadavg_1min          float|None    tasks, 1-minute load average
@@ -674,26 +678,6 @@ def _bcc_location() -> tuple[str | None, str]:
     return None, "bcc not found: install python3-bpfcc (apt-get install bpfcc-tools) for probes"
 
 
-def _kernel_headers() -> tuple[str | None, str]:
-    """Headers bcc would compile its probes against."""
-    release = platform.release()
-    override = os.environ.get("BCC_KERNEL_SOURCE")
-    if override and os.path.isdir(override):
-        return override, ""
-    build = f"/lib/modules/{release}/build"
-    if os.path.isdir(build):
-        return build, ""
-    if os.path.exists("/sys/kernel/kheaders.tar.xz"):
-        return "/sys/kernel/kheaders.tar.xz", ""
-    try:
-        others = sorted(d for d in os.listdir("/usr/src") if d.startswith("linux-headers-"))
-    except OSError:
-        others = []
-    hint = f" (other versions in /usr/src: {', '.join(others)})" if others else ""
-    return None, (f"no kernel headers for {release} (no {build}, no CONFIG_IKHEADERS): bcc needs "
-                  f"BCC_KERNEL_SOURCE pointing at the nearest headers{hint}")
-
-
 def _bpf_facts() -> list[Fact]:
     tracefs = None
     try:
@@ -709,7 +693,11 @@ def _bpf_facts() -> list[Fact]:
     kprobes = "unknown" if config is None else \
         "on" if config.get("CONFIG_KPROBES") == "y" else "off"
     bcc, bcc_note = _bcc_location()
-    headers, headers_note = _kernel_headers()
+    from lab import probes
+    from lab.probes import headers as probe_headers
+    headers = probe_headers.find(build=False)
+    probes_reason = probes.unavailable_reason()
+    tracepoints = sorted({tp for c in (probes.FILTER,) + probes.CONCERNS for tp in c.tracepoints})
     jit = _read_int("/proc/sys/net/core/bpf_jit_enable")
     return [
         Fact("bpf", "bpf.btf_vmlinux", os.path.exists("/sys/kernel/btf/vmlinux")),
@@ -722,8 +710,13 @@ def _bpf_facts() -> list[Fact]:
         Fact("bpf", "bpf.tracefs",
              tracefs or "not mounted (the lab mounts it when it runs probes)"),
         Fact("bpf", "bpf.bcc", bcc, status="warn" if bcc_note else "ok", note=bcc_note),
-        Fact("bpf", "bpf.kernel_headers", headers, status="warn" if headers_note else "ok",
-             note=headers_note),
+        Fact("bpf", "bpf.kernel_headers", headers.description,
+             **_flag(("warn", headers.problem) if headers.problem else ())),
+        Fact("bpf", "probes.status", "available" if probes_reason is None else "unavailable",
+             **_flag(("warn", f"{probes_reason}; runs happen without the kernel view")
+                     if probes_reason else ())),
+        Fact("bpf", "probes.concerns", list(probes.CONCERN_NAMES)),
+        Fact("bpf", "probes.tracepoints", tracepoints),
         Fact("bpf", "bpf.kprobes", kprobes,
              note="tracepoints only" if kprobes != "on" else
              "tracepoints only (the lab's probes never use kprobes)"),

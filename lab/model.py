@@ -98,9 +98,12 @@ class RunContext:
 
 @dataclass
 class Measurement:
-    """What a variant's ``run`` returns: sample arrays, named by metric."""
+    """What a variant's ``run`` returns: sample arrays, named by metric, and
+    how many operations the measured window held (the probes' counts are
+    divided by it: switches per operation, system calls per operation)."""
 
     series: dict[str, Any]              # metric name -> 1-D NumPy array
+    ops: int                            # operations in the measured window
     counters: dict[str, float] = field(default_factory=dict)
 
 

@@ -33,12 +33,15 @@ class PlannedRun:
     repetition: int
     cpu: int
     peer_cpu: int
+    kernel_view: bool = False           # probes attached to this run
     status: str = store.PENDING
     reason: str | None = None
     started_at: str | None = None
     duration_s: float | None = None
     window_ns: int | None = None
+    ops: int | None = None              # operations in the measured window
     samples_file: str | None = None
+    kernel_file: str | None = None
     n_samples: dict[str, int] = field(default_factory=dict)
     counters: dict[str, float] = field(default_factory=dict)
 
@@ -51,26 +54,40 @@ class PlannedRun:
 
 
 class RunObserver(Protocol):
-    """Kernel-side view of one run (the probes); the default sees nothing."""
+    """Kernel-side view of one run (lab.probes.ProbeSession): track the
+    worker from its spawn, count between its "ready" and "done"."""
 
+    def track(self, pid: int) -> None: ...
     def arm(self, tgids: list[int]) -> None: ...
-    def disarm(self) -> dict[str, float]: ...
+    def disarm(self) -> Any: ...        # a lab.probes.KernelView
+    def untrack(self) -> None: ...
 
 
 class NoObserver:
+    """A run without the kernel view."""
+
+    def track(self, pid: int) -> None:
+        pass
+
     def arm(self, tgids: list[int]) -> None:
         pass
 
-    def disarm(self) -> dict[str, float]:
-        return {}
+    def disarm(self) -> None:
+        return None
+
+    def untrack(self) -> None:
+        pass
 
 
-def plan(suite: Suite, capabilities: dict[str, str | None]) -> tuple[list[PlannedRun], list[dict]]:
+def plan(suite: Suite, capabilities: dict[str, str | None],
+         kernel_view: bool = False) -> tuple[list[PlannedRun], list[dict]]:
     """Expand the suite into runs, interleaved across variants and points.
 
     Repetition r visits every (family, variant, point) once, in an order
     rotated by r * n / repetitions, so each variant meets every position in
-    the sequence (and whatever drift the machine has) in turn.
+    the sequence (and whatever drift the machine has) in turn.  With the
+    kernel view and ``probe_overhead``, every item runs with and without
+    probes, side by side, the order of the pair alternating by repetition.
     Variants whose capabilities are missing become `skipped` entries.
     """
     cpu, peer = suite.settings["cpu"], suite.settings["peer_cpu"]
@@ -85,12 +102,15 @@ def plan(suite: Suite, capabilities: dict[str, str | None]) -> tuple[list[Planne
                                     "params": point, "reason": "; ".join(missing)})
                 else:
                     items.append((sel.family.name, variant.name, point))
+    twins = (True, False) if kernel_view and suite.settings["probe_overhead"] else (kernel_view,)
     runs = []
     reps = suite.repetitions
     for r in range(reps):
         shift = (r * len(items) // reps) if items else 0
         for fam, var, point in items[shift:] + items[:shift]:
-            runs.append(PlannedRun(len(runs) + 1, fam, var, dict(point), r, cpu, peer))
+            for probed in (twins if r % 2 == 0 else twins[::-1]):
+                runs.append(PlannedRun(len(runs) + 1, fam, var, dict(point), r, cpu, peer,
+                                       kernel_view=probed))
     return runs, skipped
 
 
@@ -143,25 +163,24 @@ def new_manifest(suite: Suite, runs: list[PlannedRun], skipped: list[dict],
         "status": "running",
         "environment": environment,
         "capabilities": capabilities,
-        "kernel_view": kernel_view,
+        "kernel_view": kernel_view,         # probes: enabled, which, headers, or why not
         "families": {n: s.family.describe() for n, s in suite.families.items()},
         "skipped": skipped,
         "runs": [asdict(r) for r in runs],
     }
 
 
-class _Stop(Exception):
-    """SIGTERM, turned into the same clean stop as Ctrl-C."""
-
-
 class Runner:
     def __init__(self, run_dir: str, manifest: dict[str, Any], timeout: float,
-                 observer: RunObserver | None = None, progress: bool = True):
+                 probes: RunObserver | None = None, progress: bool = True):
         self.run_dir = run_dir
         self.manifest = manifest
         self.timeout = timeout
-        self.observer = observer or NoObserver()
+        self.probes = probes            # used by the runs planned with the kernel view
         self.progress = progress
+        # resuming keeps the kernel view of the finished runs, only theirs
+        done = {r["id"] for r in manifest["runs"] if r["status"] == store.OK}
+        self.metric_rows = [row for row in store.read_metric_rows(run_dir) if row[0] in done]
 
     # -- the loop ---------------------------------------------------------
 
@@ -170,7 +189,6 @@ class Runner:
         runs = [PlannedRun(**r) for r in self.manifest["runs"]]
         todo = [r for r in runs if r.status in (store.PENDING, store.INTERRUPTED)]
         bar = _Progress(len(todo), self.progress)
-        old_term = signal.signal(signal.SIGTERM, _raise_stop)
         status = "complete"
         try:
             for run in todo:
@@ -180,10 +198,9 @@ class Runner:
                 finally:
                     self._record(runs)
                 bar.done(run)
-        except (KeyboardInterrupt, _Stop):
+        except KeyboardInterrupt:      # Ctrl-C, or SIGTERM (lab.cli turns it into this)
             status = "interrupted"
         finally:
-            signal.signal(signal.SIGTERM, old_term)
             bar.close()
             self.manifest["status"] = status
             self.manifest["ended_at"] = store.now_iso()
@@ -204,19 +221,21 @@ class Runner:
         os.makedirs(scratch_root, exist_ok=True)
         scratch = tempfile.mkdtemp(prefix=f"run-{run.id:04d}-", dir=scratch_root)
         output = os.path.join(scratch, "result")
+        observer = self.probes if (run.kernel_view and self.probes) else NoObserver()
         t0 = time.monotonic()
         try:
-            ok, reason = self._spawn_and_converse(run, scratch, output)
+            ok, reason, view = self._spawn_and_converse(run, scratch, output, observer)
             run.duration_s = round(time.monotonic() - t0, 3)
             if not ok:
                 run.status = store.TIMEOUT if reason.startswith("timed out") else store.FAILED
                 run.reason = reason
                 return
-            self._collect(run, output)
+            self._collect(run, output, view)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
 
-    def _spawn_and_converse(self, run: PlannedRun, scratch: str, output: str) -> tuple[bool, str]:
+    def _spawn_and_converse(self, run: PlannedRun, scratch: str, output: str,
+                            observer: RunObserver) -> tuple[bool, str, Any]:
         ready_r, ready_w = os.pipe()
         go_r, go_w = os.pipe()
         spec = {"family": run.family, "variant": run.variant, "params": run.params,
@@ -224,7 +243,7 @@ class Runner:
                 "output": output, "scratch_dir": scratch}
         stderr_path = os.path.join(scratch, "stderr")
         proc = None
-        armed = False
+        view = None
         try:
             with open(stderr_path, "wb") as err_file:
                 # own session: Ctrl-C reaches only the runner, which then
@@ -233,6 +252,8 @@ class Runner:
                                         stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                         stderr=err_file, pass_fds=(ready_w, go_r),
                                         start_new_session=True)
+            # watched before it reads its spec: nothing it sets up is missed
+            observer.track(proc.pid)
             os.close(ready_w)
             os.close(go_r)
             ready_w = go_r = -1
@@ -242,35 +263,31 @@ class Runner:
             deadline = time.monotonic() + self.timeout
             for line in _lines(ready_r, deadline):
                 if line.startswith("ready"):
-                    tgids = [int(x) for x in line.split()[1:]]
-                    self.observer.arm(tgids)
-                    armed = True
+                    observer.arm([int(x) for x in line.split()[1:]])
                     os.write(go_w, b"go\n")
                 elif line == "done":
-                    run.counters.update(self.observer.disarm())
-                    armed = False
+                    view = observer.disarm()
                     os.write(go_w, b"ack\n")
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise subprocess.TimeoutExpired(proc.args, self.timeout)
             proc.wait(timeout=remaining)
         except subprocess.TimeoutExpired:
-            return False, f"timed out after {self.timeout:g} s"
+            return False, f"timed out after {self.timeout:g} s", None
         except BrokenPipeError:
             pass        # worker died mid-handshake: its exit status says why
         finally:
-            if armed:
-                self.observer.disarm()
+            observer.untrack()
             for fd in (ready_r, ready_w, go_r, go_w):
                 if fd >= 0:
                     os.close(fd)
             if proc is not None and proc.poll() is None:
                 _kill_group(proc)
         if proc.returncode == 0:
-            return True, ""
-        return False, _failure_reason(proc.returncode, stderr_path)
+            return True, "", view
+        return False, _failure_reason(proc.returncode, stderr_path), None
 
-    def _collect(self, run: PlannedRun, output: str) -> None:
+    def _collect(self, run: PlannedRun, output: str, view: Any) -> None:
         import numpy as np
         with np.load(output + ".npz") as npz:
             series = {k: npz[k] for k in npz.files}
@@ -279,12 +296,15 @@ class Runner:
         run.samples_file = store.write_samples(self.run_dir, run.id, series)
         run.n_samples = {k: int(v.size) for k, v in series.items()}
         run.window_ns = result["window_ns"]
+        run.ops = result["ops"]
         run.counters.update(result["counters"])
+        if view is not None:
+            view.add_per_op(run.ops)
+            if view.wakeups is not None and view.wakeups.size:
+                run.kernel_file = store.write_wakeups(self.run_dir, run.id, view.wakeups)
+            self.metric_rows += [(run.id,) + row for row in view.rows]
+            store.write_metrics(self.run_dir, self.metric_rows)
         run.status, run.reason = store.OK, None
-
-
-def _raise_stop(signum, frame):
-    raise _Stop()
 
 
 def _lines(fd: int, deadline: float):

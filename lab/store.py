@@ -3,7 +3,10 @@
     results/<YYYYmmdd-HHMMSS>-<suite>/
         manifest.json       what ran, where, with which versions; per-run status
         suite.toml          the suite file as it was when the run started
-        samples/run-NNNN.parquet   one file per finished run: metric, value
+        samples/run-NNNN.parquet   one file per finished run: metric, sample, value
+        metrics.parquet     what the kernel saw per run (probes): run_id, probe,
+                            metric, key ("" for the run's total), value
+        kernel/run-NNNN-wakeups.parquet   each wake-up of the run's threads
 
 Every file is written to a temporary name and renamed into place, so a
 reader (or a Ctrl-C) never sees half a file; the manifest is rewritten after
@@ -26,6 +29,8 @@ FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 SUITE_COPY = "suite.toml"
 SAMPLES_DIR = "samples"
+METRICS = "metrics.parquet"     # the probes' per-run counts: run_id, probe, metric, key, value
+KERNEL_DIR = "kernel"           # the probes' per-run records (wake-ups)
 
 # run status values
 PENDING, OK, FAILED, TIMEOUT, INTERRUPTED = "pending", "ok", "failed", "timeout", "interrupted"
@@ -116,11 +121,22 @@ def samples_path(run_id: int) -> str:
     return os.path.join(SAMPLES_DIR, f"run-{run_id:04d}.parquet")
 
 
-def write_samples(run_dir: str, run_id: int, series: dict[str, Any]) -> str:
-    """Store a run's sample arrays as one tidy Parquet table (metric, sample, value)."""
-    import numpy as np
+def write_parquet(run_dir: str, rel: str, columns: dict[str, Any]) -> str:
+    """Write one Parquet table atomically at run_dir/rel; returns rel."""
     import pyarrow as pa
     import pyarrow.parquet as pq
+
+    os.makedirs(os.path.dirname(os.path.join(run_dir, rel)), exist_ok=True)
+    sink = pa.BufferOutputStream()
+    pq.write_table(pa.table(columns), sink, compression="zstd")
+    atomic_write(os.path.join(run_dir, rel), sink.getvalue().to_pybytes())
+    return rel
+
+
+def write_samples(run_dir: str, run_id: int, series: dict[str, Any]) -> str:
+    """Store a run's sample arrays as one tidy table (metric, sample, value)."""
+    import numpy as np
+    import pyarrow as pa
 
     metrics, index, values = [], [], []
     for metric, arr in series.items():
@@ -128,16 +144,43 @@ def write_samples(run_dir: str, run_id: int, series: dict[str, Any]) -> str:
         metrics.append(np.full(arr.shape[0], metric, dtype=object))
         index.append(np.arange(arr.shape[0], dtype=np.int64))
         values.append(arr)
-    table = pa.table({
+    return write_parquet(run_dir, samples_path(run_id), {
         "metric": pa.array(np.concatenate(metrics) if metrics else [], pa.string()).dictionary_encode(),
         "sample": pa.array(np.concatenate(index) if index else [], pa.int64()),
         "value": pa.array(np.concatenate(values) if values else [], pa.float64()),
     })
-    rel = samples_path(run_id)
-    sink = pa.BufferOutputStream()
-    pq.write_table(table, sink, compression="zstd")
-    atomic_write(os.path.join(run_dir, rel), sink.getvalue().to_pybytes())
-    return rel
+
+
+def write_metrics(run_dir: str, rows: list[tuple[int, str, str, str, float]]) -> None:
+    """Rewrite metrics.parquet with every run's probe rows so far."""
+    import pyarrow as pa
+
+    columns = list(zip(*rows)) if rows else [[], [], [], [], []]
+    write_parquet(run_dir, METRICS, {
+        "run_id": pa.array(columns[0], pa.int64()),
+        "probe": pa.array(columns[1], pa.string()).dictionary_encode(),
+        "metric": pa.array(columns[2], pa.string()).dictionary_encode(),
+        "key": pa.array(columns[3], pa.string()),
+        "value": pa.array([float(v) for v in columns[4]], pa.float64()),
+    })
+
+
+def read_metric_rows(run_dir: str) -> list[tuple[int, str, str, str, float]]:
+    """metrics.parquet as rows (empty if there is none yet): for resuming."""
+    import pyarrow.parquet as pq
+
+    path = os.path.join(run_dir, METRICS)
+    if not os.path.exists(path):
+        return []
+    table = pq.read_table(path).to_pydict()
+    return list(zip(table["run_id"], table["probe"], table["metric"], table["key"],
+                    table["value"]))
+
+
+def write_wakeups(run_dir: str, run_id: int, records: Any) -> str:
+    """A run's wake-up records (a NumPy structured array) as Parquet."""
+    rel = os.path.join(KERNEL_DIR, f"run-{run_id:04d}-wakeups.parquet")
+    return write_parquet(run_dir, rel, {name: records[name] for name in records.dtype.names})
 
 
 def latest_run_dir(root: str) -> str:

@@ -42,6 +42,9 @@ SUITE_SETTINGS = (
           low=1, high=86400),
     Param("cpu", 0, "CPU", "CPU the worker (and same_cpu peers) run on", low=0, high=4095),
     Param("peer_cpu", 1, "CPU", "CPU of the other party in cross_cpu variants", low=0, high=4095),
+    Param("probe_overhead", False, "",
+          "also run every variant and point without probes, interleaved, to measure "
+          "what the probes cost"),
 )
 _SUITE_TEXT_KEYS = ("name", "description")
 

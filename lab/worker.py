@@ -51,6 +51,7 @@ def main() -> int:
     np.savez(spec["output"] + ".npz", **measurement.series)
     result = {
         "window_ns": int(handshake.window_end_ns - handshake.window_begin_ns),
+        "ops": int(measurement.ops),
         "counters": measurement.counters,
     }
     with open(spec["output"] + ".json", "w") as f:

@@ -16,6 +16,7 @@
 #include <sys/wait.h>
 #include <ucontext.h>
 
+#include "baseline.h"
 #include "compat_uring.h"
 #include "internal.h"
 
@@ -379,16 +380,22 @@ out:
 /* ---- io_uring NOP ------------------------------------------------------ */
 
 /* Submit `batch` NOPs with one io_uring_enter() and reap their CQEs. */
-static int uring_nop_batch(struct io_uring *ring, uint32_t batch)
+static int uring_nop_batch(struct io_uring *ring, uint32_t batch,
+			   uint32_t sqe_flags)
 {
+	struct io_uring_sqe *sqe;
 	struct io_uring_cqe *cqe;
 	unsigned head, seen = 0;
 	uint32_t i;
 	int ret;
 
-	for (i = 0; i < batch; i++)
-		io_uring_prep_nop(io_uring_get_sqe(ring));
-	/* NOPs complete inline during submission: the wait never sleeps */
+	for (i = 0; i < batch; i++) {
+		sqe = io_uring_get_sqe(ring);
+		io_uring_prep_nop(sqe);
+		sqe->flags |= sqe_flags;
+	}
+	/* NOPs complete inline during submission, so the wait never sleeps;
+	 * with IOSQE_ASYNC it sleeps until an io-wq worker completes them */
 	ret = io_uring_submit_and_wait(ring, batch);
 	if (ret < 0)
 		return ret;
@@ -404,7 +411,7 @@ static int uring_nop_batch(struct io_uring *ring, uint32_t batch)
 }
 
 int baseline_uring_nop(struct lab_handshake *hs, uint32_t batch,
-		       uint64_t warmup, uint64_t nr_samples,
+		       uint32_t sqe_flags, uint64_t warmup, uint64_t nr_samples,
 		       uint32_t ops_per_sample, double *ns_per_op)
 {
 	struct io_uring ring;
@@ -427,7 +434,7 @@ int baseline_uring_nop(struct lab_handshake *hs, uint32_t batch,
 			goto out;
 		t0 = now_ns();
 		for (i = 0; i < enters; i++) {
-			err = uring_nop_batch(&ring, batch);
+			err = uring_nop_batch(&ring, batch, sqe_flags);
 			if (err)
 				goto out;
 		}

@@ -12,19 +12,30 @@ import platform
 from cffi import FFI
 
 NATIVE = os.path.dirname(os.path.abspath(__file__))
-HEADER = os.path.join(NATIVE, "lab_native.h")
+# Headers the C files share but Python does not see; every other header is
+# an API header (lab_native.h first, then one per family) and goes to cdef.
+PRIVATE_HEADERS = {"internal.h", "compat_uring.h"}
+
+
+def api_headers():
+    names = sorted(os.path.basename(p) for p in glob.glob(os.path.join(NATIVE, "*.h")))
+    names = [n for n in names if n not in PRIVATE_HEADERS and n != "lab_native.h"]
+    return ["lab_native.h"] + names
 
 
 def _cdef_text():
-    with open(HEADER, encoding="utf-8") as f:
-        return "".join(line for line in f if not line.lstrip().startswith("#"))
+    text = []
+    for name in api_headers():
+        with open(os.path.join(NATIVE, name), encoding="utf-8") as f:
+            text.append("".join(line for line in f if not line.lstrip().startswith("#")))
+    return "\n".join(text)
 
 
 ffibuilder = FFI()
 ffibuilder.cdef(_cdef_text())
 ffibuilder.set_source(
     "lab._native",
-    '#include "lab_native.h"',
+    "".join(f'#include "{name}"\n' for name in api_headers()),
     # relative paths: setuptools wants sources inside the project tree
     sources=sorted(os.path.relpath(p) for p in glob.glob(os.path.join(NATIVE, "*.c"))),
     include_dirs=[os.path.relpath(NATIVE)],

@@ -1,10 +1,11 @@
 /*
  * The lab's native API: everything Python reaches through cffi.
  *
- * This header is fed verbatim to cffi's cdef() (native/build.py drops the
- * preprocessor lines), so it holds only plain declarations: no macros, no
- * inline functions, no includes beyond the two below.  Helpers the C files
- * share but Python does not see live in native/internal.h.
+ * This header and every family header (native/<family>.h) are fed verbatim
+ * to cffi's cdef() (native/build.py drops the preprocessor lines), so they
+ * hold only plain declarations: no macros, no inline functions, no includes
+ * beyond stddef.h and stdint.h.  Helpers the C files share but Python does
+ * not see live in native/internal.h (and compat_uring.h).
  *
  * Conventions (drgn / liburing style): a function that can fail returns 0 or
  * a negative errno; out parameters come last.  Samples are written into
@@ -88,37 +89,7 @@ void lab_fiber_switch(struct lab_fiber *from, struct lab_fiber *to);
 int lab_uring_probe(uint8_t *supported, int nr_ops, int *last_op,
 		    uint32_t *features);
 
-/* ---- family `baseline` (baseline.c) ----------------------------------- */
-
-/*
- * Every baseline worker runs `warmup` unrecorded samples, opens the
- * handshake window, records nr_samples samples, closes it.  A sample is
- * the mean over ops_per_sample operations where one operation is too short
- * to time alone; ping-pongs time every round trip.
- */
-int baseline_clock_read(struct lab_handshake *hs, uint64_t warmup,
-			uint64_t nr_samples, uint32_t ops_per_sample,
-			double *ns_per_op);
-int baseline_null_syscall(struct lab_handshake *hs, uint64_t warmup,
-			  uint64_t nr_samples, uint32_t ops_per_sample,
-			  double *ns_per_op);
-/* handoff_ns gets 2 * nr_samples one-way handoffs (ping->pong, pong->ping). */
-int baseline_futex_pingpong(struct lab_handshake *hs, int cpu, int peer_cpu,
-			    uint64_t warmup, uint64_t nr_samples,
-			    double *round_trip_ns, double *handoff_ns);
-int baseline_pipe_pingpong(struct lab_handshake *hs, int cpu, int peer_cpu,
-			   uint64_t warmup, uint64_t nr_samples,
-			   double *round_trip_ns);
-int baseline_fiber_switch(struct lab_handshake *hs, uint64_t warmup,
-			  uint64_t nr_samples, uint32_t ops_per_sample,
-			  double *ns_per_switch);
-int baseline_swapcontext(struct lab_handshake *hs, uint64_t warmup,
-			 uint64_t nr_samples, uint32_t ops_per_sample,
-			 double *ns_per_switch);
-/* batch NOPs per io_uring_enter(); batch 1 is one NOP per system call.  A
- * sample is max(1, ops_per_sample / batch) enters, in ns per NOP. */
-int baseline_uring_nop(struct lab_handshake *hs, uint32_t batch,
-		       uint64_t warmup, uint64_t nr_samples,
-		       uint32_t ops_per_sample, double *ns_per_op);
+/* Each family declares its workers in native/<family>.h, in the same
+ * cdef-clean style; native/build.py feeds them all to cffi. */
 
 #endif /* LAB_NATIVE_H */

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 from lab import store
+
+from .helpers import run_lab
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -21,6 +21,7 @@ name = "tiny"
 description = "the analysis tests' run: every baseline variant, briefly"
 repetitions = 2
 timeout = 30
+probe_overhead = true   # as root: every run also without probes (kernel view and overhead)
 
 [baseline]
 samples = 50
@@ -31,17 +32,26 @@ batch = [4]
 """
 
 
-@pytest.fixture(scope="session")
-def tiny_run(tmp_path_factory) -> str:
-    """A results folder written by the real runner (`lab run`) on a tiny suite."""
-    base = tmp_path_factory.mktemp("tiny")
+def _tiny(tmp_path_factory, name: str, *options: str) -> str:
+    base = tmp_path_factory.mktemp(name)
     suite = base / "tiny.toml"
     suite.write_text(TINY_SUITE)
     out = base / "results"
-    proc = subprocess.run([sys.executable, "-m", "lab.cli", "run", str(suite), "--out", str(out),
-                           "--quiet"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    proc = run_lab(["run", str(suite), "--out", str(out), "--quiet", *options], cwd=REPO)
     assert proc.returncode == 0, f"lab run failed ({proc.returncode}):\n{proc.stderr}"
     return store.latest_run_dir(str(out))
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> str:
+    """A results folder written by the real runner (`lab run`) on a tiny suite."""
+    return _tiny(tmp_path_factory, "tiny")
+
+
+@pytest.fixture(scope="session")
+def tiny_run_without_probes(tmp_path_factory) -> str:
+    """The tiny suite run with `--probes=none`: no kernel view, by choice."""
+    return _tiny(tmp_path_factory, "tiny-none", "--probes=none")
 
 
 @pytest.fixture
@@ -71,36 +81,65 @@ SYNTH_FAMILY = {
 }
 
 
+SYNTH_HEADERS = "synthetic kernel headers (stand-in)"
+SYNTH_OPS = 100
+
+
 @pytest.fixture
 def make_run(tmp_path):
     """make_run({(variant, level): [rep0 values, rep1 values, ...]}) -> run folder
-    holding exactly those samples (family "synth", metric "lat")."""
-    def make(cells: dict[tuple[str, str], list], statuses: dict[int, tuple[str, str]] = None,
-             name: str = "synth") -> str:
+    holding exactly those samples (family "synth", metric "lat").
+
+    A key (variant, level, probed) says whether those runs had probes
+    attached (kernel_view); without it they had none.  metrics(run) and
+    wakeups(run) give, for each run with probes (its manifest entry), its
+    rows (probe, metric, key, value) for metrics.parquet and its wake-up
+    records (a NumPy structured array, or None).  probe_overhead sets the
+    suite setting of that name."""
+    def make(cells: dict[tuple, list], statuses: dict[int, tuple[str, str]] = None,
+             name: str = "synth", probe_overhead: bool = False, metrics=None,
+             wakeups=None) -> str:
         run_dir = tmp_path / name
         (run_dir / store.SAMPLES_DIR).mkdir(parents=True)
-        runs = []
-        for (variant, level), reps in cells.items():
+        runs, metric_rows = [], []
+        for key, reps in cells.items():
+            variant, level = key[:2]
+            probed = bool(key[2]) if len(key) > 2 else False
             for rep, values in enumerate(reps):
                 run_id = len(runs) + 1
                 status, reason = (statuses or {}).get(run_id, (store.OK, None))
                 values = np.asarray(values, dtype=float)
                 rel = store.write_samples(str(run_dir), run_id, {"lat": values})
-                runs.append({"id": run_id, "family": "synth", "variant": variant,
-                             "params": {"samples": len(values), "level": level},
-                             "repetition": rep, "cpu": 0, "peer_cpu": 1, "status": status,
-                             "reason": reason, "started_at": None, "duration_s": 0.1,
-                             "window_ns": None, "samples_file": rel,
-                             "n_samples": {"lat": int(len(values))}, "counters": {}})
+                entry = {"id": run_id, "family": "synth", "variant": variant,
+                         "params": {"samples": len(values), "level": level},
+                         "repetition": rep, "cpu": 0, "peer_cpu": 1, "kernel_view": probed,
+                         "status": status, "reason": reason, "started_at": None,
+                         "duration_s": 0.1, "window_ns": None, "ops": SYNTH_OPS,
+                         "samples_file": rel, "kernel_file": None,
+                         "n_samples": {"lat": int(len(values))}, "counters": {}}
+                if probed and metrics is not None:
+                    metric_rows += [(run_id,) + tuple(row) for row in metrics(entry)]
+                records = wakeups(entry) if probed and wakeups is not None else None
+                if records is not None and len(records):
+                    entry["kernel_file"] = store.write_wakeups(str(run_dir), run_id, records)
+                runs.append(entry)
+        if metric_rows:
+            store.write_metrics(str(run_dir), metric_rows)
+        any_probes = any(r["kernel_view"] for r in runs)
         manifest = {
             "format": store.FORMAT, "format_version": store.FORMAT_VERSION,
             "suite": {"name": "synth", "path": "synth.toml", "description": "synthetic",
-                      "settings": {"repetitions": max(len(r) for r in cells.values())},
+                      "settings": {"repetitions": max(len(r) for r in cells.values()),
+                                   "probe_overhead": probe_overhead},
                       "families": {"synth": {"variants": ["slow", "fast"],
                                              "values": {"level": ["low", "high"]}}}},
             "package_version": "test", "git_revision": "test", "started_at": None,
             "ended_at": None, "status": "complete", "environment": {"power.cpuidle_driver": "menu"},
-            "capabilities": {}, "kernel_view": {"enabled": False, "reason": "synthetic"},
+            "capabilities": {},
+            "kernel_view": ({"enabled": True, "probes": ["switches", "wakeups", "syscalls"],
+                             "reason": None, "headers": SYNTH_HEADERS, "tracepoints": {}}
+                            if any_probes else {"enabled": False, "probes": [],
+                                                "reason": "synthetic"}),
             "families": {"synth": SYNTH_FAMILY}, "skipped": [], "runs": runs,
         }
         store.write_manifest(str(run_dir), manifest)

@@ -1,11 +1,102 @@
 """Shared test helpers."""
 
+import contextlib
 import os
+import subprocess
+import sys
+import time
 
 import pytest
+
+LAB = [sys.executable, "-m", "lab.cli"]
 
 # Privileged tests skip unless root; UPCALL_LAB_FORCE_ROOT_TESTS=1 runs them
 # anyway (to see how they fail without privileges).
 FORCE_ROOT = os.environ.get("UPCALL_LAB_FORCE_ROOT_TESTS") == "1"
 requires_root = pytest.mark.skipif(os.geteuid() != 0 and not FORCE_ROOT,
                                    reason="needs root (UPCALL_LAB_FORCE_ROOT_TESTS=1 forces)")
+
+
+def require_probes():
+    """Skip unless the lab's probes can run here (root, bcc, headers)."""
+    from lab import probes
+    reason = probes.unavailable_reason()
+    if reason and not FORCE_ROOT:
+        pytest.skip(f"probes unavailable: {reason}")
+
+
+def run_dir_of(out):
+    """The one run folder `lab run --out out` made."""
+    dirs = [os.path.join(out, d) for d in os.listdir(out)]
+    assert len(dirs) == 1
+    return dirs[0]
+
+
+def _parent_and_cmdline(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+    with open(f"/proc/{pid}/cmdline", "rb") as f:
+        return ppid, f.read()
+
+
+def workers_of(pid):
+    """Live lab.worker processes whose parent is pid."""
+    found = []
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            ppid, cmd = _parent_and_cmdline(entry)
+        except (OSError, IndexError):
+            continue
+        if ppid == pid and b"lab.worker" in cmd:
+            found.append(int(entry))
+    return found
+
+
+def multithreaded_worker(lab_pid):
+    """A worker of lab_pid that has started its second thread (a ping-pong
+    in its hot loop), or None."""
+    for pid in workers_of(lab_pid):
+        try:
+            if len(os.listdir(f"/proc/{pid}/task")) >= 2:
+                return pid
+        except FileNotFoundError:
+            pass
+    return None
+
+
+def any_worker_alive():
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if b"lab.worker" in _parent_and_cmdline(entry)[1]:
+                return True
+        except (OSError, IndexError):
+            pass
+    return False
+
+
+def wait_for(predicate, timeout=30.0, step=0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(step)
+    raise AssertionError("condition not reached in time")
+
+
+@contextlib.contextmanager
+def background_lab(args):
+    """`lab ARGS` running in the background; killed if the test leaves early."""
+    lab = subprocess.Popen(LAB + list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True)
+    try:
+        yield lab
+    finally:
+        if lab.poll() is None:
+            lab.kill()
+            lab.communicate()
+
+
+def run_lab(args, timeout=300, **kw):
+    """`lab ARGS` to completion."""
+    return subprocess.run(LAB + list(args), capture_output=True, text=True, timeout=timeout, **kw)

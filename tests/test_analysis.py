@@ -9,11 +9,19 @@ import shutil
 import subprocess
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from analysis import fmt_value, headline, load_run, show_text, summarise
+from analysis import (fmt_value, headline, kernel_view_table, load_run, load_wakeups,
+                      probe_overhead_summary, probe_overhead_table, show_text, summarise,
+                      user_samples)
+from analysis._format import fmt_percent, kernel_view_rows
+from analysis._kernel import kernel_view_line
 from analysis._stats import bootstrap_median_ci
+from analysis._views import OVERHEAD_HINT
 from lab import store
+from tests.conftest import SYNTH_OPS
+from tests.helpers import requires_root
 
 FAILURE_REASON = "worker exited with status 3: injected failure for the report test"
 
@@ -49,9 +57,13 @@ def test_load_run_round_trip(tiny_run):
     assert counts == expected
     assert set(run.samples["run_id"]) == {r["id"] for r in ok}
     assert len(run.samples) == sum(expected.values())
-    for col in ("run_id", "family", "variant", "point", "repetition", "metric", "unit",
-                "sample", "value", "placement", "batch", "samples"):
+    for col in ("run_id", "family", "variant", "point", "repetition", "kernel_view", "metric",
+                "unit", "sample", "value", "placement", "batch", "samples"):
         assert col in run.samples.columns
+    assert "kernel_view" in run.runs.columns
+    kernel_view = {r["id"]: r["kernel_view"] for r in manifest["runs"]}
+    assert run.runs.set_index("run_id")["kernel_view"].to_dict() == kernel_view
+    assert (run.samples["kernel_view"] == run.samples["run_id"].map(kernel_view)).all()
     assert (run.samples["unit"].astype(str) == "ns").all()
     assert run.families == manifest["families"]
     assert run.environment == manifest["environment"]
@@ -84,8 +96,9 @@ def test_missing_samples_of_an_ok_run_is_an_error(run_copy):
 
 def test_summarise_invariants(tiny_run):
     run = load_run(tiny_run)
-    s = summarise(run.samples)
-    assert len(s) == run.samples.groupby(["variant", "point", "metric"], observed=True).ngroups
+    samples = user_samples(run)         # one run per repetition (the twins with probes apart)
+    s = summarise(samples)
+    assert len(s) == samples.groupby(["variant", "point", "metric"], observed=True).ngroups
     assert (s["p90"] >= s["median"]).all()
     assert (s["p99"] >= s["p90"]).all()
     assert (s["ci_low"] <= s["median"]).all() and (s["median"] <= s["ci_high"]).all()
@@ -225,7 +238,7 @@ def test_report_holds_every_variant_and_headline_median(run_copy, tmp_path):
         assert variant in tokens
     for row in headline(run, "baseline").itertuples():
         assert fmt_value(row.median) in tokens, f"{row.variant} {row.point}: median missing"
-    assert "no kernel view:" in words
+    assert kernel_view_line(run) in words          # the title page's kernel view status
     assert run.manifest["suite"]["name"] in words
 
 
@@ -259,3 +272,236 @@ def test_fmt_value_digits():
     assert fmt_value(0.5234) == "0.523"
     assert fmt_value(float("nan")) == "-"
     assert re.fullmatch(r"\d+\.\d{2}", fmt_value(5.234))
+
+
+# -- the kernel view ------------------------------------------------------------------
+
+WAKE_DTYPE = np.dtype([("waking_to_run_ns", "<u8"), ("wakeup_to_run_ns", "<u8"), ("tid", "<u4"),
+                       ("waker_cpu", "<u2"), ("run_cpu", "<u2")])
+
+
+def _wakeups(latencies) -> np.ndarray:
+    records = np.zeros(len(latencies), dtype=WAKE_DTYPE)
+    records["waking_to_run_ns"] = latencies
+    records["wakeup_to_run_ns"] = np.asarray(latencies) // 2
+    records["tid"] = 1234
+    records["run_cpu"] = 1
+    return records
+
+
+def _probe_rows(switches_per_op: float, syscalls_per_op: float = 1.0):
+    """A run's metrics.parquet rows: totals, per-op values and a breakdown."""
+    switches = switches_per_op * SYNTH_OPS
+    return [("switches", "switches", "", switches),
+            ("switches", "switches_voluntary", "", switches),
+            ("switches", "switches_involuntary", "", 0.0),
+            ("switches", "switches_voluntary", "tid=1234 synth", switches),
+            ("switches", "switches_per_op", "", switches_per_op),
+            ("switches", "voluntary_switches_per_op", "", switches_per_op),
+            ("switches", "involuntary_switches_per_op", "", 0.0),
+            ("syscalls", "syscalls", "", syscalls_per_op * SYNTH_OPS),
+            ("syscalls", "syscalls", "nr=39 getpid", syscalls_per_op * SYNTH_OPS),
+            ("syscalls", "syscalls_per_op", "", syscalls_per_op)]
+
+
+def test_metrics_load_round_trip(make_run):
+    base = np.arange(1, 102, dtype=float)
+    per_run = {}
+
+    def metrics(entry):
+        per_run[entry["id"]] = _probe_rows(2.0 + entry["repetition"] / 100)
+        return per_run[entry["id"]]
+    run_dir = make_run({("slow", "low", True): [base, base], ("slow", "low", False): [base, base],
+                        ("fast", "high", True): [base, base]},
+                       probe_overhead=True, metrics=metrics)
+    run = load_run(run_dir)
+    stored = pd.read_parquet(os.path.join(run_dir, store.METRICS))
+    assert len(run.metrics) == len(stored) == sum(len(r) for r in per_run.values())
+    assert list(run.metrics.columns) == ["run_id", "family", "variant", "point", "repetition",
+                                         "kernel_view", "probe", "metric", "key", "value"]
+    assert set(run.metrics["run_id"]) == set(per_run)
+    assert run.metrics["kernel_view"].all()
+    # the join keys agree with Run.runs
+    joined = run.metrics.merge(run.runs, on="run_id", suffixes=("", "_run"))
+    for col in ("family", "variant", "point", "repetition", "kernel_view"):
+        assert (joined[col].astype(str) == joined[f"{col}_run"].astype(str)).all()
+    totals = run.metrics[(run.metrics["key"] == "") & (run.metrics["metric"] == "switches_per_op")]
+    assert sorted(totals["value"]) == [2.0, 2.0, 2.01, 2.01]
+    # a run without metrics.parquet has an empty table with the same columns
+    empty = load_run(make_run({("slow", "low"): [base]}, name="plain")).metrics
+    assert empty.empty and list(empty.columns) == list(run.metrics.columns)
+
+
+def test_metrics_count_only_for_ok_runs_and_the_last_block_of_a_resumed_run(make_run):
+    base = np.arange(1, 102, dtype=float)
+    run_dir = make_run({("slow", "low", True): [base, base]}, metrics=lambda e: _probe_rows(2.0),
+                       statuses={2: ("failed", "worker crashed")})
+    # run 1 again at the end, as a resume after an interruption would append it
+    rows = store.read_metric_rows(run_dir)
+    again = [(1, p, m, k, 3.0 if m == "switches_per_op" else v) for _, p, m, k, v in rows if _ == 1]
+    store.write_metrics(run_dir, rows + again)
+    run = load_run(run_dir)
+    assert set(run.metrics["run_id"]) == {1}                     # run 2 failed: not counted
+    assert len(run.metrics) == len(again)
+    per_op = run.metrics[(run.metrics["metric"] == "switches_per_op") & (run.metrics["key"] == "")]
+    assert per_op["value"].tolist() == [3.0]
+
+
+def test_load_wakeups_reads_the_kernel_files(make_run):
+    base = np.arange(1, 102, dtype=float)
+    run_dir = make_run({("slow", "low", True): [base, base], ("fast", "low", False): [base]},
+                       metrics=lambda e: _probe_rows(2.0),
+                       wakeups=lambda e: _wakeups(np.arange(1, 11) * (e["id"] * 100)))
+    run = load_run(run_dir)
+    w = load_wakeups(run)
+    assert len(w) == 20 and set(w["run_id"]) == {1, 2}
+    for col in ("run_id", "waking_to_run_ns", "wakeup_to_run_ns", "tid", "waker_cpu", "run_cpu",
+                "family", "variant", "point"):
+        assert col in w.columns
+    assert (w["variant"].astype(str) == "slow").all()
+    assert (w["point"].astype(str) == "level=low").all()
+    one = load_wakeups(run, run_ids=[2])
+    assert one["waking_to_run_ns"].tolist() == list(range(200, 2001, 200))
+    assert load_wakeups(run, run_ids=[3]).empty                 # no probes, no records
+    os.unlink(os.path.join(run_dir, "kernel", "run-0001-wakeups.parquet"))
+    fresh = load_run(run_dir)
+    with pytest.raises(store.ResultsError, match="run 1"):
+        load_wakeups(fresh)
+    assert set(load_wakeups(fresh, missing="skip")["run_id"]) == {2}
+
+
+def _overhead_run(make_run, wakeups=None):
+    """Two cells, each with runs with and without probes, three repetitions:
+    with probes every sample is 20% (slow) or 50% (fast) larger."""
+    base = np.linspace(90, 110, 201)                               # median 100
+    cells = {("slow", "low", True): [base * 1.2] * 3, ("slow", "low", False): [base] * 3,
+             ("fast", "low", True): [base * 1.5 * 2] * 3, ("fast", "low", False): [base * 2] * 3}
+    return make_run(cells, probe_overhead=True,
+                    metrics=lambda e: _probe_rows(2.0 if e["variant"] == "slow" else 4.0),
+                    wakeups=wakeups)
+
+
+def test_user_side_uses_the_runs_without_probes(make_run):
+    run = load_run(_overhead_run(make_run))
+    h = headline(run, "synth").set_index("variant")
+    assert h.loc["slow", "median"] == pytest.approx(100)        # not 120: the runs without probes
+    assert h.loc["fast", "median"] == pytest.approx(200)
+    assert (h["n"] == 3 * 201).all() and (h["reps"] == 3).all()
+    k = kernel_view_table(run, "synth").set_index("variant")
+    assert (k["reps"] == 3).all()                               # the runs with probes
+    assert k.loc["slow", "switches_per_op"] == 2.0 and k.loc["fast", "switches_per_op"] == 4.0
+    text = show_text(run)
+    assert "runs without probes" in text and "kernel view" in text
+
+
+def test_probe_overhead_is_with_over_without_minus_one(make_run):
+    run = load_run(_overhead_run(make_run))
+    o = probe_overhead_table(run, "synth").set_index("variant")
+    assert o.loc["slow", "median_without"] == pytest.approx(100)
+    assert o.loc["slow", "median_with"] == pytest.approx(120)
+    assert o.loc["slow", "overhead"] == pytest.approx(0.2)
+    assert o.loc["fast", "overhead"] == pytest.approx(0.5)
+    # identical repetitions: every repetition's overhead is the same
+    assert o.loc["slow", "rep_low"] == pytest.approx(0.2) == o.loc["slow", "rep_high"]
+    for v in ("slow", "fast"):
+        assert o.loc[v, "ci_low"] <= o.loc[v, "overhead"] <= o.loc[v, "ci_high"]
+    s = probe_overhead_summary(run, "synth")
+    assert s.rows == 2
+    assert s.median == pytest.approx(0.35)
+    assert (s.low, s.high) == (pytest.approx(0.2), pytest.approx(0.5))
+    assert "level=low" in s.low_at and s.low_at.startswith("slow")
+    text = show_text(run)
+    assert fmt_percent(0.2) in text and fmt_percent(0.5) in text and fmt_percent(0.35) in text
+
+
+def test_runs_with_probes_only_say_overhead_was_not_measured(make_run):
+    base = np.linspace(90, 110, 201)
+    run = load_run(make_run({("slow", "low", True): [base, base * 1.01]},
+                            metrics=lambda e: _probe_rows(2.0)))
+    assert headline(run, "synth")["reps"].tolist() == [2]       # every ok run
+    assert probe_overhead_table(run, "synth").empty
+    assert probe_overhead_summary(run, "synth") is None
+    text = show_text(run)
+    assert f"measured with probes attached; {OVERHEAD_HINT}" in " ".join(text.lower().split())
+    assert OVERHEAD_HINT == "probe overhead not measured (set probe_overhead = true in [suite])"
+
+
+def test_kernel_view_table_marks_noisy_repetitions_and_pools_wakeups(make_run):
+    base = np.linspace(90, 110, 201)
+    latencies = {1: [100, 200, 300], 2: [400, 500]}               # slow's two runs
+
+    def metrics(entry):
+        rows = _probe_rows(2.0 if entry["repetition"] == 0 else 2.5)     # 25% apart: noisy
+        if entry["variant"] == "fast":                                  # no records: per-run p50
+            rows = _probe_rows(1.0) + [("wakeups", "wake_to_run_p50_ns", "", 1000.0 * entry["id"]),
+                                       ("wakeups", "wake_to_run_p99_ns", "", 5000.0)]
+        return rows
+    run = load_run(make_run({("slow", "low", True): [base, base],
+                             ("fast", "low", True): [base, base]}, metrics=metrics,
+                            wakeups=lambda e: _wakeups(latencies[e["id"]]) if e["id"] in latencies
+                            else None))
+    k = kernel_view_table(run, "synth").set_index("variant")
+    assert k.loc["slow", "switches_per_op"] == pytest.approx(2.25)     # median of 2.0 and 2.5
+    assert "switches_per_op" in k.loc["slow", "noisy"]
+    assert "syscalls_per_op" not in k.loc["slow", "noisy"]
+    assert k.loc["fast", "noisy"] == ""
+    assert k.loc["slow", "wake_to_run_p50_ns"] == 300                 # pooled: 100..500
+    assert k.loc["slow", "wakeups_recorded"] == 5
+    assert k.loc["fast", "wake_to_run_p50_ns"] == pytest.approx(3500)  # median of 3000, 4000
+    assert k.loc["fast", "wake_to_run_from"] == "run percentiles"
+    header, rows, _ = kernel_view_rows(kernel_view_table(run, "synth"))
+    slow = rows[[r[0] for r in rows].index("slow")]
+    assert slow[header.index("switches/op")] == fmt_value(2.25) + "*"
+    assert "submits/op" not in header                               # no io_uring here
+
+
+# -- the kernel view of real runs ------------------------------------------------------
+
+@requires_root
+def test_kernel_view_of_a_real_run(tiny_run):
+    run = load_run(tiny_run)
+    assert run.manifest["kernel_view"]["enabled"], run.manifest["kernel_view"].get("reason")
+    stored = pd.read_parquet(os.path.join(tiny_run, store.METRICS))
+    ok = set(run.runs.loc[run.runs["status"] == "ok", "run_id"])
+    assert len(run.metrics) == int(stored["run_id"].isin(ok).sum())
+    probed = set(run.runs.loc[run.runs["kernel_view"] & (run.runs["status"] == "ok"), "run_id"])
+    assert set(run.metrics["run_id"]) == probed
+    assert not run.runs["kernel_view"].all()                        # probe_overhead: twins
+    k = kernel_view_table(run, "baseline")
+    k.index = [f"{v} {p}" for v, p in zip(k["variant"].astype(str), k["point"].astype(str))]
+    assert 1.9 <= k.loc["futex_pingpong placement=same_cpu", "switches_per_op"] <= 2.2
+    assert 0.99 <= k.loc["null_syscall -", "syscalls_per_op"] <= 1.1
+    w = load_wakeups(run)
+    files = [r for r in run.manifest["runs"] if r.get("kernel_file")]
+    assert len(w) == sum(len(pd.read_parquet(os.path.join(tiny_run, r["kernel_file"])))
+                         for r in files)
+    assert not probe_overhead_table(run, "baseline").empty
+
+
+@requires_root
+def test_report_of_a_probed_run_has_the_kernel_view(run_copy, tmp_path):
+    from analysis.report import write_report
+    run_dir = run_copy()
+    out = str(tmp_path / "probed.pdf")
+    words = _pdf_text(write_report(run_dir, out))
+    assert "Kernel view" in words and "Probe overhead" in words
+    run = load_run(run_dir)
+    tokens = set(words.split())
+    _, rows, _ = kernel_view_rows(kernel_view_table(run, "baseline"))
+    for row in rows:
+        for cell in row[2:]:
+            assert cell in tokens, f"{row[0]} {row[1]}: {cell} missing from the PDF"
+    assert run.manifest["kernel_view"]["headers"].split()[0] in tokens
+    assert "Kernel cross-check" in words
+
+
+def test_no_kernel_view_says_why(tiny_run_without_probes, tmp_path):
+    from analysis.report import write_report
+    run = load_run(tiny_run_without_probes)
+    reason = run.manifest["kernel_view"]["reason"]
+    assert reason and "--probes=none" in reason
+    assert run.metrics.empty and not run.runs["kernel_view"].any()
+    assert f"no kernel view: {reason}" in show_text(run)
+    words = _pdf_text(write_report(tiny_run_without_probes, str(tmp_path / "none.pdf")))
+    assert f"no kernel view: {reason}" in words
+    assert "Probe overhead" not in words

@@ -45,13 +45,17 @@ def test_simple_workers_return_plausible_samples(name):
 
 @pytest.mark.parametrize("batch", [1, 7, 64])
 def test_uring_nop_plausible(batch):
-    plausible(run_simple("baseline_uring_nop", batch, 10, N, 5))
+    plausible(run_simple("baseline_uring_nop", batch, 0, 10, N, 5))
+
+
+def test_uring_nop_async_plausible():
+    plausible(run_simple("baseline_uring_nop", 1, 1 << 4, 10, N, 1))     # IOSQE_ASYNC
 
 
 def test_uring_nop_rejects_bad_batch():
     out = np.zeros(N)
-    assert lib.baseline_uring_nop(no_runner(), 0, 0, N, 1, double_ptr(ffi, out)) == -22
-    assert lib.baseline_uring_nop(no_runner(), 5000, 0, N, 1, double_ptr(ffi, out)) == -22
+    assert lib.baseline_uring_nop(no_runner(), 0, 0, 0, N, 1, double_ptr(ffi, out)) == -22
+    assert lib.baseline_uring_nop(no_runner(), 5000, 0, 0, N, 1, double_ptr(ffi, out)) == -22
 
 
 @pytest.mark.parametrize("peer", [0, 1])

@@ -8,68 +8,18 @@ import json
 import os
 import signal
 import subprocess
-import sys
-import time
 
 import pytest
 
 from lab import store
 
-from .helpers import requires_root
-
-LAB = [sys.executable, "-m", "lab.cli"]
-
+from .helpers import (LAB, any_worker_alive, background_lab, multithreaded_worker,
+                      requires_root, run_dir_of, wait_for, workers_of)
 
 def write_suite(tmp_path, body, name="t"):
     path = tmp_path / f"{name}.toml"
     path.write_text(body)
     return str(path)
-
-
-def run_dir_of(out):
-    dirs = [os.path.join(out, d) for d in os.listdir(out)]
-    assert len(dirs) == 1
-    return dirs[0]
-
-
-def workers_of(pid):
-    """Live lab.worker processes whose parent is pid."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                cmd = f.read()
-        except (OSError, IndexError):
-            continue
-        if ppid == pid and b"lab.worker" in cmd:
-            found.append(int(entry))
-    return found
-
-
-def any_worker_alive():
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/cmdline", "rb") as f:
-                    if b"lab.worker" in f.read():
-                        return True
-            except OSError:
-                pass
-    return False
-
-
-def wait_for(predicate, timeout=30.0, step=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    raise AssertionError("condition not reached in time")
 
 
 # a run that takes far longer than any timeout used below: 10^6 cross-CPU
@@ -101,23 +51,10 @@ def test_crashed_worker_is_recorded_and_suite_goes_on(tmp_path):
         pytest.skip("needs two CPUs")
     suite = write_suite(tmp_path, "[suite]\nrepetitions = 1\ntimeout = 120\n" + LONG)
     out = str(tmp_path / "res")
-    lab = subprocess.Popen(LAB + ["run", suite, "--out", out, "--quiet"],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
+    with background_lab(["run", suite, "--out", out, "--quiet"]) as lab:
         # the long futex run comes first or second; crash it when it runs
-        def futex_worker():
-            for pid in workers_of(lab.pid):
-                try:
-                    if len(os.listdir(f"/proc/{pid}/task")) >= 2:   # ping + pong threads
-                        return pid
-                except FileNotFoundError:
-                    pass
-            return None
-        os.kill(wait_for(futex_worker), signal.SIGSEGV)
+        os.kill(wait_for(lambda: multithreaded_worker(lab.pid)), signal.SIGSEGV)
         stdout, stderr = lab.communicate(timeout=60)
-    finally:
-        if lab.poll() is None:
-            lab.kill()
     assert lab.returncode == 0, stderr
     m = store.read_manifest(run_dir_of(out))
     by_variant = {r["variant"]: r for r in m["runs"]}
@@ -131,9 +68,7 @@ def test_ctrl_c_keeps_finished_runs_and_resume_finishes(tmp_path):
                                   "[baseline]\nvariants = ['null_syscall', 'swapcontext']\n"
                                   "samples = 2000\nops_per_sample = 200\n")
     out = str(tmp_path / "res")
-    lab = subprocess.Popen(LAB + ["run", suite, "--out", out, "--quiet"],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
+    with background_lab(["run", suite, "--out", out, "--quiet"]) as lab:
         def one_ok_and_a_worker_running():
             try:
                 m = store.read_manifest(run_dir_of(out))
@@ -143,9 +78,6 @@ def test_ctrl_c_keeps_finished_runs_and_resume_finishes(tmp_path):
         wait_for(one_ok_and_a_worker_running)
         lab.send_signal(signal.SIGINT)
         stdout, stderr = lab.communicate(timeout=30)
-    finally:
-        if lab.poll() is None:
-            lab.kill()
     assert lab.returncode == 130, stderr
     assert "lab run --resume" in stderr
     run_dir = run_dir_of(out)

@@ -1,5 +1,6 @@
-"""The section every family gets: what it measures, its headline table and
-figures (CDF of each headline metric, medians with intervals, ratios to the
+"""The section every family gets: what it measures, its headline table (the
+user side), the kernel view and the probe overhead beside it, and figures
+(CDF of each headline metric, medians with intervals, ratios to the
 family's reference variant)."""
 
 from __future__ import annotations
@@ -9,10 +10,14 @@ from typing import Sequence
 import pandas as pd
 
 from analysis import plots
-from analysis._format import CI_NOTE, NOISY_NOTE, NUMERIC_HEADS, summary_table
+from analysis._format import (CI_NOTE, NOISY_NOTE, NUMERIC_HEADS, OVERHEAD_NOTE,
+                              kernel_view_rows, overhead_rows, summary_table)
+from analysis._kernel import (kernel_view_notes, kernel_view_status, kernel_view_table,
+                              overhead_sentence, probe_overhead_table)
 from analysis._pages import ROWS_PER_PAGE, Block, Heading, Report, Space, Table, Text
 from analysis._results import Run
-from analysis._views import family_summary, headline, headline_samples, label
+from analysis._views import (PAIRED, cell_kinds, family_summary, headline, headline_samples,
+                             label, user_side_note)
 
 RATIO_NOTE = ("interval: the ratio of the medians' 95% CI bounds taken crosswise "
               "(low / reference high, high / reference low), at least as wide as the ratio's own")
@@ -63,11 +68,12 @@ def _right(header: Sequence[str]) -> list[bool]:
     return [h.split(" ")[0] in NUMERIC_HEADS for h in header]
 
 
-def summary_blocks(summary: pd.DataFrame, caption: str, with_metric: bool = True) -> list[Block]:
+def summary_blocks(summary: pd.DataFrame, caption: str, with_metric: bool = True,
+                   first_notes: Sequence[str] = ()) -> list[Block]:
     """A summary (summarise() rows) as a paginated table with its notes."""
     header, rows = summary_table(summary, with_metric=with_metric)
     noisy = summary["noisy"].tolist()
-    notes = []
+    notes = list(first_notes)
     if any(noisy):
         cells = [f"{label(str(r.variant), str(r.point))}" + (f" {r.metric}" if with_metric else "")
                  for r in summary.itertuples(index=False) if r.noisy]
@@ -83,7 +89,11 @@ def table_blocks(run: Run, family: str) -> list[Block]:
         return [Text("No run of this family finished ok: there is nothing to summarise "
                      "(see the runs without samples at the end).", color="#a63603")]
     blocks: list[Block] = [Space(0.1)]
-    blocks += summary_blocks(table, "Headline metric of each variant and point")
+    short, source = user_side_note(run, family)
+    caption = "Headline metric of each variant and point" + (f" ({short})" if short else "")
+    blocks += summary_blocks(table, caption, first_notes=[source] if source else [])
+    blocks += kernel_view_blocks(run, family)
+    blocks += overhead_blocks(run, family)
     everything = family_summary(run, family)
     heads = {v: d["headline"] for v, d in run.families[family]["variants"].items()}
     others = everything[everything["metric"].astype(str).to_numpy()
@@ -91,6 +101,37 @@ def table_blocks(run: Run, family: str) -> list[Block]:
     if not others.empty:
         blocks += summary_blocks(others.reset_index(drop=True), "Other recorded metrics")
     return blocks
+
+
+def kernel_view_blocks(run: Run, family: str) -> list[Block]:
+    """"Kernel view": what the probes counted per operation, or why nothing."""
+    blocks: list[Block] = [Heading("Kernel view", size=12, keep_with_next=0.8)]
+    reason = kernel_view_status(run, family)
+    if reason is not None:
+        return blocks + [Text(f"no kernel view: {reason}", color="#a63603"), Space(0.1)]
+    table = kernel_view_table(run, family)
+    header, rows, right = kernel_view_rows(table)
+    paired = PAIRED in cell_kinds(run, family).values()
+    which = "the twin runs with probes attached" if paired else "the same runs, probes attached"
+    caption = f"Kernel view: what the kernel saw in each run's measured window ({which})"
+    blocks.append(Table(header, rows, right=right, caption=caption,
+                        notes=kernel_view_notes(run, family, table), max_rows=ROWS_PER_PAGE))
+    return blocks
+
+
+def overhead_blocks(run: Run, family: str) -> list[Block]:
+    """"Probe overhead": with probes against without, when the suite measured it."""
+    table = probe_overhead_table(run, family)
+    if table.empty:
+        return []
+    header, rows, right = overhead_rows(table)
+    # the heading goes with the table (see Report.flow), the summary under it
+    return [Heading("Probe overhead", size=12, keep_with_next=0.8),
+            Table(header, rows, right=right, highlight=table["noisy"].tolist(),
+                  caption="Headline medians with probes attached against without "
+                          "(interleaved twins of every repetition)",
+                  notes=[OVERHEAD_NOTE], max_rows=ROWS_PER_PAGE),
+            Text(overhead_sentence(run, family), size=10, bold=True), Space(0.1)]
 
 
 def _metric_help(run: Run, family: str, metric: str) -> str:

@@ -42,8 +42,9 @@ def _buffers(n: int, *scale: int):
     return [np.zeros(n * s, dtype=np.float64) for s in scale]
 
 
-def _simple(c_name: str, metric: Metric):
-    """A worker timing ops_per_sample repetitions of one operation."""
+def _simple(c_name: str, metric: Metric, ops_per_iteration: int = 1):
+    """A worker timing ops_per_sample repetitions of one operation (a fiber
+    round trip is two switches: ops_per_iteration 2)."""
 
     def run(p: dict[str, Any], ctx: RunContext) -> Measurement:
         from lab.native import check, double_ptr
@@ -51,7 +52,8 @@ def _simple(c_name: str, metric: Metric):
         (out,) = _buffers(p["samples"], 1)
         check(getattr(lib, c_name)(ctx.handshake, p["warmup"], p["samples"],
                                    p["ops_per_sample"], double_ptr(ffi, out)), c_name)
-        return Measurement({metric.name: out})
+        return Measurement({metric.name: out},
+                           ops=p["samples"] * p["ops_per_sample"] * ops_per_iteration)
 
     return run
 
@@ -67,7 +69,7 @@ def _futex_pingpong(p: dict[str, Any], ctx: RunContext) -> Measurement:
     check(lib.baseline_futex_pingpong(ctx.handshake, ctx.cpu, _peer(p, ctx), p["warmup"],
                                       p["samples"], double_ptr(ffi, rt),
                                       double_ptr(ffi, handoff)), "futex ping-pong")
-    return Measurement({ROUND_TRIP.name: rt, HANDOFF.name: handoff})
+    return Measurement({ROUND_TRIP.name: rt, HANDOFF.name: handoff}, ops=p["samples"])
 
 
 def _pipe_pingpong(p: dict[str, Any], ctx: RunContext) -> Measurement:
@@ -76,23 +78,26 @@ def _pipe_pingpong(p: dict[str, Any], ctx: RunContext) -> Measurement:
     (rt,) = _buffers(p["samples"], 1)
     check(lib.baseline_pipe_pingpong(ctx.handshake, ctx.cpu, _peer(p, ctx), p["warmup"],
                                      p["samples"], double_ptr(ffi, rt)), "pipe ping-pong")
-    return Measurement({ROUND_TRIP.name: rt})
+    return Measurement({ROUND_TRIP.name: rt}, ops=p["samples"])
 
 
-def _uring_nop(batch_of):
+def _uring_nop(batch_of, sqe_flags: int = 0):
     def run(p: dict[str, Any], ctx: RunContext) -> Measurement:
         from lab.native import check, double_ptr
         ffi, lib = _native()
         (out,) = _buffers(p["samples"], 1)
-        check(lib.baseline_uring_nop(ctx.handshake, batch_of(p), p["warmup"], p["samples"],
-                                     p["ops_per_sample"], double_ptr(ffi, out)),
+        batch = batch_of(p)
+        check(lib.baseline_uring_nop(ctx.handshake, batch, sqe_flags, p["warmup"],
+                                     p["samples"], p["ops_per_sample"], double_ptr(ffi, out)),
               "io_uring NOP")
-        return Measurement({NS_PER_OP.name: out})
+        enters = max(1, p["ops_per_sample"] // batch)     # as native/baseline.c
+        return Measurement({NS_PER_OP.name: out}, ops=p["samples"] * enters * batch)
 
     return run
 
 
 SIMPLE = ("samples", "warmup", "ops_per_sample")
+IOSQE_ASYNC = 1 << 4        # include/uapi/linux/io_uring.h
 
 FAMILY = Family(
     name="baseline",
@@ -111,12 +116,15 @@ FAMILY = Family(
         Variant("pipe_pingpong", "two processes bounce a byte through two pipes (perf bench sched pipe)",
                 _pipe_pingpong, ("samples", "warmup", "placement"), (ROUND_TRIP,)),
         Variant("fiber_switch", "our x86-64 user-level context switch between two fibers",
-                _simple("baseline_fiber_switch", NS_PER_SWITCH), SIMPLE, (NS_PER_SWITCH,),
+                _simple("baseline_fiber_switch", NS_PER_SWITCH, 2), SIMPLE, (NS_PER_SWITCH,),
                 requires=("fibers",)),
         Variant("swapcontext", "glibc swapcontext(3): saves the signal mask with a system call each switch",
-                _simple("baseline_swapcontext", NS_PER_SWITCH), SIMPLE, (NS_PER_SWITCH,)),
+                _simple("baseline_swapcontext", NS_PER_SWITCH, 2), SIMPLE, (NS_PER_SWITCH,)),
         Variant("uring_nop", "one IORING_OP_NOP per io_uring_enter()",
                 _uring_nop(lambda p: 1), SIMPLE, (NS_PER_OP,), requires=("io_uring",)),
+        Variant("uring_nop_async", "one NOP per io_uring_enter() with IOSQE_ASYNC: always "
+                "punted to an io-wq worker, a fibril per call",
+                _uring_nop(lambda p: 1, IOSQE_ASYNC), SIMPLE, (NS_PER_OP,), requires=("io_uring",)),
         Variant("uring_nop_batched", "`batch` NOPs per io_uring_enter(), time per NOP "
                 "(a sample: ops_per_sample NOPs, at least one batch)",
                 _uring_nop(lambda p: p["batch"]), SIMPLE + ("batch",), (NS_PER_OP,),

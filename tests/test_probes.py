@@ -1,0 +1,243 @@
+"""Proof that the probes count right, and leave nothing behind.
+
+Known workloads with a prime number of events (bcc tools' habit): a futex
+ping-pong of N round trips on one CPU switches 2N times, N getppid calls
+enter the kernel N times, N NOPs with IOSQE_ASYNC are N punts to io-wq and
+none without.  The probe's wake-to-run and the user-side handoff of the same
+run agree where the wake-up dominates the handoff (across CPUs).  A worker
+killed with SIGKILL and a Ctrl-C of `lab run` leave no BPF program or map of
+the lab loaded and tracefs as it was.  These need root (they skip
+cleanly without it); the selection and no-kernel-view paths do not.
+"""
+
+import json
+import os
+import signal
+import subprocess
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lab import probes, store
+
+from .helpers import (LAB, background_lab, multithreaded_worker, require_probes, run_dir_of,
+                      wait_for, workers_of)
+
+N = 10007               # prime: a count that matches is not a coincidence
+SLACK = 32              # the handshake's own system calls and switches, a timer tick
+
+
+def lab_bpf_objects():
+    """Names of loaded BPF programs and maps that are the lab's (lab_*)."""
+    names = []
+    for kind in ("prog", "map"):
+        out = subprocess.run(["bpftool", "-j", kind, "show"], capture_output=True, text=True,
+                             check=True).stdout
+        names += [f"{kind} {o.get('name')}" for o in json.loads(out or "[]")
+                  if str(o.get("name", "")).startswith("lab_")]
+    return names
+
+
+def tracefs_state():
+    from lab.probes import tracefs
+    return tracefs.mount_point()
+
+
+@pytest.fixture(scope="module")
+def probed_run(tmp_path_factory):
+    require_probes()
+    tmp = tmp_path_factory.mktemp("probed")
+    suite = tmp / "probed.toml"
+    suite.write_text(f"""
+[suite]
+repetitions = 1
+timeout = 120
+[baseline]
+variants = ["futex_pingpong", "null_syscall", "uring_nop", "uring_nop_async"]
+samples = {N}
+warmup = 100
+ops_per_sample = 1
+placement = ["same_cpu", "cross_cpu"]
+""")
+    before = tracefs_state()
+    proc = subprocess.run(LAB + ["run", str(suite), "--out", str(tmp / "res"), "--quiet"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert tracefs_state() == before
+    run_dir = run_dir_of(str(tmp / "res"))
+    manifest = store.read_manifest(run_dir)
+    assert manifest["kernel_view"]["enabled"], manifest["kernel_view"]
+    metrics = pd.read_parquet(os.path.join(run_dir, store.METRICS))
+    return run_dir, manifest, metrics
+
+
+def run_of(manifest, variant, placement=None):
+    (run,) = [r for r in manifest["runs"] if r["variant"] == variant
+              and r["params"].get("placement") == placement]
+    assert run["status"] == "ok" and run["kernel_view"]
+    return run
+
+
+def total(metrics, run, metric):
+    rows = metrics[(metrics.run_id == run["id"]) & (metrics.metric == metric) & (metrics.key == "")]
+    assert len(rows) == 1, (metric, rows)
+    return float(rows.value.iloc[0])
+
+
+def test_futex_pingpong_switches_twice_per_round_trip(probed_run):
+    run_dir, manifest, metrics = probed_run
+    run = run_of(manifest, "futex_pingpong", "same_cpu")
+    assert run["ops"] == N
+    switches = total(metrics, run, "switches")
+    assert 2 * N <= switches <= 2 * N + SLACK
+    # the two threads share them: one switch out each per round trip
+    per_thread = metrics[(metrics.run_id == run["id"]) & metrics.key.str.startswith("tid=")
+                         & metrics.metric.isin(["switches_voluntary", "switches_involuntary"])]
+    by_tid = per_thread.groupby("key").value.sum()
+    assert (by_tid >= N).sum() == 2
+
+
+def test_getppid_enters_the_kernel_once_per_call(probed_run):
+    run_dir, manifest, metrics = probed_run
+    run = run_of(manifest, "null_syscall")
+    assert run["ops"] == N
+    rows = metrics[(metrics.run_id == run["id"]) & metrics.key.str.endswith(" getppid")]
+    assert len(rows) == 1
+    assert N <= rows.value.iloc[0] <= N + SLACK
+
+
+def test_async_nops_are_punted_and_plain_ones_are_not(probed_run):
+    run_dir, manifest, metrics = probed_run
+    plain, forced = run_of(manifest, "uring_nop"), run_of(manifest, "uring_nop_async")
+    assert total(metrics, forced, "uring_punted") == N
+    assert total(metrics, forced, "uring_submitted") == N
+    assert total(metrics, plain, "uring_punted") == 0
+    assert total(metrics, plain, "uring_submitted") == N
+    assert total(metrics, plain, "uring_completed") == N
+
+
+def test_pinned_workers_do_not_migrate(probed_run):
+    run_dir, manifest, metrics = probed_run
+    for run in manifest["runs"]:
+        # a worker pinned to one CPU may show the odd placement of a thread
+        # being created, never a steady stream of migrations
+        assert total(metrics, run, "migrations") <= 2
+
+
+def test_wake_to_run_agrees_with_user_side_handoff_across_cpus(probed_run):
+    """Across CPUs the handoff is dominated by waking the other (halted)
+    vCPU, the interval the probe measures.  On one CPU they differ by the
+    system call entry and exit around the wake-up and the probes' own cost,
+    the same order as the wake-up itself: that ratio is reported, not
+    asserted (see the report's kernel cross-check)."""
+    if os.cpu_count() < 2:
+        pytest.skip("needs two CPUs")
+    run_dir, manifest, metrics = probed_run
+    run = run_of(manifest, "futex_pingpong", "cross_cpu")
+    samples = pd.read_parquet(os.path.join(run_dir, run["samples_file"]))
+    user = float(np.median(samples[samples.metric == "handoff"].value))
+    wakeups = pd.read_parquet(os.path.join(run_dir, run["kernel_file"]))
+    kernel = float(np.median(wakeups.waking_to_run_ns))
+    assert total(metrics, run, "wake_to_run_p50_ns") == pytest.approx(kernel, rel=0.01)
+    assert abs(kernel - user) <= 0.25 * user, (kernel, user)
+
+
+def test_wakeup_records_are_the_run_threads(probed_run):
+    run_dir, manifest, metrics = probed_run
+    run = run_of(manifest, "futex_pingpong", "cross_cpu")
+    wakeups = pd.read_parquet(os.path.join(run_dir, run["kernel_file"]))
+    assert len(wakeups) == total(metrics, run, "wakeups")
+    # ping on cpu, pong on peer_cpu: every wake-up runs where the thread is pinned
+    assert set(wakeups.run_cpu) <= {run["cpu"], run["peer_cpu"]}
+    assert wakeups.tid.nunique() == 2
+
+
+@pytest.fixture
+def clean_slate():
+    require_probes()
+    assert lab_bpf_objects() == [], "a lab BPF object is loaded before the test"
+    return tracefs_state()
+
+
+LONG = """
+[suite]
+repetitions = 1
+timeout = 120
+[baseline]
+variants = ["futex_pingpong", "null_syscall"]
+samples = 1000000
+warmup = 0
+ops_per_sample = 1
+placement = "same_cpu"
+"""
+
+
+def test_worker_sigkill_leaves_no_bpf_behind(tmp_path, clean_slate):
+    suite = tmp_path / "long.toml"
+    suite.write_text(LONG)
+    with background_lab(["run", str(suite), "--out", str(tmp_path / "res"), "--quiet"]) as lab:
+        os.kill(wait_for(lambda: multithreaded_worker(lab.pid), timeout=60), signal.SIGKILL)
+        _, stderr = lab.communicate(timeout=120)
+    assert lab.returncode == 0, stderr
+    manifest = store.read_manifest(run_dir_of(str(tmp_path / "res")))
+    statuses = {r["variant"]: r["status"] for r in manifest["runs"]}
+    assert statuses == {"futex_pingpong": "failed", "null_syscall": "ok"}
+    assert lab_bpf_objects() == []
+    assert tracefs_state() == clean_slate
+
+
+def test_ctrl_c_of_lab_run_leaves_no_bpf_behind(tmp_path, clean_slate):
+    suite = tmp_path / "long.toml"
+    suite.write_text(LONG)
+    with background_lab(["run", str(suite), "--out", str(tmp_path / "res"), "--quiet"]) as lab:
+        wait_for(lambda: workers_of(lab.pid), timeout=60)
+        assert lab_bpf_objects() != []          # probes attached while it runs
+        lab.send_signal(signal.SIGINT)
+        _, stderr = lab.communicate(timeout=60)
+    assert lab.returncode == 130, stderr
+    assert lab_bpf_objects() == []
+    assert tracefs_state() == clean_slate
+    assert not workers_of(lab.pid)
+
+
+def test_probes_none_is_recorded_as_no_kernel_view(tmp_path):
+    suite = tmp_path / "s.toml"
+    suite.write_text("[suite]\nrepetitions = 1\n[baseline]\nvariants = ['null_syscall']\n"
+                     "samples = 50\n")
+    proc = subprocess.run(LAB + ["run", str(suite), "--out", str(tmp_path / "res"),
+                                 "--probes=none", "--quiet"], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "no kernel view: probes switched off (--probes=none)" in proc.stderr
+    manifest = store.read_manifest(run_dir_of(str(tmp_path / "res")))
+    assert manifest["kernel_view"]["enabled"] is False
+    assert manifest["kernel_view"]["reason"] == "probes switched off (--probes=none)"
+    assert not any(r["kernel_view"] for r in manifest["runs"])
+    assert not os.path.exists(os.path.join(run_dir_of(str(tmp_path / "res")), store.METRICS))
+
+
+def test_probe_selection():
+    assert probes.parse_selection("all") == probes.CONCERN_NAMES
+    assert probes.parse_selection("none") == ()
+    assert probes.parse_selection("syscalls, switches,syscalls") == ("syscalls", "switches")
+    with pytest.raises(ValueError, match="unknown probe kprobes; allowed: all, none"):
+        probes.parse_selection("syscalls,kprobes")
+
+
+def test_bad_probes_option_exits_2_and_writes_nothing(tmp_path):
+    suite = tmp_path / "s.toml"
+    suite.write_text("[baseline]\nvariants = ['null_syscall']\n")
+    proc = subprocess.run(LAB + ["run", str(suite), "--out", str(tmp_path / "res"),
+                                 "--probes=kprobes"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == ("lab: error: --probes: unknown probe kprobes; allowed: all, "
+                                   "none, or a list of " + ", ".join(probes.CONCERN_NAMES))
+    assert not (tmp_path / "res").exists()
+
+
+def test_not_root_means_no_kernel_view_with_reason(monkeypatch):
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    assert probes.unavailable_reason().startswith("not root")
+    with pytest.raises(probes.ProbeError, match="not root"):
+        probes.ProbeSession(probes.CONCERN_NAMES).__enter__()
