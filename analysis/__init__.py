@@ -7,11 +7,19 @@ all go through these functions, so they agree on every number.
     print(show_text(run))               # what `lab show` prints
     kernel_view_table(run, "baseline")  # what the probes saw, per operation
     run.metrics, load_wakeups(run)      # the probes' tidy counts and wake-up records
+    run.counters                        # the workers' own counts (EAGAINs, atoms canceled...)
+    counter_summary(run, "syncfirst")   # ... per variant and point: median, spread, total
+    throughput_summary(run, "chains")   # operations per second over each run's window
 
 Plots are in analysis.plots, the PDF in analysis.report (imported on use:
-they pull in matplotlib).
+they pull in matplotlib).  A family's own analysis is in its report section:
+analysis.sections.syncfirst (the crossover, how often a call went async,
+the seed's claims), analysis.sections.chains (time per chain against k, the
+cost per atom, stop on failure).
 """
 
+from analysis._counters import (counter_summary, counter_table, kernel_per_op, run_table,
+                                throughput_summary)
 from analysis._format import fmt_percent, fmt_ratio, fmt_value
 from analysis._kernel import (kernel_metric_summary, kernel_view_status, kernel_view_table,
                               probe_overhead_summary, probe_overhead_table)
@@ -26,5 +34,6 @@ __all__ = [
     "headline", "headline_samples", "family_summary", "reference_ratios", "run_sources",
     "user_samples", "kernel_view_table", "kernel_metric_summary", "kernel_view_status",
     "probe_overhead_table", "probe_overhead_summary", "show_text", "fmt_value", "fmt_ratio",
-    "fmt_percent",
+    "fmt_percent", "counter_summary", "counter_table", "throughput_summary", "run_table",
+    "kernel_per_op",
 ]

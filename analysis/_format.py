@@ -184,3 +184,44 @@ OVERHEAD_NOTE = ("overhead: the headline median with probes attached over the me
                  "of one repetition's run with probes against its twin without, run next to it; "
                  f"{NOISY_MARK}: either side's repetition medians spread more than "
                  f"{NOISY_SPREAD:.0%}")
+
+
+# -- a family's own counters -----------------------------------------------------
+
+def counter_groups(table: pd.DataFrame) -> tuple[list[tuple[list[str], list[list[str]], list[bool]]],
+                                                 list[str]]:
+    """A counter_table (medians per variant and point) as compact text
+    tables: counters zero (or absent) in every row are left out; those
+    with one value in every row that reports them come back as
+    ``name=value`` strings instead of columns; rows are grouped by which counters they
+    report (a family's file reads and socket receives count different
+    things), and each group's point labels lose the parts they all share.
+    Returns ([(header, rows, right-alignment)], constant)."""
+    from analysis._views import short_points
+
+    names = [c for c in table.columns if c not in ("variant", "point")]
+    values = table[names].astype(float)
+    shown, constant = [], []
+    for name in names:
+        col = values[name]
+        present = col.dropna()
+        if present.empty or (present == 0).all():
+            continue
+        if len(present) > 1 and present.nunique() == 1:
+            constant.append(f"{name}={fmt_count(float(present.iloc[0]))}")
+            continue
+        shown.append(name)
+    groups: dict[tuple[str, ...], list[int]] = {}
+    for i in range(len(table)):
+        has = tuple(n for n in shown if pd.notna(values.iloc[i][n]))
+        if has:
+            groups.setdefault(has, []).append(i)
+    out = []
+    for has, index in groups.items():
+        part = table.iloc[index]
+        short = short_points(part["point"].astype(str))
+        header = ["variant", "point"] + list(has)
+        rows = [[str(r["variant"]), short[str(r["point"])]]
+                + [fmt_count(float(r[n])) for n in has] for _, r in part.iterrows()]
+        out.append((header, rows, [False, False] + [True] * len(has)))
+    return out, constant

@@ -3,7 +3,10 @@
 The manifest is the commit point (lab/store.py): a samples file counts only
 when the manifest lists its run as ``ok``; every other run (failed, timeout,
 interrupted, pending) is kept as a row of ``Run.runs`` with its reason, and
-contributes no sample.  A *point* is named by the run's axis parameters
+contributes no sample (nor counters: ``Run.counters`` holds what the ok runs'
+workers counted themselves, manifest ``runs[].counters``).  ``Run.runs`` also
+has each run's ``throughput``: operations per second of its measured window
+(ops / window_ns).  A *point* is named by the run's axis parameters
 (Param.axis in lab/model.py), never by bookkeeping ones such as ``samples``.
 """
 
@@ -21,11 +24,14 @@ from lab import store
 NO_POINT = "-"
 # columns of Run.samples / Run.runs that a parameter name must not shadow
 _FIXED = ("run_id", "family", "variant", "point", "repetition", "kernel_view", "status",
-          "reason", "duration_s", "ops", "metric", "unit", "sample", "value", "params", "probe",
-          "key")
+          "reason", "duration_s", "ops", "window_ns", "throughput", "metric", "unit", "sample",
+          "value", "params", "probe", "key", "counter")
 # Run.runs columns before the parameter columns
 _RUN_COLUMNS = ["run_id", "family", "variant", "point", "repetition", "kernel_view", "status",
-                "reason", "duration_s", "ops"]
+                "reason", "duration_s", "ops", "window_ns", "throughput"]
+# Run.counters columns before the parameter columns
+COUNTER_COLUMNS = ["run_id", "family", "variant", "point", "repetition", "kernel_view", "counter",
+                   "value"]
 # Run.metrics columns: the run it belongs to, then the probes' tidy rows (lab/store.py)
 METRIC_COLUMNS = ["run_id", "family", "variant", "point", "repetition", "kernel_view", "probe",
                   "metric", "key", "value"]
@@ -46,6 +52,9 @@ class Run:
     environment: dict[str, Any] = field(repr=False)
     # tidy: one row per probe metric of the ok runs with kernel view (metrics.parquet)
     metrics: pd.DataFrame = field(default_factory=lambda: _empty_metrics(), repr=False)
+    # tidy: one row per counter of the ok runs (manifest runs[].counters): what the
+    # family's worker counted itself in the measured window (EAGAINs, atoms not run...)
+    counters: pd.DataFrame = field(default_factory=lambda: _empty_counters(), repr=False)
     _wakeups: dict[int, pd.DataFrame] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -161,6 +170,8 @@ def load_run(run_dir: str) -> Run:
     runs["reason"] = pd.Series([r.get("reason") for r in runs_meta], dtype="object")
     runs["duration_s"] = pd.Series([r.get("duration_s") for r in runs_meta], dtype="float64")
     runs["ops"] = pd.Series([r.get("ops") for r in runs_meta], dtype="Int64")
+    runs["window_ns"] = pd.Series([r.get("window_ns") for r in runs_meta], dtype="Int64")
+    runs["throughput"] = _throughput(runs["ops"], runs["window_ns"])
     runs = runs[_RUN_COLUMNS + [param_column(n) for n in param_names]]
 
     skipped = table(skipped_meta, {})
@@ -169,9 +180,66 @@ def load_run(run_dir: str) -> Run:
 
     samples = _load_samples(run_dir, runs, runs_meta, metric_order, units)
     metrics = _load_metrics(run_dir, runs)
+    counters = _load_counters(runs, runs_meta)
     return Run(path=run_dir, manifest=manifest, runs=runs, samples=samples, skipped=skipped,
                families=families, environment=dict(manifest.get("environment") or {}),
-               metrics=metrics)
+               metrics=metrics, counters=counters)
+
+
+def _throughput(ops: pd.Series, window_ns: pd.Series) -> pd.Series:
+    """Operations per second of each run's measured window (NaN without one)."""
+    o = ops.astype("float64").to_numpy(na_value=np.nan)
+    w = window_ns.astype("float64").to_numpy(na_value=np.nan)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = np.where(w > 0, o / w * 1e9, np.nan)
+    return pd.Series(t, index=ops.index, dtype="float64")
+
+
+def _run_keys(base: pd.DataFrame) -> dict[str, Any]:
+    """The columns that tie a row of a tidy table to its run."""
+    return {"run_id": base["run_id"].astype("int64"), "family": base["family"],
+            "variant": base["variant"], "point": base["point"],
+            "repetition": base["repetition"], "kernel_view": base["kernel_view"]}
+
+
+def _empty_counters() -> pd.DataFrame:
+    return pd.DataFrame({
+        "run_id": pd.Series(dtype="int64"), "family": pd.Categorical([]),
+        "variant": pd.Categorical([]), "point": pd.Categorical([]),
+        "repetition": pd.Series(dtype="int64"), "kernel_view": pd.Series(dtype="bool"),
+        "counter": pd.Categorical([]), "value": pd.Series(dtype="float64")})
+
+
+def _load_counters(runs: pd.DataFrame, runs_meta: list[dict[str, Any]]) -> pd.DataFrame:
+    """manifest runs[].counters of the ok runs as tidy rows, with the run's
+    parameters (like Run.samples).  Counter names keep the order the
+    family's worker reports them in."""
+    rows, names, values = [], [], []
+    for i, meta in enumerate(runs_meta):
+        if meta.get("status") != store.OK:
+            continue
+        for name, value in (meta.get("counters") or {}).items():
+            try:
+                value = float(value)
+            except (TypeError, ValueError):
+                continue            # a counter is a number; anything else is not one
+            rows.append(i)
+            names.append(str(name))
+            values.append(value)
+    if not rows:
+        out = _empty_counters()
+        for col in runs.columns[len(_RUN_COLUMNS):]:
+            out[col] = runs[col].iloc[:0].reset_index(drop=True)
+        return out
+    base = runs.iloc[rows].reset_index(drop=True)
+    out = pd.DataFrame({
+        **_run_keys(base),
+        "counter": pd.Categorical(names, categories=list(dict.fromkeys(names))),
+        "value": np.asarray(values, dtype=np.float64),
+    })
+    for col in runs.columns[len(_RUN_COLUMNS):]:
+        out[col] = base[col]
+    return out
 
 
 def _load_samples(run_dir: str, runs: pd.DataFrame, runs_meta: list[dict[str, Any]],
@@ -271,12 +339,7 @@ def _load_metrics(run_dir: str, runs: pd.DataFrame) -> pd.DataFrame:
     base = ok.loc[frame["run_id"].to_numpy()].reset_index()
     probe, metric = frame["probe"].astype(str), frame["metric"].astype(str)
     return pd.DataFrame({
-        "run_id": base["run_id"].astype("int64"),
-        "family": base["family"],
-        "variant": base["variant"],
-        "point": base["point"],
-        "repetition": base["repetition"],
-        "kernel_view": base["kernel_view"],
+        **_run_keys(base),
         "probe": pd.Categorical(probe, categories=list(dict.fromkeys(probe))),
         "metric": pd.Categorical(metric, categories=list(dict.fromkeys(metric))),
         "key": pd.Series(frame["key"].astype(str).to_numpy(), dtype="str"),

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from analysis import _kernel, _views
+from analysis import _counters, _kernel, _views
 from analysis._format import (CI_NOTE, KERNEL_NOISY_NOTE, NOISY_NOTE, OVERHEAD_NOTE, align_text,
-                              fmt_ratio, kernel_view_rows, overhead_rows, summary_table)
+                              counter_groups, fmt_ratio, kernel_view_rows, overhead_rows,
+                              summary_table)
 from analysis._results import Run
 
 
@@ -25,8 +26,10 @@ def show_text(run: Run, family: str | None = None) -> str:
     """Per family: which runs the user-side numbers come from, a table of
     every variant, point and metric (n, median, p90, p99, 95% CI of the
     median, spread of the per-repetition medians, noisy marker), the kernel
-    view (or why there is none), the probe overhead when it was measured,
-    then the skipped points and not-ok runs with their reasons, then the
+    view (or why there is none), the counters the family's workers keep
+    (medians over the user-side runs; counters that are zero everywhere left
+    out, those equal in every row given once), the probe overhead when it
+    was measured, then the skipped points and not-ok runs with their reasons, then the
     headline medians relative to the reference variant."""
     families = list(run.families)
     if family is not None:
@@ -53,6 +56,7 @@ def show_text(run: Run, family: str | None = None) -> str:
             out += align_text(header, rows)
             any_noisy |= bool(summary["noisy"].any())
         out += _kernel_lines(run, name)
+        out += _counter_lines(run, name)
         kernel = _kernel.kernel_view_table(run, name)
         any_kernel_noisy |= bool(len(kernel) and kernel["noisy"].astype(bool).any())
         overhead = _kernel.probe_overhead_table(run, name)
@@ -103,3 +107,46 @@ def _kernel_lines(run: Run, family: str) -> list[str]:
     header, rows, right = kernel_view_rows(table)
     return (["  kernel view (probes, per operation in the measured window; median over "
              "the runs with probes):"] + align_text(header, rows, right=right))
+
+
+def _counter_lines(run: Run, family: str, width: int = 220) -> list[str]:
+    """The family's own counters (manifest runs[].counters), compactly."""
+    table = _counters.counter_table(run, family)
+    if table.empty:
+        return []
+    derived = [c for c in table.columns if c in _counters.DERIVED]
+    groups, constant = counter_groups(table.drop(columns=derived))
+    if not groups and not constant:
+        return []
+    out = ["  counters (the workers' own counts, median over the user-side runs):"]
+    for header, rows, right in groups:
+        out += _chunked(header, rows, right, width)
+    if constant:
+        out += _wrap_items("    the same in every row reporting it: ", constant, width=110, indent="      ")
+    if derived:
+        out += _wrap_items("    not shown: ", [f"{c} (= {_counters.DERIVED[c]})" for c in derived],
+                           width=110, indent="      ")
+    return out
+
+
+def _chunked(header: list[str], rows: list[list[str]], right: list[bool], width: int,
+             keep: int = 2) -> list[str]:
+    """align_text, split into several tables (each repeating the first
+    ``keep`` columns) where one would be wider than ``width``."""
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) + 2 for i, h in enumerate(header)]
+    fixed = sum(widths[:keep]) + 4
+    chunks, current, used = [], [], fixed
+    for i in range(keep, len(header)):
+        if current and used + widths[i] > width:
+            chunks.append(current)
+            current, used = [], fixed
+        current.append(i)
+        used += widths[i]
+    if current:
+        chunks.append(current)
+    out = []
+    for cols in chunks or [[]]:
+        pick = list(range(keep)) + cols
+        out += align_text([header[i] for i in pick], [[r[i] for i in pick] for r in rows],
+                          indent="    ", right=[right[i] for i in pick])
+    return out

@@ -242,3 +242,14 @@ def not_ok_lines(run: Run, family: str | None = None) -> list[str]:
 def status_counts(run: Run) -> dict[str, int]:
     counts = run.runs["status"].value_counts().to_dict()
     return {k: int(v) for k, v in counts.items()}
+
+
+def short_points(points) -> dict[str, str]:
+    """Point labels without the ``name=value`` parts every one of them shares
+    (``hit_ratio=0.5 file_mb=8 direct=False depth=1`` -> ``hit_ratio=0.5
+    depth=1`` when file_mb and direct never change): for tables where the
+    full label would crowd out the numbers.  A label left empty is ``-``."""
+    points = [str(p) for p in dict.fromkeys(points)]
+    parts = {p: ([] if p == NO_POINT else p.split(" ")) for p in points}
+    everywhere = set.intersection(*(set(v) for v in parts.values())) if len(points) > 1 else set()
+    return {p: " ".join(x for x in parts[p] if x not in everywhere) or NO_POINT for p in points}

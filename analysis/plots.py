@@ -281,3 +281,29 @@ def cdf_curves(ax, curves: Sequence[tuple[str, Sequence[float], dict]],
     if legend:
         _legend_right(ax)
     return ax
+
+
+def plain_log_ticks(ax, axis: str = "y") -> None:
+    """Tick labels on a log axis as plain numbers (2000, 1e+05), not
+    2x10^3; where the axis spans two decades or less, minor ticks at 2 and
+    5 times a power of ten are labelled too (within one decade, every minor
+    tick), so a short axis has labels.
+    Call it after the data are drawn."""
+    import math
+
+    from matplotlib.ticker import FuncFormatter
+    target = ax.yaxis if axis == "y" else ax.xaxis
+    low, high = ax.get_ylim() if axis == "y" else ax.get_xlim()
+    span = high / low if low > 0 else math.inf
+    # within one decade label every minor tick, within two the 2s and 5s
+    leads = (2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0) if span <= 10 else \
+        (2.0, 5.0) if span <= 100 else ()
+
+    def minor(v, _):
+        if v <= 0:
+            return ""
+        lead = round(v / 10 ** math.floor(math.log10(v)), 6)
+        return f"{v:g}" if lead in leads else ""
+
+    target.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    target.set_minor_formatter(FuncFormatter(minor))

@@ -36,18 +36,26 @@ def cmd_list(args: argparse.Namespace) -> int:
     from lab import families
     from lab.suite import SUITE_SETTINGS
 
+    unknown = [n for n in args.family if n not in families.FAMILY_NAMES]
+    if unknown:
+        _print_error(f"list: unknown family {', '.join(unknown)}; known: "
+                     + ", ".join(families.FAMILY_NAMES))
+        return EXIT_BAD_INPUT
+    shown = [f for f in families.all_families().values() if not args.family or f.name in args.family]
+    params = list(SUITE_SETTINGS) + [p for f in shown for p in f.params]
+    width = max(len("parameter"), *(len(p.name) for p in params))
+
     def param_line(p) -> str:
         unit = p.unit or "-"
-        return f"    {p.name:<16} {p.default!s:<10} {unit:<11} {p.describe_range():<22} {p.help}"
+        return (f"    {p.name:<{width}} {p.default!s:<10} {unit:<11} {p.describe_range():<22} "
+                f"{p.help}")
 
-    header = f"    {'parameter':<16} {'default':<10} {'unit':<11} {'range':<22} meaning"
+    header = f"    {'parameter':<{width}} {'default':<10} {'unit':<11} {'range':<22} meaning"
     print("[suite] settings")
     print(header)
     for s in SUITE_SETTINGS:
         print(param_line(s))
-    for fam in families.all_families().values():
-        if args.family and fam.name not in args.family:
-            continue
+    for fam in shown:
         print(f"\n[{fam.name}]  {fam.summary}")
         print(f"  seeds: {fam.seeds}")
         print("  variants:")
@@ -88,7 +96,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             runs, skipped = runner.plan(suite, caps)
             runner.check_cpus(suite, runs)
             if not runs:
-                _print_error(f"{suite.path}: nothing to run here (every variant was skipped)")
+                why = "; ".join(dict.fromkeys(f"{x['family']}/{x['variant']}: {x['reason']}"
+                                              for x in skipped[:3]))
+                _print_error(f"{suite.path}: nothing to run here, every point was skipped: {why}")
                 return 1
             timeout = suite.settings["timeout"]
     except (suite_mod.SuiteError, store.ResultsError, ValueError) as e:
@@ -265,6 +275,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "run" and not args.suite and not args.resume:
         parser.error("run: give a SUITE.toml or --resume RUN_DIR")
     signal.signal(signal.SIGTERM, _terminate)
+    if args.command != "run":
+        # `lab list | head` ends quietly; never for run, whose writes to a
+        # dead worker's pipe must raise BrokenPipeError, not kill the runner
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     try:
         return args.func(args)
     except KeyboardInterrupt:

@@ -137,6 +137,13 @@ class Family:
     params: tuple[Param, ...]
     variants: tuple[Variant, ...]
     reference: str                      # variant the report's ratios use
+    # Why a point of a sweep cannot run (k=2 for a 3-atom chain, more
+    # samples than the file has blocks), or None: such points are skipped
+    # with that reason instead of failing in a worker.
+    check_point: Callable[[str, dict[str, Any]], str | None] | None = None
+
+    def point_problem(self, variant: str, point: dict[str, Any]) -> str | None:
+        return self.check_point(variant, point) if self.check_point else None
 
     def __post_init__(self) -> None:
         names = {p.name for p in self.params}

@@ -87,16 +87,23 @@ def plan(suite: Suite, capabilities: dict[str, str | None],
     rotated by r * n / repetitions, so each variant meets every position in
     the sequence (and whatever drift the machine has) in turn.  With the
     kernel view and ``probe_overhead``, every item runs with and without
-    probes, side by side, the order of the pair alternating by repetition.
+    probes, in two blocks per repetition whose order alternates.
     Variants whose capabilities are missing become `skipped` entries.
     """
     cpu, peer = suite.settings["cpu"], suite.settings["peer_cpu"]
-    items, skipped = [], []
-    for sel in suite.families.values():
+    items, skipped, seen = [], [], set()
+    for sel in (sel for tables in suite.families.values() for sel in tables):
         for variant in sel.variants:
             for point in sel.points(variant):
+                key = (sel.family.name, variant.name, tuple(sorted(point.items())))
+                if key in seen:
+                    continue            # two tables of one family share this point
+                seen.add(key)
                 missing = [f"{c}: {capabilities[c]}" for c in variant.requirements(point)
                            if capabilities.get(c)]
+                problem = sel.family.point_problem(variant.name, point)
+                if problem:
+                    missing.append(f"cannot run this point: {problem}")
                 if missing:
                     skipped.append({"family": sel.family.name, "variant": variant.name,
                                     "params": point, "reason": "; ".join(missing)})
@@ -107,8 +114,13 @@ def plan(suite: Suite, capabilities: dict[str, str | None],
     reps = suite.repetitions
     for r in range(reps):
         shift = (r * len(items) // reps) if items else 0
-        for fam, var, point in items[shift:] + items[:shift]:
-            for probed in (twins if r % 2 == 0 else twins[::-1]):
+        order = items[shift:] + items[:shift]
+        # The twins come in blocks, with probes then without, the blocks
+        # swapping places every repetition (P U | U P | P U ...): each twin
+        # goes first as often as second, and the probes are detached at most
+        # once a repetition (a detach costs ~0.6 s on a 2-vCPU VM).
+        for probed in (twins if r % 2 == 0 else twins[::-1]):
+            for fam, var, point in order:
                 runs.append(PlannedRun(len(runs) + 1, fam, var, dict(point), r, cpu, peer,
                                        kernel_view=probed))
     return runs, skipped
@@ -144,6 +156,21 @@ def git_revision() -> str:
         return "unknown (git unavailable)"
 
 
+def _selection_record(tables) -> dict[str, Any]:
+    """A family's tables as the manifest keeps them: the union of variants
+    and of each parameter's values (in the order the suite gives them,
+    which the report follows) and every table as written."""
+    variants, values = [], {}
+    for sel in tables:
+        variants += [v.name for v in sel.variants if v.name not in variants]
+        for k, vs in sel.values.items():
+            values.setdefault(k, [])
+            values[k] += [v for v in vs if v not in values[k]]
+    return {"variants": variants, "values": values,
+            "tables": [{"variants": [v.name for v in sel.variants],
+                        "values": {k: list(v) for k, v in sel.values.items()}} for sel in tables]}
+
+
 def new_manifest(suite: Suite, runs: list[PlannedRun], skipped: list[dict],
                  environment: dict[str, Any], capabilities: dict[str, str | None],
                  kernel_view: dict[str, Any]) -> dict[str, Any]:
@@ -153,9 +180,8 @@ def new_manifest(suite: Suite, runs: list[PlannedRun], skipped: list[dict],
         "format_version": store.FORMAT_VERSION,
         "suite": {"name": suite.name, "path": suite.path, "description": suite.description,
                   "settings": suite.settings,
-                  "families": {n: {"variants": [v.name for v in s.variants],
-                                   "values": {k: list(v) for k, v in s.values.items()}}
-                               for n, s in suite.families.items()}},
+                  "families": {n: _selection_record(tables)
+                               for n, tables in suite.families.items()}},
         "package_version": __version__,
         "git_revision": git_revision(),
         "started_at": store.now_iso(),
@@ -164,7 +190,7 @@ def new_manifest(suite: Suite, runs: list[PlannedRun], skipped: list[dict],
         "environment": environment,
         "capabilities": capabilities,
         "kernel_view": kernel_view,         # probes: enabled, which, headers, or why not
-        "families": {n: s.family.describe() for n, s in suite.families.items()},
+        "families": {n: tables[0].family.describe() for n, tables in suite.families.items()},
         "skipped": skipped,
         "runs": [asdict(r) for r in runs],
     }
@@ -189,7 +215,7 @@ class Runner:
         runs = [PlannedRun(**r) for r in self.manifest["runs"]]
         todo = [r for r in runs if r.status in (store.PENDING, store.INTERRUPTED)]
         bar = _Progress(len(todo), self.progress)
-        status = "complete"
+        status = "aborted"      # unless the loop ends or is interrupted
         try:
             for run in todo:
                 bar.start(run)
@@ -198,6 +224,7 @@ class Runner:
                 finally:
                     self._record(runs)
                 bar.done(run)
+            status = "complete"
         except KeyboardInterrupt:      # Ctrl-C, or SIGTERM (lab.cli turns it into this)
             status = "interrupted"
         finally:
@@ -222,6 +249,8 @@ class Runner:
         scratch = tempfile.mkdtemp(prefix=f"run-{run.id:04d}-", dir=scratch_root)
         output = os.path.join(scratch, "result")
         observer = self.probes if (run.kernel_view and self.probes) else NoObserver()
+        if self.probes and not run.kernel_view:
+            self.probes.park()      # no program may run during an unprobed twin
         t0 = time.monotonic()
         try:
             ok, reason, view = self._spawn_and_converse(run, scratch, output, observer)
@@ -276,6 +305,10 @@ class Runner:
             return False, f"timed out after {self.timeout:g} s", None
         except BrokenPipeError:
             pass        # worker died mid-handshake: its exit status says why
+        except Exception as e:      # the probes failed: this run fails, the suite goes on
+            if proc is not None and proc.poll() is None:
+                _kill_group(proc)
+            return False, f"probes: {e}", None
         finally:
             observer.untrack()
             for fd in (ready_r, ready_w, go_r, go_w):

@@ -15,6 +15,11 @@ A suite is a TOML file::
     samples = 2000          # a value, or a list of values to sweep
     placement = ["same_cpu", "cross_cpu"]
 
+A table sweeps the Cartesian product of its lists.  To sweep different
+products for one family (NOP chains for every k, reads only for a few),
+repeat the table as an array of tables, ``[[chains]]``: each is its own
+product, and a point two tables share runs once.
+
 Validation happens before anything runs or is written; the first problem
 raises SuiteError whose message names the file, the key and what is allowed.
 """
@@ -69,7 +74,8 @@ class Suite:
     name: str
     description: str
     settings: dict[str, Any]
-    families: dict[str, FamilySelection] = field(default_factory=dict)
+    # each family's tables (one, or several from a [[family]] array)
+    families: dict[str, tuple[FamilySelection, ...]] = field(default_factory=dict)
 
     @property
     def repetitions(self) -> int:
@@ -115,9 +121,15 @@ def parse(data: dict[str, Any], path: str, text: str = "") -> Suite:
             continue
         if fam_name not in known:
             raise SuiteError(f"{path}: [{fam_name}]: unknown family; known: {', '.join(known)}")
-        if not isinstance(table, dict):
-            raise SuiteError(f"{path}: {fam_name}: expected a table [{fam_name}]")
-        selections[fam_name] = _parse_family(path, families.get(fam_name), table)
+        family = families.get(fam_name)
+        if isinstance(table, dict):
+            selections[fam_name] = (_parse_family(path, family, table, fam_name),)
+        elif isinstance(table, list) and table and all(isinstance(t, dict) for t in table):
+            selections[fam_name] = tuple(_parse_family(path, family, t, f"{fam_name}[{i}]")
+                                         for i, t in enumerate(table))
+        else:
+            raise SuiteError(f"{path}: {fam_name}: expected a table [{fam_name}] or tables "
+                             f"[[{fam_name}]]")
     if not selections:
         raise SuiteError(f"{path}: no family tables; add one of: "
                          + ", ".join(f"[{n}]" for n in known))
@@ -131,8 +143,8 @@ def parse(data: dict[str, Any], path: str, text: str = "") -> Suite:
                  settings=settings, families=selections)
 
 
-def _parse_family(path: str, family: Family, table: dict[str, Any]) -> FamilySelection:
-    fam = family.name
+def _parse_family(path: str, family: Family, table: dict[str, Any], fam: str) -> FamilySelection:
+    """One table of a family; fam names it in messages (chains, chains[1])."""
     variant_names = [v.name for v in family.variants]
     chosen = table.get("variants", variant_names)
     if isinstance(chosen, str):

@@ -4,7 +4,7 @@
  * probe (lab_uring_probe) or treat -EINVAL / -EOPNOTSUPP as "kernel lacks
  * it" and skip.  Values are the kernel's UAPI (include/uapi/linux/io_uring.h).
  *
- * Build: included by the native/*.c that need it; nothing to link.
+ * Build: included by the C files of native/ that need it; nothing to link.
  */
 #ifndef LAB_COMPAT_URING_H
 #define LAB_COMPAT_URING_H

@@ -15,10 +15,10 @@ from .helpers import run_lab
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-TINY_SUITE = """\
+TINY_BASELINE = """\
 [suite]
 name = "tiny"
-description = "the analysis tests' run: every baseline variant, briefly"
+description = "the analysis tests' run: every baseline variant, a few syncfirst and chains points"
 repetitions = 2
 timeout = 30
 probe_overhead = true   # as root: every run also without probes (kernel view and overhead)
@@ -31,11 +31,36 @@ placement = ["same_cpu", "cross_cpu"]
 batch = [4]
 """
 
+# seed 003's families, small: the crossover's two ends, chains of two lengths,
+# and one chain whose third atom fails (the stop-on-failure table)
+TINY_SUITE = TINY_BASELINE + """
+[syncfirst]
+variants = ["sync", "syncfirst", "pool", "uring"]
+hit_ratio = [0.0, 1.0]
+file_mb = 1
+samples = 60
+warmup = 10
 
-def _tiny(tmp_path_factory, name: str, *options: str) -> str:
+[[chains]]
+k = [2, 8]
+op = "nop"
+samples = 100
+warmup = 10
+
+[[chains]]
+variants = ["uring_link"]
+k = 8
+op = "nop"
+fail_at = 3
+samples = 100
+warmup = 10
+"""
+
+
+def _tiny(tmp_path_factory, name: str, *options: str, text: str = TINY_SUITE) -> str:
     base = tmp_path_factory.mktemp(name)
     suite = base / "tiny.toml"
-    suite.write_text(TINY_SUITE)
+    suite.write_text(text)
     out = base / "results"
     proc = run_lab(["run", str(suite), "--out", str(out), "--quiet", *options], cwd=REPO)
     assert proc.returncode == 0, f"lab run failed ({proc.returncode}):\n{proc.stderr}"
@@ -44,14 +69,18 @@ def _tiny(tmp_path_factory, name: str, *options: str) -> str:
 
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory) -> str:
-    """A results folder written by the real runner (`lab run`) on a tiny suite."""
+    """A results folder written by the real runner (`lab run`) on a tiny suite:
+    every baseline variant, syncfirst's sync, syncfirst, pool and uring at
+    hit_ratio 0 and 1, every chains variant at k = 2 and 8 (NOPs), and
+    uring_link chains whose third atom fails."""
     return _tiny(tmp_path_factory, "tiny")
 
 
 @pytest.fixture(scope="session")
 def tiny_run_without_probes(tmp_path_factory) -> str:
-    """The tiny suite run with `--probes=none`: no kernel view, by choice."""
-    return _tiny(tmp_path_factory, "tiny-none", "--probes=none")
+    """The tiny suite's baseline table run with `--probes=none`: no kernel
+    view, by choice."""
+    return _tiny(tmp_path_factory, "tiny-none", "--probes=none", text=TINY_BASELINE)
 
 
 @pytest.fixture

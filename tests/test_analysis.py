@@ -71,9 +71,10 @@ def test_load_run_round_trip(tiny_run):
 
 def test_points_are_labelled_by_axis_params_only(tiny_run):
     run = load_run(tiny_run)
-    points = set(run.runs["point"].astype(str))
+    base = run.runs[run.runs["family"] == "baseline"]
+    points = set(base["point"].astype(str))
     assert points == {"-", "placement=same_cpu", "placement=cross_cpu", "batch=4"}
-    by_variant = run.runs.groupby("variant", observed=True)["point"].agg(lambda p: set(p.astype(str)))
+    by_variant = base.groupby("variant", observed=True)["point"].agg(lambda p: set(p.astype(str)))
     assert by_variant["futex_pingpong"] == {"placement=same_cpu", "placement=cross_cpu"}
     assert by_variant["null_syscall"] == {"-"}
 
@@ -505,3 +506,212 @@ def test_no_kernel_view_says_why(tiny_run_without_probes, tmp_path):
     words = _pdf_text(write_report(tiny_run_without_probes, str(tmp_path / "none.pdf")))
     assert f"no kernel view: {reason}" in words
     assert "Probe overhead" not in words
+
+
+# -- counters and throughput ------------------------------------------------------------------
+
+def test_counters_load_round_trip(tiny_run):
+    from analysis._results import COUNTER_COLUMNS
+    run = load_run(tiny_run)
+    manifest = store.read_manifest(tiny_run)
+    want = {(r["id"], name): float(value) for r in manifest["runs"] if r["status"] == "ok"
+            for name, value in (r.get("counters") or {}).items()}
+    assert want, "the tiny run's syncfirst and chains runs report counters"
+    got = {(int(r.run_id), str(r.counter)): r.value for r in run.counters.itertuples()}
+    assert got == want
+    assert list(run.counters.columns[:len(COUNTER_COLUMNS)]) == COUNTER_COLUMNS
+    # the join keys agree with Run.runs, and the parameters come along
+    joined = run.counters.merge(run.runs, on="run_id", suffixes=("", "_run"))
+    for col in ("family", "variant", "point", "repetition", "kernel_view", "hit_ratio", "k"):
+        pd.testing.assert_series_equal(joined[col], joined[f"{col}_run"], check_names=False)
+    assert set(run.counters["family"].astype(str)) == {"syncfirst", "chains"}
+
+
+def test_throughput_is_ops_over_the_window(tiny_run):
+    run = load_run(tiny_run)
+    manifest = store.read_manifest(tiny_run)
+    by_id = run.runs.set_index("run_id")
+    checked = 0
+    for r in manifest["runs"]:
+        if r["status"] == "ok" and r.get("window_ns"):
+            assert by_id.loc[r["id"], "throughput"] == pytest.approx(r["ops"] / r["window_ns"] * 1e9)
+            checked += 1
+    assert checked == int((run.runs["status"] == "ok").sum())
+
+
+def test_counter_summary_totals_only_counts(tiny_run):
+    from analysis._counters import counter_is_total, counter_summary, run_table
+    run = load_run(tiny_run)
+    s = counter_summary(run, "syncfirst")
+    runs = run_table(run, "syncfirst")
+    runs = runs[runs["user_side"]]
+    for row in s.itertuples(index=False):
+        mine = runs[(runs["variant"].astype(str) == str(row.variant))
+                    & (runs["point"].astype(str) == str(row.point))][row.counter]
+        assert row.median == pytest.approx(mine.median())
+        assert row.reps == len(mine) == 2
+        if counter_is_total(row.counter):
+            assert row.total == pytest.approx(mine.sum())
+        else:
+            assert np.isnan(row.total)
+    assert not counter_is_total("eagain_fraction") and counter_is_total("eagain")
+    assert not counter_is_total("ok_per_chain")
+
+
+def test_show_text_has_the_counters(tiny_run):
+    text = show_text(load_run(tiny_run), family="syncfirst")
+    assert "counters (the workers' own counts" in text
+    assert "eagain" in text and "inline_done" in text
+    assert text.index("kernel view") < text.index("counters (the workers")
+
+
+# -- syncfirst ------------------------------------------------------------------------------------
+
+def test_crossover_data_matches_the_headline(tiny_run):
+    from analysis.sections.syncfirst import crossover_data
+    run = load_run(tiny_run)
+    data = crossover_data(run)
+    assert not data.duplicated(["variant", "hit_ratio"]).any()
+    assert set(zip(data["variant"].astype(str), data["hit_ratio"])) == {
+        (v, h) for v in ("sync", "syncfirst", "pool", "uring") for h in (0.0, 1.0)}
+    s = summarise(user_samples(run))
+    s = s[(s["family"] == "syncfirst") & (s["metric"] == "latency")]
+    want = {(str(r.variant), str(r.point)): r.median for r in s.itertuples()}
+    for r in data.itertuples():
+        assert r.median == want[(str(r.variant), str(r.point))]
+        assert r.ci_low <= r.median <= r.ci_high
+        assert r.throughput_ci_low <= r.throughput <= r.throughput_ci_high
+    # throughput: the median over the user-side runs of ops / window
+    runs = run.runs[run.runs["family"] == "syncfirst"]
+    user = user_samples(run)["run_id"].unique()
+    for r in data.itertuples():
+        mine = runs[(runs["variant"].astype(str) == str(r.variant))
+                    & (runs["point"].astype(str) == str(r.point)) & runs["run_id"].isin(user)]
+        assert r.throughput == pytest.approx(np.median(mine["ops"].astype(float)
+                                                       / mine["window_ns"].astype(float) * 1e9))
+
+
+def test_blocked_fraction_is_eagain_over_reads(tiny_run):
+    from analysis._views import run_sources
+    from analysis.sections.syncfirst import blocked_fraction
+    run = load_run(tiny_run)
+    manifest = store.read_manifest(tiny_run)
+    user = set(run_sources(run).query("user_side")["run_id"])
+    table = blocked_fraction(run).set_index(["variant", "point"])
+    runs = run.runs.set_index("run_id")
+    syncfirst = [r for r in manifest["runs"] if r["variant"] == "syncfirst" and r["id"] in user]
+    assert syncfirst
+    for point in {str(runs.loc[r["id"], "point"]) for r in syncfirst}:
+        mine = [r for r in syncfirst if str(runs.loc[r["id"], "point"]) == point]
+        want = np.median([r["counters"]["eagain"] / r["ops"] for r in mine])
+        assert table.loc[("syncfirst", point), "went_async"] == pytest.approx(want)
+        assert table.loc[("syncfirst", point), "eagain_per_op"] == pytest.approx(want)
+    sync = table.loc["sync"]
+    pool = table.loc["pool"]
+    assert (sync["went_async"] == 0).all() and (pool["went_async"] == 1).all()
+    # a cold page cache makes sync-first hand off (nearly) every read
+    cold = table.xs("syncfirst")
+    cold = cold[cold["hit_ratio"] == 0.0]["went_async"].iloc[0]
+    assert cold > 0.9
+
+
+def test_seed_claims_say_when_a_point_is_missing(run_copy):
+    from analysis.sections.syncfirst import claim_lines
+
+    def drop_cold(m):
+        for r in m["runs"]:
+            if r["family"] == "syncfirst" and r["params"].get("hit_ratio") == 0.0:
+                r.update(status="failed", reason="dropped for the test")
+    run_dir = run_copy()
+    _edit_manifest(run_dir, drop_cold)
+    text = " ".join(claim_lines(load_run(run_dir)))
+    assert "no hit_ratio 0.0 point" in text and "no uncached comparison" in text
+    assert "hit_ratio 1.0" in text and "reads/s" in text
+
+
+# -- chains ------------------------------------------------------------------------------------------
+
+def _chains_run(tmp_path, slopes: dict[str, float], ks=(1, 2, 4, 8), reps: int = 3) -> str:
+    """A results folder of the chains family whose chain times are exactly
+    intercept + slope * k plus symmetric noise, per variant."""
+    from lab.families.chains import FAMILY as CHAINS
+    run_dir = tmp_path / "chains-synth"
+    (run_dir / store.SAMPLES_DIR).mkdir(parents=True)
+    rng = np.random.default_rng(3)
+    runs = []
+    for rep in range(reps):
+        for variant, slope in slopes.items():
+            for k in ks:
+                run_id = len(runs) + 1
+                noise = rng.normal(0, 5, 100)
+                values = 1000 + slope * k + np.concatenate([noise, -noise])
+                params = {"k": k, "op": "nop", "cached": True, "fail_at": 0, "samples": 200,
+                          "warmup": 0}
+                if variant != "syscalls":
+                    params["taskrun"] = "normal"
+                rel = store.write_samples(str(run_dir), run_id, {"chain": values})
+                runs.append({"id": run_id, "family": "chains", "variant": variant,
+                             "params": params, "repetition": rep, "cpu": 0, "peer_cpu": 1,
+                             "kernel_view": False, "status": "ok", "reason": None,
+                             "started_at": None, "duration_s": 0.1, "window_ns": 10**6,
+                             "ops": 200, "samples_file": rel, "kernel_file": None,
+                             "n_samples": {"chain": 200}, "counters": {"ok_per_chain": k}})
+    manifest = {
+        "format": store.FORMAT, "format_version": store.FORMAT_VERSION,
+        "suite": {"name": "chains-synth", "path": "x.toml", "description": "synthetic",
+                  "settings": {"repetitions": reps, "probe_overhead": False},
+                  "families": {"chains": {"variants": list(slopes),
+                                          "values": {"k": list(ks), "op": ["nop"]}}}},
+        "package_version": "test", "git_revision": "test", "started_at": None, "ended_at": None,
+        "status": "complete", "environment": {}, "capabilities": {},
+        "kernel_view": {"enabled": False, "probes": [], "reason": "synthetic"},
+        "families": {"chains": CHAINS.describe()}, "skipped": [], "runs": runs}
+    store.write_manifest(str(run_dir), manifest)
+    return str(run_dir)
+
+
+def test_fit_slope_of_a_line():
+    from analysis.sections.chains import fit_slope, nearest_k
+    k = np.array([1, 2, 4, 8, 16])
+    assert fit_slope(k, 300 + 70 * k) == (pytest.approx(70), pytest.approx(300))
+    assert all(np.isnan(fit_slope([4, 4], [1, 2])))
+    assert nearest_k([1, 2, 4, 16, 64]) == 4 and nearest_k([2, 8]) == 8 and nearest_k([]) is None
+
+
+def test_chains_cost_per_atom_on_known_slopes(tmp_path):
+    from analysis.sections.chains import atom_costs, findings_lines, versus_reference, chain_data
+    run = load_run(_chains_run(tmp_path, {"syscalls": 250.0, "uring_link": 120.0}))
+    costs = atom_costs(run).set_index("variant")
+    assert costs.loc["syscalls", "slope"] == pytest.approx(250, abs=1)
+    assert costs.loc["uring_link", "slope"] == pytest.approx(120, abs=1)
+    assert costs.loc["uring_link", "intercept"] == pytest.approx(1000, abs=5)
+    assert (costs["k_min"] == 1).all() and (costs["k_max"] == 8).all() and (costs["n_k"] == 4).all()
+    assert (costs["rep_slope_min"] <= costs["slope"] + 1).all()
+    versus = {v.variant: v for v in versus_reference(chain_data(run))}
+    assert versus["uring_link"].k == 8
+    assert versus["uring_link"].ratio == pytest.approx((1000 + 120 * 8) / (1000 + 250 * 8), rel=0.01)
+    text = " ".join(findings_lines(run))
+    assert "saves 130 ns per atom" in text and "k = 1..8" in text
+    assert "no kernel view" in text.lower()
+
+
+def test_report_has_the_seed_003_sections(run_copy, tmp_path):
+    from analysis.report import write_report
+    from analysis.sections.chains import stop_on_failure
+    run_dir = run_copy()
+    words = _pdf_text(write_report(run_dir, str(tmp_path / "seed003.pdf")))
+    assert "Family syncfirst" in words and "Family chains" in words
+    # the seed's claims, quoted, beside a sentence with this run's numbers
+    assert "19.2%" in words and "33.9%" in words
+    assert re.search(r"This machine, hit_ratio 1\.0 \(cached\): the fastest variant by median, "
+                     r"\w+, reads [\d,]+ reads/s against sync's [\d,]+ reads/s", words)
+    assert re.search(r"hit_ratio 1\.0: EAGAIN on \d+ of syncfirst's \d+ reads", words)
+    assert "How often a read went asynchronous" in words
+    assert "Page-cache state check" in words
+    assert "the crossover" in words
+    assert "Cost of one more atom" in words and "time per chain against its length" in words
+    run = load_run(run_dir)
+    assert len(stop_on_failure(run))            # the tiny run has fail_at runs
+    assert "Stop on failure (SYSLET_STOP_ON_NEGATIVE)" in words
+    fails = stop_on_failure(run).iloc[0]
+    assert fails["canceled_per_chain"] == 5 and fails["not_run_per_chain"] == 0

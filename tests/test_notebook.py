@@ -1,33 +1,69 @@
-"""notebooks/baseline.ipynb runs top to bottom on a stored run."""
+"""The notebooks run top to bottom on a stored run, and are stored without
+outputs."""
 
 from __future__ import annotations
 
 import os
 
 import nbformat
+import pytest
 from nbclient import NotebookClient
 
-NOTEBOOK = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                        "notebooks", "baseline.ipynb")
+NOTEBOOKS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                         "notebooks")
+NAMES = ("baseline", "syncfirst", "chains")
 
 
-def test_notebook_is_stored_without_outputs():
-    nb = nbformat.read(NOTEBOOK, as_version=4)
+def _path(name: str) -> str:
+    return os.path.join(NOTEBOOKS, f"{name}.ipynb")
+
+
+def _execute(name: str, run_dir: str, monkeypatch) -> list:
+    monkeypatch.setenv("UPCALL_LAB_RUN", run_dir)
+    nb = nbformat.read(_path(name), as_version=4)
+    client = NotebookClient(nb, timeout=120, kernel_name="python3",
+                            resources={"metadata": {"path": NOTEBOOKS}})
+    client.execute()        # raises CellExecutionError on the first failing cell
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    return outputs
+
+
+def _text(outputs) -> str:
+    return "".join(o.get("text", "") for o in outputs)
+
+
+def _html(outputs) -> str:
+    return "".join(str(o.get("data", {}).get("text/html", "")) for o in outputs)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_notebook_is_stored_without_outputs(name):
+    nb = nbformat.read(_path(name), as_version=4)
     for cell in nb.cells:
         if cell.cell_type == "code":
             assert cell.outputs == [] and cell.execution_count is None
 
 
 def test_baseline_notebook_runs(tiny_run, monkeypatch):
-    monkeypatch.setenv("UPCALL_LAB_RUN", tiny_run)
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    client = NotebookClient(nb, timeout=120, kernel_name="python3",
-                            resources={"metadata": {"path": os.path.dirname(NOTEBOOK)}})
-    client.execute()        # raises CellExecutionError on the first failing cell
-    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
-    assert not [o for o in outputs if o.output_type == "error"]
-    text = "".join(o.get("text", "") for o in outputs)
-    assert tiny_run in text
-    html = "".join(str(o.get("data", {}).get("text/html", "")) for o in outputs)
-    assert "futex_pingpong" in html
+    outputs = _execute("baseline", tiny_run, monkeypatch)
+    assert tiny_run in _text(outputs)
+    assert "futex_pingpong" in _html(outputs)
     assert any("image/png" in o.get("data", {}) for o in outputs)
+
+
+def test_syncfirst_notebook_runs(tiny_run, monkeypatch):
+    outputs = _execute("syncfirst", tiny_run, monkeypatch)
+    assert tiny_run in _text(outputs)
+    html = _html(outputs)
+    assert "went_async" in html and "syncfirst" in html      # the blocked-fraction table
+    assert "19.2%" in _text(outputs)                          # the seed's claims, beside ours
+    assert sum("image/png" in o.get("data", {}) for o in outputs) >= 2
+
+
+def test_chains_notebook_runs(tiny_run, monkeypatch):
+    outputs = _execute("chains", tiny_run, monkeypatch)
+    assert tiny_run in _text(outputs)
+    html = _html(outputs)
+    assert "uring_link" in html and "slope" in html
+    assert sum("image/png" in o.get("data", {}) for o in outputs) >= 2

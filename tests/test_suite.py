@@ -56,7 +56,7 @@ def test_missing_file(tmp_path):
 def test_points_sweep_only_the_params_a_variant_reads(tmp_path):
     s = suite_mod.load(write(tmp_path, "[baseline]\nbatch = [1, 8]\n"
                                        "placement = ['same_cpu', 'cross_cpu']\n"))
-    sel = s.families["baseline"]
+    (sel,) = s.families["baseline"]
     fam = sel.family
     assert len(sel.points(fam.variant("null_syscall"))) == 1
     assert [p["batch"] for p in sel.points(fam.variant("uring_nop_batched"))] == [1, 8]
@@ -106,3 +106,22 @@ def test_lab_run_bad_input_exits_2_and_writes_nothing(tmp_path, body):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("lab: error: " + path)
     assert not out.exists() or not os.listdir(out)
+
+
+def test_array_of_tables_sweeps_each_product_once(tmp_path):
+    s = suite_mod.load(write(tmp_path, "[suite]\nrepetitions = 1\n"
+                                       "[[baseline]]\nvariants = ['uring_nop_batched']\n"
+                                       "batch = [1, 8]\n"
+                                       "[[baseline]]\nvariants = ['uring_nop_batched', 'null_syscall']\n"
+                                       "batch = [8, 64]\n"))
+    runs, skipped = plan(s, ALL_CAPS)
+    points = [(r.variant, r.params.get("batch")) for r in runs]
+    # batch 8 is in both tables: it runs once
+    assert sorted(points) == [("null_syscall", None), ("uring_nop_batched", 1),
+                              ("uring_nop_batched", 8), ("uring_nop_batched", 64)]
+
+
+def test_array_of_tables_errors_name_the_table(tmp_path):
+    path = write(tmp_path, "[[baseline]]\nsamples = 100\n[[baseline]]\nsamples = 1\n")
+    with pytest.raises(SuiteError, match=r"baseline\[1\]\.samples: 1 is out of range"):
+        suite_mod.load(path)

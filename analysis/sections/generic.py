@@ -10,7 +10,8 @@ from typing import Sequence
 import pandas as pd
 
 from analysis import plots
-from analysis._format import (CI_NOTE, NOISY_NOTE, NUMERIC_HEADS, OVERHEAD_NOTE,
+from analysis._counters import DERIVED, counter_table
+from analysis._format import (CI_NOTE, NOISY_NOTE, NUMERIC_HEADS, OVERHEAD_NOTE, counter_groups,
                               kernel_view_rows, overhead_rows, summary_table)
 from analysis._kernel import (kernel_view_notes, kernel_view_status, kernel_view_table,
                               overhead_sentence, probe_overhead_table)
@@ -23,12 +24,17 @@ RATIO_NOTE = ("interval: the ratio of the medians' 95% CI bounds taken crosswise
               "(low / reference high, high / reference low), at least as wide as the ratio's own")
 
 
-def render(report: Report, family: str, extra_blocks: Sequence[Block] = ()) -> None:
-    """Intro, tables, any extra blocks a family section adds, then figures."""
+def render(report: Report, family: str, extra_blocks: Sequence[Block] = (),
+           figures: bool = True, counters: bool = True) -> None:
+    """Intro, tables, any extra blocks a family section adds, then the
+    generic figures (``figures=False``: the family section draws its own;
+    ``counters=False``: its own tables show the counters that matter)."""
     run = report.run
-    report.flow(intro_blocks(run, family) + table_blocks(run, family) + list(extra_blocks))
+    report.flow(intro_blocks(run, family) + table_blocks(run, family, counters)
+                + list(extra_blocks))
     report.end_page()
-    figure_pages(report, family)
+    if figures:
+        figure_pages(report, family)
 
 
 def _values(values: Sequence) -> str:
@@ -83,7 +89,7 @@ def summary_blocks(summary: pd.DataFrame, caption: str, with_metric: bool = True
                   notes=notes, max_rows=ROWS_PER_PAGE)]
 
 
-def table_blocks(run: Run, family: str) -> list[Block]:
+def table_blocks(run: Run, family: str, counters: bool = True) -> list[Block]:
     table = headline(run, family)
     if table.empty:
         return [Text("No run of this family finished ok: there is nothing to summarise "
@@ -93,6 +99,8 @@ def table_blocks(run: Run, family: str) -> list[Block]:
     caption = "Headline metric of each variant and point" + (f" ({short})" if short else "")
     blocks += summary_blocks(table, caption, first_notes=[source] if source else [])
     blocks += kernel_view_blocks(run, family)
+    if counters:
+        blocks += counter_blocks(run, family)
     blocks += overhead_blocks(run, family)
     everything = family_summary(run, family)
     heads = {v: d["headline"] for v, d in run.families[family]["variants"].items()}
@@ -116,6 +124,33 @@ def kernel_view_blocks(run: Run, family: str) -> list[Block]:
     caption = f"Kernel view: what the kernel saw in each run's measured window ({which})"
     blocks.append(Table(header, rows, right=right, caption=caption,
                         notes=kernel_view_notes(run, family, table), max_rows=ROWS_PER_PAGE))
+    return blocks
+
+
+def counter_blocks(run: Run, family: str) -> list[Block]:
+    """"Counters": what the family's workers counted themselves (manifest
+    runs[].counters), medians over the user-side runs, compactly."""
+    table = counter_table(run, family)
+    if table.empty:
+        return []
+    derived = [c for c in table.columns if c in DERIVED]
+    groups, constant = counter_groups(table.drop(columns=derived))
+    if not groups and not constant:
+        return []
+    notes = ["median over the user-side runs of each count in the run's measured window; "
+             "counters that are zero in every row are left out"]
+    if constant:
+        notes.append("the same in every row reporting it: " + ", ".join(constant))
+    if derived:
+        notes.append("not shown: " + ", ".join(f"{c} (= {DERIVED[c]})" for c in derived))
+    blocks: list[Block] = [Heading("Counters", size=12, keep_with_next=0.8)]
+    for i, (header, rows, right) in enumerate(groups):
+        blocks.append(Table(header, rows, right=right,
+                            caption="The workers' own counts" + (" (continued)" if i else ""),
+                            notes=notes if i == len(groups) - 1 else (),
+                            max_rows=ROWS_PER_PAGE))
+    if not groups:
+        blocks += [Text(n, size=8.5, color="0.25") for n in notes]
     return blocks
 
 

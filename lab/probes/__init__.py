@@ -7,9 +7,10 @@ only: kprobes may be configured out, and tracepoints survive kernel upgrades.
 
 A ProbeSession is a context manager around a whole suite run: it mounts
 tracefs if needed and compiles and loads the chosen concerns once; per run
-``track(pid)`` attaches the tracepoints and watches the new worker (at
-spawn), ``arm(tgids)`` opens the window (at "ready"), ``disarm()`` closes it
-and reads the kernel view (at "done"), ``untrack()`` detaches.  Leaving the
+``track(pid)`` attaches the tracepoints (if parked) and watches the new
+worker (at spawn), ``arm(tgids)`` opens the window (at "ready"),
+``disarm()`` closes it and reads the kernel view (at "done"), ``untrack()``
+forgets the worker; ``park()`` detaches before a run without probes.  Leaving the
 session detaches and unloads every program, frees every map and unmounts
 what it mounted, on every exit path.  Nothing here imports bcc until a
 session starts.
@@ -253,23 +254,33 @@ class ProbeSession:
         self._attached = True
 
     def _detach(self) -> None:
-        """Detach every tracepoint: a run without probes must not pay even
-        for programs that would return at once (sys_enter fires on every
-        system call of the machine)."""
+        """Detach every tracepoint.  Each detach waits for the kernel to be
+        sure no CPU still runs the program (about 80 ms per tracepoint on a
+        2-vCPU VM); in parallel they overlap partly."""
         if not self._attached:
             return
         self._attached = False
-        for concern in (FILTER,) + self.concerns:
-            module = self.modules.get(concern.name)
-            for tp in dict.fromkeys(concern.tracepoints):
-                if module is not None and tp.encode() in module.tracepoint_fds:
-                    module.detach_tracepoint(tp=tp)
+        from concurrent.futures import ThreadPoolExecutor
+        attached = [(module, tp) for concern in (FILTER,) + self.concerns
+                    if (module := self.modules.get(concern.name)) is not None
+                    for tp in dict.fromkeys(concern.tracepoints)
+                    if tp.encode() in module.tracepoint_fds]
+        with ThreadPoolExecutor(max_workers=len(attached) or 1) as pool:
+            list(pool.map(lambda m_tp: m_tp[0].detach_tracepoint(tp=m_tp[1]), attached))
+
+    def park(self) -> None:
+        """Before a run without probes: detach, so it does not pay even for
+        programs that would return at once (sys_enter fires on every system
+        call of the machine).  Probed runs in a row stay attached."""
+        self.untrack()
+        self._detach()
 
     def track(self, pid: int) -> None:
-        """Attach, and watch a freshly started worker (before it has read
-        its spec, so nothing it sets up is missed)."""
+        """Attach (if parked), and watch a freshly started worker (before it
+        has read its spec, so nothing it sets up is missed)."""
         self.untrack()
-        self._attach()
+        if not self._attached:
+            self._attach()
         one = ctypes.c_uint8(1)
         self._map("lab_tgids")[ctypes.c_uint32(pid)] = one
         self._map("lab_tids")[ctypes.c_uint32(pid)] = one
@@ -303,11 +314,10 @@ class ProbeSession:
         return view
 
     def untrack(self) -> None:
-        """Forget the run and detach: no stale pid (reused later) stays
-        watched, no program runs between runs or during unprobed ones."""
+        """Forget the run: the window is shut and no stale pid (reused
+        later) stays watched; the programs stay attached (see park())."""
         if "filter" not in self.modules:
             return
-        self._detach()
         self._map("lab_ctl")[ctypes.c_int(0)] = ctypes.c_uint64(0)
         for concern, name in (("filter", "lab_tgids"), ("filter", "lab_tids"),
                               ("switches", "lab_switched_out"), ("wakeups", "lab_wake_start"),
