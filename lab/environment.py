@@ -113,7 +113,7 @@ __all__ = ["Fact", "AREAS", "CAPABILITIES", "collect", "fingerprint", "capabilit
 AREAS = ("system", "cpu", "clock", "power", "security", "privilege", "io_uring", "bpf",
          "noise")
 STATUSES = ("ok", "warn", "fail")
-CAPABILITIES = ("native", "io_uring", "two_cpus", "fibers", "root")
+CAPABILITIES = ("native", "io_uring", "two_cpus", "fibers", "root", "bpf")
 
 SETUP_HINT = "run `make setup`"
 
@@ -892,6 +892,16 @@ def capabilities(facts: list[Fact] | None = None) -> dict[str, str | None]:
 
     euid = value("privilege.euid")
     caps["root"] = None if euid == 0 else f"root: euid {euid}: kernel probes need root"
+
+    # BPF programs as a mechanism under test (upcalls), not only as probes:
+    # the same conditions as the probes (root, Debian's bcc, headers)
+    probes = by_key.get("probes.status")
+    if probes is None:
+        caps["bpf"] = "bpf: not checked"
+    elif probes.value == "available":
+        caps["bpf"] = None
+    else:
+        caps["bpf"] = "bpf: " + (probes.note.split("; runs happen")[0] or "unavailable")
     return caps
 
 

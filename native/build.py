@@ -14,7 +14,7 @@ from cffi import FFI
 NATIVE = os.path.dirname(os.path.abspath(__file__))
 # Headers the C files share but Python does not see; every other header is
 # an API header (lab_native.h first, then one per family) and goes to cdef.
-PRIVATE_HEADERS = {"internal.h", "compat_uring.h"}
+PRIVATE_HEADERS = {"internal.h", "compat_uring.h", "bpf_ring.h"}
 
 
 def api_headers():

@@ -1,6 +1,7 @@
 """Shared test helpers."""
 
 import contextlib
+import json
 import os
 import subprocess
 import sys
@@ -100,3 +101,14 @@ def background_lab(args):
 def run_lab(args, timeout=300, **kw):
     """`lab ARGS` to completion."""
     return subprocess.run(LAB + list(args), capture_output=True, text=True, timeout=timeout, **kw)
+
+
+def lab_bpf_objects():
+    """Names of loaded BPF programs and maps that are the lab's (lab_*)."""
+    names = []
+    for kind in ("prog", "map"):
+        out = subprocess.run(["bpftool", "-j", kind, "show"], capture_output=True, text=True,
+                             check=True).stdout
+        names += [f"{kind} {o.get('name')}" for o in json.loads(out or "[]")
+                  if str(o.get("name", "")).startswith("lab_")]
+    return names

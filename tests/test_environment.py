@@ -152,7 +152,7 @@ def test_missing_proc_and_sys_files_are_tolerated(monkeypatch):
 
 def test_capabilities_names_and_values(facts):
     caps = capabilities(facts)
-    assert set(caps) == {"native", "io_uring", "two_cpus", "fibers", "root"}
+    assert set(caps) == {"native", "io_uring", "two_cpus", "fibers", "root", "bpf"}
     for name, reason in caps.items():
         assert reason is None or (isinstance(reason, str) and reason and "\n" not in reason), name
     assert caps["native"] is None, "the extension is built in this checkout"

@@ -11,7 +11,7 @@ from nbclient import NotebookClient
 
 NOTEBOOKS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                          "notebooks")
-NAMES = ("baseline", "syncfirst", "chains")
+NAMES = ("baseline", "syncfirst", "chains", "upcall")
 
 
 def _path(name: str) -> str:
@@ -66,4 +66,45 @@ def test_chains_notebook_runs(tiny_run, monkeypatch):
     assert tiny_run in _text(outputs)
     html = _html(outputs)
     assert "uring_link" in html and "slope" in html
+    assert sum("image/png" in o.get("data", {}) for o in outputs) >= 2
+
+
+UPCALL_SUITE = """\
+[suite]
+name = "upcall-notebook"
+description = "the upcall notebook test's run"
+repetitions = 1
+timeout = 30
+
+[baseline]
+variants = ["futex_pingpong"]
+placement = ["same_cpu", "cross_cpu"]
+samples = 50
+warmup = 10
+
+[upcall]
+variants = ["bpf_ringbuf", "futex_hint", "timer_nanosleep", "cyclictest"]
+placement = ["same_cpu", "cross_cpu"]
+samples = 50
+warmup = 10
+"""
+
+
+@pytest.fixture(scope="session")
+def upcall_run(tmp_path_factory) -> str:
+    """A real small upcall run (bpf_ringbuf needs the probes' privileges)."""
+    from tests.conftest import _tiny
+    from tests.helpers import require_probes
+    require_probes()
+    return _tiny(tmp_path_factory, "upcall-notebook", text=UPCALL_SUITE)
+
+
+def test_upcall_notebook_runs(upcall_run, monkeypatch):
+    outputs = _execute("upcall", upcall_run, monkeypatch)
+    text, html = _text(outputs), _html(outputs)
+    assert upcall_run in text
+    assert "bpf_ringbuf" in html and "vs_handoff" in html and "cyclictest" in html
+    assert "Yardstick: the baseline family's futex_pingpong" in text
+    assert "our timer_nanosleep median" in text
+    assert "2.4 ms" in text and "times faster than the 1992 upcall" in text
     assert sum("image/png" in o.get("data", {}) for o in outputs) >= 2

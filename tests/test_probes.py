@@ -10,7 +10,6 @@ the lab loaded and tracefs as it was.  These need root (they skip
 cleanly without it); the selection and no-kernel-view paths do not.
 """
 
-import json
 import os
 import signal
 import subprocess
@@ -21,22 +20,11 @@ import pytest
 
 from lab import probes, store
 
-from .helpers import (LAB, background_lab, multithreaded_worker, require_probes, run_dir_of,
-                      wait_for, workers_of)
+from .helpers import (LAB, background_lab, lab_bpf_objects, multithreaded_worker, require_probes,
+                      run_dir_of, wait_for, workers_of)
 
 N = 10007               # prime: a count that matches is not a coincidence
 SLACK = 32              # the handshake's own system calls and switches, a timer tick
-
-
-def lab_bpf_objects():
-    """Names of loaded BPF programs and maps that are the lab's (lab_*)."""
-    names = []
-    for kind in ("prog", "map"):
-        out = subprocess.run(["bpftool", "-j", kind, "show"], capture_output=True, text=True,
-                             check=True).stdout
-        names += [f"{kind} {o.get('name')}" for o in json.loads(out or "[]")
-                  if str(o.get("name", "")).startswith("lab_")]
-    return names
 
 
 def tracefs_state():

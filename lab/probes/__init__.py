@@ -151,6 +151,46 @@ PER_OP = {"switches": "switches_per_op", "switches_voluntary": "voluntary_switch
           "uring_punted": "punts_per_op", "uring_completed": "completions_per_op"}
 
 
+def compile_program(text: str, what: str, tracefs_at: str):
+    """Compile a bcc program (tracefs mounted at tracefs_at): (bcc.BPF, the
+    headers used).  Stand-in headers when none match the running kernel;
+    libbcc's compiler chatter is kept off the terminal, its errors go into
+    the ProbeError."""
+    from lab.probes import headers as headers_mod
+    chosen = headers_mod.find()
+    if chosen.path:
+        # read by libbcc when it compiles, i.e. in this process
+        os.environ["BCC_KERNEL_SOURCE"] = chosen.path
+    import bcc
+    bcc.TRACEFS = tracefs_at    # bcc decides this at import; tracefs may be new
+    errors: list[str] = []
+    try:
+        with _captured_stderr() as errors:
+            return bcc.BPF(text=text), chosen
+    except Exception as e:
+        detail = "; ".join(errors[:3]) or str(e)
+        raise ProbeError(f"bcc could not compile {what} against {chosen.description}: "
+                         f"{detail}") from None
+
+
+@contextlib.contextmanager
+def bpf_program(text: str, what: str):
+    """A BPF program as a mechanism under test (the upcall family loads one
+    in its worker): compiled like the probes, tracefs mounted while it
+    lives, detached and unloaded on every way out."""
+    reason = unavailable_reason()
+    if reason:
+        raise ProbeError(reason)
+    from lab.probes import tracefs
+    with tracefs.mounted() as where:
+        module, _ = compile_program(text, what, where)
+        try:
+            yield module
+        finally:
+            with _signals_held():
+                module.cleanup()
+
+
 @dataclass
 class KernelView:
     """What the probes saw in one run's measured window: tidy rows
@@ -208,32 +248,20 @@ class ProbeSession:
         self.close()
 
     def _start(self) -> None:
-        from lab.probes import headers, tracefs
-        self.headers = headers.find()
-        if self.headers.path:
-            # read by libbcc when it compiles, i.e. in this process
-            os.environ["BCC_KERNEL_SOURCE"] = self.headers.path
+        from lab.probes import tracefs
         where = self._stack.enter_context(tracefs.mounted())
         missing = _missing_tracepoints(where, (FILTER,) + self.concerns)
         if missing:
             raise ProbeError(f"tracepoints missing on this kernel: {', '.join(missing)}; "
                              "choose other probes with --probes")
-        import bcc
-        bcc.TRACEFS = where     # bcc decides this at import; tracefs may be new
         # the filter first: it owns the maps the others use (and is freed last)
         for concern in (FILTER,) + self.concerns:
-            errors: list[str] = []
-            try:
-                with _captured_stderr() as errors:
-                    module = bcc.BPF(text=_source(concern))
-            except Exception as e:
-                detail = "; ".join(errors[:3]) or str(e)
-                raise ProbeError(f"bcc could not compile the {concern.name} probe against "
-                                 f"{self.headers.description}: {detail}") from None
+            module, self.headers = compile_program(_source(concern), f"the {concern.name} probe",
+                                                   where)
             self._stack.callback(module.cleanup)  # detach, close programs and maps
             self.modules[concern.name] = module
             for _, fn in concern.attach:
-                module.load_func(fn, bcc.BPF.TRACEPOINT)    # verify now, not mid-suite
+                module.load_func(fn, module.TRACEPOINT)     # verify now, not mid-suite
         self._stack.callback(self._detach)
 
     def close(self) -> None:

@@ -1,0 +1,559 @@
+"""Family ``upcall``: the kernel running, or waking, user-level scheduling
+code on an event (seeds 000 and 002).
+
+Scheduler activations want the kernel to tell the user-level scheduler at
+once when one of its threads blocks, and again when it can run; the
+linux-kernel thread of seed 000 wants the same for timers, user code run
+"by the timer interrupt".  Linux has no upcall system call; these are the
+ways to get the effect today, each timed from the moment the kernel sees
+the event to the moment user code runs on it (native/upcall.c).
+
+**Block and unblock upcalls.**  A worker thread (pinned to the suite's
+cpu) blocks ``samples`` times in ``block_kind``: a futex wait, a
+``nanosleep`` (clock_nanosleep to a deadline ``block_us`` ahead), a read
+of an empty pipe, or a ``pread`` of a 4 KiB block evicted from the page
+cache (a file in the run's scratch directory, one block per upcall).  A
+scheduler (the suite's cpu for ``placement = same_cpu``, peer_cpu for
+``cross_cpu``) must learn of each event.  One upcall at a time: the
+worker blocks again only after the scheduler took the last one, and the
+harness never blocks the worker otherwise (its waits spin, yielding where
+a CPU is shared), so the worker's only blocks are the measured ones.
+
+- ``bpf_ringbuf``: the upcall program (lab/families/upcall_bpf.c, loaded
+  by the worker process through lab.probes.bpf_program, compiled before
+  the run) on ``sched:sched_switch`` writes an event stamped with
+  bpf_ktime_get_ns() to a BPF ring buffer with BPF_RB_FORCE_WAKEUP; the
+  scheduler sleeps in epoll on the ring and consumes it in C.  The wake-up
+  is not made in the program: a tracepoint program may run under the
+  runqueue lock, so the ring queues an irq_work and the epoll waiter is
+  woken when that runs; the report's kernel cross-check shows how long
+  the event waits for it (the time before the scheduler's sched_waking).
+- ``bpf_flag``: the same program bumps the worker's virtual processor's
+  sequence number in an mmap-able BPF array; the scheduler spins on it.
+- ``bpf_flag_sleep``: spins ``spin_us``, then sleeps in epoll on the ring.
+  Nothing in a tracepoint program can wake a futex, so the ring is the only
+  wake-up a BPF program has: the scheduler sets a ``sleeping`` word in its
+  slot and looks once more, the program bumps the sequence and then reads
+  ``sleeping``, writing a ring record (with a wake-up) only for a scheduler
+  that sleeps -- the futex waiters-bit protocol.  A spinning scheduler
+  costs the blocking thread nothing more than bpf_flag; one that sleeps is
+  woken as by bpf_ringbuf.  The default budget, 50 us, is about one
+  cross-CPU wake-up of a halted vCPU here (the sleep it tries to avoid);
+  counters ``spun`` / ``slept`` say which path each upcall took.
+- ``event`` (bpf variants): ``block`` upcalls come from sched_switch (the
+  worker switched out with a sleep state; a preempted or yielding thread
+  is still runnable and is no block); ``unblock`` upcalls from
+  ``sched:sched_waking`` of a worker the program saw block.  sched_waking,
+  not sched_wakeup: it fires first, in the waker's context on the waker's
+  CPU, once per sleep (try_to_wake_up() under p->pi_lock); a remote
+  sched_wakeup fires only after the IPI on the target CPU, hiding that
+  delay.  The probes' wake-to-run starts there too.
+- ``futex_hint``: no kernel help: the worker FUTEX_WAKEs the scheduler
+  just before it blocks; the event time is its stamp before the wake.
+- ``uring_cqe_poll`` / ``uring_cqe_wait`` / ``uring_cqe_eventfd``: the
+  blocking call is an io_uring SQE (IORING_OP_FUTEX_WAIT, a pipe read, an
+  absolute IORING_OP_TIMEOUT) submitted by the scheduler, and its CQE is
+  the unblock upcall: the scheduler spins on the CQ, sleeps in
+  io_uring_wait_cqe(), or sleeps in epoll on an eventfd registered with a
+  DEFER_TASKRUN ring (which io_uring signals from the completing context).
+  The event time is the waker's stamp just before its wake-up call, or the
+  timeout's deadline: io_uring has no tracepoint where it learns of the
+  event (so ``pread`` is not offered: a read's completion has no such
+  time).  Compare them with the bpf variants' ``since_source``.
+
+Who ends a block: for ``event = block`` the scheduler releases futex and
+pipe blocks as soon as it has learned of them (a user-level scheduler
+resuming the thread); for unblock upcalls a waker thread on the worker's
+CPU does, ``block_us`` after the program showed the worker off its CPU
+(uring: after the SQE was submitted); nanosleeps end at their deadline,
+preads when the disk answers.
+
+Series: ``latency`` (headline): the scheduler's stamp on learning minus
+the event time (bpf: the program's bpf_ktime_get_ns(), CLOCK_MONOTONIC
+like our stamps); ``since_source`` (bpf unblock upcalls of futex, pipe and
+nanosleep blocks): the stamp minus the source's own time, the waker's
+stamp or the sleep's deadline, as uring_cqe measures.  Counters:
+``blocks`` / ``unblocks`` (events the program published in the window),
+``extra_events`` (after the first of an upcall: a pread that blocks twice),
+``missed_events`` (events one flag update folded), ``spun`` / ``slept``,
+``ring_records`` / ``ring_lost`` / ``ring_discarded`` / ``ring_bad`` /
+``foreign`` (the last four must be 0), ``resident_before`` (pread).  One
+operation is one upcall.  The kernel view's wake-to-run of the scheduler
+thread is the cross-check for the sleeping mechanisms.
+
+**Timer upcalls** (``timer_*``, ``cyclictest``): the lateness of a
+periodic timer of ``interval_us`` on the suite's cpu: when user code runs
+minus the expiry it asked for, on a grid that each phase (warm-up,
+measured) starts from now.  ``timer_nanosleep``: clock_nanosleep
+(TIMER_ABSTIME); ``timer_timerfd``: a periodic timerfd and read();
+``timer_signal``: a POSIX timer with SIGEV_THREAD_ID whose handler stamps
+the time (the classic upcall), the thread asleep in sigsuspend;
+``timer_signal_busy``: the same with the thread busy in user space, so the
+handler runs on the way back from the timer interrupt, as the seed asks
+(no wake-up, no switch); ``timer_uring``: an absolute IORING_OP_TIMEOUT
+re-armed each period; ``timer_uring_multishot``: one SQE with
+IORING_TIMEOUT_MULTISHOT (6.4), which the kernel re-arms relative to the
+CQE it posts, so lateness is the gap between CQEs minus the interval and
+``drift_per_period_ns`` says how far the schedule slides; ``cyclictest``:
+rt-tests' cyclictest (-t1 -a cpu -i interval -d0 -l loops -v -N
+--default-system), its per-loop values parsed.  ``rt_priority`` > 0 runs
+ours and cyclictest's (-p) SCHED_FIFO; SCHED_OTHER sleeps may be
+coalesced up to the thread's timer slack (50 us by default, counter
+``timer_slack_ns``), which clock_nanosleep honours and timerfd, POSIX
+timers and io_uring timeouts do not.  ``pm_qos`` holds
+/dev/cpu_dma_latency at 0 for the run (what cyclictest does unless told
+--default-system): idle CPUs poll instead of halting, for every variant
+alike.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import subprocess
+from typing import Any
+
+from lab.model import Family, Measurement, Metric, Param, RunContext, Variant
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PROGRAM = os.path.join(HERE, "upcall_bpf.c")
+RING_PAGES = 16                 # the ring's data area: 64 KiB
+PREAD_MAX_BLOCKS = 32768        # 128 MiB of scratch file for pread
+CYCLICTEST = "cyclictest"
+PM_QOS = "/dev/cpu_dma_latency"
+
+LATENCY = Metric("latency", "ns",
+                 "upcall latency: the scheduler's stamp on learning of the event minus the "
+                 "kernel's time of it (bpf: bpf_ktime_get_ns() at the tracepoint; futex_hint: "
+                 "the worker's stamp before its FUTEX_WAKE; uring: the waker's stamp before its "
+                 "wake-up call, or the timeout's deadline)")
+SINCE_SOURCE = Metric("since_source", "ns",
+                      "bpf unblock upcalls of futex, pipe, nanosleep blocks: the scheduler's stamp "
+                      "minus the source's own time (the waker's stamp before its call, the "
+                      "sleep's deadline): the uring_cqe variants' measure")
+LATENESS = Metric("lateness", "ns", "when user code runs on a timer expiry minus the expiry "
+                  "asked for")
+
+PLACEMENTS = ("same_cpu", "cross_cpu")
+EVENTS = ("block", "unblock")
+BLOCK_KINDS = ("futex", "nanosleep", "pipe", "pread")
+
+PARAMS = (
+    Param("placement", "same_cpu", "",
+          "the scheduler on the worker's cpu (where a scheduler activation runs), or on "
+          "peer_cpu", choices=PLACEMENTS),
+    Param("event", "block", "",
+          "bpf variants: upcall when the worker blocks (sched:sched_switch) or when it is "
+          "woken (sched:sched_waking)", choices=EVENTS),
+    Param("block_kind", "nanosleep", "",
+          "what the worker blocks in: futex wait, clock_nanosleep, read of an empty pipe, "
+          "pread of an evicted 4 KiB block (uring_cqe: not pread)", choices=BLOCK_KINDS),
+    Param("block_us", 100, "us",
+          "nanosleep: its length; futex and pipe unblock upcalls (and uring_cqe): how long "
+          "after the block the waker ends it; ignored by pread and by block upcalls of futex "
+          "and pipe (the scheduler releases at once)", low=1, high=100_000),
+    Param("run_us", 0, "us",
+          "the worker's user-space work before each block (a scheduler that polls must wait "
+          "that long)", low=0, high=100_000),
+    Param("spin_us", 50, "us",
+          "bpf_flag_sleep: how long the scheduler polls before it sleeps in epoll",
+          low=0, high=100_000),
+    Param("interval_us", 1000, "us", "timers: the period", low=20, high=1_000_000),
+    Param("rt_priority", 0, "",
+          "timers: 0 SCHED_OTHER; 1..99 SCHED_FIFO at that priority (cyclictest -p)",
+          low=0, high=99),
+    Param("pm_qos", False, "",
+          "timers: hold /dev/cpu_dma_latency at 0 us during the run (idle CPUs poll instead "
+          "of halting; cyclictest's default), for every timer variant alike"),
+    Param("samples", 1000, "upcalls", "upcalls (timers: expiries) measured per run",
+          low=10, high=100_000, axis=False),
+    Param("warmup", 100, "upcalls", "unrecorded upcalls (expiries) before the window",
+          low=0, high=100_000, axis=False),
+)
+
+# enums of native/upcall.h (tests/test_upcall.py checks they agree)
+MECHANISMS = {"bpf_ringbuf": 0, "bpf_flag": 1, "bpf_flag_sleep": 2, "futex_hint": 3,
+              "uring_cqe_poll": 4, "uring_cqe_wait": 5, "uring_cqe_eventfd": 6}
+TIMERS = {"timer_nanosleep": 0, "timer_timerfd": 1, "timer_signal": 2, "timer_signal_busy": 3,
+          "timer_uring": 4, "timer_uring_multishot": 5}
+
+_COUNTS = ("upcalls", "blocks", "unblocks", "extra_events", "not_blocked", "lost_upcalls",
+           "missed_events", "spun", "slept", "clamped", "ring_records", "ring_lost",
+           "ring_discarded", "ring_bad", "foreign", "resident_before")
+_TIMER_COUNTS = ("expiries", "overruns", "clamped", "sqes", "cqes", "cqes_more",
+                 "timer_slack_ns", "policy", "priority")
+
+
+def _native():
+    from lab import native
+    return native.load()
+
+
+# ---- which points can run --------------------------------------------------
+
+def point_problem(variant: str, p: dict[str, Any]) -> str | None:
+    """Why a point cannot run (the runner skips it with this reason), or None."""
+    if variant.startswith("uring_cqe") and p.get("block_kind") == "pread":
+        return ("uring_cqe with block_kind=pread: io_uring shows no time at which a read's "
+                "completion happened to measure the upcall from; use futex, nanosleep or pipe "
+                "(the bpf variants measure pread)")
+    if p.get("block_kind") == "pread" and p["samples"] + p["warmup"] > PREAD_MAX_BLOCKS:
+        return (f"block_kind=pread reads a fresh block per upcall: samples + warmup = "
+                f"{p['samples'] + p['warmup']} exceed {PREAD_MAX_BLOCKS} blocks (128 MiB of "
+                "scratch file): lower samples or warmup")
+    if "rt_priority" in p and p["rt_priority"] > 0 and not _can_fifo(p["rt_priority"]):
+        return (f"rt_priority={p['rt_priority']} needs SCHED_FIFO: run as root (CAP_SYS_NICE) "
+                "or raise RLIMIT_RTPRIO, or use rt_priority=0")
+    if p.get("pm_qos") and not os.access(PM_QOS, os.W_OK):
+        return f"pm_qos=true needs write access to {PM_QOS} (root); or use pm_qos=false"
+    if variant == "cyclictest" and shutil.which(CYCLICTEST) is None:
+        return "cyclictest is not installed (Debian: apt-get install rt-tests)"
+    return None
+
+
+def _can_fifo(priority: int) -> bool:
+    import resource
+    if os.geteuid() == 0:
+        return True
+    soft, _ = resource.getrlimit(resource.RLIMIT_RTPRIO)
+    return soft == resource.RLIM_INFINITY or soft >= priority
+
+
+def _check(variant: str, p: dict[str, Any]) -> None:
+    problem = point_problem(variant, p)
+    if problem:
+        raise ValueError(problem)
+
+
+# ---- the upcall program ------------------------------------------------------
+
+def program_text(ring_pages: int = RING_PAGES) -> str:
+    """lab/families/upcall_bpf.c with its ring size (pages, a power of 2)."""
+    if ring_pages < 1 or ring_pages & (ring_pages - 1):
+        raise ValueError(f"ring_pages must be a power of 2, got {ring_pages}")
+    with open(PROGRAM) as f:
+        return f"#define LAB_UPCALL_RING_PAGES {ring_pages}\n" + f.read()
+
+
+@contextlib.contextmanager
+def upcall_program(event: str = "block", ring_pages: int = RING_PAGES):
+    """The upcall program loaded and attached (sched_switch; sched_waking
+    too for unblock upcalls): yields (bcc module, cffi ``struct
+    upcall_maps *``).  Detached and unloaded on every way out."""
+    from lab import probes
+    from lab.native import NativeError
+    ffi, _ = _native()
+    try:
+        with probes.bpf_program(program_text(ring_pages), "the upcall program") as bpf:
+            # the block program runs for unblock upcalls too: the waking
+            # of a thread counts only after a block it saw
+            tracepoints = [b"sched:sched_switch"]
+            bpf.attach_tracepoint(tp=tracepoints[0], fn_name=b"lab_upcall_block")
+            if event == "unblock":
+                tracepoints.append(b"sched:sched_waking")
+                bpf.attach_tracepoint(tp=tracepoints[1], fn_name=b"lab_upcall_wake")
+            maps = ffi.new("struct upcall_maps *", {
+                "ring_fd": bpf["lab_upcall_ring"].map_fd,
+                "vps_fd": bpf["lab_upcall_vps"].map_fd,
+                "tids_fd": bpf["lab_upcall_tids"].map_fd})
+            try:
+                yield bpf, maps
+            finally:
+                _detach(bpf, tracepoints)
+    except probes.ProbeError as e:
+        raise NativeError(f"upcall program: {e}") from None
+
+
+def _detach(bpf: Any, tracepoints: list[bytes]) -> None:
+    """Detach side by side: each detach waits for an RCU grace period
+    (~70 ms here); bpf_program's cleanup then unloads what is left."""
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(max_workers=len(tracepoints)) as pool:
+        list(pool.map(lambda tp: bpf.detach_tracepoint(tp=tp), tracepoints))
+
+
+# ---- block and unblock upcalls -----------------------------------------------
+
+def program_misses(bpf: Any) -> int:
+    """Times the kernel skipped the upcall program's functions instead of
+    running them (bpf_prog_info.recursion_misses): a tracepoint program is
+    not run when its tracepoint fires (in an interrupt) while another
+    kprobe or tracepoint program runs on that CPU."""
+    from lab.native import check
+    ffi, lib = _native()
+    total = 0
+    for fn in list(bpf.funcs.values()):
+        misses = ffi.new("uint64_t *")
+        check(lib.upcall_program_misses(fn.fd, misses), "bpf_prog_info")
+        total += int(misses[0])
+    return total
+
+
+def run_upcalls(mechanism: str, p: dict[str, Any], cpu: int, sched_cpu: int, scratch_dir: str,
+                maps: Any = None, handshake: Any = None):
+    """Call upcall_run: (latency, since_source or None, counts dict).
+    handshake None: no runner (tests, notebooks)."""
+    import errno
+
+    import numpy as np
+
+    from lab.native import check, double_ptr
+    ffi, lib = _native()
+    if handshake is None:
+        handshake = ffi.new("struct lab_handshake *", {"ready_fd": -1, "go_fd": -1})
+    event = ("block" if mechanism == "futex_hint" else
+             "unblock" if mechanism.startswith("uring_cqe") else p["event"])
+    n = p["samples"]
+    latency = np.zeros(n)
+    since = np.zeros(n)
+    directory = ffi.new("char[]", scratch_dir.encode())
+    cfg = ffi.new("struct upcall_config *", {
+        "mechanism": MECHANISMS[mechanism], "event": EVENTS.index(event),
+        "block_kind": BLOCK_KINDS.index(p["block_kind"]), "cpu": cpu, "sched_cpu": sched_cpu,
+        "block_ns": p["block_us"] * 1000, "run_ns": p.get("run_us", 0) * 1000,
+        "spin_ns": p.get("spin_us", 0) * 1000, "dir": directory, "warmup": p["warmup"],
+        "nr_samples": n})
+    counts = ffi.new("struct upcall_counts *")
+    if maps is None:
+        maps = ffi.new("struct upcall_maps *", {"ring_fd": -1, "vps_fd": -1, "tids_fd": -1})
+    rc = lib.upcall_run(handshake, cfg, maps, double_ptr(ffi, latency), double_ptr(ffi, since),
+                        counts)
+    if rc == -errno.EOPNOTSUPP and p["block_kind"] == "pread":
+        raise ValueError(f"block_kind=pread: {scratch_dir}'s file system keeps the file's pages "
+                         "after POSIX_FADV_DONTNEED (tmpfs?): run on a disk file system")
+    check(rc, f"upcall/{mechanism}")
+    has_source = event == "unblock" and p["block_kind"] != "pread" and mechanism.startswith("bpf")
+    return latency, (since if has_source else None), {k: int(getattr(counts, k)) for k in
+                                                       _COUNTS + ("worker_tid",)}
+
+
+def expected_mechanics(mechanism: str, p: dict[str, Any], c: dict[str, int]) -> str | None:
+    """What must hold for an upcall run to mean anything, else why not."""
+    for name in ("ring_lost", "ring_discarded", "ring_bad", "foreign"):
+        if c[name]:
+            return f"{name} = {c[name]}: the ring must deliver every record once, in order"
+    if c["upcalls"] != p["samples"]:
+        return f"{c['upcalls']} upcalls recorded, {p['samples']} expected"
+    if mechanism.startswith("bpf"):
+        kind = "blocks" if p["event"] == "block" else "unblocks"
+        if c[kind] < p["samples"]:
+            return f"the program published {c[kind]} {kind} for {p['samples']} upcalls"
+    return None
+
+
+def _upcall_variant(mechanism: str):
+    def run(p: dict[str, Any], ctx: RunContext) -> Measurement:
+        from lab.native import NativeError
+        _check(mechanism, p)
+        sched_cpu = ctx.peer_cpu if p["placement"] == "cross_cpu" else ctx.cpu
+        if mechanism.startswith("bpf"):
+            # compiled and attached before the C call: outside the window
+            with upcall_program(p["event"]) as (bpf, maps):
+                before = program_misses(bpf)
+                latency, since, c = run_upcalls(mechanism, p, ctx.cpu, sched_cpu,
+                                                ctx.scratch_dir, maps, ctx.handshake)
+                c["program_misses"] = program_misses(bpf) - before
+        else:
+            latency, since, c = run_upcalls(mechanism, p, ctx.cpu, sched_cpu, ctx.scratch_dir,
+                                            None, ctx.handshake)
+        wrong = expected_mechanics(mechanism, p, c)
+        if wrong:
+            raise NativeError(f"upcalls did not run as built: {wrong}")
+        n = p["samples"]
+        counters = {k: float(c[k]) for k in _COUNTS + ("program_misses",)
+                    if k != "upcalls" and k in c}
+        counters["slept_fraction"] = c["slept"] / n
+        counters["extra_events_per_upcall"] = c["extra_events"] / n
+        series = {LATENCY.name: latency}
+        if since is not None:
+            series[SINCE_SOURCE.name] = since
+        return Measurement(series, ops=n, counters=counters)
+
+    return run
+
+
+# ---- timers -------------------------------------------------------------------
+
+@contextlib.contextmanager
+def pm_qos(hold: bool):
+    """/dev/cpu_dma_latency held at 0 us while the context lives (the kernel
+    drops the request when the file is closed)."""
+    if not hold:
+        yield
+        return
+    fd = os.open(PM_QOS, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        os.write(fd, (0).to_bytes(4, "little"))
+        yield
+    finally:
+        os.close(fd)
+
+
+def run_timer(kind: str, p: dict[str, Any], cpu: int, handshake: Any = None):
+    """Call upcall_timer: (lateness, counts dict)."""
+    import numpy as np
+
+    from lab.native import check, double_ptr
+    ffi, lib = _native()
+    if handshake is None:
+        handshake = ffi.new("struct lab_handshake *", {"ready_fd": -1, "go_fd": -1})
+    out = np.zeros(p["samples"])
+    counts = ffi.new("struct upcall_timer_counts *")
+    with pm_qos(p.get("pm_qos", False)):
+        check(lib.upcall_timer(handshake, TIMERS[kind], cpu, p.get("rt_priority", 0),
+                               p["interval_us"] * 1000, p["warmup"], p["samples"],
+                               double_ptr(ffi, out), counts), f"upcall/{kind}")
+    c = {k: int(getattr(counts, k)) for k in _TIMER_COUNTS}
+    c["drift_ns"] = int(counts.drift_ns)
+    return out, c
+
+
+def _timer_variant(kind: str):
+    def run(p: dict[str, Any], ctx: RunContext) -> Measurement:
+        _check(kind, p)
+        lateness, c = run_timer(kind, p, ctx.cpu, ctx.handshake)
+        counters = {k: float(v) for k, v in c.items() if k != "drift_ns"}
+        if kind == "timer_uring_multishot":
+            counters["drift_per_period_ns"] = c["drift_ns"] / p["samples"]
+        return Measurement({LATENESS.name: lateness}, ops=p["samples"], counters=counters)
+
+    return run
+
+
+_CYCLIC_LINE = re.compile(r"^\s*(\d+):\s*(\d+):\s*(-?\d+)\s*$")
+
+
+def cyclictest_args(p: dict[str, Any], cpu: int) -> list[str]:
+    """cyclictest with our interval, CPU and policy: one thread, verbose
+    per-loop values in ns, the power management left to the lab."""
+    loops = p["warmup"] + p["samples"]
+    args = [shutil.which(CYCLICTEST) or CYCLICTEST, "-t1", f"-a{cpu}",
+            f"-i{p['interval_us']}", "-d0", f"-l{loops}", "-v", "-N", "--default-system"]
+    if p.get("rt_priority", 0) > 0:
+        args += [f"-p{p['rt_priority']}", "--policy=fifo"]
+    return args
+
+
+def parse_cyclictest(text: str) -> list[int]:
+    """The per-loop values (thread 0) of `cyclictest -v`, in loop order."""
+    values = {}
+    for line in text.splitlines():
+        m = _CYCLIC_LINE.match(line)
+        if m and m.group(1) == "0":
+            values[int(m.group(2))] = int(m.group(3))
+    return [values[k] for k in sorted(values)]
+
+
+def run_cyclictest(p: dict[str, Any], cpu: int, scratch_dir: str, handshake: Any = None):
+    """cyclictest in the measured window: (lateness, counters)."""
+    import numpy as np
+
+    from lab.native import NativeError, check
+    ffi, lib = _native()
+    if handshake is None:
+        handshake = ffi.new("struct lab_handshake *", {"ready_fd": -1, "go_fd": -1})
+    loops = p["warmup"] + p["samples"]
+    out_path = os.path.join(scratch_dir, "cyclictest.out")
+    timeout = 30 + loops * p["interval_us"] * 5e-6
+    with pm_qos(p.get("pm_qos", False)), open(out_path, "w+") as out, \
+            open(os.path.join(scratch_dir, "cyclictest.err"), "w+") as err:
+        proc = subprocess.Popen(cyclictest_args(p, cpu), stdout=out, stderr=err,
+                                stdin=subprocess.DEVNULL)
+        try:
+            # the window holds cyclictest's whole life, its warm-up loops too
+            check(lib.lab_handshake_ready(handshake, ffi.new("int[]", [proc.pid]), 1),
+                  "handshake")
+            rc = proc.wait(timeout=timeout)
+            check(lib.lab_handshake_done(handshake), "handshake")
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        out.seek(0)
+        err.seek(0)
+        text, errors = out.read(), err.read()
+    if rc != 0:
+        last = [ln for ln in errors.splitlines() if ln.strip()][-1:] or [f"status {rc}"]
+        raise NativeError(f"cyclictest failed: {last[0]}")
+    values = parse_cyclictest(text)
+    if len(values) != loops:
+        raise NativeError(f"cyclictest printed {len(values)} loop values, {loops} expected")
+    measured = np.asarray(values[p["warmup"]:], dtype=np.float64)
+    clamped = int((measured < 0).sum())
+    measured[measured < 0] = 0.0
+    return measured, {"clamped": float(clamped), "loops_in_window": float(loops)}
+
+
+def _cyclictest(p: dict[str, Any], ctx: RunContext) -> Measurement:
+    _check("cyclictest", p)
+    lateness, counters = run_cyclictest(p, ctx.cpu, ctx.scratch_dir, ctx.handshake)
+    # the whole process is in the window: the probes' per-op numbers
+    # divide by every loop
+    return Measurement({LATENESS.name: lateness}, ops=p["warmup"] + p["samples"],
+                       counters=counters)
+
+
+# ---- the family ------------------------------------------------------------------
+
+SIZES = ("samples", "warmup")
+BPF = ("placement", "event", "block_kind", "block_us", "run_us") + SIZES
+HINT = ("placement", "block_kind", "block_us", "run_us") + SIZES
+URING = ("placement", "block_kind", "block_us") + SIZES
+TIMER = ("interval_us", "rt_priority", "pm_qos") + SIZES
+NEEDS_BPF = ("bpf",)
+NEEDS_URING = ("io_uring",)
+
+FAMILY = Family(
+    name="upcall",
+    summary="the kernel telling user-level scheduling code of an event: eBPF on scheduler "
+            "tracepoints through a ring buffer or a polled flag, a futex hint, io_uring "
+            "completions; and timer upcalls against cyclictest",
+    seeds="000 (upcalls, precise timing for user space), 002 (scheduler activations' "
+          "block/unblock upcalls)",
+    params=PARAMS,
+    reference="futex_hint",
+    check_point=point_problem,
+    variants=(
+        Variant("bpf_ringbuf", "BPF program on sched_switch / sched_waking -> ring buffer "
+                "(BPF_RB_FORCE_WAKEUP); the scheduler sleeps in epoll, consumes in C",
+                _upcall_variant("bpf_ringbuf"), BPF, (LATENCY, SINCE_SOURCE), requires=NEEDS_BPF),
+        Variant("bpf_flag", "the same program bumps a per-VP sequence in an mmap-able BPF "
+                "array; the scheduler spins on it", _upcall_variant("bpf_flag"), BPF,
+                (LATENCY, SINCE_SOURCE), requires=NEEDS_BPF),
+        Variant("bpf_flag_sleep", "spin on the flag spin_us, then sleep in epoll on the ring, "
+                "which the program writes only for a sleeping scheduler",
+                _upcall_variant("bpf_flag_sleep"), BPF + ("spin_us",), (LATENCY, SINCE_SOURCE),
+                requires=NEEDS_BPF),
+        Variant("futex_hint", "no kernel help: the worker FUTEX_WAKEs the scheduler just "
+                "before it blocks (event time: its stamp before the wake)",
+                _upcall_variant("futex_hint"), HINT, (LATENCY,)),
+        Variant("uring_cqe_poll", "the blocking call is an io_uring SQE; its CQE is the "
+                "unblock upcall, the scheduler spins on the CQ",
+                _upcall_variant("uring_cqe_poll"), URING, (LATENCY,), requires=NEEDS_URING),
+        Variant("uring_cqe_wait", "... the scheduler sleeps in io_uring_wait_cqe()",
+                _upcall_variant("uring_cqe_wait"), URING, (LATENCY,), requires=NEEDS_URING),
+        Variant("uring_cqe_eventfd", "... the scheduler sleeps in epoll on an eventfd "
+                "registered with a DEFER_TASKRUN ring", _upcall_variant("uring_cqe_eventfd"),
+                URING, (LATENCY,), requires=NEEDS_URING),
+        Variant("timer_nanosleep", "periodic clock_nanosleep(TIMER_ABSTIME)",
+                _timer_variant("timer_nanosleep"), TIMER, (LATENESS,)),
+        Variant("timer_timerfd", "a periodic timerfd, read()", _timer_variant("timer_timerfd"),
+                TIMER, (LATENESS,)),
+        Variant("timer_signal", "POSIX timer, SIGEV_THREAD_ID: the signal handler stamps the "
+                "time; the thread sleeps in sigsuspend", _timer_variant("timer_signal"), TIMER,
+                (LATENESS,)),
+        Variant("timer_signal_busy", "the same, the thread busy in user space: the handler "
+                "runs on the way back from the timer interrupt (seed 000's upcall)",
+                _timer_variant("timer_signal_busy"), TIMER, (LATENESS,)),
+        Variant("timer_uring", "absolute IORING_OP_TIMEOUT, re-armed each period",
+                _timer_variant("timer_uring"), TIMER, (LATENESS,), requires=NEEDS_URING),
+        Variant("timer_uring_multishot", "one SQE with IORING_TIMEOUT_MULTISHOT (6.4): a CQE "
+                "per period; lateness = gap between CQEs minus the interval",
+                _timer_variant("timer_uring_multishot"), TIMER, (LATENESS,),
+                requires=NEEDS_URING),
+        Variant("cyclictest", "rt-tests' cyclictest, same interval, CPU and policy: the "
+                "standard tool's clock_nanosleep numbers", _cyclictest, TIMER, (LATENESS,)),
+    ),
+)

@@ -1,0 +1,189 @@
+/*
+ * Family `upcall` (upcall.c): the kernel running, or waking, user-level
+ * scheduling code on an event (seeds 000 and 002).  Part of the cffi cdef
+ * (see lab_native.h for the rules such a header follows: plain
+ * declarations only).
+ */
+#ifndef LAB_UPCALL_H
+#define LAB_UPCALL_H
+
+#include "lab_native.h"
+
+/* How the scheduler learns of the event (lab/families/upcall.py names
+ * them as variants; tests/test_upcall.py checks they agree). */
+enum upcall_mechanism {
+	UPCALL_BPF_RINGBUF = 0,		/* epoll on the BPF ring buffer */
+	UPCALL_BPF_FLAG = 1,		/* spin on the mmap'ed BPF array */
+	UPCALL_BPF_FLAG_SLEEP = 2,	/* spin spin_ns, then epoll on the ring */
+	UPCALL_FUTEX_HINT = 3,		/* the worker FUTEX_WAKEs the scheduler */
+	UPCALL_URING_POLL = 4,		/* the call is an SQE; spin on the CQ */
+	UPCALL_URING_WAIT = 5,		/* ...; io_uring_wait_cqe() */
+	UPCALL_URING_EVENTFD = 6,	/* ...; epoll on a registered eventfd */
+	UPCALL_NR_MECHANISMS = 7
+};
+
+enum upcall_event {
+	UPCALL_EVENT_BLOCK = 0,		/* sched:sched_switch of the worker */
+	UPCALL_EVENT_UNBLOCK = 1	/* sched:sched_waking of the worker */
+};
+
+/* What the worker blocks in. */
+enum upcall_block_kind {
+	UPCALL_BLOCK_FUTEX = 0,		/* FUTEX_WAIT until released */
+	UPCALL_BLOCK_NANOSLEEP = 1,	/* clock_nanosleep(TIMER_ABSTIME) */
+	UPCALL_BLOCK_PIPE = 2,		/* read() of an empty pipe */
+	UPCALL_BLOCK_PREAD = 3,		/* pread() of an evicted 4 KiB block */
+	UPCALL_NR_BLOCK_KINDS = 4
+};
+
+/* The upcall program's maps (lab/families/upcall_bpf.c), as bcc made them;
+ * -1 for mechanisms that use none. */
+struct upcall_maps {
+	int ring_fd;		/* lab_upcall_ring: BPF_MAP_TYPE_RINGBUF */
+	int vps_fd;		/* lab_upcall_vps: mmap-able array of VP slots */
+	int tids_fd;		/* lab_upcall_tids: hash, tid -> VP */
+};
+
+struct upcall_config {
+	int mechanism;		/* enum upcall_mechanism */
+	int event;		/* enum upcall_event (bpf mechanisms) */
+	int block_kind;		/* enum upcall_block_kind */
+	int cpu;		/* the worker and the waker */
+	int sched_cpu;		/* the scheduler: cpu or another one */
+	uint64_t block_ns;	/* nanosleep: its length; futex, pipe (unblock,
+				 * uring): the waker's delay after the block */
+	uint64_t run_ns;	/* worker: user-space work before each block */
+	uint64_t spin_ns;	/* bpf_flag_sleep: spin budget before epoll */
+	const char *dir;	/* pread: where the file is made (ext4) */
+	uint64_t warmup;	/* unrecorded upcalls before the window */
+	uint64_t nr_samples;	/* upcalls measured */
+};
+
+/* Over the measured window unless the comment says otherwise. */
+struct upcall_counts {
+	uint64_t upcalls;	/* samples recorded */
+	uint64_t blocks;	/* block events the program published */
+	uint64_t unblocks;	/* unblock events the program published */
+	uint64_t extra_events;	/* events of the measured kind after the first
+				 * of an upcall (a pread that blocks twice) */
+	uint64_t not_blocked;	/* calls that returned without the event (a
+				 * cold read done before the reader waited, a
+				 * sleep past its deadline when it began):
+				 * no upcall, no sample, another call */
+	uint64_t lost_upcalls;	/* unblock events never sent though the worker
+				 * blocked and was woken: the program did not
+				 * run for that sched_waking (an interrupt that
+				 * came while another tracing BPF program ran on
+				 * that CPU: the kernel's per-CPU bpf_prog_active
+				 * guard skips nested programs); another call */
+	uint64_t missed_events;	/* sequence numbers skipped: events folded into
+				 * one flag update (must be 0) */
+	uint64_t spun;		/* upcalls found by polling */
+	uint64_t slept;		/* upcalls the scheduler slept for */
+	uint64_t clamped;	/* latencies below 0 (clock disagreement of a
+				 * few ns) recorded as 0 */
+	/* the ring, whole run: every record must be consumed exactly once,
+	 * in order */
+	uint64_t ring_records;	/* consumed */
+	uint64_t ring_lost;	/* the program found no room (must be 0) */
+	uint64_t ring_discarded;	/* BPF_RINGBUF_DISCARD_BIT (must be 0) */
+	uint64_t ring_bad;	/* wrong size, VP, kind or order (must be 0) */
+	uint64_t foreign;	/* records of another thread (must be 0) */
+	/* pread: measured blocks in the page cache when the window opened */
+	uint64_t resident_before;
+	uint64_t worker_tid;
+};
+
+/*
+ * One worker thread (pinned to cpu) blocks warmup + nr_samples times; the
+ * scheduler (the calling thread, pinned to sched_cpu) learns of each block
+ * or unblock by `mechanism` and records latency_ns: its stamp on learning
+ * minus the event's time (the program's bpf_ktime_get_ns(); futex_hint:
+ * the worker's stamp before its FUTEX_WAKE; uring: the waker's stamp
+ * before its wake-up call, or the timeout's deadline).  since_source_ns
+ * (may be NULL) gets, for bpf unblock upcalls of futex, pipe and
+ * nanosleep blocks, the stamp minus the source's own time (the waker's
+ * stamp, the sleep's deadline).  One upcall at a time: the worker blocks
+ * again only after the scheduler has taken the last one; a call that
+ * returns without blocking makes no upcall and is repeated (not_blocked).
+ * Returns 0 or -errno (-EINVAL: a bad config; -ETIMEDOUT: an event never
+ * came; -EAGAIN: too many calls did not block).
+ */
+int upcall_run(struct lab_handshake *hs, const struct upcall_config *cfg,
+	       const struct upcall_maps *maps, double *latency_ns,
+	       double *since_source_ns, struct upcall_counts *out);
+
+/*
+ * Test helper for the ring consumer: a registered thread (on cpu) blocks
+ * (10 us nanosleeps) blocks_per_round times while nobody reads the ring,
+ * and an unregistered one bystander_blocks times; then the ring is
+ * drained.  rounds times, so the records wrap around a small ring.
+ */
+struct upcall_burst_result {
+	uint64_t blocks;	/* block calls of the registered thread (a
+				 * sleep may end before it blocks) */
+	uint64_t kernel_events;	/* its VP slot's block_seq at the end */
+	uint64_t records;	/* consumed */
+	uint64_t lost;		/* ring_lost of the slot */
+	uint64_t discarded;
+	uint64_t out_of_order;	/* seq not the previous one + 1 (after lost) */
+	uint64_t foreign;	/* records of another tid */
+	uint64_t bad;		/* wrong size or kind */
+	uint64_t max_batch;	/* most records one drain found */
+};
+
+int upcall_burst(const struct upcall_maps *maps, int cpu, uint32_t rounds,
+		 uint32_t blocks_per_round, uint32_t bystander_blocks,
+		 struct upcall_burst_result *out);
+
+/*
+ * How many times the kernel skipped a BPF program instead of running it
+ * (bpf_prog_info.recursion_misses, Linux 5.12): a tracepoint program is
+ * not run when its tracepoint fires while another kprobe or tracepoint
+ * program runs on the same CPU.  0 or -errno.
+ */
+int upcall_program_misses(int prog_fd, uint64_t *misses);
+
+/* Sizes of the structs shared with the BPF program (tests compare). */
+size_t upcall_vp_size(void);
+size_t upcall_event_size(void);
+
+/* ---- timers: lateness of a periodic expiry (seed 000) ------------------ */
+
+enum upcall_timer_kind {
+	UPCALL_TIMER_NANOSLEEP = 0,	/* clock_nanosleep(TIMER_ABSTIME) */
+	UPCALL_TIMER_TIMERFD = 1,	/* periodic timerfd, read() */
+	UPCALL_TIMER_SIGNAL = 2,	/* POSIX timer, SIGEV_THREAD_ID, the
+					 * handler runs; thread in sigsuspend */
+	UPCALL_TIMER_SIGNAL_BUSY = 3,	/* ... thread busy in user space */
+	UPCALL_TIMER_URING = 4,		/* IORING_OP_TIMEOUT, absolute, re-armed */
+	UPCALL_TIMER_URING_MULTISHOT = 5,	/* IORING_TIMEOUT_MULTISHOT */
+	UPCALL_NR_TIMER_KINDS = 6
+};
+
+struct upcall_timer_counts {
+	uint64_t expiries;	/* expiries the measured samples cover */
+	uint64_t overruns;	/* expiries that passed unseen (timerfd count
+				 * > 1, timer_getoverrun()) */
+	uint64_t clamped;	/* multishot: gaps shorter than the interval */
+	uint64_t sqes;		/* io_uring: SQEs submitted in the window */
+	uint64_t cqes;		/* io_uring: CQEs reaped in the window */
+	uint64_t cqes_more;	/* ... with IORING_CQE_F_MORE */
+	uint64_t timer_slack_ns;	/* the thread's (PR_GET_TIMERSLACK) */
+	int64_t drift_ns;	/* multishot: last CQE minus start + n * interval */
+	int32_t policy;		/* SCHED_OTHER 0, SCHED_FIFO 1 as run */
+	int32_t priority;
+};
+
+/*
+ * The calling thread, pinned to cpu (SCHED_FIFO at rt_priority if > 0),
+ * waits for warmup then nr_samples periodic expiries of interval_ns;
+ * lateness_ns: when user code runs minus the intended expiry.  Each phase
+ * (warm-up, measured) starts its own schedule from now.  Returns 0 or
+ * -errno (-EPERM: rt_priority without the privilege).
+ */
+int upcall_timer(struct lab_handshake *hs, int kind, int cpu, int rt_priority,
+		 uint64_t interval_ns, uint64_t warmup, uint64_t nr_samples,
+		 double *lateness_ns, struct upcall_timer_counts *out);
+
+#endif /* LAB_UPCALL_H */
