@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from analysis._results import NO_POINT, Run
@@ -253,3 +255,38 @@ def short_points(points) -> dict[str, str]:
     parts = {p: ([] if p == NO_POINT else p.split(" ")) for p in points}
     everywhere = set.intersection(*(set(v) for v in parts.values())) if len(points) > 1 else set()
     return {p: " ".join(x for x in parts[p] if x not in everywhere) or NO_POINT for p in points}
+
+
+def plain_param(value):
+    """A parameter value as the suite wrote it: 8, not 8.0 (a column with
+    NA turns integers into floats)."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return int(value) if float(value).is_integer() and abs(value) < 2**53 else float(value)
+    return value
+
+
+def swept_axes(data: pd.DataFrame, axes) -> list[str]:
+    """Of ``axes``, those that take more than one value in ``data``."""
+    return [a for a in axes if a in data.columns and data[a].dropna().nunique() > 1]
+
+
+def split_by_axes(data: pd.DataFrame, axes) -> list[tuple[dict[str, Any], pd.DataFrame]]:
+    """``data`` split into one frame per combination of ``axes``, with that
+    combination.  A row whose axis is NA (a variant that does not read it)
+    joins every frame; a combination is made only from rows that set all
+    axes."""
+    axes = [a for a in axes if a in data.columns]
+    if not axes:
+        return [({}, data)]
+    out = []
+    for _, combo in data[axes].dropna().drop_duplicates().iterrows():
+        keep = np.ones(len(data), dtype=bool)
+        for a in axes:
+            col = data[a]
+            keep &= (col.isna() | (col.astype(object) == combo[a])).to_numpy()
+        out.append(({a: plain_param(combo[a]) for a in axes}, data[keep]))
+    return out or [({}, data)]

@@ -48,6 +48,14 @@ def main() -> int:
                   "samples are negative or not finite: a worker bug, not a measurement",
                   file=sys.stderr)
             return 1
+    # counters become columns beside the parameters in the analysis tables
+    taken = {p.name for p in family.params} | {"ops", "window_ns", "throughput", "variant",
+                                               "point", "repetition"}
+    clash = sorted(set(measurement.counters) & taken)
+    if clash:
+        print(f"{family.name}/{variant.name}: counter {clash[0]!r} has the name of a "
+              "parameter or a run column: rename the counter (a worker bug)", file=sys.stderr)
+        return 1
     np.savez(spec["output"] + ".npz", **measurement.series)
     result = {
         "window_ns": int(handshake.window_end_ns - handshake.window_begin_ns),

@@ -66,44 +66,14 @@
 #include "bpf_ring.h"
 #include "compat_uring.h"
 #include "internal.h"
+#include "upcall_abi.h"
 
 #define UP_BLOCK		4096u
 #define UP_VP			0u	/* the worker's virtual processor */
-#define UP_KIND_BLOCK		0u
-#define UP_KIND_UNBLOCK		1u
 /* An event that has not come after this never will: fail, do not hang. */
 #define UP_EVENT_TIMEOUT_NS	2000000000ull
 #define UP_WAIT_SLICE_MS	10
 #define UP_EVICT_TRIES		8
-
-/* lab/families/upcall_bpf.c's structs, byte for byte. */
-struct up_vp {
-	uint64_t block_seq;
-	uint64_t block_ns;
-	uint64_t wake_seq;
-	uint64_t wake_ns;
-	uint64_t ring_lost;
-	uint32_t blocked;
-	uint32_t sleeping;
-	uint32_t ring_kinds;
-	uint32_t ring_if_sleeping;
-	uint32_t block_cpu;
-	uint32_t wake_cpu;
-};
-
-struct up_event {
-	uint64_t ktime_ns;
-	uint64_t seq;
-	uint32_t tid;
-	uint16_t vp;
-	uint8_t kind;
-	uint8_t cpu;
-	uint32_t state;
-	uint32_t pad;
-};
-
-_Static_assert(sizeof(struct up_vp) == 64, "VP slot is 64 bytes");
-_Static_assert(sizeof(struct up_event) == 32, "event is 32 bytes");
 
 size_t upcall_vp_size(void)
 {

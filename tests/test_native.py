@@ -204,3 +204,17 @@ def test_workers_restore_the_callers_affinity():
     assert os.sched_getaffinity(0) == before
     check(lib.baseline_pipe_pingpong(no_runner(), 0, 0, 10, N, double_ptr(ffi, rt)), "pipe")
     assert os.sched_getaffinity(0) == before
+
+
+def test_c_compiles_without_warnings():
+    """pip -q hides compiler output: every C file, the build's flags, -Werror."""
+    import glob
+    import runpy
+    import subprocess
+    native_dir = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                              "native")
+    flags = runpy.run_path(os.path.join(native_dir, "build.py"))["COMPILE_ARGS"]
+    for source in sorted(glob.glob(os.path.join(native_dir, "*.c"))):
+        proc = subprocess.run(["cc", *flags, "-Werror", "-fsyntax-only", "-I", native_dir,
+                               source], capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr

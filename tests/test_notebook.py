@@ -11,7 +11,7 @@ from nbclient import NotebookClient
 
 NOTEBOOKS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                          "notebooks")
-NAMES = ("baseline", "syncfirst", "chains", "upcall")
+NAMES = ("baseline", "syncfirst", "chains", "upcall", "activations")
 
 
 def _path(name: str) -> str:
@@ -108,3 +108,44 @@ def test_upcall_notebook_runs(upcall_run, monkeypatch):
     assert "our timer_nanosleep median" in text
     assert "2.4 ms" in text and "times faster than the 1992 upcall" in text
     assert sum("image/png" in o.get("data", {}) for o in outputs) >= 2
+
+
+ACTIVATIONS_SUITE = """\
+[suite]
+name = "activations-notebook"
+description = "the activations notebook test's run"
+repetitions = 1
+timeout = 30
+
+[[activations]]
+variants = ["none", "upcall", "pthreads"]
+tasks = 100
+warmup_tasks = 10
+
+[[activations]]
+variants = ["t4_fibers", "t4_processes"]
+op = ["null_fork", "signal_wait"]
+samples = 30
+warmup = 5
+"""
+
+
+@pytest.fixture(scope="session")
+def activations_run(tmp_path_factory) -> str:
+    """A real small activations run (the upcall variant loads the BPF program)."""
+    from tests.conftest import _tiny
+    from tests.helpers import require_probes
+    require_probes()
+    return _tiny(tmp_path_factory, "activations-notebook", text=ACTIVATIONS_SUITE)
+
+
+def test_activations_notebook_runs(activations_run, monkeypatch):
+    outputs = _execute("activations", activations_run, monkeypatch)
+    text, html = _text(outputs), _html(outputs)
+    assert activations_run in text
+    assert "Null Fork today: t4_fibers" in text and "FastThreads on Topaz threads" in text
+    assert "the most steps per second: " in text and "Where the handoffs fall at p = 0.1" in text
+    # no futex_hint in this run: one line says the handoffs cannot be compared
+    assert "No point where both upcall and futex_hint handed off" in text
+    assert "vs_pthreads" in html and "ran_while_blocked" in html
+    assert sum("image/png" in o.get("data", {}) for o in outputs) >= 3

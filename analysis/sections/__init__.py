@@ -34,3 +34,4 @@ def section_for(family: str) -> Section:
 # the built-in sections register themselves on import
 from analysis.sections import baseline, chains, syncfirst  # noqa: E402,F401
 from analysis.sections import upcall  # noqa: E402,F401
+from analysis.sections import activations  # noqa: E402,F401

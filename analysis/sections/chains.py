@@ -31,7 +31,7 @@ from analysis._counters import counter_summary, kernel_per_op, with_params
 from analysis._format import fmt_count, fmt_ratio, fmt_value
 from analysis._pages import Block, Heading, Report, Space, Table, Text
 from analysis._results import Run
-from analysis._views import cell_kinds, headline, median_ratio, user_samples
+from analysis._views import cell_kinds, headline, median_ratio, split_by_axes, user_samples
 from analysis.sections import generic, register
 
 FAMILY = "chains"
@@ -89,28 +89,9 @@ def combos(data: pd.DataFrame) -> list[tuple[dict[str, Any], pd.DataFrame]]:
     taskrun).  ``syscalls`` takes no taskrun: it joins every taskrun's
     panel.  A combination holding only such variants is left out."""
     ok = data[data["fail_at"] == 0]
-    axes = [a for a in COMBO if a in ok.columns]
     if ok.empty:
         return []
-    keys = ok[axes].dropna().drop_duplicates() if axes else pd.DataFrame([{}])
-    out = []
-    for _, combo in keys.iterrows():
-        keep = np.ones(len(ok), dtype=bool)
-        for a in axes:
-            col = ok[a]
-            keep &= (col.isna() | (col.astype(object) == combo[a])).to_numpy()
-        out.append(({a: _plain(combo[a]) for a in axes}, ok[keep]))
-    return out
-
-
-def _plain(value):
-    if isinstance(value, (np.bool_,)):
-        return bool(value)
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (np.floating,)):
-        return float(value)
-    return value
+    return split_by_axes(ok, COMBO)
 
 
 def combo_label(combo: dict[str, Any]) -> str:

@@ -34,7 +34,8 @@ from analysis._format import fmt_percent, fmt_ratio, fmt_value
 from analysis._pages import Block, Heading, Report, Space, Table, Text
 from analysis._results import Run
 from analysis._stats import NOISY_SPREAD
-from analysis._views import cell_kinds, headline, median_ratio
+from analysis._views import (cell_kinds, headline, median_ratio, plain_param, split_by_axes,
+                             swept_axes)
 from analysis.sections import generic, register
 
 FAMILY = "syncfirst"
@@ -119,38 +120,15 @@ def crossover_data(run: Run, family: str = FAMILY, seed: int = 0) -> pd.DataFram
 
 def _group_axes(data: pd.DataFrame) -> list[str]:
     """The axes besides hit_ratio that take more than one value."""
-    return [a for a in GROUP_AXES if a in data.columns and data[a].dropna().nunique() > 1]
+    return swept_axes(data, GROUP_AXES)
 
 
 def crossover_groups(data: pd.DataFrame) -> list[tuple[dict[str, Any], pd.DataFrame]]:
     """crossover_data split into one frame per combination of the swept
     axes besides hit_ratio (depth, placement, direct, ...).  A variant that
     does not take an axis (sync has no depth, no placement) is in every
-    group; a group whose only rows are such variants is left out."""
-    axes = _group_axes(data)
-    if not axes:
-        return [({}, data)]
-    combos = data[axes].dropna().drop_duplicates()
-    out = []
-    for _, combo in combos.iterrows():
-        keep = np.ones(len(data), dtype=bool)
-        for a in axes:
-            col = data[a]
-            keep &= (col.isna() | (col.astype(object) == combo[a])).to_numpy()
-        out.append(({a: _plain(combo[a]) for a in axes}, data[keep]))
-    return out
-
-
-def _plain(value):
-    """A parameter value as the suite wrote it: 8, not 8.0 (a column with
-    NA turns integers into floats)."""
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return int(value) if float(value).is_integer() and abs(value) < 2**53 else float(value)
-    return value
+    group."""
+    return split_by_axes(data, _group_axes(data))
 
 
 def group_label(group: dict[str, Any]) -> str:
@@ -437,7 +415,7 @@ def _pivot_blocked(table: pd.DataFrame, value: str, fmt) -> tuple[list[str], lis
     for keys, part in table.groupby(["variant"] + axes, observed=True, sort=False, dropna=False):
         keys = keys if isinstance(keys, tuple) else (keys,)
         by_hit = dict(zip(part[HIT].astype(float), part[value]))
-        rows.append([str(keys[0])] + ["-" if pd.isna(k) else str(_plain(k)) for k in keys[1:]]
+        rows.append([str(keys[0])] + ["-" if pd.isna(k) else str(plain_param(k)) for k in keys[1:]]
                     + [fmt(by_hit[h]) if h in by_hit else "" for h in hits])
     return header, rows
 

@@ -1,0 +1,2042 @@
+/*
+ * Family `activations` (seeds 000, 002, 004): scheduler activations on
+ * Linux -- an M:N fiber runtime with handoff on block -- and the thread
+ * operations of the 1992 paper's Table IV.
+ *
+ * Anderson et al. give user-level threads the speed of a user-level
+ * scheduler and the behaviour of kernel threads when they block: the
+ * kernel upcalls the runtime on a fresh activation, which keeps the
+ * virtual processor (VP) busy with another user-level thread; when the
+ * blocked call returns, an unblock upcall hands its thread back to the
+ * runtime and the old activation is discarded.
+ *
+ * The runtime: fibers (fiber.c: own stacks, our own context switch) run on
+ * nr_vps virtual processors.  A VP is a token -- the owner word below --
+ * and an activation (a kernel thread pinned to the VP's CPU) runs fibers
+ * only while it owns one.  Each step of a task spins work_ns, then makes
+ * the blocking call: read() of the fiber's timerfd, armed block_ns ahead
+ * when the step's draw says "block" (probability p), or made readable at
+ * once (TFD_IOC_SET_TICKS) when it says "don't".  What happens on a block:
+ *
+ *   none        nothing: the VP is lost until the call returns (N:1).
+ *   futex_hint  the wrapper frees the VP and FUTEX_WAKEs a spare before
+ *               every call, and tries to take the VP back after it
+ *               (pessimistic handoff).
+ *   syncfirst   preadv2(RWF_NOWAIT) first (timerfd: FMODE_NOWAIT since
+ *               its ->read_iter conversion, Linux 6.9); hand off as
+ *               futex_hint only on EAGAIN (seed 003's async()).
+ *   monitor     the wrapper publishes "in a call since t" in the owner
+ *               word; a monitor thread (Go's sysmon) takes VPs stuck
+ *               longer than monitor_ns and wakes a spare for them.
+ *   upcall      the upcall program (lab/families/upcall_bpf.c) on
+ *               sched:sched_switch sees a registered activation block
+ *               while its slot's ring_kinds says "in a fiber's call" and
+ *               writes a ring record; the VP's spare, asleep in epoll on
+ *               the ring, takes the VP with a CAS on the owner word; the
+ *               returning activation's CAS fails (the unblock): it
+ *               requeues its fiber and becomes a spare.
+ *   uring       the call is an IORING_OP_READ of the timerfd (poll-armed:
+ *               timerfd has FMODE_NOWAIT since 6.9, so no io-wq punt);
+ *               the fiber switches away, the VP's loop reaps CQEs and
+ *               sleeps in io_uring_enter() when nothing is runnable.
+ *   pthreads    one kernel thread per in-flight task, same task code, on
+ *               the VPs' CPUs; the kernel schedules (no VPs).
+ *
+ * The owner word of a VP: bits 0-15 the owning activation's id + 1 (0:
+ * free), bit 16 OW_SYS (the owner is inside a fiber's blocking call), bits
+ * 32-63 a generation bumped on every change, so a CAS from a stale view
+ * (a record of a call that already returned, a monitor tick that raced
+ * with the return) fails instead of taking a VP from a running owner.
+ * Exactly one of "the taker's CAS" and "the returner's CAS" succeeds.
+ *
+ * Fibers stay on their home VP (fiber i on VP i % nr_vps), so a VP's
+ * blocked fiber is lost capacity of that VP, not hidden by another.
+ *
+ * Build: part of lab._native (native/build.py), -luring -lpthread.
+ */
+#include <fcntl.h>
+#include <linux/bpf.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/timerfd.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+
+#include "activations.h"
+#include "bpf_ring.h"
+#include "compat_uring.h"
+#include "internal.h"
+#include "upcall_abi.h"
+
+#ifndef TFD_IOC_SET_TICKS
+#define TFD_IOC_SET_TICKS	_IOW('T', 0, uint64_t)	/* Linux 3.17 */
+#endif
+
+#define ACT_STACK_SIZE		(64 * 1024)
+#define ACT_MAX_VPS		64
+#define ACT_MAX_SLOTS		64	/* lab_upcall_vps entries */
+#define ACT_MAX_FIBERS		4096
+/* Every wait is ended by a wake-up (a push, a stop); the timeout is only
+ * a safety net, long enough not to add switches to the window. */
+#define ACT_WAIT_SLICE_MS	1000
+/* A phase that makes no progress for this long has hung: fail. */
+#define ACT_PHASE_TIMEOUT_NS	(120ull * 1000000000ull)
+/* monitor: a VP in a call with nothing else to run is left alone this
+ * long (Go's retake(): syscallwhen + 10 ms) */
+#define ACT_MONITOR_IDLE_NS	10000000ull
+
+#define OW_ID_MASK		0xffffull
+#define OW_SYS			(1ull << 16)
+
+#define ACT_PENDING		(-100000)	/* uring: no CQE yet */
+
+size_t activations_slot_size(void)
+{
+	return sizeof(struct up_vp);
+}
+
+enum act_fiber_state {
+	FS_RUN = 0,
+	FS_PARK,	/* no task left in this phase */
+	FS_LOST,	/* its activation lost the VP during the call */
+	FS_WAIT,	/* waits for a CQE (uring) or a peer (Table IV) */
+	FS_EXIT,	/* Table IV: body done, back to the pool */
+	FS_YIELD,	/* a task done: the VP's other fibers go first */
+};
+
+struct act_rt;
+struct act_vp;
+struct act_activation;
+
+struct act_fiber {
+	struct lab_fiber ctx;
+	struct act_fiber *next;		/* ready queue / pool link */
+	struct act_rt *rt;
+	struct act_vp *vp;		/* home VP */
+	struct act_activation *act;	/* who runs it (set at dispatch) */
+	void (*body)(struct act_fiber *);
+	int state;
+	int tfd;
+	int32_t res;			/* uring: the CQE's result */
+	uint64_t ticks;			/* the call's read buffer */
+	uint64_t release_ns;		/* its next task's release: the phase
+					 * start, then its last completion */
+	/* Table IV */
+	void (*fn)(struct act_fiber *);
+	struct act_fiber *joiner;
+	struct act_fiber *peer;
+};
+
+/* Counters of one thread, written only by it (summed while quiescent). */
+struct act_stats {
+	uint64_t calls, blocking_calls, block_events, eagain, handoffs, retakes;
+	uint64_t lost_vps, spare_wakeups, idle_spare_wakeups, stale_upcalls;
+	uint64_t ring_records, ring_bad, pokes, monitor_ticks, monitor_retakes;
+	uint64_t inline_completions, ran_while_blocked, busy_ns, completions;
+	uint64_t duplicates, handoff_dropped, ran_while_kernel_blocked;
+};
+
+struct act_activation {
+	struct lab_fiber sched;		/* its own context: the thread stack */
+	struct act_rt *rt;
+	struct act_vp *vp;		/* the VP (and CPU) it belongs to */
+	struct act_fiber *cur;
+	struct act_fiber *thread_fiber;	/* pthreads: the task's timerfd */
+	pthread_t thread;
+	bool have_thread;
+	bool owns;			/* only its own thread reads/writes */
+	bool on;			/* in fiber code (instrumented) */
+	uint32_t id;			/* slot index in lab_upcall_vps */
+	_Atomic int32_t tid;
+	_Atomic uint64_t entry_seq;	/* upcall: block_seq when the call began */
+	_Atomic uint32_t in_sys;	/* upcall: inside a fiber's call */
+	uint64_t t_on;
+	uint64_t handoff_from;		/* a VP taken: its event time, until
+					 * the first dispatch records it */
+	struct act_stats st;
+};
+
+struct act_vp {
+	_Alignas(LAB_CACHELINE) _Atomic uint64_t owner;
+	_Atomic uint64_t since_ns;	/* monitor: when the owner's call began */
+	_Atomic uint64_t t_event;	/* event time for whoever takes it free */
+	_Alignas(LAB_CACHELINE) pthread_mutex_t lock;	/* ready queue, pool */
+	struct act_fiber *head, *tail;
+	struct act_fiber *pool;		/* Table IV: exited fibers */
+	_Atomic uint32_t work_word;	/* bumped on every push */
+	_Atomic uint32_t idle;		/* owner sleeps on work_word */
+	_Alignas(LAB_CACHELINE) _Atomic uint32_t spare_word;
+	_Atomic uint32_t ring_waiter;	/* upcall: a spare watches the ring */
+	_Atomic int32_t in_call;	/* its fibers inside their call */
+	uint32_t index;
+	int cpu;
+	int efd, epfd;			/* upcall: poke, epoll(ring, efd) */
+	struct io_uring ring;		/* uring: only its thread submits */
+	_Atomic uint32_t have_ring;
+	int ring_err;
+	uint32_t waiting;		/* uring: SQEs without a CQE */
+};
+
+struct act_t4 {
+	int op;
+	uint64_t warmup, nr_samples;
+	uint32_t ops;
+	double *out;
+	struct lab_handshake *hs;
+	_Atomic int err;
+	_Atomic uint32_t done;
+};
+
+struct act_rt {
+	const struct activations_config *cfg;
+	int variant;
+	bool instrument;		/* running count, busy time, samples */
+	bool ready_by_ioctl;
+	bool nowait_by_poll;		/* kernel before 6.9: poll, not RWF_NOWAIT */
+	uint64_t work_loops;
+	uint32_t nr_vps, nr_acts, nr_fibers;
+	struct act_vp *vps;
+	struct act_activation *acts;
+	struct act_fiber *fibers;	/* nr_fibers + Table IV extras */
+	uint32_t nr_fibers_alloc;
+
+	_Alignas(LAB_CACHELINE) _Atomic uint64_t next_task;
+	_Atomic uint64_t phase_end;
+	_Atomic uint32_t parked;
+	_Atomic uint32_t phase_word;	/* pthreads: bumped per phase */
+	_Atomic uint32_t phase_active;	/* monitor runs while 1 */
+	_Atomic uint32_t stop;
+	_Atomic uint32_t started;
+	_Atomic uint32_t go;
+	_Atomic int err;
+
+	_Alignas(LAB_CACHELINE) _Atomic int32_t running;
+	_Atomic int32_t max_running;
+	_Alignas(LAB_CACHELINE) _Atomic uint64_t nr_handoff;
+	_Atomic uint32_t counting;
+	double *task_ns, *handoff_ns;
+	uint64_t handoff_cap;
+	uint64_t warmup_tasks;
+	_Atomic uint32_t *done;		/* per task: times completed */
+
+	/* upcall */
+	struct up_vp *slots;
+	size_t slots_len;
+	struct bpf_ring ring;
+	bool have_ring;
+	_Alignas(LAB_CACHELINE) _Atomic uint32_t ring_busy;
+	int tids_fd;
+	uint64_t base_lost;
+
+	/* monitor */
+	pthread_t monitor;
+	bool have_monitor;
+	struct act_stats monitor_st;
+
+	struct act_t4 t4;
+};
+
+/* ---- small helpers ------------------------------------------------------ */
+
+static inline void act_pause(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#endif
+}
+
+static inline bool act_stopped(struct act_rt *rt)
+{
+	return atomic_load_explicit(&rt->stop, memory_order_relaxed);
+}
+
+static void act_fail(struct act_rt *rt, int err)
+{
+	int zero = 0;
+
+	atomic_compare_exchange_strong(&rt->err, &zero, err);
+	atomic_store(&rt->stop, 1);
+	/* the main thread waits for the phase's end: tell it now */
+	futex_wake((uint32_t *)&rt->parked, INT32_MAX);
+	futex_wake((uint32_t *)&rt->t4.done, INT32_MAX);
+}
+
+static int act_futex_wait_ms(_Atomic uint32_t *word, uint32_t expected, int ms)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+
+	if (syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT_PRIVATE, expected,
+		    &ts, NULL, 0) < 0)
+		return -errno;
+	return 0;
+}
+
+static inline uint64_t ow_next(uint64_t w, uint32_t id1, bool sys)
+{
+	return (((w >> 32) + 1) << 32) | (sys ? OW_SYS : 0) | id1;
+}
+
+static inline uint32_t ow_id1(uint64_t w)
+{
+	return (uint32_t)(w & OW_ID_MASK);
+}
+
+/* splitmix64: decorrelates the per-task streams of one seed */
+static uint64_t act_seed(uint64_t seed, uint64_t task)
+{
+	uint64_t z = seed + (task + 1) * 0x9e3779b97f4a7c15ull;
+
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	z ^= z >> 31;
+	return z ? z : 0x2545f4914f6cdd1dull;
+}
+
+/* xorshift64*: does this step's call block? */
+static inline bool act_draw(uint64_t *s, double p)
+{
+	uint64_t x = *s;
+
+	x ^= x >> 12;
+	x ^= x << 25;
+	x ^= x >> 27;
+	*s = x;
+	return (double)((x * 0x2545f4914f6cdd1dull) >> 11) * 0x1.0p-53 < p;
+}
+
+/* CPU work as a fixed number of dependent multiplies: a step does the same
+ * work however often it is preempted (a spin on the clock would not). */
+static inline void act_spin(uint64_t loops)
+{
+	uint64_t x = loops, i;
+
+	for (i = 0; i < loops; i++)
+		x = x * 6364136223846793005ull + 1442695040888963407ull;
+	lab_keep(x);
+}
+
+static uint64_t act_calibrate(void)
+{
+	static _Atomic uint64_t cached;
+	uint64_t best = 0, t0, dt, rate;
+	int r;
+
+	if (atomic_load(&cached))
+		return atomic_load(&cached);
+	/* the fastest of a few rounds: the ones without an interruption */
+	for (r = 0; r < 7; r++) {
+		t0 = now_ns();
+		act_spin(200000);
+		dt = now_ns() - t0;
+		rate = dt ? 200000ull * 1000 / dt : 0;
+		if (rate > best)
+			best = rate;
+	}
+	if (!best)
+		best = 1000;
+	atomic_store(&cached, best);
+	return best;
+}
+
+static int act_spawn(pthread_t *t, const int *cpus, uint32_t nr_cpus,
+		     void *(*fn)(void *), void *arg)
+{
+	pthread_attr_t attr;
+	cpu_set_t set;
+	uint32_t i;
+	int err;
+
+	err = -pthread_attr_init(&attr);
+	if (err)
+		return err;
+	CPU_ZERO(&set);
+	for (i = 0; i < nr_cpus; i++)
+		CPU_SET(cpus[i], &set);
+	/* born on its CPUs: no first instants elsewhere */
+	err = -pthread_attr_setaffinity_np(&attr, sizeof(set), &set);
+	if (!err)
+		err = -pthread_create(t, &attr, fn, arg);
+	pthread_attr_destroy(&attr);
+	return err;
+}
+
+/* ---- instrumentation: who runs fiber code ------------------------------- */
+
+/* An activation enters fiber code: the count of activations doing so at
+ * once must never exceed nr_vps (the invariant the tests check). */
+static inline void act_run_on(struct act_activation *a)
+{
+	struct act_rt *rt = a->rt;
+	int32_t n, m;
+
+	if (!rt->instrument)
+		return;
+	n = atomic_fetch_add(&rt->running, 1) + 1;
+	m = atomic_load_explicit(&rt->max_running, memory_order_relaxed);
+	while (n > m && !atomic_compare_exchange_weak(&rt->max_running, &m, n))
+		;
+	a->on = true;
+	a->t_on = now_ns();
+}
+
+static inline void act_run_off(struct act_activation *a)
+{
+	if (!a->on)
+		return;
+	a->on = false;
+	atomic_fetch_sub(&a->rt->running, 1);
+	a->st.busy_ns += now_ns() - a->t_on;
+}
+
+static void act_record_handoff(struct act_activation *a)
+{
+	struct act_rt *rt = a->rt;
+	uint64_t now, idx;
+
+	if (!a->handoff_from)
+		return;
+	now = now_ns();
+	if (rt->instrument && atomic_load(&rt->counting)) {
+		idx = atomic_fetch_add(&rt->nr_handoff, 1);
+		if (idx < rt->handoff_cap)
+			rt->handoff_ns[idx] = now > a->handoff_from ?
+				(double)(now - a->handoff_from) : 0.0;
+		else
+			a->st.handoff_dropped++;
+	}
+	a->handoff_from = 0;
+}
+
+/* ---- a VP's ready queue ------------------------------------------------- */
+
+static void vp_push(struct act_vp *vp, struct act_fiber *f)
+{
+	pthread_mutex_lock(&vp->lock);
+	f->next = NULL;
+	if (vp->tail)
+		vp->tail->next = f;
+	else
+		vp->head = f;
+	vp->tail = f;
+	pthread_mutex_unlock(&vp->lock);
+	/* after the push, then look for a sleeping owner; the owner says it
+	 * sleeps, then looks at the queue: one of us sees the other */
+	atomic_fetch_add(&vp->work_word, 1);
+	if (atomic_load(&vp->idle))
+		futex_wake((uint32_t *)&vp->work_word, 1);
+}
+
+static struct act_fiber *vp_pop(struct act_vp *vp)
+{
+	struct act_fiber *f;
+
+	pthread_mutex_lock(&vp->lock);
+	f = vp->head;
+	if (f) {
+		vp->head = f->next;
+		if (!vp->head)
+			vp->tail = NULL;
+		f->next = NULL;
+	}
+	pthread_mutex_unlock(&vp->lock);
+	return f;
+}
+
+static bool vp_empty(struct act_vp *vp)
+{
+	bool empty;
+
+	pthread_mutex_lock(&vp->lock);
+	empty = vp->head == NULL;
+	pthread_mutex_unlock(&vp->lock);
+	return empty;
+}
+
+/* The owner has nothing to run: sleep until a push (or the stop). */
+static void vp_idle(struct act_activation *a)
+{
+	struct act_vp *vp = a->vp;
+	uint32_t w = atomic_load(&vp->work_word);
+
+	atomic_store(&vp->idle, 1);
+	if (vp_empty(vp) && !act_stopped(a->rt))
+		act_futex_wait_ms(&vp->work_word, w, ACT_WAIT_SLICE_MS);
+	atomic_store(&vp->idle, 0);
+}
+
+/* ---- the blocking call ----------------------------------------------------- */
+
+static ssize_t act_read(struct act_fiber *f)
+{
+	ssize_t n;
+
+	do
+		n = read(f->tfd, &f->ticks, sizeof(f->ticks));
+	while (n < 0 && errno == EINTR);
+	return n < 0 ? -errno : n;
+}
+
+/* syncfirst's try: -EAGAIN if the call would block. */
+static ssize_t act_read_nowait(struct act_fiber *f)
+{
+	struct iovec iov = { &f->ticks, sizeof(f->ticks) };
+	struct pollfd pfd = { .fd = f->tfd, .events = POLLIN };
+	ssize_t n;
+
+	if (!f->rt->nowait_by_poll) {
+		do
+			n = preadv2(f->tfd, &iov, 1, -1, RWF_NOWAIT);
+		while (n < 0 && errno == EINTR);
+		if (n >= 0 || errno != EOPNOTSUPP)
+			return n < 0 ? -errno : n;
+		/* timerfd before its ->read_iter (Linux 6.9): no
+		 * FMODE_NOWAIT; a zero-timeout poll is the try */
+		f->rt->nowait_by_poll = true;
+	}
+	if (poll(&pfd, 1, 0) < 0)
+		return -errno;
+	if (!(pfd.revents & POLLIN))
+		return -EAGAIN;
+	return act_read(f);
+}
+
+/* Make the step's call block for block_ns, or return at once. */
+static int act_arm(struct act_rt *rt, struct act_fiber *f, bool blocks)
+{
+	struct itimerspec its = { { 0, 0 }, { 0, 0 } };
+	uint64_t one = 1, ns = rt->cfg->block_ns;
+	int flags = 0;
+
+	if (!blocks && rt->ready_by_ioctl)
+		return ioctl(f->tfd, TFD_IOC_SET_TICKS, &one) < 0 ? -errno : 0;
+	if (blocks) {
+		its.it_value.tv_sec = (time_t)(ns / 1000000000ull);
+		its.it_value.tv_nsec = (long)(ns % 1000000000ull);
+	} else {
+		/* no TFD_IOC_SET_TICKS (CONFIG_CHECKPOINT_RESTORE off): an
+		 * absolute deadline long past fires within the hrtimer's
+		 * minimum delta, during the next step's work */
+		its.it_value.tv_nsec = 1;
+		flags = TFD_TIMER_ABSTIME;
+	}
+	return timerfd_settime(f->tfd, flags, &its, NULL) < 0 ? -errno : 0;
+}
+
+/*
+ * After the call: is the VP still ours?  w_sys != 0: we published it as
+ * "in a call" (monitor, upcall): the CAS back succeeds unless a taker's
+ * CAS came first.  Then a free VP (futex_hint, syncfirst, or one the
+ * monitor freed and no spare took yet) is taken back.  Else the VP runs
+ * on another activation: requeue the fiber and become a spare -- the
+ * paper's unblock upcall, which hands the thread back to the user-level
+ * scheduler and discards the old activation.
+ */
+static ssize_t act_call_return(struct act_fiber *f, struct act_activation *a,
+			       uint64_t w_sys, ssize_t n)
+{
+	struct act_vp *vp = f->vp;
+	uint64_t w = w_sys;
+
+	if (w_sys && atomic_compare_exchange_strong(&vp->owner, &w,
+			ow_next(w_sys, a->id + 1, false)))
+		goto kept;
+	w = atomic_load(&vp->owner);
+	while (!ow_id1(w)) {
+		if (atomic_compare_exchange_weak(&vp->owner, &w,
+						 ow_next(w, a->id + 1, false))) {
+			a->st.retakes++;
+			goto kept;
+		}
+	}
+	atomic_fetch_sub(&vp->in_call, 1);
+	a->owns = false;
+	a->st.lost_vps++;
+	f->state = FS_LOST;
+	lab_fiber_switch(&f->ctx, &a->sched);
+	/* resumed by the VP's owner, which counted us in */
+	return n;
+kept:
+	a->owns = true;
+	act_run_on(a);
+	atomic_fetch_sub(&vp->in_call, 1);
+	return n;
+}
+
+/* futex_hint, syncfirst after EAGAIN: free the VP, wake a spare, call. */
+static ssize_t act_call_handoff(struct act_fiber *f, struct act_activation *a,
+				uint64_t t_event)
+{
+	struct act_vp *vp = f->vp;
+	uint64_t w = atomic_load(&vp->owner);
+	ssize_t n;
+
+	atomic_fetch_add(&vp->in_call, 1);
+	act_run_off(a);
+	atomic_store(&vp->t_event, t_event);
+	atomic_store_explicit(&vp->owner, ow_next(w, 0, false),
+			      memory_order_release);
+	a->owns = false;
+	atomic_fetch_add(&vp->spare_word, 1);
+	if (futex_wake((uint32_t *)&vp->spare_word, 1) > 0)
+		a->st.spare_wakeups++;
+	n = act_read(f);
+	return act_call_return(f, a, 0, n);
+}
+
+/* monitor, upcall: stay the owner, marked "in a call" for the watcher. */
+static ssize_t act_call_sys(struct act_fiber *f, struct act_activation *a)
+{
+	struct act_rt *rt = f->rt;
+	struct act_vp *vp = f->vp;
+	/* no spare, no reader of the ring: leave the upcall unarmed */
+	struct up_vp *slot = rt->slots && rt->cfg->spares ?
+				&rt->slots[a->id] : NULL;
+	uint64_t w = atomic_load(&vp->owner), w_sys, entry = 0;
+	ssize_t n;
+
+	w_sys = ow_next(w, a->id + 1, true);
+	if (slot) {
+		entry = __atomic_load_n(&slot->block_seq, __ATOMIC_ACQUIRE);
+		atomic_store(&a->entry_seq, entry);
+		atomic_store(&a->in_sys, 1);
+	}
+	atomic_fetch_add(&vp->in_call, 1);
+	act_run_off(a);
+	if (rt->variant == ACT_MONITOR)
+		atomic_store(&vp->since_ns, now_ns());
+	atomic_store_explicit(&vp->owner, w_sys, memory_order_release);
+	/* only this call's blocks are upcalls: the runtime's own futex and
+	 * epoll waits leave ring_kinds 0 and write no record */
+	if (slot)
+		__atomic_store_n(&slot->ring_kinds, 1u << UP_KIND_BLOCK,
+				 __ATOMIC_RELEASE);
+	n = act_read(f);
+	if (slot) {
+		__atomic_store_n(&slot->ring_kinds, 0, __ATOMIC_RELEASE);
+		if (__atomic_load_n(&slot->block_seq, __ATOMIC_ACQUIRE) != entry)
+			a->st.block_events++;
+		atomic_store(&a->in_sys, 0);
+	}
+	return act_call_return(f, a, w_sys, n);
+}
+
+static void act_uring_reap(struct act_vp *vp)
+{
+	struct io_uring_cqe *cqe;
+	struct act_fiber *g;
+	unsigned head, seen = 0;
+
+	io_uring_for_each_cqe(&vp->ring, head, cqe) {
+		g = io_uring_cqe_get_data(cqe);
+		g->res = cqe->res;
+		vp->waiting--;
+		seen++;
+		/* the submitting fiber itself may still be running */
+		if (g->state == FS_WAIT)
+			vp_push(vp, g);
+	}
+	io_uring_cq_advance(&vp->ring, seen);
+}
+
+/* uring: submit, switch away unless the CQE is already there. */
+static ssize_t act_call_uring(struct act_fiber *f, struct act_activation *a)
+{
+	struct act_vp *vp = f->vp;
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&vp->ring);
+	int ret;
+
+	if (!sqe)
+		return -EBUSY;
+	/* a stream: offset -1, the file position (as for a pipe) */
+	io_uring_prep_read(sqe, f->tfd, &f->ticks, sizeof(f->ticks),
+			   (uint64_t)-1);
+	io_uring_sqe_set_data(sqe, f);
+	f->res = ACT_PENDING;
+	vp->waiting++;
+	atomic_fetch_add(&vp->in_call, 1);
+	do
+		ret = io_uring_submit(&vp->ring);
+	while (ret == -EINTR);
+	if (ret != 1) {
+		vp->waiting--;
+		atomic_fetch_sub(&vp->in_call, 1);
+		return ret < 0 ? ret : -EIO;
+	}
+	act_uring_reap(vp);
+	if (f->res == ACT_PENDING) {
+		f->state = FS_WAIT;
+		lab_fiber_switch(&f->ctx, &a->sched);
+	} else {
+		a->st.inline_completions++;
+	}
+	atomic_fetch_sub(&vp->in_call, 1);
+	return f->res;
+}
+
+/* The step's call as the variant makes it.  After a handoff the fiber may
+ * continue on another activation: read f->act afresh, never keep it. */
+static ssize_t act_call(struct act_fiber *f, bool blocks)
+{
+	struct act_activation *a = f->act;
+	struct act_vp *vp = f->vp;
+	ssize_t n;
+
+	a->st.calls++;
+	if (blocks)
+		a->st.blocking_calls++;
+	switch (f->rt->variant) {
+	case ACT_NONE:
+		atomic_fetch_add(&vp->in_call, 1);
+		act_run_off(a);
+		n = act_read(f);
+		act_run_on(a);
+		atomic_fetch_sub(&vp->in_call, 1);
+		return n;
+	case ACT_FUTEX_HINT:
+		return act_call_handoff(f, a, now_ns());
+	case ACT_SYNCFIRST:
+		n = act_read_nowait(f);
+		if (n != -EAGAIN)
+			return n;
+		a->st.eagain++;
+		return act_call_handoff(f, a, now_ns());
+	case ACT_MONITOR:
+	case ACT_UPCALL:
+		return act_call_sys(f, a);
+	case ACT_URING:
+		return act_call_uring(f, a);
+	default:
+		return act_read(f);	/* pthreads */
+	}
+}
+
+/* ---- tasks ---------------------------------------------------------------- */
+
+static bool act_take_task(struct act_rt *rt, uint64_t *task)
+{
+	if (act_stopped(rt))
+		return false;
+	*task = atomic_fetch_add(&rt->next_task, 1);
+	return *task < atomic_load(&rt->phase_end);
+}
+
+static int act_task(struct act_rt *rt, struct act_fiber *f, uint64_t task)
+{
+	const struct activations_config *cfg = rt->cfg;
+	uint64_t rng = act_seed(cfg->seed, task), t0 = f->release_ns, t1;
+	struct act_activation *a;
+	bool blocks;
+	uint32_t s;
+	ssize_t n;
+	int err;
+
+	for (s = 0; s < cfg->steps; s++) {
+		blocks = act_draw(&rng, cfg->p);
+		act_spin(rt->work_loops);
+		err = act_arm(rt, f, blocks);
+		if (err)
+			return err;
+		n = act_call(f, blocks);
+		if (n != (ssize_t)sizeof(f->ticks))
+			return n < 0 ? (int)n : -EIO;
+		if (act_stopped(rt))
+			return -ECANCELED;
+	}
+	t1 = now_ns();
+	f->release_ns = t1;	/* the next task arrives as this one ends */
+	a = f->act;
+	a->st.completions++;
+	if (atomic_fetch_add(&rt->done[task], 1))
+		a->st.duplicates++;
+	if (task >= rt->warmup_tasks)
+		rt->task_ns[task - rt->warmup_tasks] = (double)(t1 - t0);
+	return 0;
+}
+
+static void act_parked(struct act_rt *rt)
+{
+	if (atomic_fetch_add(&rt->parked, 1) + 1 == rt->nr_fibers)
+		futex_wake((uint32_t *)&rt->parked, 1);
+}
+
+/* A workload fiber: tasks until the phase has none left, then park. */
+static void act_worker_body(struct act_fiber *f)
+{
+	struct act_rt *rt = f->rt;
+	uint64_t task;
+	int err;
+
+	for (;;) {
+		while (act_take_task(rt, &task)) {
+			err = act_task(rt, f, task);
+			if (err)
+				act_fail(rt, err);
+			/* a fiber only leaves its VP when its call blocks
+			 * (and the variant hands off): yield between tasks,
+			 * so every fiber keeps a task in flight and a task's
+			 * latency includes its wait for the VP */
+			f->state = FS_YIELD;
+			lab_fiber_switch(&f->ctx, &f->act->sched);
+		}
+		f->state = FS_PARK;
+		lab_fiber_switch(&f->ctx, &f->act->sched);
+	}
+}
+
+static void act_fiber_entry(void *arg)
+{
+	struct act_fiber *f = arg;
+
+	f->body(f);
+	abort();	/* bodies never return */
+}
+
+/* ---- an activation: run fibers while owning the VP -------------------------- */
+
+/* upcall: is another activation of a's VP blocked in a fiber's call, by
+ * the kernel's own account (its slot's block_seq moved since the call
+ * began, and the call has not returned)? */
+static bool act_vp_kernel_blocked(struct act_activation *a)
+{
+	struct act_rt *rt = a->rt;
+	struct act_activation *b;
+	uint32_t i;
+
+	for (i = a->vp->index; i < rt->nr_acts; i += rt->nr_vps) {
+		b = &rt->acts[i];
+		if (b != a && atomic_load(&b->in_sys) &&
+		    __atomic_load_n(&rt->slots[i].block_seq, __ATOMIC_ACQUIRE) !=
+		    atomic_load(&b->entry_seq))
+			return true;
+	}
+	return false;
+}
+
+static void act_dispatch(struct act_activation *a, struct act_fiber *f)
+{
+	struct act_rt *rt = a->rt;
+
+	act_record_handoff(a);
+	if (rt->instrument && atomic_load_explicit(&a->vp->in_call,
+						   memory_order_relaxed) > 0) {
+		a->st.ran_while_blocked++;
+		if (rt->variant == ACT_UPCALL && rt->slots &&
+		    act_vp_kernel_blocked(a))
+			a->st.ran_while_kernel_blocked++;
+	}
+	f->act = a;
+	f->state = FS_RUN;
+	a->cur = f;
+	act_run_on(a);
+	lab_fiber_switch(&a->sched, &f->ctx);
+	act_run_off(a);
+}
+
+static void act_uring_wait(struct act_activation *a)
+{
+	struct io_uring_cqe *cqe;
+	int ret;
+
+	do
+		ret = io_uring_wait_cqe(&a->vp->ring, &cqe);
+	while (ret == -EINTR);
+	if (ret < 0)
+		act_fail(a->rt, ret);
+}
+
+static void act_schedule(struct act_activation *a)
+{
+	struct act_rt *rt = a->rt;
+	struct act_vp *vp = a->vp;
+	struct act_fiber *f;
+
+	while (a->owns && !act_stopped(rt)) {
+		if (rt->variant == ACT_URING)
+			act_uring_reap(vp);
+		f = vp_pop(vp);
+		if (!f) {
+			act_record_handoff(a);
+			if (rt->variant == ACT_URING && vp->waiting)
+				act_uring_wait(a);
+			else
+				vp_idle(a);
+			continue;
+		}
+		act_dispatch(a, f);
+		switch (f->state) {
+		case FS_LOST:
+			/* off its stack now: another activation may run it */
+			vp_push(vp, f);
+			break;
+		case FS_PARK:
+			act_parked(rt);
+			break;
+		case FS_YIELD:
+			vp_push(vp, f);
+			break;
+		case FS_EXIT:
+			pthread_mutex_lock(&vp->lock);
+			f->next = vp->pool;
+			vp->pool = f;
+			pthread_mutex_unlock(&vp->lock);
+			break;
+		default:	/* FS_WAIT: its CQE or its peer requeues it */
+			break;
+		}
+	}
+}
+
+/* futex_hint, syncfirst, monitor: a free VP is taken by CAS. */
+static bool act_take_free(struct act_activation *a)
+{
+	struct act_vp *vp = a->vp;
+	uint64_t w = atomic_load(&vp->owner);
+
+	if (ow_id1(w) || !atomic_compare_exchange_strong(&vp->owner, &w,
+			ow_next(w, a->id + 1, false)))
+		return false;
+	a->owns = true;
+	a->handoff_from = atomic_load(&vp->t_event);
+	a->st.handoffs++;
+	return true;
+}
+
+static void act_spare_futex(struct act_activation *a)
+{
+	struct act_vp *vp = a->vp;
+	bool woken = false;
+	uint32_t v;
+
+	while (!act_stopped(a->rt)) {
+		v = atomic_load(&vp->spare_word);
+		if (act_take_free(a))
+			return;
+		if (woken)
+			a->st.idle_spare_wakeups++;
+		act_futex_wait_ms(&vp->spare_word, v, ACT_WAIT_SLICE_MS);
+		woken = atomic_load(&vp->spare_word) != v;
+	}
+}
+
+/* ---- upcall: the ring, the VP's spare asleep on it --------------------------- */
+
+struct act_drain {
+	struct act_activation *a;
+	uint64_t poke;		/* VPs with a live record: bit per VP */
+};
+
+static int act_on_record(void *ctx, const void *data, uint32_t len)
+{
+	struct act_drain *d = ctx;
+	struct act_activation *a = d->a, *b;
+	struct act_rt *rt = a->rt;
+	const struct up_event *ev = data;
+
+	a->st.ring_records++;
+	if (len != sizeof(*ev) || ev->vp >= rt->nr_acts ||
+	    ev->kind != UP_KIND_BLOCK) {
+		a->st.ring_bad++;
+		return 0;
+	}
+	b = &rt->acts[ev->vp];
+	if ((int32_t)ev->tid != atomic_load(&b->tid)) {
+		a->st.ring_bad++;
+		return 0;
+	}
+	/* the call may have returned before anyone read the record */
+	if (!atomic_load(&b->in_sys) || ev->seq <= atomic_load(&b->entry_seq))
+		a->st.stale_upcalls++;
+	else
+		d->poke |= 1ull << b->vp->index;
+	return 0;
+}
+
+/*
+ * The ring is one for all VPs (the upcall program's), so every VP's spare
+ * sleeps on it and a record wakes them all.  The records are only the
+ * doorbell: who is blocked is read from the owner words and the slots'
+ * block_seq.  Whoever drains a record for another VP pokes that VP's
+ * eventfd, in case its spare was not yet asleep when the record came.
+ */
+static void act_ring_drain(struct act_activation *a)
+{
+	struct act_rt *rt = a->rt;
+	struct act_drain d = { a, 0 };
+	uint64_t one = 1;
+	uint32_t zero = 0, i;
+	int n;
+
+	if (!atomic_compare_exchange_strong(&rt->ring_busy, &zero, 1)) {
+		sched_yield();
+		return;
+	}
+	n = bpf_ring_consume(&rt->ring, act_on_record, &d);
+	atomic_store(&rt->ring_busy, 0);
+	if (n < 0)
+		act_fail(rt, n);
+	d.poke &= ~(1ull << a->vp->index);
+	for (i = 0; d.poke && i < rt->nr_vps; i++) {
+		if (!(d.poke & (1ull << i)))
+			continue;
+		if (write(rt->vps[i].efd, &one, sizeof(one)) == sizeof(one))
+			a->st.pokes++;
+	}
+}
+
+/* The block upcall: the VP's owner is in a fiber's call and the kernel
+ * saw it block there.  Take the VP; the event time is the program's. */
+static bool act_take_blocked(struct act_activation *a)
+{
+	struct act_rt *rt = a->rt;
+	struct act_vp *vp = a->vp;
+	uint64_t w = atomic_load(&vp->owner), t;
+	struct act_activation *b;
+	struct up_vp *slot;
+
+	if (!(w & OW_SYS) || !ow_id1(w))
+		return false;
+	b = &rt->acts[ow_id1(w) - 1];
+	slot = &rt->slots[b->id];
+	if (__atomic_load_n(&slot->block_seq, __ATOMIC_ACQUIRE) ==
+	    atomic_load(&b->entry_seq))
+		return false;	/* in the call, not blocked (yet) */
+	t = __atomic_load_n(&slot->block_ns, __ATOMIC_ACQUIRE);
+	if (!atomic_compare_exchange_strong(&vp->owner, &w,
+					    ow_next(w, a->id + 1, false)))
+		return false;	/* it returned first */
+	a->owns = true;
+	a->handoff_from = t;
+	a->st.handoffs++;
+	return true;
+}
+
+static void act_ring_wait(struct act_activation *a)
+{
+	struct act_vp *vp = a->vp;
+	struct epoll_event evs[2];
+	uint64_t v;
+	int n, i;
+
+	while (!act_stopped(a->rt)) {
+		act_ring_drain(a);
+		if (act_take_blocked(a))
+			return;
+		n = epoll_wait(vp->epfd, evs, 2, ACT_WAIT_SLICE_MS);
+		if (n < 0 && errno != EINTR) {
+			act_fail(a->rt, -errno);
+			return;
+		}
+		for (i = 0; i < n; i++)
+			if (evs[i].data.u32 == 1 &&
+			    read(vp->efd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+				act_fail(a->rt, -errno);
+	}
+}
+
+static void act_spare_upcall(struct act_activation *a)
+{
+	struct act_vp *vp = a->vp;
+	uint32_t v, zero;
+
+	while (!a->owns && !act_stopped(a->rt)) {
+		v = atomic_load(&vp->spare_word);
+		zero = 0;
+		if (!atomic_compare_exchange_strong(&vp->ring_waiter, &zero, 1)) {
+			act_futex_wait_ms(&vp->spare_word, v, ACT_WAIT_SLICE_MS);
+			continue;
+		}
+		act_ring_wait(a);
+		atomic_store(&vp->ring_waiter, 0);
+		/* the next block on this VP needs a spare on the ring before
+		 * this one runs a fiber that may block */
+		atomic_fetch_add(&vp->spare_word, 1);
+		if (!act_stopped(a->rt) &&
+		    futex_wake((uint32_t *)&vp->spare_word, 1) > 0)
+			a->st.spare_wakeups++;
+	}
+}
+
+static void *act_main(void *arg)
+{
+	struct act_activation *a = arg;
+	struct act_rt *rt = a->rt;
+	struct act_vp *vp = a->vp;
+	uint32_t g;
+	int err;
+
+	atomic_store(&a->tid, (int32_t)gettid());
+	if (rt->variant == ACT_URING && a->owns) {
+		/* SINGLE_ISSUER (6.0): this thread is the ring's only
+		 * submitter; the VP is never handed to another */
+		err = io_uring_queue_init(rt->nr_fibers / rt->nr_vps + 2,
+					  &vp->ring, IORING_SETUP_SINGLE_ISSUER);
+		if (err == -EINVAL)
+			err = io_uring_queue_init(rt->nr_fibers / rt->nr_vps + 2,
+						  &vp->ring, 0);
+		vp->ring_err = err;
+		if (!err)
+			atomic_store(&vp->have_ring, 1);
+	}
+	atomic_fetch_add(&rt->started, 1);
+	futex_wake((uint32_t *)&rt->started, 1);
+	while (!(g = atomic_load(&rt->go)))
+		futex_wait((uint32_t *)&rt->go, 0);
+	if (g != 1)
+		return NULL;	/* set-up failed elsewhere */
+
+	while (!act_stopped(rt)) {
+		if (a->owns)
+			act_schedule(a);
+		else if (rt->variant == ACT_UPCALL)
+			act_spare_upcall(a);
+		else
+			act_spare_futex(a);
+	}
+	return NULL;
+}
+
+/* ---- monitor: Go's sysmon ------------------------------------------------------- */
+
+static void *act_monitor_main(void *arg)
+{
+	struct act_rt *rt = arg;
+	struct act_stats *st = &rt->monitor_st;
+	uint64_t period = rt->cfg->monitor_ns, next, now, w, since;
+	struct act_vp *vp;
+	struct timespec ts;
+	uint32_t i;
+
+	/* a 20 us period means nothing under the default 50 us slack */
+	prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);
+	while (!act_stopped(rt)) {
+		if (!atomic_load(&rt->phase_active)) {
+			act_futex_wait_ms(&rt->phase_active, 0,
+					  ACT_WAIT_SLICE_MS);
+			continue;
+		}
+		next = now_ns() + period;
+		while (atomic_load(&rt->phase_active) && !act_stopped(rt)) {
+			ts.tv_sec = (time_t)(next / 1000000000ull);
+			ts.tv_nsec = (long)(next % 1000000000ull);
+			while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME,
+					       &ts, NULL) == EINTR)
+				;
+			now = now_ns();
+			next += period;
+			if (next <= now)
+				next = now + period;
+			st->monitor_ticks++;
+			for (i = 0; i < rt->nr_vps; i++) {
+				vp = &rt->vps[i];
+				w = atomic_load(&vp->owner);
+				if (!(w & OW_SYS))
+					continue;
+				since = atomic_load(&vp->since_ns);
+				if (now < since + period)
+					continue;
+				/* as Go's retake(): only a VP with fibers
+				 * waiting is worth a spare's wake-up */
+				if (vp_empty(vp) && now < since + ACT_MONITOR_IDLE_NS)
+					continue;
+				atomic_store(&vp->t_event, since);
+				if (!atomic_compare_exchange_strong(&vp->owner, &w,
+						ow_next(w, 0, false)))
+					continue;	/* it returned */
+				st->monitor_retakes++;
+				atomic_fetch_add(&vp->spare_word, 1);
+				if (futex_wake((uint32_t *)&vp->spare_word, 1) > 0)
+					st->spare_wakeups++;
+			}
+		}
+	}
+	return NULL;
+}
+
+/* ---- pthreads: one kernel thread per in-flight task --------------------------- */
+
+static void *act_pthread_main(void *arg)
+{
+	struct act_activation *a = arg;
+	struct act_rt *rt = a->rt;
+	struct act_fiber *f = a->thread_fiber;
+	uint32_t seen = 0, ph;
+	uint64_t task;
+	int err;
+
+	atomic_store(&a->tid, (int32_t)gettid());
+	f->act = a;
+	atomic_fetch_add(&rt->started, 1);
+	futex_wake((uint32_t *)&rt->started, 1);
+	for (;;) {
+		while ((ph = atomic_load(&rt->phase_word)) == seen &&
+		       !act_stopped(rt))
+			act_futex_wait_ms(&rt->phase_word, ph, ACT_WAIT_SLICE_MS);
+		if (act_stopped(rt))
+			break;
+		seen = ph;
+		while (act_take_task(rt, &task)) {
+			/* the kernel runs it; "in task code" is not a VP */
+			err = act_task(rt, f, task);
+			if (err)
+				act_fail(rt, err);
+		}
+		act_parked(rt);
+	}
+	return NULL;
+}
+
+/* ---- set-up and tear-down ------------------------------------------------------- */
+
+static int act_map_slots(struct act_rt *rt, int vps_fd)
+{
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+	struct bpf_map_info info;
+	void *map;
+	int err;
+
+	err = lab_bpf_map_info(vps_fd, &info);
+	if (err)
+		return err;
+	if (info.type != BPF_MAP_TYPE_ARRAY ||
+	    !(info.map_flags & BPF_F_MMAPABLE) ||
+	    info.value_size != sizeof(struct up_vp) ||
+	    info.max_entries < rt->nr_acts)
+		return -EINVAL;
+	rt->slots_len = ((size_t)info.value_size * info.max_entries + page - 1) &
+			~(page - 1);
+	map = mmap(NULL, rt->slots_len, PROT_READ | PROT_WRITE, MAP_SHARED,
+		   vps_fd, 0);
+	if (map == MAP_FAILED)
+		return -errno;
+	rt->slots = map;
+	return 0;
+}
+
+static int act_upcall_setup(struct act_rt *rt)
+{
+	const struct activations_config *cfg = rt->cfg;
+	struct epoll_event ev = { .events = EPOLLIN };
+	struct act_drain d;
+	struct act_vp *vp;
+	uint32_t i;
+	int err;
+
+	err = act_map_slots(rt, cfg->vps_fd);
+	if (err)
+		return err;
+	rt->tids_fd = cfg->tids_fd;
+	for (i = 0; i < rt->nr_acts; i++) {
+		struct up_vp *s = &rt->slots[i];
+
+		__atomic_store_n(&s->ring_kinds, 0, __ATOMIC_RELAXED);
+		__atomic_store_n(&s->ring_if_sleeping, 0, __ATOMIC_RELAXED);
+		__atomic_store_n(&s->sleeping, 0, __ATOMIC_RELAXED);
+		rt->base_lost += __atomic_load_n(&s->ring_lost, __ATOMIC_ACQUIRE);
+	}
+	err = bpf_ring_open(&rt->ring, cfg->ring_fd);
+	if (err)
+		return err;
+	rt->have_ring = true;
+	/* a program reused across runs (tests) may hold earlier records */
+	memset(&d, 0, sizeof(d));
+	d.a = &rt->acts[0];
+	err = bpf_ring_consume(&rt->ring, act_on_record, &d);
+	if (err < 0)
+		return err;
+	memset(&rt->acts[0].st, 0, sizeof(rt->acts[0].st));
+	for (i = 0; i < rt->nr_vps; i++) {
+		vp = &rt->vps[i];
+		vp->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		if (vp->efd < 0)
+			return -errno;
+		vp->epfd = epoll_create1(EPOLL_CLOEXEC);
+		if (vp->epfd < 0)
+			return -errno;
+		ev.data.u32 = 0;
+		if (epoll_ctl(vp->epfd, EPOLL_CTL_ADD, cfg->ring_fd, &ev) < 0)
+			return -errno;
+		ev.data.u32 = 1;
+		if (epoll_ctl(vp->epfd, EPOLL_CTL_ADD, vp->efd, &ev) < 0)
+			return -errno;
+	}
+	return 0;
+}
+
+/* Start every thread; register the activations with the upcall program. */
+static int act_start(struct act_rt *rt)
+{
+	const struct activations_config *cfg = rt->cfg;
+	uint64_t deadline = now_ns() + 10000000000ull;
+	struct act_activation *a;
+	uint32_t i, n, key, val;
+	int err;
+
+	for (i = 0; i < rt->nr_acts; i++) {
+		a = &rt->acts[i];
+		if (rt->variant == ACT_PTHREADS)
+			err = act_spawn(&a->thread, cfg->vp_cpus, rt->nr_vps,
+					act_pthread_main, a);
+		else
+			err = act_spawn(&a->thread, &a->vp->cpu, 1, act_main, a);
+		if (err)
+			return err;
+		a->have_thread = true;
+	}
+	while ((n = atomic_load(&rt->started)) < rt->nr_acts) {
+		if (now_ns() > deadline)
+			return -ETIMEDOUT;
+		act_futex_wait_ms(&rt->started, n, ACT_WAIT_SLICE_MS);
+	}
+	for (i = 0; i < rt->nr_vps; i++)
+		if (rt->vps[i].ring_err)
+			return rt->vps[i].ring_err;
+	if (rt->variant == ACT_UPCALL) {
+		/* from here on, each activation's blocks inside a fiber's
+		 * call are upcalls (ring_kinds says which are) */
+		for (i = 0; i < rt->nr_acts; i++) {
+			key = (uint32_t)atomic_load(&rt->acts[i].tid);
+			val = i;
+			err = lab_bpf_map_update_elem(rt->tids_fd, &key, &val,
+						      BPF_ANY);
+			if (err)
+				return err;
+		}
+	}
+	if (rt->variant == ACT_MONITOR) {
+		/* not pinned: it runs wherever a VP's CPU is free (the CPU of
+		 * a VP stuck in a call is idle), as Go's sysmon has no P */
+		err = act_spawn(&rt->monitor, cfg->vp_cpus, rt->nr_vps,
+				act_monitor_main, rt);
+		if (err)
+			return err;
+		rt->have_monitor = true;
+	}
+	return 0;
+}
+
+static void act_wake_all(struct act_rt *rt)
+{
+	uint64_t one = 1;
+	uint32_t i;
+
+	atomic_store(&rt->stop, 1);
+	atomic_store(&rt->go, atomic_load(&rt->go) ? atomic_load(&rt->go) : 2);
+	futex_wake((uint32_t *)&rt->go, INT32_MAX);
+	atomic_fetch_add(&rt->phase_word, 1);
+	futex_wake((uint32_t *)&rt->phase_word, INT32_MAX);
+	atomic_store(&rt->phase_active, 0);
+	futex_wake((uint32_t *)&rt->phase_active, INT32_MAX);
+	for (i = 0; rt->vps && i < rt->nr_vps; i++) {
+		struct act_vp *vp = &rt->vps[i];
+
+		atomic_fetch_add(&vp->work_word, 1);
+		futex_wake((uint32_t *)&vp->work_word, INT32_MAX);
+		atomic_fetch_add(&vp->spare_word, 1);
+		futex_wake((uint32_t *)&vp->spare_word, INT32_MAX);
+		if (vp->efd >= 0 && write(vp->efd, &one, sizeof(one)) < 0)
+			continue;
+	}
+}
+
+static void act_teardown(struct act_rt *rt)
+{
+	uint32_t i, key;
+
+	act_wake_all(rt);
+	for (i = 0; rt->acts && i < rt->nr_acts; i++)
+		if (rt->acts[i].have_thread)
+			pthread_join(rt->acts[i].thread, NULL);
+	if (rt->have_monitor)
+		pthread_join(rt->monitor, NULL);
+	if (rt->slots) {
+		for (i = 0; i < rt->nr_acts; i++) {
+			__atomic_store_n(&rt->slots[i].ring_kinds, 0,
+					 __ATOMIC_RELAXED);
+			key = (uint32_t)atomic_load(&rt->acts[i].tid);
+			/* never registered: -ENOENT, nothing to undo */
+			if (key && rt->tids_fd >= 0)
+				lab_bpf_map_delete_elem(rt->tids_fd, &key);
+		}
+		munmap(rt->slots, rt->slots_len);
+	}
+	if (rt->have_ring)
+		bpf_ring_close(&rt->ring);
+	for (i = 0; rt->vps && i < rt->nr_vps; i++) {
+		struct act_vp *vp = &rt->vps[i];
+
+		if (atomic_load(&vp->have_ring))
+			io_uring_queue_exit(&vp->ring);
+		if (vp->epfd >= 0)
+			close(vp->epfd);
+		if (vp->efd >= 0)
+			close(vp->efd);
+		pthread_mutex_destroy(&vp->lock);
+	}
+	for (i = 0; rt->fibers && i < rt->nr_fibers_alloc; i++) {
+		/* parked fibers sit inside lab_fiber_switch: just unmap */
+		lab_fiber_deinit(&rt->fibers[i].ctx);
+		if (rt->fibers[i].tfd >= 0)
+			close(rt->fibers[i].tfd);
+	}
+	free(rt->fibers);
+	free(rt->acts);
+	free(rt->vps);
+	free((void *)rt->done);
+}
+
+/*
+ * Allocate VPs, activations (per VP: an owner and `spares` spares) and
+ * fibers (nr_fibers workload fibers plus `extra` for Table IV, each with
+ * a timerfd).  rt->variant, cfg, instrument set by the caller.
+ */
+static int act_setup(struct act_rt *rt, uint32_t extra)
+{
+	const struct activations_config *cfg = rt->cfg;
+	uint32_t i, per_vp;
+	struct act_fiber *f;
+	uint64_t one = 1;
+	int err, fd;
+
+	rt->nr_vps = cfg->nr_vps;
+	rt->nr_fibers = cfg->concurrency;
+	rt->nr_fibers_alloc = rt->nr_fibers + extra;
+	if (rt->variant == ACT_PTHREADS) {
+		rt->nr_acts = cfg->concurrency;
+	} else {
+		per_vp = 1 + (rt->variant == ACT_NONE ||
+			      rt->variant == ACT_URING ? 0 : cfg->spares);
+		rt->nr_acts = rt->nr_vps * per_vp;
+	}
+	/* each array made safe for act_teardown() before the next one is
+	 * allocated: no fd 0 closed on the way out of a failed set-up */
+	rt->vps = calloc(rt->nr_vps, sizeof(*rt->vps));
+	if (!rt->vps)
+		return -ENOMEM;
+	for (i = 0; i < rt->nr_vps; i++) {
+		struct act_vp *vp = &rt->vps[i];
+
+		vp->index = i;
+		vp->cpu = cfg->vp_cpus[i];
+		vp->efd = vp->epfd = -1;
+		pthread_mutex_init(&vp->lock, NULL);
+	}
+	rt->fibers = calloc(rt->nr_fibers_alloc ? rt->nr_fibers_alloc : 1,
+			    sizeof(*rt->fibers));
+	if (!rt->fibers)
+		return -ENOMEM;
+	for (i = 0; i < rt->nr_fibers_alloc; i++)
+		rt->fibers[i].tfd = -1;
+	rt->acts = calloc(rt->nr_acts, sizeof(*rt->acts));
+	rt->done = calloc(cfg->warmup_tasks + cfg->tasks + 1,
+			  sizeof(*rt->done));
+	if (!rt->acts || !rt->done)
+		return -ENOMEM;
+	for (i = 0; i < rt->nr_acts; i++) {
+		struct act_activation *a = &rt->acts[i];
+
+		a->rt = rt;
+		a->id = i;
+		/* activation i belongs to VP i % nr_vps; the first nr_vps
+		 * own their VPs, the rest start as spares */
+		a->vp = &rt->vps[i % rt->nr_vps];
+		if (rt->variant != ACT_PTHREADS && i < rt->nr_vps) {
+			a->owns = true;
+			atomic_store(&a->vp->owner, ow_next(0, i + 1, false));
+		}
+	}
+
+	/* TFD_IOC_SET_TICKS needs CONFIG_CHECKPOINT_RESTORE */
+	fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	rt->ready_by_ioctl = ioctl(fd, TFD_IOC_SET_TICKS, &one) == 0;
+	close(fd);
+
+	for (i = 0; i < rt->nr_fibers_alloc; i++) {
+		f = &rt->fibers[i];
+		f->rt = rt;
+		f->vp = &rt->vps[i % rt->nr_vps];
+		f->body = act_worker_body;
+		f->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC);
+		if (f->tfd < 0)
+			return -errno;
+		if (rt->variant == ACT_PTHREADS) {
+			rt->acts[i].thread_fiber = f;
+			continue;
+		}
+		err = lab_fiber_init(&f->ctx, ACT_STACK_SIZE, act_fiber_entry, f);
+		if (err)
+			return err;
+	}
+	if (rt->variant == ACT_UPCALL)
+		return act_upcall_setup(rt);
+	return 0;
+}
+
+/* Run tasks [begin, end) to completion: every fiber parks at the end. */
+static int act_phase(struct act_rt *rt, uint64_t begin, uint64_t end)
+{
+	uint64_t deadline = now_ns() + ACT_PHASE_TIMEOUT_NS, t;
+	uint32_t i, n;
+
+	/* every fiber's (thread's) first task is released now */
+	t = now_ns();
+	for (i = 0; i < rt->nr_fibers; i++)
+		rt->fibers[i].release_ns = t;
+	atomic_store(&rt->parked, 0);
+	atomic_store(&rt->phase_end, end);
+	atomic_store(&rt->next_task, begin);
+	atomic_store(&rt->phase_active, 1);
+	futex_wake((uint32_t *)&rt->phase_active, INT32_MAX);
+	if (rt->variant == ACT_PTHREADS) {
+		atomic_fetch_add(&rt->phase_word, 1);
+		futex_wake((uint32_t *)&rt->phase_word, INT32_MAX);
+	} else {
+		for (i = 0; i < rt->nr_fibers; i++)
+			vp_push(rt->fibers[i].vp, &rt->fibers[i]);
+	}
+	while ((n = atomic_load(&rt->parked)) < rt->nr_fibers) {
+		if (atomic_load(&rt->err))
+			break;
+		if (now_ns() > deadline) {
+			act_fail(rt, -ETIMEDOUT);
+			break;
+		}
+		act_futex_wait_ms(&rt->parked, n, ACT_WAIT_SLICE_MS);
+	}
+	atomic_store(&rt->phase_active, 0);
+	return atomic_load(&rt->err);
+}
+
+static void act_sum(struct act_rt *rt, struct act_stats *sum)
+{
+	const uint64_t *src;
+	uint64_t *dst = (uint64_t *)sum;
+	size_t k, n = sizeof(*sum) / sizeof(uint64_t);
+	uint32_t i;
+
+	memset(sum, 0, sizeof(*sum));
+	for (i = 0; i <= rt->nr_acts; i++) {
+		src = i < rt->nr_acts ? (const uint64_t *)&rt->acts[i].st :
+					(const uint64_t *)&rt->monitor_st;
+		for (k = 0; k < n; k++)
+			dst[k] += __atomic_load_n(&src[k], __ATOMIC_RELAXED);
+	}
+}
+
+static uint64_t act_cpu_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static int act_check(const struct activations_config *cfg)
+{
+	uint32_t i, per_vp;
+
+	if (cfg->variant < 0 || cfg->variant >= ACT_NR_VARIANTS ||
+	    !cfg->nr_vps || cfg->nr_vps > ACT_MAX_VPS || !cfg->vp_cpus ||
+	    !cfg->concurrency || cfg->concurrency > ACT_MAX_FIBERS ||
+	    !cfg->steps || !cfg->tasks || !(cfg->p >= 0.0 && cfg->p <= 1.0) ||
+	    !cfg->block_ns || cfg->tasks + cfg->warmup_tasks > (1ull << 32))
+		return -EINVAL;
+	for (i = 0; i < cfg->nr_vps; i++)
+		if (cfg->vp_cpus[i] < 0 || cfg->vp_cpus[i] >= CPU_SETSIZE)
+			return -EINVAL;
+	if (cfg->variant == ACT_MONITOR && !cfg->monitor_ns)
+		return -EINVAL;
+	if (cfg->variant == ACT_UPCALL) {
+		per_vp = 1 + cfg->spares;
+		if (cfg->nr_vps * per_vp > ACT_MAX_SLOTS || cfg->ring_fd < 0 ||
+		    cfg->vps_fd < 0 || cfg->tids_fd < 0)
+			return -EINVAL;
+	}
+	if (cfg->variant != ACT_PTHREADS && !lab_fiber_supported())
+		return -ENOTSUP;
+	return 0;
+}
+
+int activations_run(struct lab_handshake *hs,
+		    const struct activations_config *cfg, double *task_ns,
+		    double *handoff_ns, uint64_t handoff_cap,
+		    struct activations_counts *out)
+{
+	size_t size = (sizeof(struct act_rt) + LAB_CACHELINE - 1) &
+		      ~(size_t)(LAB_CACHELINE - 1);
+	struct act_stats before, after;
+	uint64_t cpu0 = 0, lost = 0, i, total;
+	cpu_set_t saved;
+	struct act_rt *rt;
+	int err, e2;
+
+	memset(out, 0, sizeof(*out));
+	err = act_check(cfg);
+	if (err)
+		return err;
+	err = lab_pin_saving(cfg->vp_cpus[0], &saved);
+	if (err)
+		return err;
+	rt = aligned_alloc(LAB_CACHELINE, size);
+	if (!rt) {
+		lab_unpin(&saved);
+		return -ENOMEM;
+	}
+	memset(rt, 0, size);
+	rt->cfg = cfg;
+	rt->variant = cfg->variant;
+	rt->instrument = true;
+	rt->tids_fd = -1;
+	rt->task_ns = task_ns;
+	rt->handoff_ns = handoff_ns;
+	rt->handoff_cap = handoff_ns ? handoff_cap : 0;
+	rt->warmup_tasks = cfg->warmup_tasks;
+	out->loops_per_us = act_calibrate();
+	rt->work_loops = cfg->work_ns * out->loops_per_us / 1000;
+
+	err = act_setup(rt, 0);
+	if (!err)
+		err = act_start(rt);
+	if (err)
+		goto out;
+	atomic_store(&rt->go, 1);
+	futex_wake((uint32_t *)&rt->go, INT32_MAX);
+	total = cfg->warmup_tasks + cfg->tasks;
+	if (cfg->warmup_tasks)
+		err = act_phase(rt, 0, cfg->warmup_tasks);
+	if (err)
+		goto out;
+	/* between phases every fiber is parked: the counters hold still */
+	act_sum(rt, &before);
+	err = lab_handshake_ready(hs, NULL, 0);
+	if (err)
+		goto out;
+	cpu0 = act_cpu_ns();
+	atomic_store(&rt->counting, 1);
+	err = act_phase(rt, cfg->warmup_tasks, total);
+	atomic_store(&rt->counting, 0);
+	out->cpu_ns = act_cpu_ns() - cpu0;
+	if (!err)
+		err = lab_handshake_done(hs);
+	if (err)
+		goto out;
+	act_sum(rt, &after);
+#define D(field) (after.field - before.field)
+	out->completions = D(completions);
+	out->duplicate_completions = D(duplicates);
+	out->calls = D(calls);
+	out->blocking_calls = D(blocking_calls);
+	out->block_events = D(block_events);
+	out->eagain = D(eagain);
+	out->handoffs = D(handoffs);
+	out->handoff_dropped = D(handoff_dropped);
+	out->retakes = D(retakes);
+	out->lost_vps = D(lost_vps);
+	out->spare_wakeups = D(spare_wakeups);
+	out->idle_spare_wakeups = D(idle_spare_wakeups);
+	out->stale_upcalls = D(stale_upcalls);
+	out->ring_records = D(ring_records);
+	out->ring_bad = D(ring_bad);
+	out->pokes = D(pokes);
+	out->monitor_ticks = D(monitor_ticks);
+	out->monitor_retakes = D(monitor_retakes);
+	out->inline_completions = D(inline_completions);
+	out->ran_while_blocked = D(ran_while_blocked);
+	out->ran_while_kernel_blocked = D(ran_while_kernel_blocked);
+	out->vp_busy_ns = D(busy_ns);
+#undef D
+	out->handoff_samples = atomic_load(&rt->nr_handoff);
+	if (out->handoff_samples > rt->handoff_cap)
+		out->handoff_samples = rt->handoff_cap;
+	out->max_running_activations = (uint64_t)atomic_load(&rt->max_running);
+	out->activations = rt->nr_acts;
+	out->ready_by_ioctl = rt->ready_by_ioctl;
+	/* every measured task exactly once, none of the warm-up again */
+	for (i = 0; i < total; i++)
+		if (atomic_load(&rt->done[i]) != 1)
+			out->duplicate_completions +=
+				atomic_load(&rt->done[i]) > 1;
+out:
+	if (rt->slots)
+		for (i = 0; i < rt->nr_acts; i++)
+			lost += __atomic_load_n(&rt->slots[i].ring_lost,
+						__ATOMIC_ACQUIRE);
+	act_teardown(rt);
+	out->ring_lost = lost > rt->base_lost ? lost - rt->base_lost : 0;
+	e2 = atomic_load(&rt->err);
+	if (!err || err == -ECANCELED)
+		err = e2 ? e2 : err;
+	free(rt);
+	lab_unpin(&saved);
+	return err;
+}
+
+/* ---- Table IV: Null Fork and Signal-Wait ------------------------------------------ */
+
+static void t4_null(struct act_fiber *f)
+{
+	lab_keep(f);
+}
+
+/* A pooled fiber: a "fork" hands it a body; it runs it, wakes its joiner
+ * and exits back to the pool (stacks are reused, as FastThreads did). */
+static void t4_pool_body(struct act_fiber *f)
+{
+	struct act_fiber *j;
+
+	for (;;) {
+		f->fn(f);
+		j = f->joiner;
+		f->joiner = NULL;
+		if (j)
+			vp_push(f->vp, j);
+		f->state = FS_EXIT;
+		lab_fiber_switch(&f->ctx, &f->act->sched);
+	}
+}
+
+/* Signal-Wait's other side: signal the measuring fiber back, then wait. */
+static void t4_partner_body(struct act_fiber *f)
+{
+	for (;;) {
+		vp_push(f->vp, f->peer);
+		f->state = FS_WAIT;
+		lab_fiber_switch(&f->ctx, &f->act->sched);
+	}
+}
+
+static void t4_fork_join(struct act_fiber *self)
+{
+	struct act_vp *vp = self->vp;
+	struct act_fiber *c;
+
+	pthread_mutex_lock(&vp->lock);
+	c = vp->pool;
+	vp->pool = c->next;
+	pthread_mutex_unlock(&vp->lock);
+	c->fn = t4_null;
+	c->joiner = self;
+	vp_push(vp, c);
+	self->state = FS_WAIT;		/* join: the child's exit requeues us */
+	lab_fiber_switch(&self->ctx, &self->act->sched);
+}
+
+static void t4_signal_wait(struct act_fiber *self)
+{
+	vp_push(self->vp, self->peer);
+	self->state = FS_WAIT;
+	lab_fiber_switch(&self->ctx, &self->act->sched);
+}
+
+static void t4_measure_body(struct act_fiber *f)
+{
+	struct act_t4 *t = &f->rt->t4;
+	uint64_t s, i, t0;
+	double per;
+	int err = 0;
+
+	/* signal-wait: an operation is half a round trip */
+	per = (double)t->ops * (t->op == ACT_T4_SIGNAL_WAIT ? 2.0 : 1.0);
+	for (s = 0; s < t->warmup + t->nr_samples; s++) {
+		if (s == t->warmup && (err = lab_handshake_ready(t->hs, NULL, 0)))
+			break;
+		t0 = now_ns();
+		for (i = 0; i < t->ops; i++) {
+			if (t->op == ACT_T4_NULL_FORK)
+				t4_fork_join(f);
+			else
+				t4_signal_wait(f);
+		}
+		if (s >= t->warmup)
+			t->out[s - t->warmup] = (double)(now_ns() - t0) / per;
+	}
+	if (!err)
+		err = lab_handshake_done(t->hs);
+	atomic_store(&t->err, err);
+	atomic_store(&t->done, 1);
+	futex_wake((uint32_t *)&t->done, 1);
+	f->state = FS_PARK;
+	lab_fiber_switch(&f->ctx, &f->act->sched);
+	abort();
+}
+
+static int t4_fibers(struct lab_handshake *hs, bool activations, int op,
+		     int cpu, uint64_t warmup, uint64_t nr_samples,
+		     uint32_t ops, int ring_fd, int vps_fd, int tids_fd,
+		     double *out)
+{
+	size_t size = (sizeof(struct act_rt) + LAB_CACHELINE - 1) &
+		      ~(size_t)(LAB_CACHELINE - 1);
+	struct activations_config cfg;
+	struct act_fiber *m, *c;
+	struct act_rt *rt;
+	uint32_t d, i;
+	int err;
+
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.variant = activations ? ACT_UPCALL : ACT_NONE;
+	cfg.nr_vps = 1;
+	cfg.vp_cpus = &cpu;
+	/* one spare asleep on the ring: the upcall armed, never fired */
+	cfg.spares = activations ? 1 : 0;
+	cfg.concurrency = 1;	/* not run: Table IV has its own fibers */
+	cfg.ring_fd = ring_fd;
+	cfg.vps_fd = vps_fd;
+	cfg.tids_fd = tids_fd;
+	rt = aligned_alloc(LAB_CACHELINE, size);
+	if (!rt)
+		return -ENOMEM;
+	memset(rt, 0, size);
+	rt->cfg = &cfg;
+	rt->variant = cfg.variant;
+	rt->tids_fd = -1;
+	rt->t4.op = op;
+	rt->t4.warmup = warmup;
+	rt->t4.nr_samples = nr_samples;
+	rt->t4.ops = ops;
+	rt->t4.out = out;
+	rt->t4.hs = hs;
+	/* fiber 0 is the unused workload fiber; then the measuring fiber,
+	 * its Signal-Wait partner, two pooled children */
+	err = act_setup(rt, 4);
+	if (!err)
+		err = act_start(rt);
+	if (err)
+		goto out;
+	rt->nr_fibers = 0;
+	m = &rt->fibers[1];
+	m->body = t4_measure_body;
+	rt->fibers[2].body = t4_partner_body;
+	rt->fibers[2].peer = m;
+	m->peer = &rt->fibers[2];
+	for (i = 3; i < 5; i++) {
+		c = &rt->fibers[i];
+		c->body = t4_pool_body;
+		c->next = rt->vps[0].pool;
+		rt->vps[0].pool = c;
+	}
+	atomic_store(&rt->go, 1);
+	futex_wake((uint32_t *)&rt->go, INT32_MAX);
+	vp_push(&rt->vps[0], m);
+	while (!(d = atomic_load(&rt->t4.done)) && !atomic_load(&rt->err))
+		act_futex_wait_ms(&rt->t4.done, 0, ACT_WAIT_SLICE_MS);
+	err = atomic_load(&rt->t4.err);
+	if (!err)
+		err = atomic_load(&rt->err);
+out:
+	act_teardown(rt);
+	free(rt);
+	return err;
+}
+
+static void *t4_null_thread(void *arg)
+{
+	return arg;
+}
+
+static int t4_pthreads_fork(struct lab_handshake *hs, uint64_t warmup,
+			    uint64_t nr_samples, double *out)
+{
+	uint64_t s, t0;
+	pthread_t t;
+	int err;
+
+	for (s = 0; s < warmup + nr_samples; s++) {
+		if (s == warmup && (err = lab_handshake_ready(hs, NULL, 0)))
+			return err;
+		t0 = now_ns();
+		/* born with our affinity: the same CPU */
+		err = -pthread_create(&t, NULL, t4_null_thread, NULL);
+		if (err)
+			return err;
+		pthread_join(t, NULL);
+		if (s >= warmup)
+			out[s - warmup] = (double)(now_ns() - t0);
+	}
+	return lab_handshake_done(hs);
+}
+
+static int t4_processes_fork(struct lab_handshake *hs, uint64_t warmup,
+			     uint64_t nr_samples, double *out)
+{
+	uint64_t s, t0;
+	int status, err;
+	pid_t pid;
+
+	for (s = 0; s < warmup + nr_samples; s++) {
+		if (s == warmup && (err = lab_handshake_ready(hs, NULL, 0)))
+			return err;
+		t0 = now_ns();
+		/* a copy of this (Python) process's page tables: what a
+		 * process costs a program of this size */
+		pid = fork();
+		if (pid < 0)
+			return -errno;
+		if (pid == 0)
+			_exit(0);
+		if (waitpid(pid, &status, 0) < 0)
+			return -errno;
+		if (s >= warmup)
+			out[s - warmup] = (double)(now_ns() - t0);
+		if (!WIFEXITED(status) || WEXITSTATUS(status))
+			return -ECHILD;
+	}
+	return lab_handshake_done(hs);
+}
+
+/*
+ * Signal-Wait between two kernel threads or processes on one CPU: a futex
+ * word (private for threads, in MAP_SHARED memory for processes) whose
+ * value says whose turn it is; each side wakes the other, then waits.
+ */
+struct t4_turn {
+	_Alignas(LAB_CACHELINE) _Atomic uint32_t turn;
+	_Atomic uint32_t stop;
+	int shared;
+};
+
+static void t4_wait_turn(struct t4_turn *t, uint32_t mine)
+{
+	uint32_t seen;
+
+	while ((seen = atomic_load(&t->turn)) != mine &&
+	       !atomic_load(&t->stop))
+		syscall(SYS_futex, (uint32_t *)&t->turn,
+			t->shared ? FUTEX_WAIT : FUTEX_WAIT_PRIVATE, seen,
+			NULL, NULL, 0);
+}
+
+static void t4_pass_turn(struct t4_turn *t, uint32_t to)
+{
+	atomic_store(&t->turn, to);
+	syscall(SYS_futex, (uint32_t *)&t->turn,
+		t->shared ? FUTEX_WAKE : FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
+
+static void t4_pong(struct t4_turn *t)
+{
+	for (;;) {
+		t4_wait_turn(t, 1);
+		if (atomic_load(&t->stop))
+			return;
+		t4_pass_turn(t, 0);
+	}
+}
+
+static void *t4_pong_thread(void *arg)
+{
+	t4_pong(arg);
+	return NULL;
+}
+
+static int t4_kernel_signal_wait(struct lab_handshake *hs, bool processes,
+				 uint64_t warmup, uint64_t nr_samples,
+				 double *out)
+{
+	struct t4_turn *t;
+	pthread_t thread;
+	pid_t child = -1;
+	uint64_t s, t0;
+	int err = 0, status;
+
+	t = mmap(NULL, sizeof(*t), PROT_READ | PROT_WRITE,
+		 (processes ? MAP_SHARED : MAP_PRIVATE) | MAP_ANONYMOUS, -1, 0);
+	if (t == MAP_FAILED)
+		return -errno;
+	memset(t, 0, sizeof(*t));
+	t->shared = processes;
+	if (processes) {
+		child = fork();
+		if (child < 0) {
+			err = -errno;
+			goto out;
+		}
+		if (child == 0) {
+			t4_pong(t);
+			_exit(0);
+		}
+	} else {
+		err = -pthread_create(&thread, NULL, t4_pong_thread, t);
+		if (err)
+			goto out;
+	}
+	for (s = 0; s < warmup + nr_samples; s++) {
+		if (s == warmup &&
+		    (err = lab_handshake_ready(hs, processes ? &child : NULL,
+					       processes ? 1 : 0)))
+			break;
+		t0 = now_ns();
+		t4_pass_turn(t, 1);
+		t4_wait_turn(t, 0);
+		if (s >= warmup)
+			out[s - warmup] = (double)(now_ns() - t0) / 2.0;
+	}
+	if (!err)
+		err = lab_handshake_done(hs);
+	atomic_store(&t->stop, 1);
+	t4_pass_turn(t, 1);
+	if (processes) {
+		if (waitpid(child, &status, 0) < 0 && !err)
+			err = -errno;
+	} else {
+		pthread_join(thread, NULL);
+	}
+out:
+	munmap(t, sizeof(*t));
+	return err;
+}
+
+int activations_table4(struct lab_handshake *hs, int kind, int op, int cpu,
+		       uint64_t warmup, uint64_t nr_samples,
+		       uint32_t ops_per_sample, int ring_fd, int vps_fd,
+		       int tids_fd, double *ns_per_op)
+{
+	cpu_set_t saved;
+	int err;
+
+	if (kind < 0 || kind >= ACT_T4_NR_KINDS || op < 0 ||
+	    op >= ACT_T4_NR_OPS || !nr_samples || !ops_per_sample ||
+	    cpu < 0 || cpu >= CPU_SETSIZE)
+		return -EINVAL;
+	if (kind == ACT_T4_FIBERS_ACTIVATIONS &&
+	    (ring_fd < 0 || vps_fd < 0 || tids_fd < 0))
+		return -EINVAL;
+	if (kind <= ACT_T4_FIBERS_ACTIVATIONS && !lab_fiber_supported())
+		return -ENOTSUP;
+	err = lab_pin_saving(cpu, &saved);
+	if (err)
+		return err;
+	switch (kind) {
+	case ACT_T4_FIBERS:
+	case ACT_T4_FIBERS_ACTIVATIONS:
+		err = t4_fibers(hs, kind == ACT_T4_FIBERS_ACTIVATIONS, op, cpu,
+				warmup, nr_samples, ops_per_sample, ring_fd,
+				vps_fd, tids_fd, ns_per_op);
+		break;
+	case ACT_T4_PTHREADS:
+		err = op == ACT_T4_NULL_FORK ?
+			t4_pthreads_fork(hs, warmup, nr_samples, ns_per_op) :
+			t4_kernel_signal_wait(hs, false, warmup, nr_samples,
+					      ns_per_op);
+		break;
+	default:
+		err = op == ACT_T4_NULL_FORK ?
+			t4_processes_fork(hs, warmup, nr_samples, ns_per_op) :
+			t4_kernel_signal_wait(hs, true, warmup, nr_samples,
+					      ns_per_op);
+		break;
+	}
+	lab_unpin(&saved);
+	return err;
+}

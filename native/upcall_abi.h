@@ -1,0 +1,44 @@
+/*
+ * The upcall program's shared memory, as C sees it: lab/families/upcall_bpf.c
+ * declares the same two structs (struct lab_upcall_vp, struct
+ * lab_upcall_event); keep them in step, byte for byte (the tests compare
+ * the sizes with the BPF map's).  Private: used by upcall.c and
+ * activations.c, not seen by cffi.
+ */
+#ifndef LAB_UPCALL_ABI_H
+#define LAB_UPCALL_ABI_H
+
+#include <stdint.h>
+
+#define UP_KIND_BLOCK		0u
+#define UP_KIND_UNBLOCK		1u
+
+struct up_vp {
+	uint64_t block_seq;
+	uint64_t block_ns;
+	uint64_t wake_seq;
+	uint64_t wake_ns;
+	uint64_t ring_lost;
+	uint32_t blocked;
+	uint32_t sleeping;
+	uint32_t ring_kinds;
+	uint32_t ring_if_sleeping;
+	uint32_t block_cpu;
+	uint32_t wake_cpu;
+};
+
+struct up_event {
+	uint64_t ktime_ns;
+	uint64_t seq;
+	uint32_t tid;
+	uint16_t vp;
+	uint8_t kind;
+	uint8_t cpu;
+	uint32_t state;
+	uint32_t pad;
+};
+
+_Static_assert(sizeof(struct up_vp) == 64, "VP slot is 64 bytes");
+_Static_assert(sizeof(struct up_event) == 32, "event is 32 bytes");
+
+#endif /* LAB_UPCALL_ABI_H */
