@@ -46,6 +46,29 @@ def fmt_interval(low: float, high: float, sep: str = "..") -> str:
     return f"{fmt_value(low)}{sep}{fmt_value(high)}"
 
 
+def fmt_us(ns: float) -> str:
+    """A time in ns shown in us."""
+    return fmt_value(ns / 1000) if ns is not None and math.isfinite(ns) else "-"
+
+
+def fmt_us_interval(low: float, high: float) -> str:
+    return f"{fmt_us(low)}..{fmt_us(high)}"
+
+
+def fmt_times(x: float) -> str:
+    """How many times: 1,011 (from 100 up), 15.9 (below)."""
+    if x is None or not math.isfinite(x):
+        return "-"
+    return f"{x:,.0f}" if x >= 100 else f"{x:.3g}"
+
+
+def fmt_rate(x: float) -> str:
+    """129,000: three significant digits, thousands separated."""
+    if x is None or not math.isfinite(x):
+        return "-"
+    return f"{float(f'{x:.3g}'):,.0f}" if abs(x) >= 100 else fmt_value(x)
+
+
 def fmt_count(x: float) -> str:
     """A count, or a median of counts: whole numbers without decimals."""
     if x is not None and math.isfinite(x) and float(x).is_integer() and abs(x) < 1e6:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -290,3 +290,20 @@ def split_by_axes(data: pd.DataFrame, axes) -> list[tuple[dict[str, Any], pd.Dat
             keep &= (col.isna() | (col.astype(object) == combo[a])).to_numpy()
         out.append(({a: plain_param(combo[a]) for a in axes}, data[keep]))
     return out or [({}, data)]
+
+
+def is_set(value) -> bool:
+    """A parameter or counter value that is there: not None, NA or NaN."""
+    if value is None or value is pd.NA:
+        return False
+    return not (isinstance(value, (float, np.floating)) and math.isnan(value))
+
+
+def cached_per_run(run: Run, section: str, key: tuple, compute: Callable[[], Any]):
+    """compute() once per Run (and its samples): a section asks for the
+    same tables from several places."""
+    cache = run.__dict__.setdefault(f"_{section}_section_cache", {})
+    key = key + (id(run.samples), len(run.samples), id(run.runs), len(run.runs))
+    if key not in cache:
+        cache[key] = compute()
+    return cache[key]

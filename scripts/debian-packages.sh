@@ -6,13 +6,14 @@
 #   linux-headers-*   bcc's stand-in kernel headers (see lab/probes)
 #   bpftool           lists loaded BPF programs: the probe tests check none is left behind
 #   rt-tests          cyclictest, the reference for timer-upcall lateness
+#   linux-perf        perf bench sched pipe, the reference for the pipe round trip
 #   poppler-utils     pdftotext / pdftoppm: tests read the PDF report
 # Usage: scripts/debian-packages.sh [--check]
 set -eu
 
 arch=$(dpkg --print-architecture 2>/dev/null || echo amd64)
 packages="build-essential python3-dev python3-venv liburing-dev python3-bpfcc bpfcc-tools
-linux-headers-$arch bpftool rt-tests poppler-utils"
+linux-headers-$arch bpftool rt-tests linux-perf poppler-utils"
 
 missing=""
 for p in $packages; do

@@ -11,7 +11,7 @@ from nbclient import NotebookClient
 
 NOTEBOOKS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                          "notebooks")
-NAMES = ("baseline", "syncfirst", "chains", "upcall", "activations")
+NAMES = ("baseline", "syncfirst", "chains", "upcall", "activations", "msgport")
 
 
 def _path(name: str) -> str:
@@ -148,4 +148,63 @@ def test_activations_notebook_runs(activations_run, monkeypatch):
     # no futex_hint in this run: one line says the handoffs cannot be compared
     assert "No point where both upcall and futex_hint handed off" in text
     assert "vs_pthreads" in html and "ran_while_blocked" in html
+    assert sum("image/png" in o.get("data", {}) for o in outputs) >= 3
+
+
+MSGPORT_SUITE = """\
+[suite]
+name = "msgport-notebook"
+description = "the msgport notebook test's run"
+repetitions = 1
+timeout = 30
+
+[[msgport]]
+variants = ["port_poll", "port_sync"]
+op = "nop"
+batch = [1, 8]
+samples = 200
+warmup = 20
+
+[[msgport]]
+variants = ["ppc_pipe"]
+mode = "sync"
+peer = "thread"
+placement = ["same_cpu", "cross_cpu"]
+samples = 200
+warmup = 20
+
+[[msgport]]
+variants = ["ppc_perf_bench_pipe"]
+peer = "thread"
+placement = "same_cpu"
+loops = 1000
+invocations = 2
+"""
+
+
+@pytest.fixture(scope="session")
+def msgport_run(tmp_path_factory) -> str:
+    """A real small msgport run: two reply ports, the pipe round trip on
+    one CPU and across two, perf bench beside it (skipped without perf)."""
+    from tests.conftest import _tiny
+    return _tiny(tmp_path_factory, "msgport-notebook", text=MSGPORT_SUITE)
+
+
+def test_msgport_notebook_runs(msgport_run, monkeypatch):
+    import shutil
+
+    from analysis.sections import msgport as mp
+    outputs = _execute("msgport", msgport_run, monkeypatch)
+    text, html = _text(outputs), _html(outputs)
+    assert msgport_run in text
+    assert "port_poll" in html and "port_sync" in html and "ours_over_perf" in html
+    assert "op=nop: the cheapest reply port at batch 1" in text
+    assert mp.NO_LIVE_LINE in text and mp.NO_ONE_WAY_LINE in text
+    if shutil.which("perf") and shutil.which("taskset"):
+        assert "ppc_perf_bench_pipe" in html
+        assert "Our pipe round trip against perf bench sched pipe: same_cpu thread" in text
+    else:
+        assert mp.NO_PERF_LINE in text
+    assert "the PPC round trips take" in text               # same and cross CPU
+    assert mp.NO_BASELINE_LINE in text
     assert sum("image/png" in o.get("data", {}) for o in outputs) >= 3

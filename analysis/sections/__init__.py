@@ -35,3 +35,4 @@ def section_for(family: str) -> Section:
 from analysis.sections import baseline, chains, syncfirst  # noqa: E402,F401
 from analysis.sections import upcall  # noqa: E402,F401
 from analysis.sections import activations  # noqa: E402,F401
+from analysis.sections import msgport  # noqa: E402,F401

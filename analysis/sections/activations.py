@@ -47,12 +47,13 @@ import pandas as pd
 
 from analysis import plots
 from analysis._counters import counter_summary, kernel_per_op, run_table, with_params
-from analysis._format import NOISY_MARK, fmt_count, fmt_ratio, fmt_value
+from analysis._format import (NOISY_MARK, fmt_count, fmt_rate, fmt_ratio, fmt_times, fmt_us,
+                              fmt_us_interval, fmt_value)
 from analysis._kernel import kernel_view_status
 from analysis._pages import Block, Heading, Report, Space, Table, Text
 from analysis._results import Run
-from analysis._views import (cell_kinds, family_summary, headline, median_ratio, plain_param,
-                             split_by_axes, swept_axes, user_samples)
+from analysis._views import (cell_kinds, family_summary, headline, is_set, median_ratio,
+                             plain_param, split_by_axes, swept_axes, user_samples)
 from analysis.sections import generic, register
 from lab.families import activations as fam
 
@@ -105,36 +106,8 @@ def render(report: Report, family: str = FAMILY) -> None:
 
 # -- helpers ------------------------------------------------------------------------------
 
-def _is_set(value) -> bool:
-    if value is None or value is pd.NA:
-        return False
-    return not (isinstance(value, (float, np.floating)) and math.isnan(value))
-
-
-def _us(ns: float) -> str:
-    return fmt_value(ns / 1000) if ns is not None and math.isfinite(ns) else "-"
-
-
-def _us_interval(low: float, high: float) -> str:
-    return f"{_us(low)}..{_us(high)}"
-
-
-def _rate(x: float) -> str:
-    """129,000: three significant digits, thousands separated."""
-    if x is None or not math.isfinite(x):
-        return "-"
-    return f"{float(f'{x:.3g}'):,.0f}" if abs(x) >= 100 else fmt_value(x)
-
-
 def _frac(x: float) -> str:
     return "-" if x is None or not math.isfinite(x) else f"{x:.3f}"
-
-
-def _times(x: float) -> str:
-    """How many times: 1,011 (from 100 up), 15.9 (below)."""
-    if x is None or not math.isfinite(x):
-        return "-"
-    return f"{x:,.0f}" if x >= 100 else f"{x:.3g}"
 
 
 def _p(p: float) -> str:
@@ -152,15 +125,8 @@ AXES = tuple(p.name for p in fam.PARAMS if p.axis and p.name not in (P, "op"))
 
 def _at(row, data: pd.DataFrame) -> str:
     """``p=0.1``, or ``vps=1 p=0.1`` where data sweeps other axes too."""
-    parts = [f"{a}={plain_param(row[a])}" for a in swept_axes(data, AXES) if _is_set(row.get(a))]
+    parts = [f"{a}={plain_param(row[a])}" for a in swept_axes(data, AXES) if is_set(row.get(a))]
     return " ".join(parts + [f"p={_p(row[P])}"])
-
-
-def _num(x) -> float:
-    try:
-        return float(x)
-    except (TypeError, ValueError):
-        return math.nan
 
 
 def group_axes(run: Run, family: str = FAMILY) -> list[str]:
@@ -183,7 +149,7 @@ def group_label(group: dict[str, Any]) -> str:
 
 def nearest_p(ps, target: float = TARGET_P) -> float | None:
     """The p closest to ``target`` (the lower one on a tie), None if none."""
-    ps = sorted({float(p) for p in ps if _is_set(p)})
+    ps = sorted({float(p) for p in ps if is_set(p)})
     if not ps:
         return None
     return min(ps, key=lambda p: (abs(p - target), p))
@@ -195,7 +161,7 @@ def _compatible(row, ref, axes) -> bool:
     if not math.isclose(float(row[P]), float(ref[P])):
         return False
     for a in axes:
-        if a in row.index and a in ref.index and _is_set(row[a]) and _is_set(ref[a]) \
+        if a in row.index and a in ref.index and is_set(row[a]) and is_set(ref[a]) \
                 and plain_param(row[a]) != plain_param(ref[a]):
             return False
     return True
@@ -294,9 +260,9 @@ def table_iv_lines(data: pd.DataFrame) -> list[str]:
                 continue
             text = f"{variant} {fmt_value(r['ours_us'])} us"
             if variant != "t4_fibers" and math.isfinite(r["ours_ratio"]):
-                text += (f" ({_times(r['ours_ratio'])}x fibers; 1992: "
-                         f"{_times(r['paper_ratio'])}x)")
-            text += f", {_times(r['speedup'])}x faster than 1992's {r['paper_us']:g} us"
+                text += (f" ({fmt_times(r['ours_ratio'])}x fibers; 1992: "
+                         f"{fmt_times(r['paper_ratio'])}x)")
+            text += f", {fmt_times(r['speedup'])}x faster than 1992's {r['paper_us']:g} us"
             parts.append(text)
         line = f"{OP_NAMES[op]} today: " + "; ".join(parts) + "."
         acts = _t4(data, op, "t4_activations")
@@ -451,7 +417,7 @@ def handoff_pairs(data: pd.DataFrame, axes) -> list[dict[str, Any]]:
             continue
         h = match[0]
         ratio, low, high = median_ratio(u, h)
-        group = {a: plain_param(u[a]) for a in swept_axes(data, axes) if _is_set(u.get(a))}
+        group = {a: plain_param(u[a]) for a in swept_axes(data, axes) if is_set(u.get(a))}
         out.append({"group": group, "p": float(u[P]), "upcall": u, "futex_hint": h,
                     "ratio": ratio, "low": low, "high": high})
     return out
@@ -565,7 +531,7 @@ def mechanics_data(run: Run, family: str = FAMILY) -> pd.DataFrame:
                "completions_ok": int((completions.to_numpy() == tasks.to_numpy()).sum()),
                "duplicates": float(col("duplicate_completions").fillna(0).sum()),
                "max_running": float(running.max()) if len(running) else math.nan,
-               "vps": float(first["vps"]) if _is_set(first.get("vps")) else math.nan}
+               "vps": float(first["vps"]) if is_set(first.get("vps")) else math.nan}
         for name in ("ran_while_blocked", "ran_while_kernel_blocked", "stale_upcalls",
                      "eagain_fraction", "blocking_calls", "blocking_fraction"):
             row[name] = median(name)
@@ -689,7 +655,7 @@ def throughput_lines(data: pd.DataFrame, axes) -> list[str]:
         here = rows[np.isclose(rows[P].astype(float), p)]
         reps = int(best["throughput_reps"]) if math.isfinite(best["throughput_reps"]) else 0
         text = (f"At p = {_p(p)}{where}{note}, the most steps per second: {best['variant']}, "
-                f"{_rate(best['throughput'])} steps/s (" + (f"median over {reps} runs)"
+                f"{fmt_rate(best['throughput'])} steps/s (" + (f"median over {reps} runs)"
                                                            if reps != 1 else "one run)"))
         parts = [f"{r['variant']} {fmt_ratio(r['vs_none'])} / {fmt_ratio(r['vs_pthreads'])}"
                  for _, r in here.iterrows() if r["variant"] not in (NONE, PTHREADS)]
@@ -749,11 +715,11 @@ def handoff_lines(run: Run, handoffs: pd.DataFrame, axes, seed: int = 0) -> list
             verdict = ("slower than" if pair["low"] > 1 else "faster than" if pair["high"] < 1
                        else "not distinguishable from")
             text = (f"Handoff at p = {_p(p)}" + (f", {where}" if where else "")
-                    + f": upcall {_us(u['median'])} us (median, 95% CI "
-                    f"{_us_interval(u['ci_low'], u['ci_high'])}) against futex_hint "
-                    f"{_us(h['median'])} us ({_us_interval(h['ci_low'], h['ci_high'])}): "
+                    + f": upcall {fmt_us(u['median'])} us (median, 95% CI "
+                    f"{fmt_us_interval(u['ci_low'], u['ci_high'])}) against futex_hint "
+                    f"{fmt_us(h['median'])} us ({fmt_us_interval(h['ci_low'], h['ci_high'])}): "
                     f"{fmt_ratio(pair['ratio'])} (95% interval {fmt_ratio(pair['low'])}.."
-                    f"{fmt_ratio(pair['high'])}), {_us(u['median'] - h['median'])} us more; "
+                    f"{fmt_ratio(pair['high'])}), {fmt_us(u['median'] - h['median'])} us more; "
                     f"upcall's handoff is {verdict} futex_hint's")
             others = [x for x in mine if x is not pair]
             if others:
@@ -766,14 +732,14 @@ def handoff_lines(run: Run, handoffs: pd.DataFrame, axes, seed: int = 0) -> list
     if ring.empty:
         lines.append(NO_RINGBUF_LINE)
     else:
-        parts = [f"{_us(r['median'])} us (block_kind={r.get('block_kind', '-')}, 95% CI "
-                 f"{_us_interval(r['ci_low'], r['ci_high'])})" for _, r in ring.iterrows()]
+        parts = [f"{fmt_us(r['median'])} us (block_kind={r.get('block_kind', '-')}, 95% CI "
+                 f"{fmt_us_interval(r['ci_low'], r['ci_high'])})" for _, r in ring.iterrows()]
         text = ("The upcall family in this run: bpf_ringbuf's block upcall on one CPU, the "
                 "ring wake-up the upcall variant's spare sleeps on, median " + ", ".join(parts))
         if chosen is not None:
             u = chosen["upcall"]
             ref = ring.iloc[0]
-            text += (f"; upcall's handoff ({_us(u['median'])} us at p = {_p(chosen['p'])}) is "
+            text += (f"; upcall's handoff ({fmt_us(u['median'])} us at p = {_p(chosen['p'])}) is "
                      f"{fmt_ratio(u['median'] / ref['median'])} that: beyond the ring's "
                      "wake-up it pays the spare's take of the VP and the wake-up of the next "
                      "ring spare")
@@ -891,9 +857,9 @@ def throughput_blocks(run: Run, family: str = FAMILY) -> list[Block]:
     right.append(False)
     rows = []
     for _, r in data.iterrows():
-        row = [r["variant"]] + [str(plain_param(r[a])) if _is_set(r[a]) else "-" for a in swept]
-        row += [_p(r[P]), fmt_count(r["throughput_reps"]), _rate(r["throughput"]),
-                f"{_rate(r['throughput_min'])}..{_rate(r['throughput_max'])}",
+        row = [r["variant"]] + [str(plain_param(r[a])) if is_set(r[a]) else "-" for a in swept]
+        row += [_p(r[P]), fmt_count(r["throughput_reps"]), fmt_rate(r["throughput"]),
+                f"{fmt_rate(r['throughput_min'])}..{fmt_rate(r['throughput_max'])}",
                 fmt_ratio(r["vs_none"]), fmt_ratio(r["vs_pthreads"]),
                 _frac(r["vp_idle_fraction"]), fmt_value(r["handoffs_per_task"])]
         if kernel:
@@ -934,10 +900,10 @@ def handoff_blocks(run: Run, family: str = FAMILY) -> list[Block]:
     swept = swept_axes(data, axes)
     header = ["variant"] + swept + ["p", "n", "reps", "median [us]", "p90 [us]", "p99 [us]",
                                     "95% CI [us]", "rep spread [us]", "handoffs/task", ""]
-    rows = [[r["variant"]] + [str(plain_param(r[a])) if _is_set(r[a]) else "-" for a in swept]
-            + [_p(r[P]), str(r["n"]), str(r["reps"]), _us(r["median"]), _us(r["p90"]),
-               _us(r["p99"]), _us_interval(r["ci_low"], r["ci_high"]),
-               _us_interval(r["rep_min"], r["rep_max"]), fmt_value(r["handoffs_per_task"]),
+    rows = [[r["variant"]] + [str(plain_param(r[a])) if is_set(r[a]) else "-" for a in swept]
+            + [_p(r[P]), str(r["n"]), str(r["reps"]), fmt_us(r["median"]), fmt_us(r["p90"]),
+               fmt_us(r["p99"]), fmt_us_interval(r["ci_low"], r["ci_high"]),
+               fmt_us_interval(r["rep_min"], r["rep_max"]), fmt_value(r["handoffs_per_task"]),
                NOISY_MARK if r["noisy"] else ""] for _, r in data.iterrows()]
     right = [False] * (1 + len(swept)) + [True] * 6 + [False, False, True, False]
     notes = ["handoff: from the block to the spare running a fiber on the VP (or being ready "
@@ -965,7 +931,7 @@ def task_latency_blocks(run: Run, family: str = FAMILY) -> list[Block]:
         table_rows = []
         for variant in med.index:
             table_rows.append([variant] + [
-                f"{_us(med.loc[variant, p])} ({_us(mean.loc[variant, p])})"
+                f"{fmt_us(med.loc[variant, p])} ({fmt_us(mean.loc[variant, p])})"
                 if math.isfinite(med.loc[variant, p]) else "-" for p in ps])
         where = f", {group_label(group)}" if group else ""
         blocks.append(Table(["variant"] + [f"p={_p(p)}" for p in ps], table_rows,
@@ -991,7 +957,7 @@ def mechanics_blocks(run: Run, family: str = FAMILY) -> list[Block]:
     rows = []
     for _, r in data.iterrows():
         v = r["variant"]
-        rows.append([v] + [str(plain_param(r[a])) if _is_set(r[a]) else "-" for a in swept]
+        rows.append([v] + [str(plain_param(r[a])) if is_set(r[a]) else "-" for a in swept]
                     + [_p(r[P]), str(r["runs"]), f"{r['completions_ok']}/{r['runs']}",
                        fmt_count(r["duplicates"]),
                        f"{fmt_count(r['max_running'])} / {fmt_count(r['vps'])}"
@@ -1219,7 +1185,7 @@ def handoff_cdf_plot(ax, run: Run, rows: pd.DataFrame, family: str = FAMILY,
                      title=title, legend=False)
     if ringbuf_ns is not None and math.isfinite(ringbuf_ns):
         ax.axvline(ringbuf_ns / 1000, color="0.35", linestyle=":", linewidth=1.1, zorder=0,
-                   label=f"bpf_ringbuf block upcall\n(upcall family), {_us(ringbuf_ns)} us")
+                   label=f"bpf_ringbuf block upcall\n(upcall family), {fmt_us(ringbuf_ns)} us")
     plots.plain_log_ticks(ax, "x")
     plots._legend_right(ax, fontsize=7)
 

@@ -46,12 +46,12 @@ import pandas as pd
 
 from analysis import plots
 from analysis._counters import counter_summary, run_table, with_params
-from analysis._format import fmt_count, fmt_ratio, fmt_value
+from analysis._format import fmt_count, fmt_ratio, fmt_times, fmt_us, fmt_us_interval
 from analysis._kernel import kernel_view_status, kernel_view_table
 from analysis._pages import Block, Heading, Report, Space, Table, Text
 from analysis._results import Run, load_wakeups
-from analysis._views import (cell_kinds, family_summary, headline, headline_samples,
-                             median_ratio, run_sources)
+from analysis._views import (cached_per_run, cell_kinds, family_summary, headline,
+                             headline_samples, is_set, median_ratio, run_sources)
 from analysis.sections import generic, register
 from analysis.sections.baseline import environment_value
 
@@ -124,11 +124,6 @@ def effective_event(variant: str, event) -> str:
     return str(event)
 
 
-def _is_set(value) -> bool:
-    return value is not None and not (isinstance(value, float) and math.isnan(value)) \
-        and value is not pd.NA
-
-
 def _plain(value):
     if isinstance(value, (np.bool_, bool)):
         return bool(value)
@@ -149,7 +144,7 @@ def _others(data: pd.DataFrame) -> list[str]:
         varying = [a for a in OTHER_AXES if a in part.columns
                    and part[a].dropna().astype(str).nunique() > 1]
         for i, (_, row) in zip(index, part.iterrows()):
-            out[i] = " ".join(f"{a}={_plain(row[a])}" for a in varying if _is_set(row[a]))
+            out[i] = " ".join(f"{a}={_plain(row[a])}" for a in varying if is_set(row[a]))
     return out
 
 
@@ -209,17 +204,7 @@ def latency_table(run: Run, family: str = FAMILY, seed: int = 0) -> pd.DataFrame
     kernel's figure >= 0.5 where there is one, else the counter's, else
     whether the mechanism is one of SLEEPING); rows by placement,
     mechanism, event, block kind."""
-    return _cached(run, ("latency_table", family, seed), lambda: _latency_table(run, family, seed))
-
-
-def _cached(run: Run, key: tuple, compute):
-    """compute() once per Run (and its samples): the section asks for the
-    same tables from several places."""
-    cache = run.__dict__.setdefault("_upcall_section_cache", {})
-    key = key + (id(run.samples), len(run.samples), id(run.runs), len(run.runs))
-    if key not in cache:
-        cache[key] = compute()
-    return cache[key]
+    return cached_per_run(run, "upcall", ("latency_table", family, seed), lambda: _latency_table(run, family, seed))
 
 
 def _latency_table(run: Run, family: str, seed: int) -> pd.DataFrame:
@@ -325,7 +310,7 @@ def scheduler_wakeups(run: Run, family: str = FAMILY,
     did), and ``before_wake``: upcall_median - wake_median, the part of the
     upcall before the scheduler was woken (NaN where it slept for fewer than
     half of the upcalls: its wake-ups are then not the upcalls')."""
-    return _cached(run, ("scheduler_wakeups", family, tuple(variants)),
+    return cached_per_run(run, "upcall", ("scheduler_wakeups", family, tuple(variants)),
                    lambda: _scheduler_wakeups(run, family, variants))
 
 
@@ -419,7 +404,7 @@ def since_source_table(run: Run, family: str = FAMILY, seed: int = 0) -> pd.Data
 
 def _match_median(rows: pd.DataFrame, row) -> float:
     keep = (rows["block_kind"] == row["block_kind"]) & (rows["placement"] == row["placement"])
-    if "block_us" in rows.columns and _is_set(row.get("block_us")):
+    if "block_us" in rows.columns and is_set(row.get("block_us")):
         keep &= rows["block_us"].astype(str) == str(_plain(row["block_us"]))
     hit = rows[keep]
     return float(hit["median"].iloc[0]) if len(hit) else math.nan
@@ -442,7 +427,7 @@ def timer_rows(run: Run, family: str = FAMILY, seed: int = 0) -> pd.DataFrame:
     data["variant"] = data["variant"].astype(str)
     data["point"] = data["point"].astype(str)
     for col in TIMER_AXES:
-        data[col] = [_plain(v) if _is_set(v) else None for v in data[col]]
+        data[col] = [_plain(v) if is_set(v) else None for v in data[col]]
     counters = counter_summary(run, family)
     counters = counters[counters["counter"].isin(TIMER_COUNTERS)]
     wide = counters.pivot_table(index=["variant", "point"], columns="counter", values="median",
@@ -566,23 +551,8 @@ def mechanics_table(run: Run, family: str = FAMILY) -> pd.DataFrame:
 
 # -- text ---------------------------------------------------------------------------------------
 
-def _us(ns: float) -> str:
-    return fmt_value(ns / 1000) if ns is not None and math.isfinite(ns) else "-"
-
-
-def _times(x: float) -> str:
-    """7,856 (from 100 up), 12.3 (below)."""
-    if not math.isfinite(x):
-        return "-"
-    return f"{x:,.0f}" if x >= 100 else f"{x:.3g}"
-
-
 def _fraction(x: float) -> str:
     return f"{float(x):.3f}" if x is not None and math.isfinite(float(x)) else "-"
-
-
-def _us_interval(low: float, high: float) -> str:
-    return f"{_us(low)}..{_us(high)}"
 
 
 def probe_text(run: Run, family: str = FAMILY) -> str:
@@ -613,11 +583,11 @@ def handoff_lines(run: Run, seed: int = 0) -> list[str]:
         return [NO_HANDOFF_LINE]
     text = (f"Yardstick: the baseline family's futex_pingpong one-way handoff (waker's stamp "
             f"before FUTEX_WAKE to the wakee's after it runs) in this run: "
-            f"{_us(same['median'])} us on one CPU (median, 95% CI "
-            f"{_us_interval(same['ci_low'], same['ci_high'])} us)")
+            f"{fmt_us(same['median'])} us on one CPU (median, 95% CI "
+            f"{fmt_us_interval(same['ci_low'], same['ci_high'])} us)")
     if cross is not None:
         r = cross["median"] / same["median"]
-        text += (f"; across CPUs {_us(cross['median'])} us, {fmt_ratio(r)} the same-CPU one "
+        text += (f"; across CPUs {fmt_us(cross['median'])} us, {fmt_ratio(r)} the same-CPU one "
                  "(context only: the ratios below use the same-CPU handoff)")
     return [text + "."]
 
@@ -650,7 +620,7 @@ def crosscheck_lines(check: pd.DataFrame) -> list[str]:
         mine = before[before["variant"] == variant]
         if mine.empty:
             continue
-        where = [f"{_us(float(g['before_wake'].median()))} us {placement}"
+        where = [f"{fmt_us(float(g['before_wake'].median()))} us {placement}"
                  for placement, g in mine.groupby("placement", sort=False)]
         parts.append(f"{variant} {', '.join(where)}")
     if parts:
@@ -713,8 +683,8 @@ def latency_blocks(run: Run, family: str = FAMILY) -> list[Block]:
 
 def _latency_row(r, has_ratio: bool, has_woken: bool) -> list[str]:
     row = [r["mechanism"], r["event"], r["block_kind"], r["placement"], r["other"] or "-",
-           str(r["n"]), str(r["reps"]), _us(r["median"]), _us(r["p90"]), _us(r["p99"]),
-           _us_interval(r["ci_low"], r["ci_high"]), _us_interval(r["rep_min"], r["rep_max"])]
+           str(r["n"]), str(r["reps"]), fmt_us(r["median"]), fmt_us(r["p90"]), fmt_us(r["p99"]),
+           fmt_us_interval(r["ci_low"], r["ci_high"]), fmt_us_interval(r["rep_min"], r["rep_max"])]
     if has_ratio:
         row += [fmt_ratio(r["vs_handoff"]),
                 f"{fmt_ratio(r['vs_handoff_low'])}..{fmt_ratio(r['vs_handoff_high'])}"]
@@ -741,8 +711,8 @@ def crosscheck_blocks(run: Run, family: str = FAMILY) -> list[Block]:
         return [heading, Text("No run of a sleeping mechanism (" + ", ".join(SLEEPING)
                               + ") had probes attached.", size=9.5)]
     rows = [[r["mechanism"], r["event"], r["block_kind"], r["placement"], r["other"] or "-",
-             str(r["kernel_reps"]), _us(r["upcall_median"]), _us(r["wake_median"]),
-             _us(r["before_wake"]), str(r["wake_n"]) if r["wake_n"] else "-",
+             str(r["kernel_reps"]), fmt_us(r["upcall_median"]), fmt_us(r["wake_median"]),
+             fmt_us(r["before_wake"]), str(r["wake_n"]) if r["wake_n"] else "-",
              _fraction(r["wakeups_per_upcall"]), r["wake_of"] or "-"]
             for _, r in check.iterrows()]
     header = ["mechanism", "event", "block_kind", "placement", "other", "reps",
@@ -778,8 +748,8 @@ def since_source_blocks(run: Run, family: str = FAMILY) -> list[Block]:
               "since_source median [us]", "since_source p99 [us]"] \
         + [f"{u} [us]" for u in urings]
     rows = [[r["mechanism"], r["block_kind"], r["placement"], r["other"] or "-",
-             _us(r["latency"]), _us(r["since_source"]), _us(r["since_source_p99"])]
-            + [_us(r[u]) for u in urings] for _, r in data.iterrows()]
+             fmt_us(r["latency"]), fmt_us(r["since_source"]), fmt_us(r["since_source_p99"])]
+            + [fmt_us(r[u]) for u in urings] for _, r in data.iterrows()]
     notes = ["since_source: the scheduler's stamp minus the source's own time (the waker's "
              "stamp before its call; a nanosleep's deadline, so a SCHED_OTHER sleep's timer "
              "slack is in it), the measure of the uring_cqe variants' latency",
@@ -807,9 +777,9 @@ def timer_blocks(run: Run, family: str = FAMILY) -> list[Block]:
     table_rows = []
     for point, r in pivot.iterrows():
         row = [str(v) for v in point]
-        row += [f"{_us(r[(v, 'median')])} / {_us(r[(v, 'p99')])}"
+        row += [f"{fmt_us(r[(v, 'median')])} / {fmt_us(r[(v, 'p99')])}"
                 if math.isfinite(r[(v, "median")]) else "-" for v in variants]
-        row += [fmt_count(r[(c, "")]) if c == "overruns" else _us(r[(c, "")]) for c in extra]
+        row += [fmt_count(r[(c, "")]) if c == "overruns" else fmt_us(r[(c, "")]) for c in extra]
         table_rows.append(row)
     notes = ["each variant's cell: median / p99 lateness [us] (when user code ran on the "
              "expiry minus the expiry asked for), user side; timer_ left out of the names",
@@ -839,10 +809,10 @@ def timer_lines(rows: pd.DataFrame) -> list[str]:
         return []
     out = []
     for p in pairs:
-        out.append(f"{point_text(p.point)}: our timer_nanosleep median {_us(p.ours['median'])} "
-                   f"us vs cyclictest {_us(p.cyclictest['median'])} us ({fmt_ratio(p.ratio)}, "
+        out.append(f"{point_text(p.point)}: our timer_nanosleep median {fmt_us(p.ours['median'])} "
+                   f"us vs cyclictest {fmt_us(p.cyclictest['median'])} us ({fmt_ratio(p.ratio)}, "
                    f"95% interval {fmt_ratio(p.low)}..{fmt_ratio(p.high)}); p99 "
-                   f"{_us(p.ours['p99'])} vs {_us(p.cyclictest['p99'])} us.")
+                   f"{fmt_us(p.ours['p99'])} vs {fmt_us(p.cyclictest['p99'])} us.")
     return out
 
 
@@ -903,13 +873,13 @@ def paper_lines(run: Run, family: str = FAMILY) -> list[str]:
     if best is None:
         return lines + ["This run has no same-CPU upcall to set beside it."]
     text = (f"This run's best same-CPU upcall: {row_label(best)}, median "
-            f"{_us(best['median'])} us: ours is {_times(PAPER_UPCALL_NS / best['median'])} "
+            f"{fmt_us(best['median'])} us: ours is {fmt_times(PAPER_UPCALL_NS / best['median'])} "
             "times faster than the 1992 upcall")
     sleeper = best_upcall(data, SAME, sleeping_only=True)
     if sleeper is not None and not _same_row(sleeper, best):
         text += (f"; the best whose scheduler sleeps for it (as an activation's would), "
-                 f"{row_label(sleeper)}, {_us(sleeper['median'])} us: "
-                 f"{_times(PAPER_UPCALL_NS / sleeper['median'])} times faster")
+                 f"{row_label(sleeper)}, {fmt_us(sleeper['median'])} us: "
+                 f"{fmt_times(PAPER_UPCALL_NS / sleeper['median'])} times faster")
     cpu = run.environment.get("cpu.model")
     lines.append(text + ". The hardware differs by some 30 years (a CVAX Firefly against "
                  + (f"this {cpu}" if cpu else "this machine")
@@ -943,16 +913,16 @@ def findings_lines(run: Run, family: str = FAMILY) -> list[str]:
         best = best_upcall(data, placement)
         if best is None:
             continue
-        text = (f"Best upcall {where}: {row_label(best)}, median {_us(best['median'])} us "
-                f"(95% CI {_us_interval(best['ci_low'], best['ci_high'])})")
+        text = (f"Best upcall {where}: {row_label(best)}, median {fmt_us(best['median'])} us "
+                f"(95% CI {fmt_us_interval(best['ci_low'], best['ci_high'])})")
         if same_ref is not None:
             r, lo, hi = median_ratio(best, same_ref)
-            text += (f", {fmt_ratio(r)} the same-CPU futex handoff's {_us(same_ref['median'])} "
+            text += (f", {fmt_ratio(r)} the same-CPU futex handoff's {fmt_us(same_ref['median'])} "
                      f"us (95% interval {fmt_ratio(lo)}..{fmt_ratio(hi)})")
         sleeper = best_upcall(data, placement, sleeping_only=True)
         if sleeper is not None and not _same_row(sleeper, best):
             text += (f"; the best whose scheduler slept for its upcalls (leaving the CPU to "
-                     f"other work): {row_label(sleeper)}, {_us(sleeper['median'])} us")
+                     f"other work): {row_label(sleeper)}, {fmt_us(sleeper['median'])} us")
             if same_ref is not None:
                 text += f" ({fmt_ratio(sleeper['median'] / same_ref['median'])} the handoff)"
         lines.append(text + ".")
@@ -966,11 +936,11 @@ def findings_lines(run: Run, family: str = FAMILY) -> list[str]:
                 f"both ways, the scheduler asleep on both sides) take "
                 f"{fmt_ratio(float(np.median(ratios)))} their same-CPU median (median of "
                 f"the ratios; {fmt_ratio(float(ratios.min()))}..{fmt_ratio(float(ratios.max()))}"
-                f"), {_us(float(np.median(extra)))} us more (median)")
+                f"), {fmt_us(float(np.median(extra)))} us more (median)")
         if same_ref is not None and cross_ref is not None:
             wake = cross_ref["median"] - same_ref["median"]
             carry = int((extra >= 0.5 * wake).sum())
-            text += (f". The futex handoff gains {_us(wake)} us across CPUs; {carry} of the "
+            text += (f". The futex handoff gains {fmt_us(wake)} us across CPUs; {carry} of the "
                      f"{len(pairs)} points gain at least half that: "
                      + ("they carry the wake-up of the other CPU"
                         if carry > len(pairs) / 2 else
@@ -1116,7 +1086,7 @@ def latency_figures(report: Report, family: str = FAMILY) -> None:
                 if where in refs:
                     ax.axvline(refs[where]["median"] / 1000, color="0.35", linewidth=1.0,
                                linestyle=style, zorder=0,
-                               label=f"futex handoff, {where} ({_us(refs[where]['median'])} us)")
+                               label=f"futex handoff, {where} ({fmt_us(refs[where]['median'])} us)")
             plots.bars(ax, bars_frame(rows), log=True, title=placement,
                        legend=j == 0)
             plots.plain_log_ticks(ax, "x")
