@@ -35,3 +35,10 @@ def double_ptr(ffi: Any, array: Any) -> Any:
     if array.dtype.kind != "f" or array.dtype.itemsize != 8 or not array.flags.c_contiguous:
         raise TypeError("need a C-contiguous float64 array")
     return ffi.cast("double *", ffi.from_buffer(array))
+
+
+def standalone_handshake() -> Any:
+    """A ``struct lab_handshake *`` for a worker called without the runner
+    (tests, notebooks): no pipes, the window is still stamped."""
+    ffi, _ = load()
+    return ffi.new("struct lab_handshake *", {"ready_fd": -1, "go_fd": -1})

@@ -797,6 +797,20 @@ static int live_wait(struct live *l, struct io_uring_cqe **cqe)
 	return ret;
 }
 
+/* Submit the prepared SQE and wait for the first CQE in the same enter
+ * (every live variant arms this way: what differs is how often). */
+static int live_arm(struct live *l)
+{
+	int ret;
+
+	do
+		ret = io_uring_submit_and_wait(&l->ring, 1);
+	while (ret == -EINTR);
+	if (ret >= 0)
+		l->c.submissions++;
+	return ret;
+}
+
 /* Multishot timeout: one SQE with a count, k CQEs, all but the last with
  * IORING_CQE_F_MORE.  The kernel re-arms relative to when its task work
  * posts each CQE (io_timeout_complete()), so there is no grid to measure
@@ -822,12 +836,9 @@ static int live_timeouts_multishot(struct live *l, uint64_t n, double *out,
 		prev = now_ns();
 		/* arm and wait for the first in one enter, as the one-shot
 		 * variant re-arms and waits: the difference is the re-arm */
-		do
-			ret = io_uring_submit_and_wait(&l->ring, 1);
-		while (ret == -EINTR);
+		ret = live_arm(l);
 		if (ret < 0)
 			return ret;
-		l->c.submissions++;
 		for (j = 0; j < k; j++) {
 			ret = live_wait(l, &cqe);
 			now = now_ns();
@@ -876,12 +887,9 @@ static int live_timeouts_oneshot(struct live *l, uint64_t n, double *out,
 		sqe = io_uring_get_sqe(&l->ring);
 		io_uring_prep_timeout(sqe, &ts, 0, 0);
 		sqe->user_data = LIVE_TAG;
-		do
-			ret = io_uring_submit_and_wait(&l->ring, 1);
-		while (ret == -EINTR);
+		ret = live_arm(l);
 		if (ret < 0)
 			return ret;
-		l->c.submissions++;
 		ret = live_wait(l, &cqe);
 		now = now_ns();
 		if (ret < 0)
@@ -976,12 +984,9 @@ static int live_polls(struct live *l, uint64_t n, double *out)
 			io_uring_prep_poll_add(sqe, l->efd, POLLIN);
 		sqe->user_data = LIVE_TAG;
 		/* arm and wait for the (first) event in the same enter */
-		do
-			ret = io_uring_submit_and_wait(&l->ring, 1);
-		while (ret == -EINTR);
+		ret = live_arm(l);
 		if (ret < 0)
 			return ret;
-		l->c.submissions++;
 		for (j = 0; j < k; j++) {
 			ret = live_wait(l, &cqe);
 			now = now_ns();

@@ -139,7 +139,7 @@ def test_points_that_cannot_run_say_why():
 def test_bad_configs_are_refused_by_the_runtime():
     cpus = ffi.new("int[]", [0, 0])
     out, counts = np.zeros(10), ffi.new("struct activations_counts *")
-    hs = ffi.new("struct lab_handshake *", {"ready_fd": -1, "go_fd": -1})
+    hs = native.standalone_handshake()
     before = os.sched_getaffinity(0)
 
     def rc(**kw):
@@ -269,7 +269,7 @@ def test_upcall_program_is_gone_after_a_run(tmp_path):
 
 def _context(tmp_path):
     from lab.model import RunContext
-    hs = ffi.new("struct lab_handshake *", {"ready_fd": -1, "go_fd": -1})
+    hs = native.standalone_handshake()
     return RunContext(cpu=0, peer_cpu=1 if TWO_CPUS else 0, handshake=hs,
                       scratch_dir=str(tmp_path))
 

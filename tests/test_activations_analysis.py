@@ -14,8 +14,8 @@ import pytest
 
 from analysis import load_run
 from analysis.sections import activations as act
-from lab import store
 from lab.families import activations as fam
+from tests.synthetic import SyntheticRun, exact_median, variant_params
 from tests.test_analysis import _pdf_text
 
 REPS = 3
@@ -45,17 +45,7 @@ SPREAD = (0.95, 1.0, 1.05)
 
 
 def _values(median: float, n: int = TASKS, seed: int = 0) -> np.ndarray:
-    """n samples whose median (and mean) is exactly ``median``."""
-    noise = np.abs(np.random.default_rng(seed).normal(0, 0.05 * median, n // 2)) + 1
-    return np.concatenate([median - noise, median + noise])
-
-
-def _params(family, variant: str, **values) -> dict:
-    v = next(x for x in family.variants if x.name == variant)
-    defaults = {p.name: p.default for p in family.params}
-    out = {name: defaults[name] for name in v.params}
-    out.update({k: val for k, val in values.items() if k in v.params})
-    return out
+    return exact_median(median, n, seed)
 
 
 def _counters(variant: str, p: float, thr: float) -> dict:
@@ -86,25 +76,14 @@ def activations_results(tmp_path, ps=PS, table_iv: dict | None = T4, ringbuf: bo
     also the upcall family's bpf_ringbuf block upcall on one CPU."""
     from lab.families.activations import FAMILY
     from lab.families.upcall import FAMILY as UPCALL
-    run_dir = tmp_path / name
-    (run_dir / store.SAMPLES_DIR).mkdir(parents=True)
-    runs = []
-
-    def add(family, variant, params, series, rep, counters, ops, window_ns):
-        run_id = len(runs) + 1
-        rel = store.write_samples(str(run_dir), run_id, series)
-        runs.append({"id": run_id, "family": family, "variant": variant, "params": params,
-                     "repetition": rep, "cpu": 0, "peer_cpu": 1, "kernel_view": False,
-                     "status": "ok", "reason": None, "started_at": None, "duration_s": 0.1,
-                     "window_ns": int(window_ns), "ops": ops, "samples_file": rel,
-                     "kernel_file": None, "n_samples": {k: len(v) for k, v in series.items()},
-                     "counters": counters})
+    synth = SyntheticRun(tmp_path / name)
+    add = synth.add
 
     for rep in range(REPS):
         for variant, values in THROUGHPUT.items():
             for p in ps:
                 thr = values[PS.index(p)] * SPREAD[rep]
-                params = _params(FAMILY, variant, p=p, tasks=TASKS, steps=STEPS,
+                params = variant_params(FAMILY, variant, p=p, tasks=TASKS, steps=STEPS,
                                  concurrency=CONCURRENCY)
                 # Little's law holds: the mean latency is concurrency / tasks per second
                 series = {"task_latency": _values(CONCURRENCY / (thr / STEPS) * 1e9, seed=rep)}
@@ -114,29 +93,17 @@ def activations_results(tmp_path, ps=PS, table_iv: dict | None = T4, ringbuf: bo
                 add("activations", variant, params, series, rep, _counters(variant, p, thr),
                     TASKS, TASKS * STEPS / thr * 1e9)
         for (variant, op), median in (table_iv or {}).items():
-            params = _params(FAMILY, variant, op=op, samples=TASKS)
+            params = variant_params(FAMILY, variant, op=op, samples=TASKS)
             add("activations", variant, params, {"ns_per_op": _values(median, seed=rep)}, rep,
                 {"ops_averaged": 50.0 if variant in ("t4_fibers", "t4_activations") else 1.0},
                 TASKS, 10**7)
         if ringbuf:
-            params = _params(UPCALL, "bpf_ringbuf", event="block", placement="same_cpu")
+            params = variant_params(UPCALL, "bpf_ringbuf", event="block", placement="same_cpu")
             params["samples"] = TASKS
             add("upcall", "bpf_ringbuf", params, {"latency": _values(RINGBUF_NS, seed=rep)},
                 rep, {}, TASKS, 10**7)
-    families = {"activations": FAMILY.describe()}
-    if ringbuf:
-        families["upcall"] = UPCALL.describe()
-    manifest = {
-        "format": store.FORMAT, "format_version": store.FORMAT_VERSION,
-        "suite": {"name": name, "path": "x.toml", "description": "synthetic",
-                  "settings": {"repetitions": REPS, "probe_overhead": False},
-                  "families": {f: {"variants": [], "values": {}} for f in families}},
-        "package_version": "test", "git_revision": "test", "started_at": None, "ended_at": None,
-        "status": "complete", "environment": {}, "capabilities": {},
-        "kernel_view": {"enabled": False, "probes": [], "reason": "synthetic"},
-        "families": families, "skipped": [], "runs": runs}
-    store.write_manifest(str(run_dir), manifest)
-    return str(run_dir)
+    families = {"activations": FAMILY, "upcall": UPCALL} if ringbuf else {"activations": FAMILY}
+    return synth.write(name, families, REPS)
 
 
 @pytest.fixture

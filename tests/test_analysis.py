@@ -22,6 +22,7 @@ from analysis._views import OVERHEAD_HINT
 from lab import store
 from tests.conftest import SYNTH_OPS
 from tests.helpers import requires_root
+from tests.synthetic import SyntheticRun
 
 FAILURE_REASON = "worker exited with status 3: injected failure for the report test"
 
@@ -635,39 +636,20 @@ def _chains_run(tmp_path, slopes: dict[str, float], ks=(1, 2, 4, 8), reps: int =
     """A results folder of the chains family whose chain times are exactly
     intercept + slope * k plus symmetric noise, per variant."""
     from lab.families.chains import FAMILY as CHAINS
-    run_dir = tmp_path / "chains-synth"
-    (run_dir / store.SAMPLES_DIR).mkdir(parents=True)
+    synth = SyntheticRun(tmp_path / "chains-synth")
     rng = np.random.default_rng(3)
-    runs = []
     for rep in range(reps):
         for variant, slope in slopes.items():
             for k in ks:
-                run_id = len(runs) + 1
                 noise = rng.normal(0, 5, 100)
                 values = 1000 + slope * k + np.concatenate([noise, -noise])
                 params = {"k": k, "op": "nop", "cached": True, "fail_at": 0, "samples": 200,
                           "warmup": 0}
                 if variant != "syscalls":
                     params["taskrun"] = "normal"
-                rel = store.write_samples(str(run_dir), run_id, {"chain": values})
-                runs.append({"id": run_id, "family": "chains", "variant": variant,
-                             "params": params, "repetition": rep, "cpu": 0, "peer_cpu": 1,
-                             "kernel_view": False, "status": "ok", "reason": None,
-                             "started_at": None, "duration_s": 0.1, "window_ns": 10**6,
-                             "ops": 200, "samples_file": rel, "kernel_file": None,
-                             "n_samples": {"chain": 200}, "counters": {"ok_per_chain": k}})
-    manifest = {
-        "format": store.FORMAT, "format_version": store.FORMAT_VERSION,
-        "suite": {"name": "chains-synth", "path": "x.toml", "description": "synthetic",
-                  "settings": {"repetitions": reps, "probe_overhead": False},
-                  "families": {"chains": {"variants": list(slopes),
-                                          "values": {"k": list(ks), "op": ["nop"]}}}},
-        "package_version": "test", "git_revision": "test", "started_at": None, "ended_at": None,
-        "status": "complete", "environment": {}, "capabilities": {},
-        "kernel_view": {"enabled": False, "probes": [], "reason": "synthetic"},
-        "families": {"chains": CHAINS.describe()}, "skipped": [], "runs": runs}
-    store.write_manifest(str(run_dir), manifest)
-    return str(run_dir)
+                synth.add("chains", variant, params, {"chain": values}, rep,
+                          {"ok_per_chain": k}, 200, window_ns=10**6)
+    return synth.write("chains-synth", {"chains": CHAINS}, reps)
 
 
 def test_fit_slope_of_a_line():

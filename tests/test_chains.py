@@ -19,7 +19,7 @@ import pytest
 from lab import store
 from lab.families import chains
 from lab.model import RunContext
-from lab.native import load
+from lab.native import load, standalone_handshake
 
 from .helpers import require_probes, run_dir_of, run_lab
 
@@ -163,7 +163,7 @@ def test_uncached_on_tmpfs_says_what_to_change():
 
 
 def test_variant_run_reports_per_chain_counters(tmp_path):
-    hs = ffi.new("struct lab_handshake *", {"ready_fd": -1, "go_fd": -1})
+    hs = standalone_handshake()
     ctx = RunContext(cpu=CPU, peer_cpu=CPU, handshake=hs, scratch_dir=str(tmp_path))
     m = chains.FAMILY.variant("uring_link").run(params(k=5, fail_at=2), ctx)
     assert m.ops == 40 and m.series["chain"].size == 40
@@ -197,7 +197,7 @@ def test_bad_combinations_fail_with_one_line(tmp_path, kw, words):
                                             "dir": ffi.new("char[]", str(tmp_path).encode())})
     out = np.zeros(4)
     counts = ffi.new("struct chains_counts *")
-    hs = ffi.new("struct lab_handshake *", {"ready_fd": -1, "go_fd": -1})
+    hs = standalone_handshake()
     assert lib.chains_syscalls(hs, spec, 0, 4, ffi.cast("double *", ffi.from_buffer(out)),
                                ffi.NULL, counts) == -errno.EINVAL
 

@@ -23,7 +23,7 @@ import pytest
 
 from lab import store
 from lab.families import msgport
-from lab.native import load
+from lab.native import load, standalone_handshake
 
 from .helpers import require_probes, run_dir_of, run_lab
 
@@ -189,7 +189,7 @@ def _buf(n=4):
 
 
 def hs():
-    return ffi.new("struct lab_handshake *", {"ready_fd": -1, "go_fd": -1})
+    return standalone_handshake()
 
 
 def test_bad_arguments_are_refused():

@@ -16,8 +16,8 @@ import pytest
 
 from analysis import load_run
 from analysis.sections import msgport as mp
-from lab import store
 from lab.families import msgport as fam
+from tests.synthetic import HALTPOLL, SyntheticRun, exact_median, variant_params
 from tests.test_analysis import _pdf_text
 
 REPS = 3
@@ -76,17 +76,7 @@ FUTEX = {"same_cpu": 2000.0, "cross_cpu": 50000.0}       # baseline round trips 
 
 
 def _values(median: float, n: int = SAMPLES, seed: int = 0) -> np.ndarray:
-    """n (even) samples whose median is exactly ``median``."""
-    noise = np.abs(np.random.default_rng(seed).normal(0, 0.03 * median, n // 2)) + 1
-    return np.concatenate([median - noise, median + noise])
-
-
-def _params(family, variant: str, **values) -> dict:
-    v = next(x for x in family.variants if x.name == variant)
-    defaults = {p.name: p.default for p in family.params}
-    out = {name: defaults[name] for name in v.params}
-    out.update({k: val for k, val in values.items() if k in v.params})
-    return out
+    return exact_median(median, n, seed, spread=0.03)
 
 
 def _port_counts(mode: str, op: str, batch: int) -> dict:
@@ -111,22 +101,10 @@ def msgport_results(tmp_path, ports: bool = True, live: bool = True, ppc: bool =
     kernel view (metrics.parquet) that agrees with the workers' counts."""
     from lab.families.baseline import FAMILY as BASELINE
     from lab.families.msgport import FAMILY
-    run_dir = tmp_path / name
-    (run_dir / store.SAMPLES_DIR).mkdir(parents=True)
-    runs, metric_rows = [], []
+    synth = SyntheticRun(tmp_path / name, probed)
 
     def add(family, variant, params, series, rep, counters, ops, kernel=None):
-        run_id = len(runs) + 1
-        rel = store.write_samples(str(run_dir), run_id, series)
-        runs.append({"id": run_id, "family": family, "variant": variant, "params": params,
-                     "repetition": rep, "cpu": 0, "peer_cpu": 1, "kernel_view": probed,
-                     "status": "ok", "reason": None, "started_at": None, "duration_s": 0.1,
-                     "window_ns": 10**7, "ops": ops, "samples_file": rel, "kernel_file": None,
-                     "n_samples": {k: len(v) for k, v in series.items()},
-                     "counters": counters})
-        if probed:
-            metric_rows.extend((run_id, "x", metric, "", float(value))
-                               for metric, value in (kernel or {}).items())
+        synth.add(family, variant, params, series, rep, counters, ops, kernel=kernel)
 
     for rep in range(REPS):
         for (mode, op), medians in PORT_NS.items() if ports else ():
@@ -138,13 +116,13 @@ def msgport_results(tmp_path, ports: bool = True, live: bool = True, ppc: bool =
                           "submits_per_op": 0.0 if mode == "port_sync" else 1.0,
                           "uring_local_work_runs": float(c["reap_syscalls"])
                           if mode == "port_deferred" else 0.0}
-                add("msgport", mode, _params(FAMILY, mode, op=op, batch=batch, samples=SAMPLES),
+                add("msgport", mode, variant_params(FAMILY, mode, op=op, batch=batch, samples=SAMPLES),
                     {"ns_per_message": _values(median, seed=rep)}, rep,
                     fam.port_counters(mode[len("port_"):], c, SAMPLES), msgs, kernel)
         for (variant, count, placement), median in LIVE.items() if live else ():
             multi = count is not None
             metric = "lateness" if variant.endswith("timeout") else "latency"
-            params = _params(FAMILY, variant, count=count, placement=placement,
+            params = variant_params(FAMILY, variant, count=count, placement=placement,
                              samples=SAMPLES)
             sqes = (2.0 if metric == "latency" else 1.0) / count if multi else 1.0
             add("msgport", variant, params, {metric: _values(median, seed=rep)}, rep,
@@ -153,14 +131,14 @@ def msgport_results(tmp_path, ports: bool = True, live: bool = True, ppc: bool =
                 SAMPLES, {"submits_per_op": sqes, "completions_per_op": 1.0,
                           "syscalls_per_op": 1.0, "wakeups_per_op": 1.0})
         for (transport, peer, placement), median in RT.items() if ppc else ():
-            params = _params(FAMILY, transport, mode="sync", peer=peer, placement=placement,
+            params = variant_params(FAMILY, transport, mode="sync", peer=peer, placement=placement,
                              batch=1, samples=SAMPLES)
             cross = 2.0 * SAMPLES if placement == "cross_cpu" else 0.0
             add("msgport", transport, params, {"ns_per_call": _values(median, seed=rep)}, rep,
                 {"calls_per_drain": 1.0, "missing_replies": 0.0, "duplicate_replies": 0.0},
                 SAMPLES, {"syscalls_per_op": RT_SYSCALLS[transport], "wakeups_cross_cpu": cross})
         for (peer, placement), median in PERF.items() if ppc and perf else ():
-            params = _params(FAMILY, "ppc_perf_bench_pipe", peer=peer, placement=placement,
+            params = variant_params(FAMILY, "ppc_perf_bench_pipe", peer=peer, placement=placement,
                              loops=PERF_LOOPS, invocations=PERF_INVOCATIONS)
             ops = PERF_LOOPS * PERF_INVOCATIONS
             cross = PERF_CROSS_WAKEUPS * ops if placement == "cross_cpu" else 0.0
@@ -171,7 +149,7 @@ def msgport_results(tmp_path, ports: bool = True, live: bool = True, ppc: bool =
                 ops, {"syscalls_per_op": RT_SYSCALLS["ppc_perf_bench_pipe"],
                       "wakeups_cross_cpu": cross})
         for (transport, placement), median in ONE_WAY.items() if ppc and one_way else ():
-            params = _params(FAMILY, transport, mode="async", peer="thread",
+            params = variant_params(FAMILY, transport, mode="async", peer="thread",
                              placement=placement, batch=ASYNC_BATCH, samples=SAMPLES)
             add("msgport", transport, params, {"ns_per_call": _values(median, seed=rep)}, rep,
                 {"calls_per_drain": float(ASYNC_BATCH)}, SAMPLES * ASYNC_BATCH,
@@ -181,26 +159,9 @@ def msgport_results(tmp_path, ports: bool = True, live: bool = True, ppc: bool =
                                                "placement": placement},
                 {"round_trip": _values(median, seed=rep),
                  "handoff": _values(median / 2, seed=rep)}, rep, {}, SAMPLES)
-    if metric_rows:
-        store.write_metrics(str(run_dir), metric_rows)
-    families = {"msgport": FAMILY.describe()}
-    if baseline:
-        families = {"baseline": BASELINE.describe(), **families}
-    manifest = {
-        "format": store.FORMAT, "format_version": store.FORMAT_VERSION,
-        "suite": {"name": name, "path": "x.toml", "description": "synthetic",
-                  "settings": {"repetitions": REPS, "probe_overhead": False},
-                  "families": {f: {"variants": [], "values": {}} for f in families}},
-        "package_version": "test", "git_revision": "test", "started_at": None, "ended_at": None,
-        "status": "complete", "environment": {"power.cpuidle_driver": "haltpoll",
-                                              "power.haltpoll_guest_poll_ns": 0},
-        "capabilities": {},
-        "kernel_view": ({"enabled": True, "probes": ["syscalls", "io_uring", "wakeups"],
-                         "reason": None, "headers": "synthetic", "tracepoints": {}} if probed
-                        else {"enabled": False, "probes": [], "reason": "synthetic"}),
-        "families": families, "skipped": [], "runs": runs}
-    store.write_manifest(str(run_dir), manifest)
-    return str(run_dir)
+    families = {"baseline": BASELINE, "msgport": FAMILY} if baseline else {"msgport": FAMILY}
+    return synth.write(name, families, REPS, probes=("syscalls", "io_uring", "wakeups"),
+                       environment=HALTPOLL)
 
 
 @pytest.fixture(scope="module")

@@ -12,14 +12,14 @@ import threading
 import numpy as np
 import pytest
 
-from lab.native import NativeError, check, double_ptr, load
+from lab.native import NativeError, check, double_ptr, load, standalone_handshake
 
 ffi, lib = load()
 N = 200
 
 
 def no_runner():
-    return ffi.new("struct lab_handshake *", {"ready_fd": -1, "go_fd": -1})
+    return standalone_handshake()
 
 
 def run_simple(name, *args, n=N):

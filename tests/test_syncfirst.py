@@ -16,7 +16,7 @@ import pytest
 from lab import store
 from lab.families import syncfirst
 from lab.model import RunContext
-from lab.native import check, double_ptr, load
+from lab.native import check, double_ptr, load, standalone_handshake
 
 from .helpers import require_probes, run_dir_of, run_lab
 
@@ -33,7 +33,7 @@ needs_two_cpus = pytest.mark.skipif(not TWO_CPUS, reason="needs a second CPU")
 
 
 def no_runner():
-    return ffi.new("struct lab_handshake *", {"ready_fd": -1, "go_fd": -1})
+    return standalone_handshake()
 
 
 def counts_dict(c):

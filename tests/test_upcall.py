@@ -99,7 +99,7 @@ def test_bad_configs_are_refused():
     no_maps = ffi.new("struct upcall_maps *", {"ring_fd": -1, "vps_fd": -1, "tids_fd": -1})
     out = np.zeros(10)
     counts = ffi.new("struct upcall_counts *")
-    hs = ffi.new("struct lab_handshake *", {"ready_fd": -1, "go_fd": -1})
+    hs = native.standalone_handshake()
 
     def run(**kw):
         cfg = {"mechanism": 0, "event": 0, "block_kind": 1, "cpu": 0, "sched_cpu": 0,

@@ -15,6 +15,7 @@ import pytest
 from analysis import load_run
 from analysis.sections import upcall as up
 from lab import store
+from tests.synthetic import HALTPOLL, SyntheticRun, exact_median, variant_params
 from tests.test_analysis import _pdf_text
 
 SAME, CROSS = "same_cpu", "cross_cpu"
@@ -40,19 +41,12 @@ TIMER = {("timer_nanosleep", 0): 100000.0, ("cyclictest", 0): 80000.0,
 
 
 def _values(median: float, n: int = 100, seed: int = 0) -> np.ndarray:
-    """n samples whose median is exactly ``median`` (symmetric noise)."""
-    noise = np.abs(np.random.default_rng(seed).normal(0, 0.05 * median, n // 2)) + 1
-    return np.concatenate([median - noise, median + noise])
+    return exact_median(median, n, seed)
 
 
 def _params(variant: str, **values) -> dict:
     from lab.families.upcall import FAMILY
-    v = next(x for x in FAMILY.variants if x.name == variant)
-    defaults = {p.name: p.default for p in FAMILY.params}
-    out = {name: defaults[name] for name in v.params}
-    out.update({k: val for k, val in values.items() if k in v.params})
-    out["samples"] = 100
-    return out
+    return {**variant_params(FAMILY, variant, **values), "samples": 100}
 
 
 def upcall_results(tmp_path, handoff: dict | None = HANDOFF, latency: dict = LATENCY,
@@ -65,19 +59,10 @@ def upcall_results(tmp_path, handoff: dict | None = HANDOFF, latency: dict = LAT
     records and its metrics name tids 100 (the scheduler) and 101."""
     from lab.families.baseline import FAMILY as BASELINE
     from lab.families.upcall import FAMILY as UPCALL
-    run_dir = tmp_path / name
-    (run_dir / store.SAMPLES_DIR).mkdir(parents=True)
-    runs, metric_rows = [], []
+    synth = SyntheticRun(tmp_path / name, probed)
 
     def add(family, variant, params, series, rep, counters):
-        run_id = len(runs) + 1
-        rel = store.write_samples(str(run_dir), run_id, series)
-        entry = {"id": run_id, "family": family, "variant": variant, "params": params,
-                 "repetition": rep, "cpu": 0, "peer_cpu": 1, "kernel_view": probed,
-                 "status": "ok", "reason": None, "started_at": None, "duration_s": 0.1,
-                 "window_ns": 10**7, "ops": params["samples"], "samples_file": rel,
-                 "kernel_file": None, "n_samples": {k: len(v) for k, v in series.items()},
-                 "counters": counters}
+        entry = synth.add(family, variant, params, series, rep, counters, params["samples"])
         if probed and wakeups is not None:
             records = wakeups(entry)
             dtype = np.dtype([("waking_to_run_ns", "<u8"), ("wakeup_to_run_ns", "<u8"),
@@ -86,11 +71,11 @@ def upcall_results(tmp_path, handoff: dict | None = HANDOFF, latency: dict = LAT
             table["tid"] = [t for t, _ in records]
             table["waking_to_run_ns"] = [w for _, w in records]
             table["wakeup_to_run_ns"] = table["waking_to_run_ns"]
-            entry["kernel_file"] = store.write_wakeups(str(run_dir), run_id, table)
-            metric_rows.extend([(run_id, "switches", "switches_voluntary", "tid=101 python", 1.0),
-                                (run_id, "switches", "switches_voluntary", "tid=100 python", 1.0),
-                                (run_id, "wakeups", "wakeups", "", float(len(records)))])
-        runs.append(entry)
+            entry["kernel_file"] = store.write_wakeups(synth.run_dir, entry["id"], table)
+            synth.metric_rows.extend(
+                [(entry["id"], "switches", "switches_voluntary", "tid=101 python", 1.0),
+                 (entry["id"], "switches", "switches_voluntary", "tid=100 python", 1.0),
+                 (entry["id"], "wakeups", "wakeups", "", float(len(records)))])
 
     mechanics = {name: 0.0 for name in up.MUST_BE_ZERO + up.MECHANICS}
     for rep in range(REPS):
@@ -117,26 +102,9 @@ def upcall_results(tmp_path, handoff: dict | None = HANDOFF, latency: dict = LAT
                 counters["drift_per_period_ns"] = 900.0
             add("upcall", variant, params, {"lateness": _values(median, seed=rep)}, rep,
                 counters)
-    if metric_rows:
-        store.write_metrics(str(run_dir), metric_rows)
-    families = {"upcall": UPCALL.describe()}
-    if handoff:
-        families = {"baseline": BASELINE.describe(), **families}
-    manifest = {
-        "format": store.FORMAT, "format_version": store.FORMAT_VERSION,
-        "suite": {"name": name, "path": "x.toml", "description": "synthetic",
-                  "settings": {"repetitions": REPS, "probe_overhead": False},
-                  "families": {f: {"variants": [], "values": {}} for f in families}},
-        "package_version": "test", "git_revision": "test", "started_at": None, "ended_at": None,
-        "status": "complete", "environment": {"power.cpuidle_driver": "haltpoll",
-                                              "power.haltpoll_guest_poll_ns": 0},
-        "capabilities": {},
-        "kernel_view": ({"enabled": True, "probes": ["switches", "wakeups"], "reason": None,
-                         "headers": "synthetic", "tracepoints": {}} if probed else
-                        {"enabled": False, "probes": [], "reason": "synthetic"}),
-        "families": families, "skipped": [], "runs": runs}
-    store.write_manifest(str(run_dir), manifest)
-    return str(run_dir)
+    families = {"baseline": BASELINE, "upcall": UPCALL} if handoff else {"upcall": UPCALL}
+    return synth.write(name, families, REPS, probes=("switches", "wakeups"),
+                       environment=HALTPOLL)
 
 
 @pytest.fixture

@@ -279,10 +279,10 @@ def run_tasks(variant: str, p: dict[str, Any], cpus: list[int], maps: Any = None
     handshake None: no runner (tests, notebooks)."""
     import numpy as np
 
-    from lab.native import check, double_ptr
+    from lab.native import check, double_ptr, standalone_handshake
     ffi, lib = _native()
     if handshake is None:
-        handshake = ffi.new("struct lab_handshake *", {"ready_fd": -1, "go_fd": -1})
+        handshake = standalone_handshake()
     n = p["tasks"]
     handoff_cap = min(n * p["steps"], MAX_HANDOFF_SAMPLES) if variant in HANDOFF_VARIANTS else 0
     task_ns = np.zeros(n)
@@ -374,10 +374,10 @@ def run_table4(variant: str, p: dict[str, Any], cpu: int, maps: Any = None,
     """Call activations_table4: ns per operation, one per sample."""
     import numpy as np
 
-    from lab.native import check, double_ptr
+    from lab.native import check, double_ptr, standalone_handshake
     ffi, lib = _native()
     if handshake is None:
-        handshake = ffi.new("struct lab_handshake *", {"ready_fd": -1, "go_fd": -1})
+        handshake = standalone_handshake()
     out = np.zeros(p["samples"])
     fds = (maps.ring_fd, maps.vps_fd, maps.tids_fd) if maps is not None else (-1, -1, -1)
     check(lib.activations_table4(handshake, T4_KINDS[variant], T4_OPS.index(p["op"]), cpu,

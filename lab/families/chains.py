@@ -100,11 +100,11 @@ def run_chain(variant: str, p: dict[str, Any], cpu: int, scratch_dir: str,
 
     import numpy as np
 
-    from lab.native import check, double_ptr
+    from lab.native import check, double_ptr, standalone_handshake
     check_params(p)
     ffi, lib = _native()
     if handshake is None:
-        handshake = ffi.new("struct lab_handshake *", {"ready_fd": -1, "go_fd": -1})
+        handshake = standalone_handshake()
     k = p["k"]
     samples = np.zeros(p["samples"], dtype=np.float64)
     results = ffi.new("int32_t[]", k)

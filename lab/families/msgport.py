@@ -158,10 +158,6 @@ def _native():
     return native.load()
 
 
-def _no_runner(ffi: Any) -> Any:
-    return ffi.new("struct lab_handshake *", {"ready_fd": -1, "go_fd": -1})
-
-
 def _peer_cpu(p: dict[str, Any], cpu: int, peer_cpu: int) -> int:
     return peer_cpu if p.get("placement") == "cross_cpu" else cpu
 
@@ -195,10 +191,10 @@ def run_port(mode: str, p: dict[str, Any], cpu: int, scratch_dir: str, handshake
     no runner (tests, notebooks)."""
     import numpy as np
 
-    from lab.native import check, double_ptr
+    from lab.native import check, double_ptr, standalone_handshake
     ffi, lib = _native()
     if handshake is None:
-        handshake = _no_runner(ffi)
+        handshake = standalone_handshake()
     out = np.zeros(p["samples"])
     counts = ffi.new("struct msgport_port_counts *")
     directory = ffi.new("char[]", scratch_dir.encode())
@@ -265,10 +261,10 @@ def run_live(kind: str, p: dict[str, Any], cpu: int, peer_cpu: int, handshake: A
     """Call msgport_live: (samples, counts dict)."""
     import numpy as np
 
-    from lab.native import check, double_ptr
+    from lab.native import check, double_ptr, standalone_handshake
     ffi, lib = _native()
     if handshake is None:
-        handshake = _no_runner(ffi)
+        handshake = standalone_handshake()
     out = np.zeros(p["samples"])
     counts = ffi.new("struct msgport_live_counts *")
     check(lib.msgport_live(handshake, LIVE.index(kind), p.get("count", 1),
@@ -329,10 +325,10 @@ def run_ppc(transport: str, p: dict[str, Any], cpu: int, peer_cpu: int,
 
     import numpy as np
 
-    from lab.native import check, double_ptr
+    from lab.native import check, double_ptr, standalone_handshake
     ffi, lib = _native()
     if handshake is None:
-        handshake = _no_runner(ffi)
+        handshake = standalone_handshake()
     out = np.zeros(p["samples"])
     counts = ffi.new("struct msgport_ppc_counts *")
     rc = lib.msgport_ppc(handshake, TRANSPORTS.index(transport), int(p["mode"] == "async"),
@@ -388,10 +384,10 @@ def run_perf_bench(p: dict[str, Any], cpu: int, peer_cpu: int, handshake: Any = 
     in the measured window: (ns per round trip per invocation, counters)."""
     import numpy as np
 
-    from lab.native import NativeError, check
+    from lab.native import NativeError, check, standalone_handshake
     ffi, lib = _native()
     if handshake is None:
-        handshake = _no_runner(ffi)
+        handshake = standalone_handshake()
     args = perf_bench_args(p, cpu, peer_cpu)
     # generous: a cross-CPU round trip on a halting VM is ~100 us
     timeout = 30 + p["loops"] * 1e-3

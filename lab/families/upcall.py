@@ -299,10 +299,10 @@ def run_upcalls(mechanism: str, p: dict[str, Any], cpu: int, sched_cpu: int, scr
 
     import numpy as np
 
-    from lab.native import check, double_ptr
+    from lab.native import check, double_ptr, standalone_handshake
     ffi, lib = _native()
     if handshake is None:
-        handshake = ffi.new("struct lab_handshake *", {"ready_fd": -1, "go_fd": -1})
+        handshake = standalone_handshake()
     event = ("block" if mechanism == "futex_hint" else
              "unblock" if mechanism.startswith("uring_cqe") else p["event"])
     n = p["samples"]
@@ -395,10 +395,10 @@ def run_timer(kind: str, p: dict[str, Any], cpu: int, handshake: Any = None):
     """Call upcall_timer: (lateness, counts dict)."""
     import numpy as np
 
-    from lab.native import check, double_ptr
+    from lab.native import check, double_ptr, standalone_handshake
     ffi, lib = _native()
     if handshake is None:
-        handshake = ffi.new("struct lab_handshake *", {"ready_fd": -1, "go_fd": -1})
+        handshake = standalone_handshake()
     out = np.zeros(p["samples"])
     counts = ffi.new("struct upcall_timer_counts *")
     with pm_qos(p.get("pm_qos", False)):
@@ -450,10 +450,10 @@ def run_cyclictest(p: dict[str, Any], cpu: int, scratch_dir: str, handshake: Any
     """cyclictest in the measured window: (lateness, counters)."""
     import numpy as np
 
-    from lab.native import NativeError, check
+    from lab.native import NativeError, check, standalone_handshake
     ffi, lib = _native()
     if handshake is None:
-        handshake = ffi.new("struct lab_handshake *", {"ready_fd": -1, "go_fd": -1})
+        handshake = standalone_handshake()
     loops = p["warmup"] + p["samples"]
     out_path = os.path.join(scratch_dir, "cyclictest.out")
     timeout = 30 + loops * p["interval_us"] * 5e-6
