@@ -896,8 +896,10 @@ def capabilities(facts: list[Fact] | None = None) -> dict[str, str | None]:
     # BPF programs as a mechanism under test (upcalls), not only as probes:
     # the same conditions as the probes (root, Debian's bcc, headers)
     probes = by_key.get("probes.status")
-    if probes is None:
-        caps["bpf"] = "bpf: not checked"
+    if probes is None and caps["root"]:
+        caps["bpf"] = "bpf: not root: loading BPF programs needs root"
+    elif probes is None:
+        caps["bpf"] = "bpf: not checked (see the bpf area of `lab doctor`)"
     elif probes.value == "available":
         caps["bpf"] = None
     else:
@@ -924,6 +926,8 @@ _AFFECTS = {
     "two_cpus": "cross-CPU variants (handoffs, ping-pongs on another CPU) are skipped",
     "fibers": "fiber variants (activations, fiber switch) are skipped",
     "root": "runs have no kernel probes, so no kernel-side cross-check",
+    "bpf": "variants whose mechanism is a BPF program (upcall's bpf_*, activations' upcall) "
+           "are skipped",
 }
 
 

@@ -242,4 +242,20 @@ def test_capability_reasons_from_facts():
     assert caps["fibers"] == ("fibers: unsupported architecture aarch64: the lab's context "
                               "switch is x86-64 assembly")
     assert "euid 1000" in caps["root"]
+    assert caps["bpf"] == "bpf: not root: loading BPF programs needs root"
     assert not can_run(facts)[0], "native and clock facts are missing"
+
+
+def test_doctor_text_explains_every_missing_capability(facts, monkeypatch):
+    """Each capability a machine that can run lacks (here: no root, so no
+    probes, no BPF mechanisms) gets its line in the verdict."""
+    facts = [Fact("privilege", "privilege.euid", 1000) if f.key == "privilege.euid" else f
+             for f in facts if f.key != "probes.status"]
+    monkeypatch.setattr(environment, "collect", lambda: facts)
+    out = io.StringIO()
+    run_doctor(stream=out)
+    text = out.getvalue()
+    missing = {name: reason for name, reason in capabilities(facts).items() if reason}
+    assert {"root", "bpf"} <= set(missing)
+    for name, reason in missing.items():
+        assert f"  - {reason} -> " in text, name

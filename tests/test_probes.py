@@ -229,3 +229,14 @@ def test_not_root_means_no_kernel_view_with_reason(monkeypatch):
     assert probes.unavailable_reason().startswith("not root")
     with pytest.raises(probes.ProbeError, match="not root"):
         probes.ProbeSession(probes.CONCERN_NAMES).__enter__()
+
+
+def test_describing_the_headers_writes_nothing(tmp_path, monkeypatch):
+    """doctor's find(build=False) only describes the stand-in headers: no
+    merged tree in the cache (a user whose cache is not writable still
+    gets the bpf facts)."""
+    from lab.probes import headers
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    chosen = headers.find(build=False)
+    assert chosen.path is None
+    assert list(tmp_path.iterdir()) == []

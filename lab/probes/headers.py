@@ -34,9 +34,9 @@ def find(release: str | None = None, build: bool = True) -> Headers:
     """The headers bcc should use for this kernel, and where they come from.
     build=False only describes them (doctor): no merged tree is written."""
     release = release or platform.release()
-    build = f"/lib/modules/{release}/build"
-    if os.path.isdir(os.path.join(build, "include")):
-        return Headers(None, f"{os.path.realpath(build)} (matches {release})", exact=True)
+    build_dir = f"/lib/modules/{release}/build"
+    if os.path.isdir(os.path.join(build_dir, "include")):
+        return Headers(None, f"{os.path.realpath(build_dir)} (matches {release})", exact=True)
     if os.path.exists("/sys/kernel/kheaders.tar.xz"):
         return Headers(None, "/sys/kernel/kheaders.tar.xz (CONFIG_IKHEADERS)", exact=True)
     arch_trees = []
