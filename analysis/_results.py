@@ -13,6 +13,7 @@ has each run's ``throughput``: operations per second of its measured window
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -124,9 +125,11 @@ def _categorical(values, categories) -> pd.Categorical:
 
 
 def load_run(run_dir: str) -> Run:
-    """Read a results folder: the manifest (version-checked by lab.store) and
-    the samples of its ok runs.  Raises lab.store.ResultsError when the
-    folder is not readable as results."""
+    """Read a results folder: the manifest (version- and schema-checked by
+    lab.store.read_manifest) and the samples of its ok runs.  Raises
+    lab.store.ResultsError, one line saying what and how to fix it, when the
+    folder is not readable as results: a damaged manifest, a samples file
+    missing, not Parquet, or holding NaN or infinity."""
     manifest = store.read_manifest(run_dir)
     families: dict[str, Any] = manifest.get("families") or {}
     runs_meta: list[dict[str, Any]] = manifest.get("runs") or []
@@ -244,32 +247,17 @@ def _load_counters(runs: pd.DataFrame, runs_meta: list[dict[str, Any]]) -> pd.Da
 
 def _load_samples(run_dir: str, runs: pd.DataFrame, runs_meta: list[dict[str, Any]],
                   metric_order: list[str], units: dict[tuple, str]) -> pd.DataFrame:
-    import pyarrow.parquet as pq
-
     ok_rows = [i for i, r in enumerate(runs_meta) if r.get("status") == store.OK]
     row_index, metrics, sample_idx, values = [], [], [], []
     for i in ok_rows:
         meta = runs_meta[i]
-        rel = meta.get("samples_file") or store.samples_path(int(meta["id"]))
-        path = os.path.join(run_dir, rel)
-        try:
-            table = pq.read_table(path, columns=["metric", "sample", "value"])
-        except FileNotFoundError:
-            raise store.ResultsError(
-                f"{path}: missing, but the manifest lists run {meta['id']} as ok") from None
-        except Exception as e:       # pyarrow raises several types for a bad file
-            raise store.ResultsError(f"{path}: unreadable samples of run {meta['id']}: {e}") from None
-        metric = np.asarray(table.column("metric").to_numpy(), dtype=object)
-        names, counts = np.unique(metric.astype(str), return_counts=True)
-        found = dict(zip(names.tolist(), counts.tolist()))
-        expected = {k: int(v) for k, v in (meta.get("n_samples") or {}).items()}
-        if expected and found != expected:
-            raise store.ResultsError(
-                f"{path}: holds {found} samples but the manifest says {expected} for run {meta['id']}")
+        # checked to stay inside run_dir when the manifest was read (lab.store)
+        path = os.path.join(run_dir, store.run_samples_file(meta))
+        metric, sample, value = _read_samples(path, run_dir, meta)
         row_index.append(np.full(len(metric), i, dtype=np.int64))
         metrics.append(metric)
-        sample_idx.append(table.column("sample").to_numpy())
-        values.append(table.column("value").to_numpy().astype(np.float64, copy=False))
+        sample_idx.append(sample)
+        values.append(value)
 
     if row_index:
         rows = np.concatenate(row_index)
@@ -304,6 +292,70 @@ def _load_samples(run_dir: str, runs: pd.DataFrame, runs_meta: list[dict[str, An
     return out
 
 
+def _rerun_fix(run_dir: str, run_id: int) -> str:
+    """How to replace one run's damaged samples: run it again."""
+    return (f"set run {run_id}'s status to \"{store.PENDING}\" in {store.MANIFEST} and run it "
+            f"again: lab run --resume {run_dir}")
+
+
+def _one_line(e: BaseException) -> str:
+    """An exception's text on one line (pyarrow's span several)."""
+    return " ".join(str(e).split()) or type(e).__name__
+
+
+def _read_samples(path: str, run_dir: str, meta: dict[str, Any]):
+    """(metric, sample, value) arrays of one ok run's samples file, or
+    ResultsError: missing, not a Parquet table of samples, other counts
+    than the manifest's, or values that are not finite (a worker's samples
+    are times and rates: NaN or infinity in a file is damage, and would
+    silently bend every median and interval computed from it)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    run_id = meta["id"]
+    fix = _rerun_fix(run_dir, run_id)
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise store.ResultsError(f"{path}: not a file, but the manifest names it as the "
+                                     f"samples of run {run_id}; {fix}")
+        table = pq.read_table(path, columns=["metric", "sample", "value"])
+    except FileNotFoundError:
+        raise store.ResultsError(
+            f"{path}: missing, but the manifest lists run {run_id} as ok; {fix}") from None
+    except PermissionError:
+        raise store.ResultsError(f"{path}: the samples of run {run_id} are not readable by "
+                                 f"you; check its permissions (ls -l {path})") from None
+    except store.ResultsError:
+        raise
+    except Exception as e:       # pyarrow raises several types for a bad file
+        raise store.ResultsError(f"{path}: unreadable samples of run {run_id}: not a Parquet "
+                                 f"table of samples ({_one_line(e)}); {fix}") from None
+    types = {name: table.schema.field(name).type for name in ("sample", "value")}
+    if not pa.types.is_integer(types["sample"]) or not (
+            pa.types.is_floating(types["value"]) or pa.types.is_integer(types["value"])):
+        raise store.ResultsError(f"{path}: samples of run {run_id} have column types "
+                                 f"sample {types['sample']}, value {types['value']} (expected "
+                                 f"integers and numbers); {fix}")
+    metric = np.asarray(table.column("metric").to_numpy(), dtype=object)
+    names, counts = np.unique(metric.astype(str), return_counts=True)
+    found = dict(zip(names.tolist(), counts.tolist()))
+    expected = {k: int(v) for k, v in (meta.get("n_samples") or {}).items()}
+    if expected and found != expected:
+        raise store.ResultsError(f"{path}: holds {found} samples but the manifest says "
+                                 f"{expected} for run {run_id}; {fix}")
+    value = table.column("value").to_numpy().astype(np.float64, copy=False)
+    bad = ~np.isfinite(value)
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        kinds = " and ".join(k for k, n in (("NaN", np.isnan(value).sum()),
+                                            ("inf", np.isinf(value).sum())) if n)
+        n = int(bad.sum())
+        raise store.ResultsError(
+            f"{path}: {n} of the {len(value)} samples of run {run_id} {'is' if n == 1 else 'are'} "
+            f"{kinds} (the first: {metric[first]} sample {first}); {fix}")
+    return metric, table.column("sample").to_numpy(), value
+
+
 def _empty_metrics() -> pd.DataFrame:
     return pd.DataFrame({
         "run_id": pd.Series(dtype="int64"), "family": pd.Categorical([]),
@@ -326,7 +378,8 @@ def _load_metrics(run_dir: str, runs: pd.DataFrame) -> pd.DataFrame:
     try:
         table = pq.read_table(path, columns=["run_id", "probe", "metric", "key", "value"])
     except Exception as e:          # pyarrow raises several types for a bad file
-        raise store.ResultsError(f"{path}: unreadable probe metrics: {e}") from None
+        raise store.ResultsError(f"{path}: unreadable probe metrics ({_one_line(e)}); delete "
+                                 "it to read the folder without the kernel view") from None
     frame = table.to_pandas()
     run_id = frame["run_id"].to_numpy(dtype=np.int64)
     # rows of one run are written together: a second block of the same run_id
@@ -388,11 +441,14 @@ def _read_wakeups(path: str, run_id: int, missing: str) -> pd.DataFrame | None:
         if missing == "skip":
             return None
         raise store.ResultsError(
-            f"{path}: missing, but the manifest lists it as the wake-ups of run {run_id}") from None
+            f"{path}: missing, but the manifest lists it as the wake-ups of run {run_id}; "
+            "pass missing=\"skip\" to leave those runs out") from None
     except Exception as e:
         if missing == "skip":
             return None
-        raise store.ResultsError(f"{path}: unreadable wake-ups of run {run_id}: {e}") from None
+        raise store.ResultsError(f"{path}: unreadable wake-ups of run {run_id} "
+                                 f"({_one_line(e)}); pass missing=\"skip\" to leave those "
+                                 "runs out") from None
     frame = table.to_pandas()
     absent = [c for c in WAKEUP_COLUMNS if c not in frame.columns]
     if absent:

@@ -42,6 +42,11 @@ def show_text(run: Run, family: str | None = None) -> str:
     state = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no runs"
     out = [f"{run.name}: {len(run.runs)} runs ({state}), {len(run.skipped)} skipped; "
            f"status {run.manifest.get('status', '?')}; {run.path}"]
+    company = _views.alongside_lines(run)
+    if company:
+        out.append(f"warning: {len(company)} runs had another lab measurement beside them "
+                   "(perturbed numbers):")
+        out += [f"  {line}" for line in company]
     any_noisy = any_kernel_noisy = any_overhead = False
     for name in families:
         fam = run.families[name]

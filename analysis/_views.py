@@ -241,6 +241,18 @@ def not_ok_lines(run: Run, family: str | None = None) -> list[str]:
     return out
 
 
+def alongside_lines(run: Run) -> list[str]:
+    """One line per run that had another lab measurement beside it (the
+    runner looks before and after each run): its numbers are perturbed."""
+    out = []
+    for r in run.manifest.get("runs") or []:
+        company = r.get("alongside") if isinstance(r, dict) else None
+        if company:
+            out.append(f"run {r.get('id')} {r.get('family')}/{r.get('variant')} repetition "
+                       f"{r.get('repetition')}: beside {'; '.join(map(str, company))}")
+    return out
+
+
 def status_counts(run: Run) -> dict[str, int]:
     counts = run.runs["status"].value_counts().to_dict()
     return {k: int(v) for k, v in counts.items()}

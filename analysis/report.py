@@ -17,7 +17,7 @@ from analysis._kernel import kernel_view_line, kernel_view_status
 from analysis._pages import Heading, Report, Space, Table, Text
 from analysis._results import Run, load_run
 from lab.store import atomic_output
-from analysis._views import not_ok_lines, skipped_lines, status_counts
+from analysis._views import alongside_lines, not_ok_lines, skipped_lines, status_counts
 
 REPORT_NAME = "report.pdf"
 
@@ -70,7 +70,8 @@ def title_blocks(run: Run) -> list:
         ["suite", f"{suite.get('name', '-')} ({suite.get('path', '-')})"],
         ["results folder", os.path.abspath(run.path)],
         ["started", str(m.get("started_at") or "-")],
-        ["ended", f"{m.get('ended_at') or '-'} (status {m.get('status', '-')})"],
+        ["ended", f"{m.get('ended_at') or '-'} (status {m.get('status', '-')}"
+                  + (f", stopped by {m['stopped_by']}" if m.get("stopped_by") else "") + ")"],
         ["package version", str(m.get("package_version", "-"))],
         ["git revision", str(m.get("git_revision", "-"))],
         ["runs", f"{len(run.runs)} planned: {n_ok} ok; {not_ok}; "
@@ -83,6 +84,11 @@ def title_blocks(run: Run) -> list:
               Text(suite.get("description") or "", size=11), Space(0.1),
               Table(["", ""], facts, size=9, wrap={1: 110}),
               Text(kernel_view, size=10, bold=True, color="black" if enabled else "#a63603")]
+    company = alongside_lines(run)
+    if company:
+        blocks.append(Text(f"{len(company)} runs had another lab measurement beside them: "
+                           "their numbers are perturbed (listed at the end)", size=10,
+                           bold=True, color="#a63603"))
     env = run.environment
     first, rest = environment_order(env)
     blocks += [Space(0.05), Heading("Machine", size=13, keep_with_next=0.6)]
@@ -109,6 +115,11 @@ def problem_blocks(run: Run) -> list:
                        bold=True))
     blocks += [Text(line, indent=0.2, hanging="    ") for line in bad] or \
         [Text("none: every planned run finished ok", indent=0.2)]
+    company = alongside_lines(run)
+    if company:
+        blocks.append(Text("Runs with another lab measurement beside them (perturbed):",
+                           bold=True))
+        blocks += [Text(line, indent=0.2, hanging="    ") for line in company]
     return blocks
 
 

@@ -8,6 +8,7 @@ import argparse
 import sys
 
 EXIT_BAD_INPUT = 2
+EXIT_BUSY = 75          # EX_TEMPFAIL: another measurement holds the machine
 EXIT_INTERRUPTED = 130
 
 DESCRIPTION = """\
@@ -75,18 +76,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     import contextlib
     import os
 
-    from lab import environment, probes, runner, store, suite as suite_mod
+    from lab import environment, lock, probes, runner, signals, store, suite as suite_mod
 
+    signals.install()
     try:
         wanted = probes.parse_selection(args.probes) if args.probes else None
         if args.resume:
             run_dir = store.resolve_run_dir(args.resume, args.out)
             manifest = store.read_manifest(run_dir)
-            timeout = manifest["suite"]["settings"]["timeout"]
-            wanted = tuple(manifest["kernel_view"].get("probes") or ())
-            print(f"resuming {run_dir}", file=sys.stderr)
+            store.require_writable(run_dir)
+            timeout = manifest["suite"]["settings"].get(
+                "timeout", suite_mod._suite_setting("timeout").default)
+            if wanted is None:      # the probes the run began with, unless told
+                wanted = tuple((manifest.get("kernel_view") or {}).get("probes") or ())
         else:
             suite = suite_mod.load(args.suite)
+            _check_out(args.out, suite.name)
             facts = environment.collect()
             caps = environment.capabilities(facts)
             if caps.get("native"):
@@ -99,42 +104,70 @@ def cmd_run(args: argparse.Namespace) -> int:
                 why = "; ".join(dict.fromkeys(f"{x['family']}/{x['variant']}: {x['reason']}"
                                               for x in skipped[:3]))
                 _print_error(f"{suite.path}: nothing to run here, every point was skipped: {why}")
-                return 1
+                return EXIT_BAD_INPUT
             timeout = suite.settings["timeout"]
     except (suite_mod.SuiteError, store.ResultsError, ValueError) as e:
         _print_error(str(e))
         return EXIT_BAD_INPUT
 
     with contextlib.ExitStack() as stack:
+        # one measurement per machine, taken before the probes compile
+        try:
+            slot = lock.machine(run_dir if args.resume else f"lab run {args.suite}",
+                                wait=args.wait,
+                                on_wait=lambda h: signals.say(lock.wait_message(h)))
+            stack.callback(slot.release)
+            if args.resume:
+                stack.callback(lock.folder(run_dir).close)
+        except lock.Busy as e:
+            _print_error(str(e))
+            return EXIT_BUSY
+        if args.resume:
+            signals.say(f"resuming {run_dir}")
         session, kernel_view = _start_probes(stack, wanted, explicit=args.probes is not None)
         if args.resume:
-            if wanted and session is None:
-                print(f"no kernel view for the resumed runs: {kernel_view['reason']}",
-                      file=sys.stderr)
+            if session is None:
+                signals.say(f"no kernel view for the resumed runs: {kernel_view['reason']}")
+            manifest["kernel_view_on_resume"] = kernel_view
         else:
             # the same plan, now knowing whether the runs get the kernel view
             runs, skipped = runner.plan(suite, caps, kernel_view=session is not None)
             for s in skipped:
-                print(f"skipping {s['family']}/{s['variant']}: {s['reason']}", file=sys.stderr)
+                signals.say(f"skipping {s['family']}/{s['variant']}: {s['reason']}")
             if session is None:
-                print(f"no kernel view: {kernel_view['reason']}", file=sys.stderr)
-            run_dir = store.create_run_dir(args.out, suite.name)
-            store.atomic_write(os.path.join(run_dir, store.SUITE_COPY), suite.text.encode())
-            manifest = runner.new_manifest(suite, runs, skipped, environment.fingerprint(facts),
-                                           caps, kernel_view)
-            store.write_manifest(run_dir, manifest)
-        status = runner.Runner(run_dir, manifest, timeout, probes=session,
-                               progress=not args.quiet).execute()
+                signals.say(f"no kernel view: {kernel_view['reason']}")
+            # a folder with its manifest, or none; a stop that comes
+            # meanwhile is the runner's to record
+            with signals.held(raise_after=False):
+                run_dir = store.create_run_dir(args.out, suite.name)
+                stack.callback(lock.folder(run_dir).close)
+                store.atomic_write(os.path.join(run_dir, store.SUITE_COPY), suite.text.encode())
+                manifest = runner.new_manifest(suite, runs, skipped,
+                                               environment.fingerprint(facts), caps, kernel_view)
+                store.write_manifest(run_dir, manifest)
+        slot.note(run_dir)
+        manifest["machine_lock"] = slot.describe
+        try:
+            status = runner.Runner(run_dir, manifest, timeout, probes=session,
+                                   progress=not args.quiet).execute()
+        except OSError as e:        # the results folder failed us (disk full...)
+            _print_error(f"{run_dir}: {e}; finished runs are kept; continue with: "
+                         f"lab run --resume {run_dir}")
+            return 1
 
     runs = manifest["runs"]
     counts = {}
     for r in runs:
         counts[r["status"]] = counts.get(r["status"], 0) + 1
     summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
-    print(f"{status}: {summary} -> {run_dir}", file=sys.stderr)
+    signals.say(f"{status}: {summary} -> {run_dir}")
+    company = sum(1 for r in runs if r.get("alongside"))
+    if company:
+        signals.say(f"warning: {company} runs had another lab measurement beside them "
+                    "(`alongside` in the manifest): their numbers are perturbed")
     if status == "interrupted":
-        print(f"finished runs are kept; continue with: lab run --resume {run_dir}",
-              file=sys.stderr)
+        signals.say(f"stopped by {manifest.get('stopped_by')}; finished runs are kept; "
+                    f"continue with: lab run --resume {run_dir}")
         return EXIT_INTERRUPTED
     if args.report:
         from analysis.report import write_report
@@ -142,6 +175,41 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         print(run_dir)
     return 0
+
+
+def _check_out(root: str, suite_name: str) -> None:
+    """--out must be a folder this user can create run folders in, and the
+    run folder's name must fit: found before anything compiles or is made."""
+    import datetime
+    import os
+    import tempfile
+
+    from lab import store
+    probe = root
+    while not os.path.exists(probe):     # the folder that would hold the new ones
+        parent = os.path.dirname(os.path.abspath(probe))
+        if parent == os.path.abspath(probe):
+            break
+        probe = parent
+    if not os.path.isdir(probe):
+        raise store.ResultsError(f"--out {root}: {probe} is not a folder; give a folder "
+                                 "to put run folders in")
+    try:        # a real try: access() says yes to root on an immutable folder
+        os.rmdir(tempfile.mkdtemp(prefix=".lab-probe-", dir=probe))
+    except OSError as e:
+        raise store.ResultsError(f"--out {root}: cannot create folders in {probe}: "
+                                 f"{e.strerror}; give a folder you can write, e.g. "
+                                 "--out ~/lab-results") from None
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    name = f"{stamp}-{suite_name}-99".encode()
+    try:
+        limit = os.pathconf(probe, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        limit = 255
+    if len(name) > limit:
+        raise store.ResultsError(f"--out {root}: a run folder named after suite.name would be "
+                                 f"{len(name)} bytes, over this file system's {limit}: "
+                                 "shorten suite.name")
 
 
 def _start_probes(stack, wanted, explicit: bool):
@@ -172,6 +240,7 @@ def _start_probes(stack, wanted, explicit: bool):
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    """Reads only: works on a folder the user may not write."""
     from lab import store
     try:
         run_dir = store.resolve_run_dir(args.run_dir, args.root)
@@ -180,17 +249,37 @@ def cmd_show(args: argparse.Namespace) -> int:
     except store.ResultsError as e:
         _print_error(str(e))
         return EXIT_BAD_INPUT
+    except OSError as e:        # what the store does not check: a file gone mid-read...
+        _print_error(f"{e.filename or args.run_dir}: {e.strerror or e}; check the folder's "
+                     "files and their permissions (ls -lR)")
+        return EXIT_BAD_INPUT
     return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    import os
+
     from lab import store
     try:
         run_dir = store.resolve_run_dir(args.run_dir, args.root)
+        # the PDF's folder is checked before the report is drawn, not after
+        if args.output and os.path.isdir(args.output):
+            raise store.ResultsError(f"{args.output}: a folder, not a PDF file; use -o "
+                                     f"{os.path.join(args.output, 'NAME.pdf')}")
+        if args.output:
+            store.require_writable(os.path.dirname(os.path.abspath(args.output)),
+                                   fix="use -o PATH in a folder that exists and you can write")
+        else:
+            store.require_writable(run_dir, fix="use -o PATH")
+        store.read_manifest(run_dir)        # a damaged manifest: refused before matplotlib loads
         from analysis.report import write_report
         print(write_report(run_dir, args.output))
     except store.ResultsError as e:
         _print_error(str(e))
+        return EXIT_BAD_INPUT
+    except OSError as e:        # writing the PDF failed (disk full...)
+        _print_error(f"{e.filename or args.output or args.run_dir}: {e.strerror or e}; "
+                     "check that folder (free space, permissions), or use -o PATH")
         return EXIT_BAD_INPUT
     return 0
 
@@ -221,7 +310,12 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Run every (variant, parameter point) of a suite the configured\n"
                                    "number of times, interleaved, each run in its own pinned worker\n"
                                    "process with a timeout.  Results go to OUT/<time>-<suite>/.\n"
-                                   "Ctrl-C stops cleanly and keeps the finished runs.",
+                                   "Ctrl-C, SIGTERM or SIGHUP stop cleanly and keep the finished\n"
+                                   "runs (a second Ctrl-C does not cut the cleanup short).\n"
+                                   "One lab run measures on a machine at a time: a second one\n"
+                                   f"refuses (exit status {EXIT_BUSY}) or, with --wait, waits.\n"
+                                   f"Bad input: exit status {EXIT_BAD_INPUT}; interrupted: "
+                                   f"{EXIT_INTERRUPTED}.",
                        epilog="examples:\n"
                               "  lab run experiments/quick.toml\n"
                               "  lab run experiments/baseline.toml --out /var/tmp/lab --report\n"
@@ -236,6 +330,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="kernel probes beside every run: all (default when root and bcc work), "
                         "none, or a comma-separated list of: switches, wakeups, syscalls, "
                         "io_uring, migrations")
+    p.add_argument("--wait", action="store_true",
+                   help="if another lab run is measuring on this machine, wait for it to end "
+                        f"(default: refuse, exit status {EXIT_BUSY})")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=cmd_run)
 

@@ -857,7 +857,7 @@ def capabilities(facts: list[Fact] | None = None) -> dict[str, str | None]:
 
     native = by_key.get("lab.native")
     if native is None:
-        caps["native"] = "native: not checked"
+        caps["native"] = "the native extension lab._native was not checked"
     elif native.value is True:
         caps["native"] = None
     else:
@@ -867,9 +867,9 @@ def capabilities(facts: list[Fact] | None = None) -> dict[str, str | None]:
     if status == "available":
         caps["io_uring"] = None
     elif status is None:
-        caps["io_uring"] = "io_uring: not checked"
+        caps["io_uring"] = "not checked"
     else:
-        reason = f"io_uring: {status}"
+        reason = f"{status}"
         if "EPERM" in str(status) and "io_uring_disabled=" not in str(status):
             reason += f" (kernel.io_uring_disabled={value('io_uring.disabled', 'absent')})"
         if native is not None and native.value is not True:
@@ -878,32 +878,32 @@ def capabilities(facts: list[Fact] | None = None) -> dict[str, str | None]:
 
     usable = value("cpu.usable")
     caps["two_cpus"] = None if isinstance(usable, int) and usable >= 2 else (
-        f"two_cpus: only {usable} CPU usable by this process (sched_getaffinity)")
+        f"only {usable} CPU usable by this process (sched_getaffinity)")
 
     fibers = value("cpu.fibers")
     machine = value("kernel.machine", platform.machine())
     if fibers is True:
         caps["fibers"] = None
     elif fibers is False:
-        caps["fibers"] = (f"fibers: unsupported architecture {machine}: the lab's context "
+        caps["fibers"] = (f"unsupported architecture {machine}: the lab's context "
                           "switch is x86-64 assembly")
     else:
-        caps["fibers"] = f"fibers: native extension not built: {SETUP_HINT}"
+        caps["fibers"] = f"native extension not built: {SETUP_HINT}"
 
     euid = value("privilege.euid")
-    caps["root"] = None if euid == 0 else f"root: euid {euid}: kernel probes need root"
+    caps["root"] = None if euid == 0 else f"euid {euid}: kernel probes need root"
 
     # BPF programs as a mechanism under test (upcalls), not only as probes:
-    # the same conditions as the probes (root, Debian's bcc, headers)
+    # the same conditions as the probes (root, Debian's bcc, headers).
     probes = by_key.get("probes.status")
     if probes is None and caps["root"]:
-        caps["bpf"] = "bpf: not root: loading BPF programs needs root"
+        caps["bpf"] = "not root: loading BPF programs needs root"
     elif probes is None:
-        caps["bpf"] = "bpf: not checked (see the bpf area of `lab doctor`)"
+        caps["bpf"] = "not checked (see the bpf area of `lab doctor`)"
     elif probes.value == "available":
         caps["bpf"] = None
     else:
-        caps["bpf"] = "bpf: " + (probes.note.split("; runs happen")[0] or "unavailable")
+        caps["bpf"] = probes.note.split("; runs happen")[0] or "unavailable"
     return caps
 
 
@@ -989,7 +989,7 @@ def _print_text(facts: list[Fact], caps: dict[str, str | None], ok: bool,
     count = f"; {len(warned)} warning(s)" if warned else ""
     print(f"verdict: the lab can run {scope}{count}", file=stream)
     for name in missing:
-        print(f"  - {caps[name]} -> {_AFFECTS[name]}", file=stream)
+        print(f"  - {name}: {caps[name]} -> {_AFFECTS[name]}", file=stream)
     for f in facts:
         if f.status == "warn" and f.area in ("io_uring",) and f.key != "io_uring.status":
             print(f"  - {f.key}: {f.note}", file=stream)

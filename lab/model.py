@@ -9,12 +9,34 @@ Everything here is plain data and cheap to import: no NumPy, no native code.
 from __future__ import annotations
 
 import math
+import os
+import reprlib
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 
+# The CPUs this process may use, read at import: the worker narrows its own
+# affinity to the suite's cpu only after importing the families, so this is
+# what the runner's check_cpus saw too.
+USABLE_CPUS = tuple(sorted(os.sched_getaffinity(0)))
+
+
 class ParamError(ValueError):
     """A parameter value that does not fit; the message says what fits."""
+
+
+# Values as error messages quote them: repr (so a newline or an escape
+# sequence stays escaped) cut short, so that a 400-digit number or a list
+# nested a thousand deep is still one readable line.
+_quote = reprlib.Repr()
+_quote.maxstring = _quote.maxother = 60
+_quote.maxlong = 40
+_quote.maxlevel = 3
+_quote.maxlist = _quote.maxdict = 6
+
+
+def quoted(value: Any) -> str:
+    return _quote.repr(value)
 
 
 @dataclass(frozen=True)
@@ -52,28 +74,32 @@ class Param:
         # bool is an int subclass in Python, TOML keeps them apart: so do we
         if kind is bool:
             if not isinstance(value, bool):
-                raise ParamError(f"expected true or false, got {value!r}")
+                raise ParamError(f"expected true or false, got {quoted(value)}")
             return value
         if kind is int:
             if isinstance(value, bool) or not isinstance(value, int):
-                raise ParamError(f"expected an integer, got {value!r}")
+                raise ParamError(f"expected an integer, got {quoted(value)}")
         elif kind is float:
             if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ParamError(f"expected a number, got {value!r}")
-            value = float(value)
-            if not math.isfinite(value):
-                raise ParamError(f"expected a finite number, got {value!r}")
+                raise ParamError(f"expected a number, got {quoted(value)}")
+            try:
+                number = float(value)
+            except OverflowError:       # an integer past 1.8e308: TOML allows any length
+                number = math.inf
+            if not math.isfinite(number):
+                raise ParamError(f"expected a finite number, got {quoted(value)}")
+            value = number
         elif kind is str:
             if not isinstance(value, str):
-                raise ParamError(f"expected a string, got {value!r}")
+                raise ParamError(f"expected a string, got {quoted(value)}")
             if self.choices and value not in self.choices:
                 raise ParamError(
-                    f"{value!r} is not one of {', '.join(self.choices)}")
+                    f"{quoted(value)} is not one of {', '.join(self.choices)}")
             return value
         if (self.low is not None and value < self.low) or (
                 self.high is not None and value > self.high):
             raise ParamError(
-                f"{value!r} is out of range {self.describe_range()}")
+                f"{quoted(value)} is out of range {self.describe_range()}")
         return value
 
 
@@ -107,6 +133,13 @@ class Measurement:
     counters: dict[str, float] = field(default_factory=dict)
 
 
+# How a run uses suite.peer_cpu (Variant.peer_cpu_use); lab.runner.check_cpus
+# checks that CPU for every planned run that uses it.
+PEER_PARTY = "party"        # the other party runs there: a usable CPU other than cpu
+PEER_HELPER = "helper"      # a helper thread is pinned there when two CPUs are usable
+                            # (usable then; it may equal cpu, and the helper goes elsewhere)
+
+
 @dataclass(frozen=True)
 class Variant:
     name: str
@@ -115,6 +148,10 @@ class Variant:
     params: tuple[str, ...]             # the family parameters it reads
     metrics: tuple[Metric, ...]
     requires: tuple[str, ...] = ()      # capabilities (lab.environment)
+    # The points whose runs pin a helper on suite.peer_cpu (SQPOLL's SQ
+    # thread, the activations runtime's second VP), beyond the two-party
+    # convention of peer_cpu_use; None: no helper.
+    peer_helper: Callable[[dict[str, Any]], bool] | None = None
 
     @property
     def headline(self) -> Metric:
@@ -127,6 +164,17 @@ class Variant:
         if point.get("placement") == "cross_cpu":
             return self.requires + ("two_cpus",)
         return self.requires
+
+    def peer_cpu_use(self, point: dict[str, Any]) -> str | None:
+        """How a run at point uses suite.peer_cpu: PEER_PARTY for the other
+        party of a two-party run (the lab's convention: a ``placement`` of
+        ``cross_cpu``, or a variant that needs ``two_cpus``, whose second
+        CPU is peer_cpu), PEER_HELPER for a helper pinned there, or None."""
+        if "two_cpus" in self.requirements(point):
+            return PEER_PARTY
+        if self.peer_helper is not None and self.peer_helper(point):
+            return PEER_HELPER
+        return None
 
 
 @dataclass(frozen=True)

@@ -3,11 +3,14 @@
 Measurement rules it enforces (DESIGN.md): variants interleaved and
 repeated, never all of A then all of B; every run in a fresh process pinned
 as configured; a per-run timeout; Ctrl-C (or SIGTERM) stops cleanly and
-keeps the runs that finished.
+keeps the runs that finished.  Whatever ends a run, nothing it started
+outlives it: the worker's process group is killed, and what escaped the
+group comes back to the runner (a child subreaper) and is killed too.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
@@ -20,7 +23,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
-from lab import store
+from lab import lock, signals, store
 from lab.suite import Suite, SuiteError
 
 
@@ -44,6 +47,8 @@ class PlannedRun:
     kernel_file: str | None = None
     n_samples: dict[str, int] = field(default_factory=dict)
     counters: dict[str, float] = field(default_factory=dict)
+    # other lab measurements seen on the machine as the run began or ended
+    alongside: list[str] | None = None
 
     @property
     def label(self) -> str:
@@ -127,19 +132,31 @@ def plan(suite: Suite, capabilities: dict[str, str | None],
 
 
 def check_cpus(suite: Suite, runs: list[PlannedRun]) -> None:
-    """CPUs named by the suite must be usable here: bad input, caught early."""
+    """CPUs named by the suite must be usable here, peer_cpu wherever a
+    planned run uses it (Variant.peer_cpu_use): bad input, caught early."""
+    from lab import families
+    from lab.model import PEER_HELPER, PEER_PARTY
+
     usable = sorted(os.sched_getaffinity(0))
     shown = ",".join(map(str, usable))
     cpu, peer = suite.settings["cpu"], suite.settings["peer_cpu"]
     if cpu not in usable:
         raise SuiteError(f"{suite.path}: suite.cpu: CPU {cpu} is not usable here (usable: {shown})")
-    if any(r.params.get("placement") == "cross_cpu" for r in runs):
+    users = {}      # use -> the first variant planned with it, for the message
+    for r in runs:
+        use = families.get(r.family).variant(r.variant).peer_cpu_use(r.params)
+        if use:
+            users.setdefault(use, f"{r.family}/{r.variant}")
+    if len(usable) < 2:
+        users.pop(PEER_HELPER, None)    # one CPU: helpers are not pinned apart
+    why = {PEER_PARTY: "its other party runs there", PEER_HELPER: "it pins a thread there"}
+    for use, variant in users.items():
         if peer not in usable:
             raise SuiteError(f"{suite.path}: suite.peer_cpu: CPU {peer} is not usable here "
-                             f"(usable: {shown})")
-        if peer == cpu:
+                             f"(usable: {shown}); {variant} uses it: {why[use]}")
+        if use == PEER_PARTY and peer == cpu:
             raise SuiteError(f"{suite.path}: suite.peer_cpu: must differ from suite.cpu ({cpu}) "
-                             "for cross_cpu variants")
+                             f"(usable: {shown}); {variant} needs a second CPU: {why[use]}")
 
 
 def git_revision() -> str:
@@ -204,6 +221,8 @@ class Runner:
         self.timeout = timeout
         self.probes = probes            # used by the runs planned with the kernel view
         self.progress = progress
+        self._worker: subprocess.Popen | None = None
+        self._next_write = 0.0          # monotonic time the manifest may be rewritten
         # resuming keeps the kernel view of the finished runs, only theirs
         done = {r["id"] for r in manifest["runs"] if r["status"] == store.OK}
         self.metric_rows = [row for row in store.read_metric_rows(run_dir) if row[0] in done]
@@ -211,33 +230,64 @@ class Runner:
     # -- the loop ---------------------------------------------------------
 
     def execute(self) -> str:
-        """Run every pending run; returns the suite status."""
+        """Run every pending run; returns the suite status.  On every way
+        out the manifest says what happened (and how to resume), no worker
+        or child of one is left, and the scratch folder is gone."""
+        _become_subreaper()
         runs = [PlannedRun(**r) for r in self.manifest["runs"]]
         todo = [r for r in runs if r.status in (store.PENDING, store.INTERRUPTED)]
+        if self.probes is None:
+            for r in todo:
+                r.kernel_view = False   # no session: say so, run by run
         bar = _Progress(len(todo), self.progress)
-        status = "aborted"      # unless the loop ends or is interrupted
+        status, self.manifest["stopped_by"] = "aborted", None   # unless the loop ends
+        self.manifest["status"] = "running"
         try:
             for run in todo:
+                if signals.stopped_by:      # a stop held off before the loop
+                    raise KeyboardInterrupt
                 bar.start(run)
                 try:
                     self._run_one(run)
                 finally:
-                    self._record(runs)
+                    self._record(runs, every_run=False)
                 bar.done(run)
             status = "complete"
-        except KeyboardInterrupt:      # Ctrl-C, or SIGTERM (lab.cli turns it into this)
+        except KeyboardInterrupt:      # Ctrl-C, SIGTERM, SIGHUP (lab.signals)
             status = "interrupted"
+            self.manifest["stopped_by"] = signals.stopped_by or "Ctrl-C (SIGINT)"
+        except BaseException as e:
+            self.manifest["stopped_by"] = f"{type(e).__name__}: {e}"
+            raise
         finally:
+            # further signals only say "one moment" (lab.signals): this
+            # block finishes whole
+            self._end_worker()
             bar.close()
             self.manifest["status"] = status
             self.manifest["ended_at"] = store.now_iso()
+            self.manifest["resume_hint"] = (None if status == "complete" else
+                                            f"lab run --resume {self.run_dir}")
             self._record(runs)
             shutil.rmtree(os.path.join(self.run_dir, ".scratch"), ignore_errors=True)
+            _tidy_tracefs()
         return status
 
-    def _record(self, runs: list[PlannedRun]) -> None:
+    def _record(self, runs: list[PlannedRun], every_run: bool = True) -> None:
+        """Write the manifest, the commit point of the runs it lists ok.
+        Between runs (every_run=False) it is written only once the time
+        since the last write is 20 times what that write took, and at
+        least a second: rewriting a large sweep's manifest after every run
+        grew quadratically (a 457 MB manifest per run at 10^6 runs).  A
+        runner killed outright loses that much; its runs are re-run by
+        --resume (their samples are not listed, so they never count)."""
+        now = time.monotonic()
+        if not every_run and now < self._next_write:
+            return
         self.manifest["runs"] = [asdict(r) for r in runs]
         store.write_manifest(self.run_dir, self.manifest)
+        took = time.monotonic() - now
+        self._next_write = time.monotonic() + max(1.0, 20 * took)
 
     # -- one run ------------------------------------------------------------
 
@@ -251,17 +301,32 @@ class Runner:
         observer = self.probes if (run.kernel_view and self.probes) else NoObserver()
         if self.probes and not run.kernel_view:
             self.probes.park()      # no program may run during an unprobed twin
+        company = set(lock.other_measurements(set()))
         t0 = time.monotonic()
         try:
             ok, reason, view = self._spawn_and_converse(run, scratch, output, observer)
             run.duration_s = round(time.monotonic() - t0, 3)
+            company.update(lock.other_measurements(set()))
+            run.alongside = sorted(company) or None
             if not ok:
                 run.status = store.TIMEOUT if reason.startswith("timed out") else store.FAILED
                 run.reason = reason
                 return
             self._collect(run, output, view)
         finally:
+            self._end_worker()
             shutil.rmtree(scratch, ignore_errors=True)
+            # a BPF-loading worker that was killed (upcall, activations)
+            # left its share of tracefs behind
+            _tidy_tracefs()
+
+    def _end_worker(self) -> None:
+        """Nothing the run started outlives it: the worker's group, and
+        whatever left the group and came back to us when its parent died."""
+        proc, self._worker = self._worker, None
+        if proc is not None and proc.poll() is None:
+            _kill_group(proc)
+        _kill_orphans()
 
     def _spawn_and_converse(self, run: PlannedRun, scratch: str, output: str,
                             observer: RunObserver) -> tuple[bool, str, Any]:
@@ -277,10 +342,10 @@ class Runner:
             with open(stderr_path, "wb") as err_file:
                 # own session: Ctrl-C reaches only the runner, which then
                 # kills the worker's whole process group itself
-                proc = subprocess.Popen([sys.executable, "-m", "lab.worker"],
-                                        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                        stderr=err_file, pass_fds=(ready_w, go_r),
-                                        start_new_session=True)
+                proc = self._worker = subprocess.Popen(
+                    [sys.executable, "-m", "lab.worker"], stdin=subprocess.PIPE,
+                    stdout=subprocess.DEVNULL, stderr=err_file, pass_fds=(ready_w, go_r),
+                    start_new_session=True)
             # watched before it reads its spec: nothing it sets up is missed
             observer.track(proc.pid)
             os.close(ready_w)
@@ -310,12 +375,12 @@ class Runner:
                 _kill_group(proc)
             return False, f"probes: {e}", None
         finally:
-            observer.untrack()
-            for fd in (ready_r, ready_w, go_r, go_w):
-                if fd >= 0:
-                    os.close(fd)
-            if proc is not None and proc.poll() is None:
-                _kill_group(proc)
+            with signals.held():
+                observer.untrack()
+                for fd in (ready_r, ready_w, go_r, go_w):
+                    if fd >= 0:
+                        os.close(fd)
+                self._end_worker()
         if proc.returncode == 0:
             return True, "", view
         return False, _failure_reason(proc.returncode, stderr_path), None
@@ -338,6 +403,59 @@ class Runner:
             self.metric_rows += [(run.id,) + row for row in view.rows]
             store.write_metrics(self.run_dir, self.metric_rows)
         run.status, run.reason = store.OK, None
+
+
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def _become_subreaper() -> None:
+    """Orphans of our workers (a cyclictest whose worker was SIGKILLed)
+    become our children instead of init's, so _kill_orphans() finds them."""
+    import ctypes
+    import ctypes.util
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+
+def _children() -> list[int]:
+    """The runner's child processes (orphans are handed to its main thread)."""
+    me = os.getpid()
+    try:
+        with open(f"/proc/{me}/task/{me}/children") as f:
+            return [int(x) for x in f.read().split()]
+    except FileNotFoundError:           # CONFIG_PROC_CHILDREN off: ask every process
+        pass
+    found = []
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                if int(f.read().rsplit(")", 1)[1].split()[1]) == me:
+                    found.append(int(entry))
+        except (OSError, ValueError, IndexError):
+            pass
+    return found
+
+
+def _kill_orphans() -> None:
+    """Kill and reap every child of the runner: between runs the runner has
+    none of its own, so any child is an orphan of a worker come back to us.
+    A child's pid cannot be reused before we reap it, so this kills exactly
+    them (killpg of a dead worker's group could not promise that)."""
+    for _ in range(100):                # each kill may hand us its children
+        children = _children()
+        if not children:
+            return
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        for pid in children:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+
+
+def _tidy_tracefs() -> None:
+    from lab.probes import tracefs
+    tracefs.tidy()
 
 
 def _lines(fd: int, deadline: float):

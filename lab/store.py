@@ -12,16 +12,23 @@ Every file is written to a temporary name and renamed into place, so a
 reader (or a Ctrl-C) never sees half a file; the manifest is rewritten after
 each run and is the commit point: a samples file counts once the manifest
 lists its run as ``ok``.  The manifest carries a format version; readers
-refuse versions they do not know.
+refuse versions they do not know, and manifests that do not hold what they
+read (validate_manifest): a damaged folder is one line, and a file a
+manifest names must lie inside its folder.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as _dt
+import functools
 import json
 import os
+import stat
 import tempfile
+import types
+import typing
 from typing import Any
 
 FORMAT = "upcall-lab/results"
@@ -34,6 +41,7 @@ KERNEL_DIR = "kernel"           # the probes' per-run records (wake-ups)
 
 # run status values
 PENDING, OK, FAILED, TIMEOUT, INTERRUPTED = "pending", "ok", "failed", "timeout", "interrupted"
+STATUSES = (PENDING, OK, FAILED, TIMEOUT, INTERRUPTED)
 
 
 class ResultsError(ValueError):
@@ -98,27 +106,357 @@ def write_manifest(run_dir: str, manifest: dict[str, Any]) -> None:
 
 
 def read_manifest(run_dir: str) -> dict[str, Any]:
+    """The manifest of run_dir, its format version and schema checked
+    (validate_manifest): every reader may then index it without guarding."""
     path = os.path.join(run_dir, MANIFEST)
+    fix = damaged_fix(run_dir)
     try:
-        with open(path, encoding="utf-8") as f:
-            manifest = json.load(f)
+        with open(path, "rb") as f:
+            data = f.read()
     except FileNotFoundError:
-        raise ResultsError(f"{run_dir}: no {MANIFEST}: not a results folder of the lab") from None
-    except (OSError, json.JSONDecodeError) as e:
-        raise ResultsError(f"{path}: unreadable: {e}") from None
+        raise ResultsError(f"{run_dir}: no {MANIFEST}: not a results folder of the lab; "
+                           "give a folder `lab run` made, or `latest`") from None
+    except OSError as e:
+        raise ResultsError(f"{path}: unreadable: {e.strerror or e}; check the file and its "
+                           f"permissions (ls -l {path})") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ResultsError(f"{path}: not UTF-8 text (byte 0x{data[e.start]:02x} at offset "
+                           f"{e.start}); {fix}") from None
+    try:
+        manifest = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ResultsError(f"{path}: not valid JSON ({e}); {fix}") from None
+    except RecursionError:
+        raise ResultsError(f"{path}: not a manifest: JSON nested too deeply; {fix}") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise ResultsError(f"{path}: not an upcall-lab results manifest")
+        raise ResultsError(f"{path}: not an upcall-lab results manifest; give a folder "
+                           "`lab run` made, or `latest`")
     version = manifest.get("format_version")
     if version != FORMAT_VERSION:
         raise ResultsError(
             f"{path}: results format version {version!r} is not supported "
             f"(this lab reads version {FORMAT_VERSION}); use the lab version that wrote it "
             f"({manifest.get('package_version', 'unknown')}) or re-run the suite")
+    validate_manifest(manifest, run_dir)
     return manifest
+
+
+# -- the manifest's schema ---------------------------------------------------------
+#
+# lab.runner.new_manifest writes a manifest; show, report, the notebooks and
+# --resume read it.  What they may rely on is checked here, once, on read, so
+# a damaged folder is one line (ResultsError) and never a KeyError deep in
+# pandas.  A run's fields are lab.runner.PlannedRun's (what --resume rebuilds
+# with PlannedRun(**run)): the store reads their names and types from the
+# dataclass rather than listing them again.
+
+# top level: key -> (type, required); the other keys are the runner's notes
+_MANIFEST_KEYS: dict[str, tuple[Any, bool]] = {
+    "suite": (dict, True),
+    "families": (dict, True),
+    "runs": (list, True),
+    "skipped": (list, False),
+    "environment": (dict, False),
+    "capabilities": (dict, False),
+    "kernel_view": (dict | None, False),     # absent: written before the lab had probes
+    "status": (str, False),
+    "started_at": (str | None, False),
+    "ended_at": (str | None, False),
+    "package_version": (str, False),
+    "git_revision": (str, False),
+}
+_SUITE_KEYS: dict[str, tuple[Any, bool]] = {
+    "settings": (dict, True),
+    "name": (str, False),
+    "path": (str, False),
+    "description": (str | None, False),
+    "families": (dict[str, dict], False),
+}
+# suite.families[name]: the swept values, in the suite's order (the report follows it)
+_SELECTION_KEYS: dict[str, tuple[Any, bool]] = {
+    "variants": (list[str], False),
+    "values": (dict[str, list], False),
+    "tables": (list[dict], False),
+}
+# families[name]: lab.model.Family.describe()
+_FAMILY_KEYS: dict[str, tuple[Any, bool]] = {
+    "variants": (dict[str, dict], True),
+    "params": (dict[str, dict], False),
+    "reference": (str | None, False),
+    "summary": (str, False),
+    "seeds": (str, False),
+}
+_VARIANT_KEYS: dict[str, tuple[Any, bool]] = {
+    "headline": (str, True),
+    "metrics": (dict[str, dict], False),
+    "help": (str, False),
+}
+_KERNEL_VIEW_KEYS: dict[str, tuple[Any, bool]] = {
+    "enabled": (bool, False),
+    "probes": (list[str], False),
+    "reason": (str | None, False),
+    "headers": (str | None, False),
+}
+_SKIPPED_KEYS: dict[str, tuple[Any, bool]] = {
+    "family": (str, True),
+    "variant": (str, True),
+    "params": (dict, False),
+    "reason": (str | None, False),
+}
+
+
+class _Damaged(Exception):
+    """Where in the manifest (a JSON path such as ``runs[3].id``, "" for the
+    top level) and what is wrong there."""
+
+    def __init__(self, where: str, what: str):
+        super().__init__(where, what)
+        self.where, self.what = where, what
+
+
+def damaged_fix(run_dir: str) -> str:
+    """How to get a readable folder back when its manifest is damaged."""
+    return (f"restore {MANIFEST} from a copy, or run the suite again: "
+            f"lab run {os.path.join(run_dir, SUITE_COPY)}")
+
+
+@functools.lru_cache(maxsize=None)
+def _run_schema() -> tuple[dict[str, Any], frozenset[str]]:
+    """(field -> type hint, required fields) of lab.runner.PlannedRun."""
+    from lab.runner import PlannedRun        # imported here: lab.runner imports this module
+    hints = typing.get_type_hints(PlannedRun)
+    fields = dataclasses.fields(PlannedRun)
+    required = frozenset(f.name for f in fields if f.default is dataclasses.MISSING
+                         and f.default_factory is dataclasses.MISSING)
+    return {f.name: hints[f.name] for f in fields}, required
+
+
+def run_fields() -> tuple[str, ...]:
+    """The fields of a stored run, in order (lab.runner.PlannedRun's)."""
+    return tuple(_run_schema()[0])
+
+
+def validate_manifest(manifest: dict[str, Any], run_dir: str) -> None:
+    """Raise ResultsError, naming the first damaged field, unless manifest
+    (read from run_dir) has the schema every reader relies on."""
+    try:
+        _validate(manifest, run_dir)
+    except _Damaged as e:
+        where = f"{e.where}: " if e.where else ""
+        raise ResultsError(f"{os.path.join(run_dir, MANIFEST)}: {where}{e.what}; "
+                           f"{damaged_fix(run_dir)}") from None
+
+
+def _validate(manifest: dict[str, Any], run_dir: str) -> None:
+    _check_keys(manifest, _MANIFEST_KEYS, "")
+    suite = manifest["suite"]
+    _check_keys(suite, _SUITE_KEYS, "suite")
+    from lab.suite import SUITE_SETTINGS     # one declaration of the settings and their types
+    for setting in SUITE_SETTINGS:
+        if setting.name in suite["settings"] and setting.default is not None:
+            _check_type(suite["settings"][setting.name], type(setting.default),
+                        f"suite.settings.{setting.name}")
+    for name, selection in (suite.get("families") or {}).items():
+        _check_keys(selection, _SELECTION_KEYS, f"suite.families.{name}")
+    families = manifest["families"]
+    for name, family in families.items():
+        _check_keys(family, _FAMILY_KEYS, f"families.{name}")
+        for variant, described in family["variants"].items():
+            _check_keys(described, _VARIANT_KEYS, f"families.{name}.variants.{variant}")
+        for param, described in (family.get("params") or {}).items():
+            _check_type(described.get("axis", True), bool,
+                        f"families.{name}.params.{param}.axis")
+    if manifest.get("kernel_view") is not None:
+        _check_keys(manifest["kernel_view"], _KERNEL_VIEW_KEYS, "kernel_view")
+    for i, entry in enumerate(manifest.get("skipped") or []):
+        where = f"skipped[{i}]"
+        _check_keys(entry, _SKIPPED_KEYS, where)
+        _check_described(families, entry, where)
+    hints, required = _run_schema()
+    first_with_id: dict[int, int] = {}
+    for i, run in enumerate(manifest["runs"]):
+        where = f"runs[{i}]"
+        _check_type(run, dict, where)
+        unknown = [k for k in run if k not in hints]
+        if unknown:
+            raise _Damaged(where, f"unknown field {unknown[0]!r} (a run has: "
+                                  f"{', '.join(hints)})")
+        missing = [k for k in hints if k in required and k not in run]
+        if missing:
+            raise _Damaged(where, f"no {missing[0]!r} (a run must have: "
+                                  f"{', '.join(k for k in hints if k in required)})")
+        for key, value in run.items():
+            _check_type(value, hints[key], f"{where}.{key}")
+        if run["id"] in first_with_id:
+            raise _Damaged(f"{where}.id", f"{run['id']} is also the id of "
+                                          f"runs[{first_with_id[run['id']]}]")
+        first_with_id[run["id"]] = i
+        _check_described(families, run, where)
+        status = run.get("status", PENDING)
+        if status not in STATUSES:
+            raise _Damaged(f"{where}.status",
+                           f"{_shown(status)} is not one of {', '.join(STATUSES)}")
+        # every *_file field names a file the readers open: it must stay inside the folder
+        files = {key: run[key] for key in hints
+                 if key.endswith("_file") and run.get(key) is not None}
+        if status == OK:
+            files.setdefault("samples_file", run_samples_file(run))
+        for key, rel in files.items():
+            problem = _file_problem(run_dir, rel)
+            if problem:
+                raise _Damaged(f"{where}.{key}", problem)
+
+
+def _check_described(families: dict[str, Any], entry: dict[str, Any], where: str) -> None:
+    """entry's family and variant are described under families (the report
+    reads their metrics and headline there, never from the live modules)."""
+    family, variant = entry["family"], entry["variant"]
+    if family not in families:
+        raise _Damaged(f"{where}.family", f"{_shown(family)} is not described under families "
+                                          f"(it has: {', '.join(families) or 'none'})")
+    if variant not in families[family]["variants"]:
+        raise _Damaged(f"{where}.variant", f"{_shown(variant)} is not a variant of {family} under "
+                                           f"families.{family}.variants")
+
+
+def _check_keys(obj: Any, keys: dict[str, tuple[Any, bool]], where: str) -> None:
+    """obj is an object whose keys listed in keys have their types, and
+    has the required ones; other keys are left alone (notes for people)."""
+    _check_type(obj, dict, where)
+    for key, (hint, required) in keys.items():
+        if key in obj:
+            _check_type(obj[key], hint, f"{where}.{key}" if where else key)
+        elif required:
+            raise _Damaged(where, f"no {key!r}")
+
+
+def _check_type(value: Any, hint: Any, where: str) -> None:
+    """value (parsed JSON) is of the type hint (int, str | None,
+    dict[str, int], Any...), or _Damaged says where it is not."""
+    if hint is Any:
+        return
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        for h in args:
+            if _is_type(value, h):
+                _check_type(value, h, where)
+                return
+        raise _Damaged(where, f"{_shown(value)} is not {_describe(hint)}")
+    if not _is_type(value, hint):
+        raise _Damaged(where, f"{_shown(value)} is not {_describe(hint)}")
+    if origin is dict and args:
+        for k, v in value.items():
+            _check_type(v, args[1], f"{where}.{k}")
+    elif origin is list and args:
+        for i, v in enumerate(value):
+            _check_type(v, args[0], f"{where}[{i}]")
+
+
+def _is_type(value: Any, hint: Any) -> bool:
+    """The outer type only, as JSON has it: true is not a number, 1 is a float."""
+    hint = typing.get_origin(hint) or hint
+    if hint is Any:
+        return True
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, hint)
+
+
+# a JSON type's name, alone and in the plural
+_TYPE_NAMES = {dict: ("an object", "objects"), list: ("a list", "lists"),
+               str: ("a string", "strings"), int: ("an integer", "integers"),
+               float: ("a number", "numbers"), bool: ("true or false", "booleans"),
+               type(None): ("null", "nulls")}
+
+
+def _describe(hint: Any) -> str:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(h) for h in args)
+    if origin is dict and args and args[1] in _TYPE_NAMES:
+        return f"an object of {_TYPE_NAMES[args[1]][1]}"
+    if origin is list and args and args[0] in _TYPE_NAMES:
+        return f"a list of {_TYPE_NAMES[args[0]][1]}"
+    return _TYPE_NAMES.get(origin or hint, (getattr(hint, "__name__", str(hint)),))[0]
+
+
+def _shown(value: Any) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 40 else f"{text[:37]}..."
+
+
+def _file_problem(run_dir: str, rel: str) -> str | None:
+    """Why rel, a run's file as the manifest names it, is not a file inside
+    run_dir, or None.  A manifest is data: ``../../etc/passwd`` is refused,
+    not opened."""
+    if not rel:
+        return "an empty path"
+    if "\0" in rel:
+        return f"{_shown(rel)} holds a NUL byte"
+    if os.path.isabs(rel):
+        return f"{_shown(rel)} is an absolute path (a run's files are named relative to its folder)"
+    if ".." in rel.split(os.sep):
+        return f"{_shown(rel)} goes through '..' (a run's files are named downward from its folder)"
+    root = os.path.realpath(run_dir)
+    real = os.path.realpath(os.path.join(root, rel))
+    if real == root or os.path.commonpath([root, real]) != root:
+        return f"{_shown(rel)} leads to {real}, outside the results folder (a symbolic link)"
+    return None
+
+
+def require_writable(path: str, fix: str | None = None) -> None:
+    """Raise ResultsError (one line: what, why, and ``fix``) unless the
+    folder path exists and this user may create files in it.  For
+    commands that write into a results folder (report, --resume): they
+    check before doing the work, not after."""
+    fix = fix or (f"copy it somewhere you can write (cp -r {path} DIR) and use the copy, "
+                  "or ask its owner")
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise ResultsError(f"{path}: no such folder; {fix}") from None
+    except OSError as e:
+        raise ResultsError(f"{path}: not writable by you: {e.strerror or e}; {fix}") from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise ResultsError(f"{path}: not a folder; {fix}")
+    if os.access(path, os.W_OK | os.X_OK, effective_ids=os.access in os.supports_effective_ids):
+        return
+    try:
+        read_only = bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        read_only = False
+    if read_only:
+        why = "on a read-only file system"
+    else:
+        why = (f"owned by {_user(st.st_uid)}, mode {stat.S_IMODE(st.st_mode):04o}, "
+               f"and you are {_user(os.geteuid())}")
+    raise ResultsError(f"{path}: not writable by you: {why}; {fix}")
+
+
+def _user(uid: int) -> str:
+    import pwd
+    try:
+        return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
+    except KeyError:
+        return f"uid {uid}"
 
 
 def samples_path(run_id: int) -> str:
     return os.path.join(SAMPLES_DIR, f"run-{run_id:04d}.parquet")
+
+
+def run_samples_file(run: dict[str, Any]) -> str:
+    """A stored run's samples file, relative to its folder (the runner's
+    default name when the manifest names none)."""
+    return run.get("samples_file") or samples_path(run["id"])
 
 
 def write_parquet(run_dir: str, rel: str, columns: dict[str, Any]) -> str:
@@ -200,5 +538,6 @@ def resolve_run_dir(arg: str, root: str = "results") -> str:
     if arg == "latest":
         return latest_run_dir(root)
     if not os.path.isdir(arg):
-        raise ResultsError(f"{arg}: no such results folder")
+        raise ResultsError(f"{arg}: no such results folder; give a folder `lab run` made "
+                           f"(under {root}/), or `latest`")
     return arg

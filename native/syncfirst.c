@@ -20,12 +20,20 @@
  * one call: from the caller's stamp just before it issues the call to its
  * stamp when it sees the completion.
  *
- * Kernel behaviour this relies on (checked on 6.18: tests/test_syncfirst.py):
- * RWF_NOWAIT on a page-cache miss is not "no I/O": it sets IOCB_NOWAIT
- * only (IOCB_NOIO, Linux 5.8, is the flag that refuses I/O), so
- * filemap_get_pages() starts the read (page_cache_sync_ra(), one page
- * under FADV_RANDOM) and then returns -EAGAIN; the call that follows finds
- * the I/O in flight.
+ * Kernel behaviour this relies on (read in 6.18's mm/filemap.c and checked
+ * on it: tests/test_syncfirst.py): RWF_NOWAIT on a page-cache miss is not
+ * "no I/O": it sets IOCB_NOWAIT only (IOCB_NOIO, Linux 5.8, is the flag
+ * that refuses I/O), so filemap_get_pages() starts the read
+ * (page_cache_sync_ra(), one page under FADV_RANDOM) and looks the page up
+ * again.  Only if the folio is still locked and not uptodate then
+ * (filemap_update_page(): folio_trylock() fails) does the call return
+ * -EAGAIN, and the call that follows finds the I/O in flight.  If the read
+ * has already finished (a fast device, or the submitting CPU held up
+ * between submitting and looking, while another CPU took the completion
+ * interrupt) the "miss" returns the data, without having slept.  So EAGAIN
+ * on every miss is not a guarantee: the worker counts, for each attempt,
+ * whether its block was resident when the window opened (cold_inline,
+ * hot_eagain).
  * On O_DIRECT, RWF_NOWAIT only refuses to wait for locks and request
  * allocation: a synchronous caller still waits for the device.
  *
@@ -38,6 +46,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
@@ -51,7 +60,19 @@
 #define SF_MAX_THREADS		256u
 #define SF_MAX_MSG		65536u
 #define SF_CREATE_CHUNK		(1u << 20)
-#define SF_EVICT_TRIES		4
+/* POSIX_FADV_DONTNEED skips a folio it cannot drop at that moment
+ * (mm/truncate.c mapping_evict_folio(): locked, dirty, under writeback,
+ * mapped, or holding an extra reference, e.g. while DAMON's sampler or
+ * another CPU's LRU batch has it): the passes are spaced by a growing nap
+ * so a transient holder lets go; a page still there after the last pass
+ * fails the run (-EBUSY) rather than being measured as a miss. */
+#define SF_EVICT_TRIES		8
+/* The measured set's planned state (these blocks cached, the others not)
+ * is checked with mincore() just before the window and repaired (a missing
+ * block read back, a stray one dropped) at most this many times: a
+ * reclaimer (on this VM DAMON pages out idle page cache) may take a page
+ * between the read-back and the window. */
+#define SF_WARM_TRIES		4
 /* A producer that waits longer than this stops spinning and naps: the
  * runner's handshake can take a second, and a spinning peer CPU would slow
  * it; inside the window every wait is far shorter. */
@@ -70,6 +91,14 @@ static void sf_nap(void)
 	struct timespec ts = { 0, SF_NAP_NS };
 
 	nanosleep(&ts, NULL);
+}
+
+static void sf_sleep_ms(long ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
 }
 
 /* splitmix64: the same seed gives every variant the same blocks, order and
@@ -319,6 +348,9 @@ struct sf_batch {
 	void (*after_call)(void *ctx, uint64_t op, uint64_t t_submit,
 			   uint64_t t_seen);
 	void *ctx;
+	/* file reads in the window: was call op's block resident when the
+	 * window opened (1) or not (0); NULL: not classified */
+	const unsigned char *resident_at_open;
 };
 
 static bool sf_uses_pool(int mode)
@@ -520,14 +552,20 @@ static int sf_submit(struct sf_engine *e, const struct sf_batch *b,
 		return err ? err : 1;
 	}
 	if (sf_nowait_first(e->mode)) {
+		bool resident = b->resident_at_open && b->resident_at_open[op];
+
 		res = sf_call_nowait(&s->req);
 		if (res != -EAGAIN) {
 			/* Linus's case: done without blocking, no context */
 			e->counts->inline_done++;
+			if (b->resident_at_open && !resident)
+				e->counts->cold_inline++;
 			err = sf_finish(e, b, s, res, now_ns());
 			return err ? err : 1;
 		}
 		e->counts->eagain++;
+		if (resident)
+			e->counts->hot_eagain++;
 	}
 	e->counts->offloaded++;
 	if (e->pool) {
@@ -761,19 +799,23 @@ static int sf_mincore_map(const struct sf_file *f, void **map,
 }
 
 /*
- * Drop the whole file from the page cache.  DONTNEED skips pages it cannot
- * drop (still on a per-CPU LRU batch, under writeback): check with mincore
- * and go again.
+ * Drop the whole file from the page cache, verified: after each
+ * POSIX_FADV_DONTNEED pass mincore() must show nothing resident.  A page
+ * still there after SF_EVICT_TRIES passes is -EBUSY, with
+ * counts->evict_left saying how many (the run would otherwise measure hits
+ * as misses).
  */
 static int sf_evict(struct sf_file *f, void *map, unsigned char *vec,
 		    struct syncfirst_counts *counts)
 {
-	uint64_t b, left;
-	int err, tries;
+	uint64_t b, left = 0;
+	int err, pass;
 
 	if (fdatasync(f->fd) < 0)
 		return -errno;
-	for (tries = 0; tries < SF_EVICT_TRIES; tries++) {
+	for (pass = 0; pass < SF_EVICT_TRIES; pass++) {
+		if (pass)
+			sf_sleep_ms(pass);
 		err = -posix_fadvise(f->fd, 0, 0, POSIX_FADV_DONTNEED);
 		if (err)
 			return err;
@@ -786,7 +828,8 @@ static int sf_evict(struct sf_file *f, void *map, unsigned char *vec,
 		if (!left)
 			break;
 	}
-	return 0;
+	counts->evict_left = left;
+	return left ? -EBUSY : 0;
 }
 
 /* Read back `n` of the blocks: under FADV_RANDOM exactly those pages. */
@@ -802,6 +845,48 @@ static int sf_read_back(struct sf_file *f, const uint64_t *blocks, uint64_t n,
 			return got < 0 ? -errno : -EIO;
 	}
 	return 0;
+}
+
+/*
+ * Make the measured set what the plan says, verified: want[i] says whether
+ * measured block blocks[i] must be resident when the window opens.  Check
+ * with mincore(); read back a wanted block that is missing, drop (DONTNEED
+ * on its page alone) one that is resident but not wanted; check again, at
+ * most SF_WARM_TRIES times.  On return vec holds the last check; -EBUSY if
+ * the set is still off (counts->warm_off blocks).
+ */
+static int sf_warm_check(struct sf_file *f, void *map, unsigned char *vec,
+			 const uint64_t *blocks, const unsigned char *want,
+			 uint64_t n, void *buf, struct syncfirst_counts *counts)
+{
+	uint64_t i, off = 0;
+	int err, pass;
+
+	for (pass = 0; pass < SF_WARM_TRIES; pass++) {
+		err = sf_mincore(map, f->nr_blocks, vec);
+		if (err)
+			return err;
+		counts->warm_passes++;
+		for (i = 0, off = 0; i < n; i++)
+			off += (vec[blocks[i]] & 1) != want[i];
+		if (!off || pass + 1 == SF_WARM_TRIES)
+			break;
+		for (i = 0; i < n; i++) {
+			if ((vec[blocks[i]] & 1) == want[i])
+				continue;
+			if (want[i])
+				err = sf_read_back(f, &blocks[i], 1, buf);
+			else
+				err = -posix_fadvise(f->fd,
+						     (off_t)(blocks[i] * SF_BLOCK),
+						     SF_BLOCK,
+						     POSIX_FADV_DONTNEED);
+			if (err)
+				return err;
+		}
+	}
+	counts->warm_off = off;
+	return off ? -EBUSY : 0;
 }
 
 static void sf_shuffle(uint64_t *v, uint64_t n, uint64_t *state)
@@ -866,10 +951,11 @@ int syncfirst_file_read(struct lab_handshake *hs, int mode,
 			double *latency_ns, struct syncfirst_counts *out)
 {
 	uint64_t *order = NULL, *cached = NULL, nr_meas_cached, nr_warm_cached;
+	uint64_t i;
 	struct sf_file f = { .fd = -1, .read_fd = -1 };
 	struct sf_batch batch;
 	struct sf_engine eng;
-	unsigned char *vec = NULL;
+	unsigned char *vec = NULL, *want = NULL, *plan = NULL;
 	void *map = MAP_FAILED;
 	bool engine_up = false;
 	cpu_set_t saved;
@@ -943,18 +1029,35 @@ int syncfirst_file_read(struct lab_handshake *hs, int mode,
 		if (err)
 			goto out;
 	}
-	/* the truth about the cache, just before the window */
-	err = sf_mincore(map, f.nr_blocks, vec);
-	if (err)
+	/* the truth about the cache, just before the window: exactly the
+	 * chosen measured blocks resident, or no window */
+	plan = calloc(f.nr_blocks, 1);
+	want = malloc(cfg->nr_samples);
+	if (!plan || !want) {
+		err = -ENOMEM;
 		goto out;
+	}
+	for (i = 0; i < nr_meas_cached; i++)
+		plan[cached[i]] = 1;
+	for (i = 0; i < cfg->nr_samples; i++)
+		want[i] = plan[order[i]];
 	out->measured_blocks = cfg->nr_samples;
 	out->target_resident = nr_meas_cached;
+	err = sf_warm_check(&f, map, vec, order, want, cfg->nr_samples,
+			    eng.slots[0].req.buf, out);
 	out->resident_before = sf_resident(vec, order, cfg->nr_samples);
+	if (err)
+		goto out;
 	memset(out, 0, offsetof(struct syncfirst_counts, measured_blocks));
+	/* each call's block as the window found it (= want, checked) */
+	for (i = 0; i < cfg->nr_samples; i++)
+		want[i] = vec[order[i]] & 1;
 
 	f.blocks = order;
 	batch.nr = cfg->nr_samples;
 	batch.latency_ns = latency_ns;
+	/* O_DIRECT bypasses the page cache: nothing to classify */
+	batch.resident_at_open = cfg->direct ? NULL : want;
 	err = lab_handshake_ready(hs, NULL, 0);
 	if (err)
 		goto out;
@@ -974,6 +1077,8 @@ out:
 	if (map != MAP_FAILED)
 		munmap(map, f.nr_blocks * SF_BLOCK);
 	free(vec);
+	free(want);
+	free(plan);
 	free(order);
 	free(cached);
 	if (f.read_fd >= 0 && f.read_fd != f.fd)
@@ -986,18 +1091,32 @@ out:
 	return err;
 }
 
-int syncfirst_nowait_probe(const char *path, int cached, int watch_ms)
+static int sf_switches(uint64_t *voluntary, uint64_t *involuntary)
+{
+	struct rusage ru;
+
+	if (getrusage(RUSAGE_THREAD, &ru) < 0)
+		return -errno;
+	*voluntary = (uint64_t)ru.ru_nvcsw;
+	*involuntary = (uint64_t)ru.ru_nivcsw;
+	return 0;
+}
+
+int syncfirst_nowait_probe(const char *path, int cached, int watch_ms,
+			   struct syncfirst_nowait_result *out)
 {
 	struct sf_file f = { .fd = -1, .read_fd = -1, .nr_blocks = 4 };
 	struct syncfirst_counts counts;
 	struct sf_req req;
 	unsigned char *vec = NULL;
 	void *map = MAP_FAILED, *buf = NULL;
-	uint64_t block = 1, got;
+	uint64_t block = 1, got, vol0 = 0, invol0 = 0, vol1 = 0, invol1 = 0;
 	ssize_t res;
-	int err;
+	int err, ms;
 
+	memset(out, 0, sizeof(*out));
 	memset(&counts, 0, sizeof(counts));
+	out->resident_after_ms = -1;
 	err = sf_file_create(&f, path);
 	if (!err)
 		err = -posix_fadvise(f.fd, 0, 0, POSIX_FADV_RANDOM);
@@ -1009,6 +1128,8 @@ int syncfirst_nowait_probe(const char *path, int cached, int watch_ms)
 	if (err)
 		goto out;
 	err = sf_evict(&f, map, vec, &counts);
+	out->evict_passes = counts.evict_passes;
+	out->evict_left = counts.evict_left;
 	if (!err && cached)
 		err = sf_read_back(&f, &block, 1, buf);
 	if (err)
@@ -1019,32 +1140,84 @@ int syncfirst_nowait_probe(const char *path, int cached, int watch_ms)
 	req.buf = buf;
 	req.len = SF_BLOCK;
 	req.off = (off_t)(block * SF_BLOCK);
-	memset(buf, 0, SF_BLOCK);
+	memset(buf, 0, SF_BLOCK);	/* faulted in: no fault inside the call */
+	err = sf_mincore(map, f.nr_blocks, vec);
+	if (err)
+		goto out;
+	out->resident_before = vec[block] & 1;
+	err = sf_switches(&vol0, &invol0);
+	if (err)
+		goto out;
 	res = sf_call_nowait(&req);
+	err = sf_switches(&vol1, &invol1);
+	if (err)
+		goto out;
+	out->voluntary_switches = vol1 - vol0;
+	out->involuntary_switches = invol1 - invol0;
 	if (res == SF_BLOCK) {
 		memcpy(&got, buf, sizeof(got));
 		if (got != block)
 			res = -EIO;
 	}
-	err = (int)res;
-	/* did the refused call start the read?  Nobody else touches the
-	 * file, so the page can only turn up if it did */
-	for (; err == -EAGAIN && watch_ms > 0; watch_ms--) {
-		if (sf_mincore(map, f.nr_blocks, vec) < 0) {
-			err = -errno;
-			break;
-		}
+	out->res = res;
+	/* did the call start the read?  Nobody else touches the file, so the
+	 * page can only turn up if it did (mincore() counts uptodate pages:
+	 * one whose read is in flight is not resident yet) */
+	for (ms = 0; ms <= watch_ms; ms++) {
+		err = sf_mincore(map, f.nr_blocks, vec);
+		if (err)
+			goto out;
 		if (vec[block] & 1) {
-			err = -EINPROGRESS;
+			out->resident_after_ms = ms;
 			break;
 		}
-		usleep(1000);
+		if (ms < watch_ms)
+			sf_sleep_ms(1);
 	}
 out:
 	if (map != MAP_FAILED)
 		munmap(map, f.nr_blocks * SF_BLOCK);
 	free(vec);
 	free(buf);
+	if (f.fd >= 0) {
+		close(f.fd);
+		unlink(path);
+	}
+	return err;
+}
+
+int syncfirst_evict_check(const char *path, uint64_t nr_blocks,
+			  int64_t mapped_block, struct syncfirst_counts *counts)
+{
+	struct sf_file f = { .fd = -1, .read_fd = -1, .nr_blocks = nr_blocks };
+	unsigned char *vec = NULL;
+	void *map = MAP_FAILED, *pin = MAP_FAILED;
+	volatile unsigned char sink = 0;
+	int err;
+
+	memset(counts, 0, sizeof(*counts));
+	if (nr_blocks == 0 || mapped_block >= (int64_t)nr_blocks)
+		return -EINVAL;
+	err = sf_file_create(&f, path);
+	if (!err)
+		err = sf_mincore_map(&f, &map, &vec);
+	if (!err && mapped_block >= 0) {
+		/* a second mapping that is touched: its page is mapped */
+		pin = mmap(NULL, SF_BLOCK, PROT_READ, MAP_SHARED, f.fd,
+			   (off_t)(mapped_block * SF_BLOCK));
+		if (pin == MAP_FAILED)
+			err = -errno;
+		else
+			sink = *(volatile unsigned char *)pin;
+	}
+	(void)sink;
+	if (!err)
+		err = sf_evict(&f, map, vec, counts);
+	if (pin != MAP_FAILED)
+		munmap(pin, SF_BLOCK);
+	if (map != MAP_FAILED)
+		munmap(map, f.nr_blocks * SF_BLOCK);
+	free(vec);
 	if (f.fd >= 0) {
 		close(f.fd);
 		unlink(path);

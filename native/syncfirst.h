@@ -34,12 +34,28 @@ struct syncfirst_counts {
 	uint64_t pool_wakes;		/* FUTEX_WAKEs of an idle pool thread */
 	uint64_t caller_sleeps;		/* waits for a completion (futex, GETEVENTS) */
 	uint64_t sqpoll_wakeups;	/* submits that had to wake the SQ thread */
-	/* file reads: page-cache state of the measured blocks (mincore) */
+	/* buffered file reads, sync-first attempts, by the block's state
+	 * when the window opened (mincore; nothing else reads the file, and
+	 * with FADV_RANDOM a read brings in its own page only); 0 with
+	 * direct */
+	uint64_t cold_inline;		/* not resident, yet the attempt returned the
+					 * data: the read it started had finished
+					 * when filemap_get_pages() looked again */
+	uint64_t hot_eagain;		/* resident, yet refused: the page left the
+					 * cache before the call (reclaim, DAMON) */
+	/* file reads: page-cache state of the measured blocks (mincore).
+	 * The worker establishes it before the window or fails (-EBUSY): */
 	uint64_t measured_blocks;
 	uint64_t target_resident;	/* blocks read back in before the window */
 	uint64_t resident_before;	/* resident when the window opened */
 	uint64_t resident_after;	/* resident when it closed */
 	uint64_t evict_passes;		/* POSIX_FADV_DONTNEED passes it took */
+	uint64_t evict_left;		/* blocks of the file resident after the
+					 * last pass: non-zero means -EBUSY */
+	uint64_t warm_passes;		/* mincore checks of the measured set */
+	uint64_t warm_off;		/* measured blocks not as planned (cached
+					 * or not) after the last: non-zero means
+					 * -EBUSY */
 	/* socket receives */
 	uint64_t ready_ops;		/* calls whose data was sent before the call */
 	uint64_t sent_after_call;	/* not-ready calls: data sent after the call */
@@ -50,8 +66,12 @@ struct syncfirst_counts {
  * The worker creates the file at path (non-zero data, fsync'ed), evicts it
  * from the page cache, reads round(hit_ratio * nr_samples) of the measured
  * blocks back in, warms up on a disjoint set of blocks, checks with
- * mincore() what is resident, then opens the window.  The file is removed
- * on return.  With direct, reads use O_DIRECT and nothing is read back in.
+ * mincore() that exactly the chosen measured blocks are resident, then
+ * opens the window.  Both steps are verified: eviction that leaves blocks
+ * resident after its passes (evict_left) and a measured set that is not
+ * as planned after its repair passes (warm_off) return -EBUSY before the
+ * window, with the counts saying what missed.  The file is removed on
+ * return.  With direct, reads use O_DIRECT and nothing is read back in.
  */
 struct syncfirst_file_config {
 	const char *path;
@@ -98,13 +118,46 @@ int syncfirst_recv(struct lab_handshake *hs, int mode,
 		   double *after_data_ns, struct syncfirst_counts *out);
 
 /*
- * Test helper: create a small file at path, evict it, read block 1 back in
- * if cached, then one preadv2(RWF_NOWAIT) of block 1.  Returns the bytes
- * read (4096), or -errno (-EAGAIN: the page was not in the page cache).
- * With watch_ms > 0, an EAGAIN is followed by up to watch_ms of mincore()
- * checks: -EINPROGRESS if the page arrived (the refused call started the
- * read), -EAGAIN if it never did.  The file is removed.
+ * Test helpers for what the kernel does with RWF_NOWAIT (Linux 6.18,
+ * mm/filemap.c filemap_get_pages()): on a page-cache miss the IOCB_NOWAIT
+ * read starts the read (page_cache_sync_ra(); IOCB_NOIO is the flag that
+ * would refuse to), looks the page up again, and says -EAGAIN only if that
+ * read has not finished yet; if it has (the device, or the CPU that takes
+ * its interrupt, beat the caller to the second look) the call returns the
+ * data.  Either way it never sleeps for the I/O.
  */
-int syncfirst_nowait_probe(const char *path, int cached, int watch_ms);
+struct syncfirst_nowait_result {
+	int64_t res;			/* bytes read (4096, block 1's own) or -errno */
+	int32_t resident_before;	/* mincore() just before the call */
+	int32_t resident_after_ms;	/* first mincore() that showed the page
+					 * resident, in ms after the call (0: at
+					 * once); -1: not within watch_ms */
+	uint64_t voluntary_switches;	/* the caller's during the call (it slept) */
+	uint64_t involuntary_switches;	/* it was preempted */
+	uint64_t evict_passes;
+	uint64_t evict_left;
+};
+
+/*
+ * Create a small file at path, evict it (verified), read block 1 back in
+ * if cached, then one preadv2(RWF_NOWAIT) of block 1, timed by the
+ * thread's context switches (getrusage(RUSAGE_THREAD)); then up to
+ * watch_ms of mincore() checks for the page.  Returns 0 with *out filled
+ * in, or -errno if the setup failed (-EBUSY: the eviction left pages, see
+ * out->evict_left).  The file is removed.
+ */
+int syncfirst_nowait_probe(const char *path, int cached, int watch_ms,
+			   struct syncfirst_nowait_result *out);
+
+/*
+ * Test helper for the eviction check: create a file of nr_blocks at path,
+ * map block mapped_block into this process and touch it (a mapped page
+ * POSIX_FADV_DONTNEED must leave; -1: none), then evict as the file-read
+ * worker does.  Returns its result (0, or -EBUSY with counts->evict_left
+ * and evict_passes saying what survived how many passes).  The file is
+ * removed.
+ */
+int syncfirst_evict_check(const char *path, uint64_t nr_blocks,
+			  int64_t mapped_block, struct syncfirst_counts *counts);
 
 #endif /* LAB_SYNCFIRST_H */

@@ -57,6 +57,24 @@ warmup = 10
 """
 
 
+@pytest.fixture(scope="session", autouse=True)
+def machine_to_ourselves(pytestconfig):
+    """The tests hold the lab's machine lock for the whole session: tests
+    that read global kernel state (loaded BPF programs, the tracefs mount)
+    cannot be disturbed by a lab run, nor can a lab run by them.  The lab
+    runs the tests start are nested in this lock (lab.lock)."""
+    from lab import lock
+
+    def say(holder):
+        capture = pytestconfig.pluginmanager.getplugin("capturemanager")
+        with capture.global_and_fixture_disabled():
+            print(f"\n{lock.wait_message(holder)}", flush=True)
+
+    slot = lock.machine(f"pytest in {REPO}", wait=True, on_wait=say)
+    yield slot
+    slot.release()
+
+
 def _tiny(tmp_path_factory, name: str, *options: str, text: str = TINY_SUITE) -> str:
     base = tmp_path_factory.mktemp(name)
     suite = base / "tiny.toml"

@@ -130,7 +130,7 @@ def test_points_that_cannot_run_say_why():
     assert "raise concurrency" in A.point_problem("none", params(vps=2, concurrency=1))
     assert A.point_problem("pthreads", params(vps=2, concurrency=1)) is None
     with pytest.raises(ValueError, match="lower vps"):
-        A.vp_cpus(len(A.ALLOWED_CPUS) + 1, 0, 1)
+        A.vp_cpus(len(A.USABLE_CPUS) + 1, 0, 1)
     if TWO_CPUS:
         with pytest.raises(ValueError, match="needs a fiber"):
             A.FAMILY.variant("none").run(params(vps=2, concurrency=1), None)
@@ -195,7 +195,7 @@ def test_every_task_completes_exactly_once(variant, p, request):
 @pytest.mark.parametrize("variant", RUNTIME)
 @pytest.mark.parametrize("vps", [1, 2])
 def test_never_more_activations_run_fibers_than_vps(variant, vps, request):
-    if vps > len(A.ALLOWED_CPUS):
+    if vps > len(A.USABLE_CPUS):
         pytest.skip("needs a second CPU")
     prm, c, _ = run(variant, maps_for(variant, request), vps=vps, concurrency=6, p=0.5)
     assert 1 <= c["max_running_activations"] <= vps

@@ -223,7 +223,7 @@ def test_only_impossible_points_run_nothing_and_write_nothing(tmp_path):
                      "op = 'open_read_close'\nk = 2\nsamples = 10\n")
     proc = run_lab(["run", str(suite), "--out", str(tmp_path / "res"), "--probes=none",
                     "--quiet"], timeout=120)
-    assert proc.returncode == 1
+    assert proc.returncode == 2         # bad input: the suite asks only for the impossible
     (line,) = proc.stderr.strip().splitlines()
     assert line.startswith(f"lab: error: {suite}: nothing to run here") and "needs k >= 3" in line
     assert not (tmp_path / "res").exists()

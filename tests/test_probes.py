@@ -114,21 +114,49 @@ def test_pinned_workers_do_not_migrate(probed_run):
 
 
 def test_wake_to_run_agrees_with_user_side_handoff_across_cpus(probed_run):
-    """Across CPUs the handoff is dominated by waking the other (halted)
-    vCPU, the interval the probe measures.  On one CPU they differ by the
-    system call entry and exit around the wake-up and the probes' own cost,
-    the same order as the wake-up itself: that ratio is reported, not
-    asserted (see the report's kernel cross-check)."""
+    """What is exact between the two views of futex_pingpong, at any load
+    (how the two medians compare is timing, reported in the baseline
+    section's kernel cross-check, not asserted: on a VM a cross-CPU
+    wake-up takes 25 to 80 us as the host pleases).
+
+    A thread sleeps in the window only in FUTEX_WAIT for its turn, and only
+    the other thread's FUTEX_WAKE, one per handoff, wakes it: so each
+    wake-up but the handshake's belongs to one handoff, and its
+    wake-to-run (sched_waking to the switch that runs it) lies inside that
+    handoff's user-side interval (the waker's stamp before FUTEX_WAKE to the
+    wakee's stamp after FUTEX_WAIT returns; both CLOCK_MONOTONIC).  A
+    handoff whose waiter had not gone to sleep yet needs no wake-up, so
+    there may be fewer wake-ups than handoffs, never more."""
     if os.cpu_count() < 2:
         pytest.skip("needs two CPUs")
     run_dir, manifest, metrics = probed_run
-    run = run_of(manifest, "futex_pingpong", "cross_cpu")
-    samples = pd.read_parquet(os.path.join(run_dir, run["samples_file"]))
-    user = float(np.median(samples[samples.metric == "handoff"].value))
-    wakeups = pd.read_parquet(os.path.join(run_dir, run["kernel_file"]))
-    kernel = float(np.median(wakeups.waking_to_run_ns))
-    assert total(metrics, run, "wake_to_run_p50_ns") == pytest.approx(kernel, rel=0.01)
-    assert abs(kernel - user) <= 0.25 * user, (kernel, user)
+    for placement in ("same_cpu", "cross_cpu"):
+        run = run_of(manifest, "futex_pingpong", placement)
+        samples = pd.read_parquet(os.path.join(run_dir, run["samples_file"]))
+        handoffs = np.sort(samples[samples.metric == "handoff"].value.to_numpy())[::-1]
+        wakeups = pd.read_parquet(os.path.join(run_dir, run["kernel_file"]))
+        wake = np.sort(wakeups.waking_to_run_ns.to_numpy(dtype=float))[::-1]
+        assert len(handoffs) == 2 * run["ops"]          # one per direction per round trip
+        assert total(metrics, run, "wakeups") == len(wake) > 0
+        assert len(wake) <= len(handoffs) + SLACK
+        # every time a thread blocked, one wake-up brought it back
+        assert abs(total(metrics, run, "switches_voluntary") - len(wake)) <= SLACK
+        # inside distinct handoffs: the k-th longest wake-to-run (leaving
+        # the handshake's SLACK out) is no longer than the k-th longest
+        # handoff
+        assert np.all(wake[SLACK:] <= handoffs[:len(wake) - SLACK]), (wake[:5], handoffs[:5])
+        assert total(metrics, run, "wake_to_run_p50_ns") == pytest.approx(np.median(wake),
+                                                                        rel=0.01)
+        # where the waker ran: on the other CPU across CPUs, on the same one
+        # on one CPU (the handshake's wake-up may come from anywhere)
+        across = int((wakeups.waker_cpu != wakeups.run_cpu).sum())
+        assert total(metrics, run, "wakeups_cross_cpu") == across
+        if placement == "cross_cpu":
+            assert across >= len(wake) - SLACK
+            assert set(wakeups.run_cpu) == {run["cpu"], run["peer_cpu"]}
+        else:
+            assert across <= SLACK
+            assert set(wakeups.run_cpu) == {run["cpu"]}
 
 
 def test_wakeup_records_are_the_run_threads(probed_run):

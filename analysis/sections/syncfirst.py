@@ -8,7 +8,10 @@ fibrils), every number computed from the stored run:
   variants (their own counter), io-wq punts, poll arms and task-work runs
   per read for io_uring (the kernel view), 0 for sync and 1 for the pool by
   construction (their counters confirm it), beside the fraction of blocks
-  that were not resident when the window opened;
+  that were not resident when the window opened and, for sync-first, the
+  misses that completed inline anyway (``cold_inline``: RWF_NOWAIT starts
+  the read and says EAGAIN only if it is still in flight when the kernel
+  looks again);
 - the page-cache check: the resident fraction each run achieved against its
   target, and every run that missed it;
 - socket receives: latency and after_data against the chance that data is
@@ -156,8 +159,11 @@ def blocked_fraction(run: Run, family: str = FAMILY) -> pd.DataFrame:
     asynchronous (``went_async``; how it is measured: ``source``), beside
     what the page cache or the producer made inevitable (``not_resident``:
     1 - the resident fraction at the window's start, for file reads;
-    ``not_ready``: sent_after_call / receives, for socket receives), and
-    the measurements behind it: eagain_per_op, offloaded_per_op (counters,
+    ``not_ready``: sent_after_call / receives, for socket receives),
+    ``miss_inline_per_op`` (sync-first file reads: cold_inline / reads,
+    misses whose read had finished when the kernel looked again, so they
+    completed in the caller), and the measurements behind it:
+    eagain_per_op, offloaded_per_op (counters,
     median over the user-side runs of counter / ops) and punts_per_op,
     poll_armed_per_op, task_work_per_op, switches_per_op, syscalls_per_op
     (kernel view, median over the runs with probes), with the cell's
@@ -179,6 +185,7 @@ def blocked_fraction(run: Run, family: str = FAMILY) -> pd.DataFrame:
         row.update({"went_async": went, "source": source,
                     "eagain_per_op": counters.get("eagain", math.nan),
                     "offloaded_per_op": counters.get("offloaded", math.nan),
+                    "miss_inline_per_op": counters.get("cold_inline", math.nan),
                     "not_resident": 1 - raw["resident_fraction"]
                     if "resident_fraction" in raw else math.nan,
                     "not_ready": counters.get("sent_after_call", math.nan),
@@ -407,9 +414,12 @@ def claim_lines(run: Run, family: str = FAMILY) -> list[str]:
 
 # -- text blocks ------------------------------------------------------------------------------
 
-def _pivot_blocked(table: pd.DataFrame, value: str, fmt) -> tuple[list[str], list[list[str]]]:
-    axes = [a for a in _group_axes(table) if a in table.columns]
-    hits = sorted(set(table[HIT].astype(float)))
+def _pivot_blocked(table: pd.DataFrame, value: str, fmt, axes: list[str] | None = None,
+                   hits: list[float] | None = None) -> tuple[list[str], list[list[str]]]:
+    if axes is None:
+        axes = [a for a in _group_axes(table) if a in table.columns]
+    if hits is None:
+        hits = sorted(set(table[HIT].astype(float)))
     header = ["variant"] + axes + [f"hit {h:g}" for h in hits]
     rows = []
     for keys, part in table.groupby(["variant"] + axes, observed=True, sort=False, dropna=False):
@@ -438,6 +448,15 @@ def blocked_blocks(run: Run, family: str = FAMILY) -> list[Block]:
     hits = sorted(set(files[HIT]))
     rows.append(["not resident at start"] + [""] * (len(header) - 1 - len(hits))
                 + [_frac(not_res.get(h, math.nan)) for h in hits])
+    inline = files[np.isfinite(files["miss_inline_per_op"].astype(float))]
+    inline = inline[inline["variant"].astype(str).isin(
+        [v for v, rule in WENT_ASYNC.items() if rule[1] == "eagain"])]
+    if len(inline):
+        # the same columns as the table above
+        axes = [a for a in _group_axes(files) if a in files.columns]
+        rows += _pivot_blocked(
+            inline.assign(variant=inline["variant"].astype(str) + ": misses done inline"),
+            "miss_inline_per_op", _frac, axes=axes, hits=hits)[1]
     sources = dict.fromkeys(f"{v}: {s}" for v, s in zip(files["variant"].astype(str),
                                                          files["source"]))
     blocks.append(Table(header, rows, right=[False] + [True] * (len(header) - 1),
@@ -445,10 +464,15 @@ def blocked_blocks(run: Run, family: str = FAMILY) -> list[Block]:
                                 "io_uring's worker or task work), by page-cache hit ratio; "
                                 "median over the runs",
                         notes=["how each variant's fraction is measured: " + "; ".join(sources),
-                               "last row: the fraction of the measured blocks that were not in "
-                               "the page cache when the window opened (counter "
-                               "resident_fraction, median over all file-read runs): what a "
-                               "perfect sync-first would hand off"]))
+                               "not resident at start: the fraction of the measured blocks "
+                               "that were not in the page cache when the window opened "
+                               "(counter resident_fraction, median over all file-read runs)",
+                               "misses done inline (sync-first variants): reads of those "
+                               "blocks that RWF_NOWAIT did not refuse (counter cold_inline / "
+                               "reads): it starts the read and says EAGAIN only if the read is "
+                               "still in flight when it looks again (mm/filemap.c "
+                               "filemap_get_pages()); a miss whose read has finished by then "
+                               "returns the data. EAGAIN + misses done inline = not resident"]))
     uring = files[files["variant"].astype(str).str.startswith("uring")]
     if len(uring) and np.isfinite(uring["task_work_per_op"].astype(float)).any():
         def cell(r) -> str:

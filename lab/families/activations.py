@@ -143,7 +143,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from lab.model import Family, Measurement, Metric, Param, RunContext, Variant
+from lab.model import USABLE_CPUS, Family, Measurement, Metric, Param, RunContext, Variant
 
 # Anderson, Bershad, Lazowska, Levy: "Scheduler Activations: Effective
 # Kernel Support for the User-Level Management of Parallelism", ACM TOCS
@@ -173,9 +173,6 @@ T4_OPS = ("null_fork", "signal_wait")
 
 MAX_SLOTS = 64                  # lab_upcall_vps entries: one per activation
 MAX_HANDOFF_SAMPLES = 1_000_000
-# The CPUs this process may use, read at import: the worker narrows its
-# own affinity to the suite's cpu only after importing the family.
-ALLOWED_CPUS = tuple(sorted(os.sched_getaffinity(0)))
 
 TASK_LATENCY = Metric("task_latency", "ns",
                       "one task: its release (its fiber's previous task done) to its last call's "
@@ -191,7 +188,7 @@ NS_PER_OP = Metric("ns_per_op", "ns",
 PARAMS = (
     Param("vps", 2, "VPs", "virtual processors (pinned activations running fibers); VP i on the "
           "i-th of [cpu, peer_cpu, other CPUs]; pthreads: the CPUs its threads may use",
-          low=1, high=len(ALLOWED_CPUS)),
+          low=1, high=len(USABLE_CPUS)),
     Param("spares", 4, "per VP", "spare activations per VP, created before the window "
           "(futex_hint, syncfirst, monitor, upcall; upcall: vps x (1 + spares) <= 64)",
           low=0, high=31),
@@ -240,8 +237,8 @@ def vp_cpus(vps: int, cpu: int, peer_cpu: int) -> list[int]:
     """VP i's CPU: the suite's cpu, its peer_cpu, then the other CPUs this
     process may use, in order."""
     order = []
-    for c in (cpu, peer_cpu) + ALLOWED_CPUS:
-        if c not in order and (c in ALLOWED_CPUS or c == cpu):
+    for c in (cpu, peer_cpu) + USABLE_CPUS:
+        if c not in order and (c in USABLE_CPUS or c == cpu):
             order.append(c)
     if vps > len(order):
         raise ValueError(f"vps={vps} needs {vps} CPUs, this process may use {len(order)} "
@@ -260,8 +257,8 @@ def point_problem(variant: str, p: dict[str, Any]) -> str | None:
             p["concurrency"] < p["vps"]:
         return (f"concurrency={p['concurrency']} < vps={p['vps']}: every VP needs a fiber; "
                 "raise concurrency or lower vps")
-    if "vps" in p and p["vps"] > len(ALLOWED_CPUS):
-        return f"vps={p['vps']}: only {len(ALLOWED_CPUS)} CPUs usable here: lower vps"
+    if "vps" in p and p["vps"] > len(USABLE_CPUS):
+        return f"vps={p['vps']}: only {len(USABLE_CPUS)} CPUs usable here: lower vps"
     return None
 
 
@@ -472,6 +469,12 @@ T4_FIBERS = ("op", "samples", "warmup", "ops_per_sample")
 T4_KERNEL = ("op", "samples", "warmup")
 RUNTIME = ("fibers",)
 
+
+def _second_vp(p: dict[str, Any]) -> bool:
+    """Runs whose VP 1 is pinned on peer_cpu (vp_cpus): check_cpus checks it."""
+    return p["vps"] >= 2
+
+
 FAMILY = Family(
     name="activations",
     summary="scheduler activations on Linux: an M:N fiber runtime whose VPs survive blocking "
@@ -485,26 +488,28 @@ FAMILY = Family(
     variants=(
         Variant("none", "no handoff: a fiber's blocking call blocks its activation and the VP "
                 "with it (N:1 per VP)", _task_variant("none"), WORK, (TASK_LATENCY,),
-                requires=RUNTIME),
+                requires=RUNTIME, peer_helper=_second_vp),
         Variant("futex_hint", "the wrapper frees the VP and FUTEX_WAKEs a spare before every "
                 "call, takes it back after if still free (pessimistic handoff)",
                 _task_variant("futex_hint"), HANDOFF_WORK, (TASK_LATENCY, HANDOFF),
-                requires=RUNTIME),
+                requires=RUNTIME, peer_helper=_second_vp),
         Variant("syncfirst", "preadv2(RWF_NOWAIT) first; hand off as futex_hint only on EAGAIN",
                 _task_variant("syncfirst"), HANDOFF_WORK, (TASK_LATENCY, HANDOFF),
-                requires=RUNTIME),
+                requires=RUNTIME, peer_helper=_second_vp),
         Variant("monitor", "a sysmon thread takes VPs stuck in a call > monitor_us and wakes "
                 "a spare (Go's retake)", _task_variant("monitor"),
-                HANDOFF_WORK + ("monitor_us",), (TASK_LATENCY, HANDOFF), requires=RUNTIME),
+                HANDOFF_WORK + ("monitor_us",), (TASK_LATENCY, HANDOFF), requires=RUNTIME,
+                peer_helper=_second_vp),
         Variant("upcall", "BPF block upcall (sched_switch -> ring) wakes the VP's spare "
                 "activation, which takes the VP; the returning one requeues its fiber",
                 _task_variant("upcall"), HANDOFF_WORK, (TASK_LATENCY, HANDOFF),
-                requires=RUNTIME + ("bpf",)),
+                requires=RUNTIME + ("bpf",), peer_helper=_second_vp),
         Variant("uring", "the call is an IORING_OP_READ; the fiber waits for its CQE, the VP "
                 "never blocks", _task_variant("uring"), WORK, (TASK_LATENCY,),
-                requires=RUNTIME + ("io_uring",)),
+                requires=RUNTIME + ("io_uring",), peer_helper=_second_vp),
         Variant("pthreads", "reference: one kernel thread per in-flight task, the kernel "
-                "schedules (no VPs)", _task_variant("pthreads"), WORK, (TASK_LATENCY,)),
+                "schedules (no VPs)", _task_variant("pthreads"), WORK, (TASK_LATENCY,),
+                peer_helper=_second_vp),
         Variant("t4_fibers", "Table IV with our fibers, no kernel support (FastThreads on "
                 "Topaz threads)", _table4_variant("t4_fibers"), T4_FIBERS, (NS_PER_OP,),
                 requires=RUNTIME),

@@ -15,11 +15,15 @@ its own page only), evicts the whole file (fdatasync, then
 ``POSIX_FADV_DONTNEED`` until mincore() shows nothing resident), reads
 ``round(hit_ratio * samples)`` randomly chosen blocks of the measured set
 back in, warms up on a disjoint set of blocks (cached in the same ratio),
-and then checks with mincore() what fraction of the measured set is
-resident when the window opens (counter ``resident_fraction``; a run more
-than 0.05 off its target says so in ``resident_off_target``).  The window
-visits every measured block once, in a seeded random order that is the
-same for every variant, so a miss never becomes a later hit.
+and then checks with mincore() that exactly the chosen measured blocks are
+resident when the window opens (counter ``resident_fraction``).  Both steps
+are verified, never assumed: an eviction that leaves pages resident after
+its passes, or a measured set that is not as planned after its repair
+passes (a reclaimer such as DAMON may take a page between the read-back
+and the window), fails the run before its window with a one-line reason
+naming what missed (``file_read_problem``).  The window visits every
+measured block once, in a seeded random order that is the same for every
+variant, so a miss never becomes a later hit.
 
 - ``sync``: pread().  ``pool``: every read to a pool thread (our own futex
   queue; the caller keeps ``depth`` reads in flight and futex-waits only
@@ -29,9 +33,15 @@ same for every variant, so a miss never becomes a later hit.
   (the kernel's own inline IOCB_NOWAIT attempt, then its async buffered
   read: no thread).  ``uring_async``: IOSQE_ASYNC, every read to an io-wq
   worker.  ``uring_sqpoll``: an SQ thread issues every read.
-- RWF_NOWAIT on a miss starts the read I/O before it returns EAGAIN
-  (filemap_get_pages() kicks page_cache_sync_ra()), so the pool thread or
-  io_uring that takes over finds the I/O already in flight.
+- RWF_NOWAIT on a miss starts the read I/O (filemap_get_pages() kicks
+  page_cache_sync_ra()) and looks the page up again: EAGAIN if the read is
+  still in flight, so the pool thread or io_uring that takes over finds it
+  under way; the data if it has already finished (a fast device, or the
+  caller's CPU held up while another took the completion interrupt).  So
+  a miss is not always an EAGAIN: ``cold_inline`` counts the attempts on
+  blocks that were not resident when the window opened and still
+  completed inline, ``hot_eagain`` the refusals of blocks that were
+  resident then (the page left the cache before its call).
 - ``direct = true`` reads with O_DIRECT: the page cache is bypassed and
   ``hit_ratio`` does not apply (nothing is read back in).  RWF_NOWAIT then
   only refuses to wait for locks, not for the device, so ``syncfirst``
@@ -40,9 +50,10 @@ same for every variant, so a miss never becomes a later hit.
   ``inline_done`` / ``offloaded`` (calls finished by the caller's own
   attempt / handed to a pool thread or io_uring), ``pool_wakes`` (futex
   wakes of an idle pool thread), ``caller_sleeps`` (waits for a
-  completion), ``sqpoll_wakeups``, the page-cache state above and
-  ``evict_passes``.  The probes add io_uring punts, task-work runs,
-  switches and system calls per read.
+  completion), ``sqpoll_wakeups``, ``cold_inline`` and ``hot_eagain``
+  (sync-first variants), the page-cache state above, ``evict_passes`` and
+  ``warm_passes`` (mincore checks before the window).  The probes add
+  io_uring punts, task-work runs, switches and system calls per read.
 
 **Socket receives** (``recv_*``): the same question where "would block"
 means "no data yet".  One message of ``msg_bytes`` at a time on an AF_UNIX
@@ -65,15 +76,19 @@ vCPU on a VM).  Counters: ``ready_ops`` (messages sent before their call),
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 from typing import Any
 
-from lab.model import Family, Measurement, Metric, Param, RunContext, Variant
+from lab.model import USABLE_CPUS, Family, Measurement, Metric, Param, RunContext, Variant
 
 BLOCK = 4096
 BLOCKS_PER_MB = (1 << 20) // BLOCK
-# a resident fraction further than this from its target is reported
+# The worker establishes the planned page-cache state exactly or fails, so
+# an ok run's resident fraction is its target; the counter
+# resident_off_target (further than this from the target) stays for the
+# report and for results written before the check was exact.
 RESIDENT_SLACK = 0.05
 
 LATENCY = Metric("latency", "ns", "one call: the caller's stamp before issuing it to its stamp "
@@ -147,6 +162,26 @@ def _check_file_fits(p: dict[str, Any]) -> int:
     return p["file_mb"] * BLOCKS_PER_MB
 
 
+def file_read_problem(rc: int, c: Any, blocks: int) -> str | None:
+    """Why a file-read run must not be measured, from the worker's return
+    code and counts (struct syncfirst_counts), or None.  -EBUSY is the
+    worker's "the page cache is not as planned"; a resident count off its
+    target after an ok return would be a worker bug: refused too."""
+    n = int(c.measured_blocks)
+    if rc == -errno.EBUSY and c.evict_left:
+        return (f"eviction left {c.evict_left} of {blocks} blocks resident after "
+                f"{c.evict_passes} POSIX_FADV_DONTNEED passes: the run would measure cached "
+                "blocks as misses")
+    if rc == -errno.EBUSY and c.warm_off:
+        return (f"warm-up missed its target: {c.warm_off} of the {n} measured blocks not as "
+                f"planned after {c.warm_passes} mincore checks ({c.resident_before} resident, "
+                f"target {c.target_resident}): something else evicts or reads this file")
+    if rc == 0 and c.resident_before != c.target_resident:
+        return (f"the window opened with {c.resident_before} of the {n} measured blocks "
+                f"resident, target {c.target_resident}")
+    return None
+
+
 def _counts(c: Any) -> dict[str, float]:
     return {name: float(getattr(c, name)) for name in (
         "eagain", "inline_done", "offloaded", "pool_wakes", "caller_sleeps")}
@@ -160,7 +195,7 @@ def _file_read(mode: int):
         ffi, lib = _native()
         blocks = _check_file_fits(p)
         path = ffi.new("char[]", os.path.join(ctx.scratch_dir, "syncfirst.dat").encode())
-        two_cpus = ctx.peer_cpu != ctx.cpu and (os.cpu_count() or 1) >= 2
+        two_cpus = ctx.peer_cpu != ctx.cpu and ctx.peer_cpu in USABLE_CPUS
         cfg = ffi.new("struct syncfirst_file_config *", {
             "path": path, "file_blocks": blocks, "hit_ratio": p["hit_ratio"],
             "depth": p.get("depth", 1), "pool_threads": p.get("pool_threads", 0),
@@ -174,8 +209,11 @@ def _file_read(mode: int):
             "seed": p["seed"], "warmup": p["warmup"], "nr_samples": p["samples"]})
         out = np.zeros(p["samples"])
         c = ffi.new("struct syncfirst_counts *")
-        check(lib.syncfirst_file_read(ctx.handshake, mode, cfg, double_ptr(ffi, out), c),
-              "syncfirst file read")
+        rc = lib.syncfirst_file_read(ctx.handshake, mode, cfg, double_ptr(ffi, out), c)
+        problem = file_read_problem(rc, c, blocks)
+        if problem:
+            raise ValueError(problem)
+        check(rc, "syncfirst file read")
         n = p["samples"]
         target = 0.0 if p["direct"] else cached_target(p["hit_ratio"], n) / n
         resident = c.resident_before / n
@@ -188,6 +226,9 @@ def _file_read(mode: int):
             "resident_off_target": float(abs(resident - target) > RESIDENT_SLACK),
             "resident_after_fraction": c.resident_after / n,
             "evict_passes": float(c.evict_passes),
+            "warm_passes": float(c.warm_passes),
+            "cold_inline": float(c.cold_inline),
+            "hot_eagain": float(c.hot_eagain),
         })
         return Measurement({LATENCY.name: out}, ops=n, counters=counters)
 
@@ -227,7 +268,14 @@ ASYNC = FILE + ("depth", "placement")
 POOLED = ASYNC + ("pool_threads",)
 RECV = ("ready_probability", "send_delay_us", "msg_bytes") + SIZES
 NEEDS_URING = ("io_uring",)
-RECV_NEEDS = ("two_cpus",)
+RECV_NEEDS = ("two_cpus",)     # the producer: on peer_cpu, so check_cpus checks it
+
+
+def _sq_thread_on_peer_cpu(p: dict[str, Any]) -> bool:
+    """SQPOLL pins its SQ thread on peer_cpu at every point (sqpoll_cpu in
+    _file_read), whatever the placement: check_cpus checks it."""
+    return True
+
 
 FAMILY = Family(
     name="syncfirst",
@@ -254,7 +302,7 @@ FAMILY = Family(
                 requires=NEEDS_URING),
         Variant("uring_sqpoll", "io_uring read with IORING_SETUP_SQPOLL: an SQ thread (on "
                 "peer_cpu) issues every read", _file_read(MODES["URING_SQPOLL"]), ASYNC, (LATENCY,),
-                requires=NEEDS_URING),
+                requires=NEEDS_URING, peer_helper=_sq_thread_on_peer_cpu),
         Variant("recv_sync", "blocking recv()", _recv(MODES["SYNC"]), RECV, (LATENCY, AFTER_DATA),
                 requires=RECV_NEEDS),
         Variant("recv_pool", "every recv() to a pool thread on the consumer's CPU",

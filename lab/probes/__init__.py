@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
-import signal
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -95,7 +94,7 @@ def unavailable_reason() -> str | None:
         return ("Debian's bcc (python3-bpfcc) is not importable: run `make setup`, which "
                 "installs it and links it into the virtual environment")
     from lab.probes import headers
-    h = headers.find()
+    h = headers.find(build=False)     # checks where the merged tree would go; builds nothing
     if h.problem:
         return h.problem
     return None
@@ -104,7 +103,7 @@ def unavailable_reason() -> str | None:
 def describe() -> dict[str, Any]:
     """What a session would use: headers and tracepoints (doctor, manifest)."""
     from lab.probes import headers
-    h = headers.find()
+    h = headers.find(build=False)
     return {
         "headers": h.description,
         "headers_exact": h.exact,
@@ -134,14 +133,10 @@ def _missing_tracepoints(tracefs: str, concerns) -> list[str]:
     return missing
 
 
-@contextlib.contextmanager
 def _signals_held():
-    """Cleanup must finish even if Ctrl-C arrives during it."""
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+    """Cleanup must finish even if Ctrl-C (or SIGTERM, SIGHUP) arrives during it."""
+    from lab import signals
+    return signals.held()
 
 
 # run totals that mean most per operation of the variant (metric -> name)
@@ -158,6 +153,8 @@ def compile_program(text: str, what: str, tracefs_at: str):
     the ProbeError."""
     from lab.probes import headers as headers_mod
     chosen = headers_mod.find()
+    if chosen.problem:
+        raise ProbeError(chosen.problem)
     if chosen.path:
         # read by libbcc when it compiles, i.e. in this process
         os.environ["BCC_KERNEL_SOURCE"] = chosen.path
