@@ -3,8 +3,10 @@
 Known workloads with a prime number of events (bcc tools' habit): a futex
 ping-pong of N round trips on one CPU switches 2N times, N getppid calls
 enter the kernel N times, N NOPs with IOSQE_ASYNC are N punts to io-wq and
-none without.  The probe's wake-to-run and the user-side handoff of the same
-run agree where the wake-up dominates the handoff (across CPUs).  A worker
+none without.  Each wake-up falls inside a distinct user-side handoff, so
+the probe's k-th longest wake-to-run never exceeds the k-th longest handoff
+(an order, not a timing: how close the two medians are is the report's
+cross-check, not a test, on a VM whose cross-CPU wake-ups vary 25-80 us).  A worker
 killed with SIGKILL and a Ctrl-C of `lab run` leave no BPF program or map of
 the lab loaded and tracefs as it was.  These need root (they skip
 cleanly without it); the selection and no-kernel-view paths do not.
