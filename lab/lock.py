@@ -79,16 +79,22 @@ def _lock_owner(fd: int) -> int | None:
     return None
 
 
+def parent_of(pid: int) -> int | None:
+    """pid's parent, from /proc/PID/stat (after the comm, which may hold
+    spaces and parentheses), or None if pid is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def _ancestors() -> set[int]:
     """This process and every process above it."""
     chain, pid = set(), os.getpid()
-    while pid > 1 and pid not in chain:
+    while pid is not None and pid > 1 and pid not in chain:
         chain.add(pid)
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                pid = int(f.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            break
+        pid = parent_of(pid)
     return chain
 
 
@@ -103,13 +109,17 @@ def command_of(pid: int) -> str:
     return "".join(c if c.isprintable() else "?" for c in text)[:160]
 
 
-def _root_dir_ok(path: str) -> bool:
-    """path is a real folder owned by root and writable by root only."""
+def _private_folder(path: str, uid: int) -> bool:
+    """path is a real folder (not a link) owned by uid and writable by it only."""
     try:
         st = os.lstat(path)
     except OSError:
         return False
-    return stat.S_ISDIR(st.st_mode) and st.st_uid == 0 and not st.st_mode & 0o022
+    return stat.S_ISDIR(st.st_mode) and st.st_uid == uid and not st.st_mode & 0o022
+
+
+def _root_dir_ok(path: str) -> bool:
+    return _private_folder(path, 0)
 
 
 def _state_dir() -> str:
@@ -130,8 +140,7 @@ def _user_dir() -> str:
     path = os.path.join(base, f"upcall-lab-{os.getuid()}")
     with contextlib.suppress(FileExistsError):
         os.mkdir(path, 0o700)
-    st = os.lstat(path)
-    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o022:
+    if not _private_folder(path, os.getuid()):
         raise Busy(f"{path}: not a folder only you can write: remove it and run again")
     return path
 
@@ -307,11 +316,12 @@ def folder(run_dir: str) -> _Lock:
     return lock
 
 
-def other_measurements(ours: set[int]) -> list[str]:
-    """Lab workers on this machine that are not ours (ours: pids to leave
-    out besides this process and its ancestors): what a run had for company."""
+def other_measurements() -> list[str]:
+    """Lab workers on this machine that are not this process or above it
+    (the runner's own worker is gone when it looks): what a run had for
+    company."""
     found = []
-    mine = _ancestors() | ours
+    mine = _ancestors()
     for entry in os.listdir("/proc"):
         if not entry.isdigit() or int(entry) in mine:
             continue

@@ -301,12 +301,12 @@ class Runner:
         observer = self.probes if (run.kernel_view and self.probes) else NoObserver()
         if self.probes and not run.kernel_view:
             self.probes.park()      # no program may run during an unprobed twin
-        company = set(lock.other_measurements(set()))
+        company = set(lock.other_measurements())
         t0 = time.monotonic()
         try:
             ok, reason, view = self._spawn_and_converse(run, scratch, output, observer)
             run.duration_s = round(time.monotonic() - t0, 3)
-            company.update(lock.other_measurements(set()))
+            company.update(lock.other_measurements())
             run.alongside = sorted(company) or None
             if not ok:
                 run.status = store.TIMEOUT if reason.startswith("timed out") else store.FAILED
@@ -314,7 +314,7 @@ class Runner:
                 return
             self._collect(run, output, view)
         finally:
-            self._end_worker()
+            # the worker is gone (_spawn_and_converse ends it on every way out)
             shutil.rmtree(scratch, ignore_errors=True)
             # a BPF-loading worker that was killed (upcall, activations)
             # left its share of tracefs behind
@@ -371,9 +371,7 @@ class Runner:
         except BrokenPipeError:
             pass        # worker died mid-handshake: its exit status says why
         except Exception as e:      # the probes failed: this run fails, the suite goes on
-            if proc is not None and proc.poll() is None:
-                _kill_group(proc)
-            return False, f"probes: {e}", None
+            return False, f"probes: {e}", None     # (the finally ends the worker)
         finally:
             with signals.held():
                 observer.untrack()
@@ -425,15 +423,8 @@ def _children() -> list[int]:
             return [int(x) for x in f.read().split()]
     except FileNotFoundError:           # CONFIG_PROC_CHILDREN off: ask every process
         pass
-    found = []
-    for entry in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                if int(f.read().rsplit(")", 1)[1].split()[1]) == me:
-                    found.append(int(entry))
-        except (OSError, ValueError, IndexError):
-            pass
-    return found
+    return [int(e) for e in filter(str.isdigit, os.listdir("/proc"))
+            if lock.parent_of(int(e)) == me]
 
 
 def _kill_orphans() -> None:

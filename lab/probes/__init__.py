@@ -24,6 +24,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from lab import signals
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 WAKE_MAX = 262144               # records the wake-up array holds per run (wakeups.c)
 
@@ -133,12 +135,6 @@ def _missing_tracepoints(tracefs: str, concerns) -> list[str]:
     return missing
 
 
-def _signals_held():
-    """Cleanup must finish even if Ctrl-C (or SIGTERM, SIGHUP) arrives during it."""
-    from lab import signals
-    return signals.held()
-
-
 # run totals that mean most per operation of the variant (metric -> name)
 PER_OP = {"switches": "switches_per_op", "switches_voluntary": "voluntary_switches_per_op",
           "switches_involuntary": "involuntary_switches_per_op", "syscalls": "syscalls_per_op",
@@ -184,7 +180,7 @@ def bpf_program(text: str, what: str):
         try:
             yield module
         finally:
-            with _signals_held():
+            with signals.held():     # cleanup finishes whole
                 module.cleanup()
 
 
@@ -262,7 +258,7 @@ class ProbeSession:
         self._stack.callback(self._detach)
 
     def close(self) -> None:
-        with _signals_held():
+        with signals.held():     # cleanup finishes whole
             self._stack.close()
             self.modules.clear()
 
