@@ -21,7 +21,7 @@ import pandas as pd
 
 from analysis._results import _RUN_COLUMNS, Run
 from analysis._stats import NOISY_SPREAD, _group_seed, bootstrap_runs_median_ci
-from analysis._views import run_sources
+from analysis._views import per_run, run_sources
 
 # counters whose sum over runs means nothing (fractions, per-chain means, targets)
 NOT_ADDITIVE = ("fraction", "_per_", "target")
@@ -44,12 +44,14 @@ def param_names(run: Run) -> list[str]:
     return list(run.runs.columns[len(_RUN_COLUMNS):])
 
 
+@per_run
 def _family_params(run: Run, family: str) -> list[str]:
     """The parameter columns some run of the family sets."""
     runs = run.runs[run.runs["family"].astype(str) == family]
     return [c for c in param_names(run) if runs[c].notna().any()]
 
 
+@per_run
 def run_table(run: Run, family: str) -> pd.DataFrame:
     """One row per ok run of the family: run_id, variant, point, repetition,
     kernel_view, user_side, kernel_side (run_sources), ops, window_ns,
@@ -61,9 +63,10 @@ def run_table(run: Run, family: str) -> pd.DataFrame:
     runs = run.runs.set_index("run_id")
     base = src[["run_id", "variant", "point", "repetition", "kernel_view", "user_side",
                 "kernel_side"]].reset_index(drop=True)
-    for col in ["ops", "window_ns", "throughput"] + params:
-        base[col] = runs.loc[base["run_id"].to_numpy(), col].to_numpy() if len(base) else \
-            runs[col].iloc[:0].to_numpy()
+    columns = ["ops", "window_ns", "throughput"] + params
+    picked = runs.loc[base["run_id"].to_numpy(), columns] if len(base) else runs[columns].iloc[:0]
+    for col in columns:
+        base[col] = picked[col].to_numpy()
     c = run.counters
     c = c[c["family"].astype(str) == family]
     if len(c):
@@ -74,32 +77,40 @@ def run_table(run: Run, family: str) -> pd.DataFrame:
     return base
 
 
+@per_run
 def counter_names(run: Run, family: str) -> list[str]:
     """The family's counters, in the order its workers report them."""
     c = run.counters
     c = c[c["family"].astype(str) == family]
-    return [n for n in c["counter"].cat.categories if (c["counter"] == n).any()] if len(c) else []
+    present = set(c["counter"].unique())
+    return [n for n in c["counter"].cat.categories if n in present]
 
 
-def _spread_row(values: np.ndarray, seed: list[int]) -> dict:
+def _spread_row(values: np.ndarray, seed: list[int] | None) -> dict:
+    """Median, bootstrap interval (none without a seed) and spread over the runs."""
     values = values[np.isfinite(values)]
     if values.size == 0:
         return {"reps": 0, "median": math.nan, "ci_low": math.nan, "ci_high": math.nan,
                 "rep_min": math.nan, "rep_max": math.nan, "noisy": False}
     median = float(np.median(values))
-    low, high = bootstrap_runs_median_ci(values, seed)
+    low, high = bootstrap_runs_median_ci(values, seed) if seed is not None else (math.nan,
+                                                                                  math.nan)
     lo, hi = float(values.min()), float(values.max())
     return {"reps": int(values.size), "median": median, "ci_low": low, "ci_high": high,
             "rep_min": lo, "rep_max": hi, "noisy": bool(hi - lo > NOISY_SPREAD * abs(median))}
 
 
-def counter_summary(run: Run, family: str, per_op: bool = False, seed: int = 0) -> pd.DataFrame:
+@per_run
+def counter_summary(run: Run, family: str, per_op: bool = False, seed: int = 0,
+                    intervals: bool = True) -> pd.DataFrame:
     """One row per (variant, point, counter) over the user-side runs: reps,
     median, ci_low / ci_high (bootstrap over the runs), rep_min / rep_max
     (lowest and highest run), noisy (they spread more than 10% of the
     median), and total: the sum over those runs where a sum is a count
     (counter_is_total), else NaN.  ``per_op``: each run's value divided by
-    its operations first (eagain per read); totals are then NaN."""
+    its operations first (eagain per read); totals are then NaN.
+    ``intervals=False``: ci_low and ci_high NaN, for a caller that shows
+    medians only (the bootstrap is most of the cost)."""
     table = run_table(run, family)
     table = table[table["user_side"]]
     columns = CELL + ["counter", "reps", "median", "ci_low", "ci_high", "rep_min", "rep_max",
@@ -107,16 +118,18 @@ def counter_summary(run: Run, family: str, per_op: bool = False, seed: int = 0) 
     rows = []
     names = counter_names(run, family)
     ops = table["ops"].astype("float64").to_numpy(na_value=np.nan)
+    counts = {name: table[name].to_numpy(dtype=float) for name in names}
     for (variant, point), index in table.groupby(CELL, observed=True, sort=True).indices.items():
         for name in names:
-            values = table[name].to_numpy(dtype=float)[index]
+            values = counts[name][index]
             if per_op:
                 with np.errstate(divide="ignore", invalid="ignore"):
                     values = values / ops[index]
             if not np.isfinite(values).any():
                 continue
             row = {"variant": str(variant), "point": str(point), "counter": name}
-            row.update(_spread_row(values, _group_seed(seed, (family, variant, point, name))))
+            row.update(_spread_row(values, _group_seed(seed, (family, variant, point, name))
+                                   if intervals else None))
             row["total"] = (float(np.nansum(values)) if counter_is_total(name) and not per_op
                             else math.nan)
             rows.append(row)
@@ -132,10 +145,11 @@ def _ordered(run: Run, frame: pd.DataFrame) -> pd.DataFrame:
     return frame.sort_values(CELL, kind="stable").reset_index(drop=True)
 
 
+@per_run
 def counter_table(run: Run, family: str) -> pd.DataFrame:
     """The counters' medians over the user-side runs, one row per (variant,
     point), one column per counter (NaN where the variant has none)."""
-    s = counter_summary(run, family)
+    s = counter_summary(run, family, intervals=False)
     if s.empty:
         return pd.DataFrame(columns=CELL)
     wide = s.pivot_table(index=CELL, columns="counter", values="median", observed=True,
@@ -144,6 +158,7 @@ def counter_table(run: Run, family: str) -> pd.DataFrame:
     return wide[names].reset_index()
 
 
+@per_run
 def throughput_summary(run: Run, family: str, seed: int = 0) -> pd.DataFrame:
     """One row per (variant, point): throughput [ops/s] of the user-side runs
     (ops in the measured window / its length): reps, median, ci_low /
@@ -162,6 +177,7 @@ def throughput_summary(run: Run, family: str, seed: int = 0) -> pd.DataFrame:
     return _ordered(run, pd.DataFrame(rows, columns=columns))
 
 
+@per_run
 def kernel_totals(run: Run, family: str) -> pd.DataFrame:
     """One row per ok run of the family with kernel view: run_id, variant,
     point, repetition, ops, the family's parameters, then every probe
@@ -180,6 +196,7 @@ def kernel_totals(run: Run, family: str) -> pd.DataFrame:
     return table.join(wide, on="run_id")
 
 
+@per_run
 def kernel_per_op(run: Run, family: str, metrics: dict[str, str], seed: int = 0) -> pd.DataFrame:
     """Per (variant, point): for each ``name: metric`` in ``metrics``, the
     median over the runs with kernel view of the run's total of ``metric``
@@ -205,6 +222,7 @@ def kernel_per_op(run: Run, family: str, metrics: dict[str, str], seed: int = 0)
     return _ordered(run, pd.DataFrame(rows, columns=CELL + ["kernel_reps"] + list(metrics)))
 
 
+@per_run
 def cell_params(run: Run, family: str) -> pd.DataFrame:
     """One row per (variant, point) of the family's runs: its parameters
     (the family's parameter columns; NA where a variant does not read one)."""

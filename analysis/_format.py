@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 
 from analysis._stats import NOISY_SPREAD
@@ -235,16 +236,17 @@ def counter_groups(table: pd.DataFrame) -> tuple[list[tuple[list[str], list[list
             continue
         shown.append(name)
     groups: dict[tuple[str, ...], list[int]] = {}
+    number = {n: values[n].to_numpy() for n in shown}
     for i in range(len(table)):
-        has = tuple(n for n in shown if pd.notna(values.iloc[i][n]))
+        has = tuple(n for n in shown if not np.isnan(number[n][i]))
         if has:
             groups.setdefault(has, []).append(i)
+    variant, point = table["variant"].astype(str).tolist(), table["point"].astype(str).tolist()
     out = []
     for has, index in groups.items():
-        part = table.iloc[index]
-        short = short_points(part["point"].astype(str))
+        short = short_points([point[i] for i in index])
         header = ["variant", "point"] + list(has)
-        rows = [[str(r["variant"]), short[str(r["point"])]]
-                + [fmt_count(float(r[n])) for n in has] for _, r in part.iterrows()]
+        rows = [[variant[i], short[point[i]]] + [fmt_count(float(number[n][i])) for n in has]
+                for i in index]
         out.append((header, rows, [False, False] + [True] * len(has)))
     return out, constant

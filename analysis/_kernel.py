@@ -23,9 +23,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from analysis._results import Run, load_wakeups
+from analysis._results import Run, wakeup_columns
 from analysis._stats import NOISY_SPREAD, summarise
-from analysis._views import PAIRED, kernel_run_ids, label, median_ratio, run_sources
+from analysis._views import (PAIRED, headline, is_headline, kernel_run_ids, label, median_ratio,
+                             per_run, run_sources)
 
 # per-operation run totals (lab/probes PER_OP), in table order: metric, header
 PER_OP = (
@@ -87,6 +88,7 @@ def kernel_view_line(run: Run) -> str:
             f"{kv.get('headers') or 'not recorded'}")
 
 
+@per_run
 def kernel_metric_summary(run: Run, family: str) -> pd.DataFrame:
     """One row per (variant, point, metric) of the probes' run totals (key
     "") over the family's runs with kernel view: reps, median, rep_min,
@@ -106,16 +108,18 @@ def kernel_metric_summary(run: Run, family: str) -> pd.DataFrame:
     return out
 
 
+@per_run
 def wake_to_run(run: Run, family: str) -> pd.DataFrame:
     """Per (variant, point) with kernel view: n (wake-up records pooled),
     p50 and p99 of waking_to_run_ns, and their source: the records, or the
     median of the per-run percentiles when no record is stored."""
     src = run_sources(run)
     src = src[(src["family"].astype(str) == family) & src["kernel_side"]]
-    wakeups = load_wakeups(run, src["run_id"].tolist(), missing="skip")
+    records = wakeup_columns(run, src["run_id"].tolist(), missing="skip")
     pooled = {}
-    for (variant, point), g in wakeups.groupby(["variant", "point"], observed=True):
-        lat = g["waking_to_run_ns"].to_numpy(dtype=np.float64)
+    for (variant, point), ids in src.groupby(["variant", "point"], observed=True)["run_id"]:
+        lat = np.concatenate([records[i]["waking_to_run_ns"].astype(np.float64)
+                              for i in ids if i in records] + [np.empty(0)])
         if lat.size:
             p50, p99 = np.percentile(lat, [50, 99])
             pooled[(str(variant), str(point))] = (lat.size, p50, p99)
@@ -147,6 +151,7 @@ def _cell_order(run: Run, frame: pd.DataFrame) -> pd.DataFrame:
     return frame.sort_values(["variant", "point"], kind="stable").reset_index(drop=True)
 
 
+@per_run
 def kernel_view_table(run: Run, family: str) -> pd.DataFrame:
     """One row per (variant, point) with kernel view: reps, the median over
     repetitions of each per-operation count (PER_OP), migrations per run,
@@ -161,24 +166,21 @@ def kernel_view_table(run: Run, family: str) -> pd.DataFrame:
     if src.empty:
         return pd.DataFrame({c: pd.Series(dtype="object") for c in columns})
     summary = kernel_metric_summary(run, family)
-    medians = summary.pivot_table(index=["variant", "point"], columns="metric", values="median",
-                                  observed=True, aggfunc="first")
+    medians = {(str(r.variant), str(r.point), str(r.metric)): float(r.median)
+               for r in summary.itertuples(index=False)}
     noisy = summary[summary["noisy"] & summary["metric"].astype(str).isin([m for m, _ in PER_OP])]
     noisy_by_cell: dict[tuple[str, str], list[str]] = {}
     for r in noisy.itertuples(index=False):
         noisy_by_cell.setdefault((str(r.variant), str(r.point)), []).append(str(r.metric))
     reps = src.groupby(["variant", "point"], observed=True).size()
-    wake = wake_to_run(run, family).set_index(["variant", "point"])
+    wake = {(r["variant"], r["point"]): r for r in wake_to_run(run, family).to_dict("records")}
     rows = []
     for (variant, point), n in reps.items():
         cell = (str(variant), str(point))
         row = {"variant": cell[0], "point": cell[1], "reps": int(n)}
         for metric, _ in PER_OP + PER_RUN:
-            try:
-                row[metric] = float(medians.loc[(variant, point), metric])
-            except KeyError:
-                row[metric] = math.nan
-        w = wake.loc[cell] if cell in wake.index else None
+            row[metric] = medians.get(cell + (metric,), math.nan)
+        w = wake.get(cell)
         row["wake_to_run_p50_ns"] = math.nan if w is None else float(w["wake_to_run_p50_ns"])
         row["wake_to_run_p99_ns"] = math.nan if w is None else float(w["wake_to_run_p99_ns"])
         row["wakeups_recorded"] = 0 if w is None else int(w["wakeups_recorded"])
@@ -191,6 +193,7 @@ def kernel_view_table(run: Run, family: str) -> pd.DataFrame:
 
 # -- probe overhead -----------------------------------------------------------
 
+@per_run
 def probe_overhead_table(run: Run, family: str, seed: int = 0) -> pd.DataFrame:
     """Per (variant, point) that ran with and without probes: the headline
     metric's median without (median_without) and with probes (median_with),
@@ -206,33 +209,40 @@ def probe_overhead_table(run: Run, family: str, seed: int = 0) -> pd.DataFrame:
     src = src[(src["family"].astype(str) == family) & (src["cell"] == PAIRED)]
     if src.empty or family not in run.families:
         return pd.DataFrame({c: pd.Series(dtype="object") for c in columns})
-    heads = {v: d["headline"] for v, d in run.families[family]["variants"].items()}
     s = run.samples
-    s = s[s["run_id"].isin(src["run_id"])]
-    s = s[s["metric"].astype(str).to_numpy() == s["variant"].astype(str).map(heads).to_numpy()]
-    summary = summarise(s, by=("family", "variant", "point", "metric", "kernel_view"), seed=seed)
+    # only the columns used: picking rows copies every column there is
+    s = s.loc[s["run_id"].isin(src["run_id"]).to_numpy(),
+              ["family", "variant", "point", "metric", "kernel_view", "run_id", "unit", "value"]]
+    s = s[is_headline(run, family, s)]
+    # without probes is the user side (run_sources): its row of the headline
+    # table, interval and all, so the two tables agree (and it is computed once)
+    without_of = {(str(r["variant"]), str(r["point"]), str(r["metric"])): r
+                  for r in headline(run, family, seed).to_dict("records")}
+    with_probes = summarise(s[s["kernel_view"].to_numpy(dtype=bool)],
+                            by=("family", "variant", "point", "metric", "kernel_view"), seed=seed)
     per_run = s.groupby("run_id")["value"].median()
-    reps = src.set_index("run_id").assign(median=per_run)
+    # every cell's twins at once (a pivot per cell cost more than the rest of the table)
+    twins = (src.assign(variant=src["variant"].astype(str), point=src["point"].astype(str),
+                        median=src["run_id"].map(per_run).to_numpy())
+             .pivot_table(index=["variant", "point", "repetition"], columns="kernel_view",
+                          values="median", aggfunc="median").dropna())
+    per_rep = (twins[True] / twins[False] - 1).groupby(level=["variant", "point"]) \
+        .agg(["min", "max"])
+    rep_spread = dict(zip(per_rep.index, zip(per_rep["min"], per_rep["max"])))
     rows = []
-    for (variant, point, metric), part in summary.groupby(["variant", "point", "metric"],
-                                                         observed=True, sort=True):
-        sides = part.set_index("kernel_view")
-        if True not in sides.index or False not in sides.index:
+    for with_ in with_probes.to_dict("records"):
+        variant, point, metric = str(with_["variant"]), str(with_["point"]), str(with_["metric"])
+        without = without_of.get((variant, point, metric))
+        if without is None:
             continue
-        with_, without = sides.loc[True], sides.loc[False]
         ratio, low, high = median_ratio(with_, without)
-        mine = reps[(reps["variant"].astype(str) == str(variant))
-                    & (reps["point"].astype(str) == str(point))]
-        twins = mine.pivot_table(index="repetition", columns="kernel_view", values="median",
-                                 aggfunc="median").dropna()
-        per_rep = (twins[True] / twins[False] - 1).to_numpy() if len(twins) else np.array([])
-        rows.append({"variant": str(variant), "point": str(point), "metric": str(metric),
+        rep_low, rep_high = rep_spread.get((variant, point), (math.nan, math.nan))
+        rows.append({"variant": variant, "point": point, "metric": metric,
                      "unit": str(with_["unit"]), "reps": int(min(with_["reps"], without["reps"])),
                      "median_without": float(without["median"]),
                      "median_with": float(with_["median"]),
                      "overhead": ratio - 1, "ci_low": low - 1, "ci_high": high - 1,
-                     "rep_low": float(per_rep.min()) if per_rep.size else math.nan,
-                     "rep_high": float(per_rep.max()) if per_rep.size else math.nan,
+                     "rep_low": float(rep_low), "rep_high": float(rep_high),
                      "noisy": bool(with_["noisy"] or without["noisy"])})
     return _cell_order(run, pd.DataFrame(rows, columns=columns))
 

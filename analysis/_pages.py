@@ -9,6 +9,7 @@ column widths are then exact and nothing overlaps.
 
 from __future__ import annotations
 
+import functools
 import textwrap
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -71,8 +72,99 @@ Block = Heading | Text | Space | Table
 
 def _put(fig, x: float, y: float, text: str, **kw) -> None:
     """Text at figure coordinates, never parsed as mathtext (a "$" in a
-    failure reason or an environment value is just a character)."""
-    fig.text(x, y, text, parse_math=False, **kw)
+    failure reason or an environment value is just a character): what
+    fig.text() makes, as a _Line."""
+    line = _line_class()(x, y, text, parse_math=False, transform=fig.transSubfigure, **kw)
+    line.set_figure(fig)
+    fig.texts.append(line)
+
+
+@functools.cache
+def _line_class():
+    """_Line, made on first use: matplotlib is imported only for a report."""
+    import matplotlib as mpl
+    import matplotlib.colors as mcolors
+    from matplotlib import font_manager
+    from matplotlib.text import Text
+
+    class _Line(Text):
+        """A Text of one line, drawn as Text draws it, measured a character
+        at a time.  Text measures a line by laying it out whole (a FreeType
+        glyph load per character), then lays it out again to draw it; the
+        report's text pages are a hundred thousand characters of a few
+        hundred distinct ones, so the measures are kept per font and
+        character.  A line's ascent and descent are its characters' largest
+        (their boxes' union: where each sits along the line does not
+        matter), and at least the font's (OS/2 table), as Text has them.
+        Anything but one line, left-aligned at its top or baseline, goes to
+        Text.draw."""
+
+        _measured: dict = {}       # (measure, dpi, font, character) -> (ascent, descent)
+
+        def _simple(self) -> bool:
+            text = self.get_text()
+            return (bool(text) and "\n" not in text and self.get_rotation() == 0
+                    and self.get_horizontalalignment() == "left"
+                    and self.get_verticalalignment() in ("top", "baseline")
+                    and self.get_bbox_patch() is None and not self.get_path_effects()
+                    and not self.get_usetex() and not self.get_parse_math()
+                    and not self.get_wrap() and self.get_linespacing() == "normal"
+                    # Type 1 fonts: Text takes their heights from AFM files
+                    and not mpl.rcParams["pdf.use14corefonts"] and not mpl.rcParams["ps.useafm"])
+
+        def _extent(self, renderer, dpi: float) -> tuple[float, float]:
+            prop = self.get_fontproperties()
+            measure = renderer.get_text_width_height_descent
+            key = (getattr(measure, "__func__", measure), dpi, prop)
+            stored = key[:2] + (prop.copy(),)      # a key that nobody changes later
+            ascent = descent = None
+            for ch in set(self.get_text()):
+                got = self._measured.get(key + (ch,))
+                if got is None:
+                    _, h, d = measure(ch, prop, ismath=False)
+                    got = self._measured[stored + (ch,)] = (h - d, d)
+                ascent = got[0] if ascent is None else max(ascent, got[0])
+                descent = got[1] if descent is None else max(descent, got[1])
+            font = self._measured.get(stored[1:])
+            if font is None:
+                ft = font_manager.get_font(font_manager.findfont(prop))
+                table = ft.get_sfnt_table("OS/2")
+                scale = 1 / ft.get_sfnt_table("head")["unitsPerEm"] * prop.get_size_in_points() \
+                    * dpi / 72
+                font = self._measured[stored[1:]] = (table["sTypoAscender"] * scale,
+                                                     -table["sTypoDescender"] * scale)
+            return max(ascent, font[0]), max(descent, font[1])
+
+        def draw(self, renderer):
+            if renderer is not None:
+                self._renderer = renderer
+            if not self.get_visible():
+                return
+            if not self._simple():
+                return super().draw(renderer)
+            # as Text.draw and Text._get_layout compute it for one such line
+            a, d = self._extent(renderer, self.get_figure(root=True).dpi)
+            y = -a - (0 if self.get_verticalalignment() == "top" else (-a - d) + d)
+            renderer.open_group("text", self.get_gid())
+            posx, posy = self.get_transform().transform((float(self.convert_xunits(self._x)),
+                                                         float(self.convert_yunits(self._y))))
+            gc = renderer.new_gc()
+            gc.set_foreground(mcolors.to_rgba(self.get_color()), isRGBA=True)
+            gc.set_alpha(self.get_alpha())
+            gc.set_url(self.get_url())
+            gc.set_antialiased(self.get_antialiased())
+            gc.set_snap(self.get_snap())
+            self._set_gc_clip(gc)
+            x, y = 0.0 + posx, y + posy
+            if renderer.flipy():
+                y = renderer.get_canvas_width_height()[1] - y
+            renderer.draw_text(gc, x, y, self.get_text(), self.get_fontproperties(), 0,
+                               ismath=False, mtext=self)
+            gc.restore()
+            renderer.close_group("text")
+            self.stale = False
+
+    return _Line
 
 
 def _inch_to_fig(x: float, y: float) -> tuple[float, float]:
@@ -306,4 +398,22 @@ class Report:
             _put(fig, MARGIN_X / PAGE_W, (0.45 + (len(caption_lines) - j - 0.2) * 8 * LINE / 72) / PAGE_H,
                  line, fontsize=8, color="0.25", family=SANS)
         self._footer(fig)
-        self.pdf.savefig(fig)
+        _save_drawn_once(self.pdf, fig)
+
+
+def _save_drawn_once(pdf, fig) -> None:
+    """pdf.savefig(fig), the figure drawn once.  savefig lays out a figure
+    that has a layout engine by drawing it whole (the output thrown away),
+    then draws it again to keep; laid out here as savefig would (with the
+    PDF canvas's text measures) and saved without the engine, it comes out
+    the same for half the drawing."""
+    import matplotlib
+    from matplotlib.backends.backend_pdf import FigureCanvasPdf
+
+    FigureCanvasPdf(fig)
+    fig.get_layout_engine().execute(fig)
+    # None means "no engine" only while these are off (they default to off)
+    with matplotlib.rc_context({"figure.autolayout": False,
+                                "figure.constrained_layout.use": False}):
+        fig.set_layout_engine(None)
+    pdf.savefig(fig)

@@ -56,7 +56,9 @@ class Run:
     # tidy: one row per counter of the ok runs (manifest runs[].counters): what the
     # family's worker counted itself in the measured window (EAGAINs, atoms not run...)
     counters: pd.DataFrame = field(default_factory=lambda: _empty_counters(), repr=False)
-    _wakeups: dict[int, pd.DataFrame] = field(default_factory=dict, repr=False, compare=False)
+    # run_id -> its wake-up records, column -> array (wakeup_columns)
+    _wakeups: dict[int, dict[str, np.ndarray]] = field(default_factory=dict, repr=False,
+                                                       compare=False)
 
     @property
     def name(self) -> str:
@@ -248,33 +250,38 @@ def _load_counters(runs: pd.DataFrame, runs_meta: list[dict[str, Any]]) -> pd.Da
 def _load_samples(run_dir: str, runs: pd.DataFrame, runs_meta: list[dict[str, Any]],
                   metric_order: list[str], units: dict[tuple, str]) -> pd.DataFrame:
     ok_rows = [i for i, r in enumerate(runs_meta) if r.get("status") == store.OK]
-    row_index, metrics, sample_idx, values = [], [], [], []
+    # metric and unit as category codes, from each file's own dictionary of
+    # names: a string per sample costs more than reading the files
+    rows, metric_names, unit_names, codes, samples, values = [], [], [], [], [], []
     for i in ok_rows:
         meta = runs_meta[i]
         # checked to stay inside run_dir when the manifest was read (lab.store)
         path = os.path.join(run_dir, store.run_samples_file(meta))
-        metric, sample, value = _read_samples(path, run_dir, meta)
-        row_index.append(np.full(len(metric), i, dtype=np.int64))
-        metrics.append(metric)
-        sample_idx.append(sample)
+        names, code, sample, value = _read_samples(path, run_dir, meta)
+        rows.append(np.full(len(code), i, dtype=np.int64))
+        metric_names.append(names)
+        unit_names.append([units.get((meta["family"], meta["variant"], n), "") for n in names])
+        codes.append(code)
+        samples.append(sample)
         values.append(value)
+    used = [np.unique(c) for c in codes]
 
-    if row_index:
-        rows = np.concatenate(row_index)
-        metric = np.concatenate(metrics).astype(str)
-        sample = np.concatenate(sample_idx).astype(np.int64, copy=False)
-        value = np.concatenate(values)
-    else:
-        rows = np.empty(0, dtype=np.int64)
-        metric = np.empty(0, dtype=str)
-        sample = np.empty(0, dtype=np.int64)
-        value = np.empty(0, dtype=np.float64)
+    def categories(names_per_file: list[list[str]]) -> list[str]:
+        return sorted({names[c] for names, u in zip(names_per_file, used) for c in u})
+
+    def recoded(names_per_file: list[list[str]], cats: list[str]) -> np.ndarray:
+        at = {c: j for j, c in enumerate(cats)}
+        return _joined([np.array([at.get(n, -1) for n in names], dtype=np.int64)[c]
+                        for names, c in zip(names_per_file, codes)], np.int64)
+
+    metric_cats = list(dict.fromkeys(metric_order + categories(metric_names)))
+    unit_cats = categories(unit_names)
+    metric, unit = recoded(metric_names, metric_cats), recoded(unit_names, unit_cats)
+    rows = _joined(rows, np.int64)
+    sample = _joined(samples, np.int64).astype(np.int64, copy=False)
+    value = _joined(values, np.float64)
 
     base = runs.iloc[rows].reset_index(drop=True)
-    fam = base["family"].astype(str).to_numpy()
-    var = base["variant"].astype(str).to_numpy()
-    unit = [units.get(k, "") for k in zip(fam, var, metric)]
-    metric_cats = list(dict.fromkeys(metric_order + sorted(set(metric.tolist()))))
     out = pd.DataFrame({
         "run_id": base["run_id"],
         "family": base["family"],
@@ -282,14 +289,18 @@ def _load_samples(run_dir: str, runs: pd.DataFrame, runs_meta: list[dict[str, An
         "point": base["point"],
         "repetition": base["repetition"],
         "kernel_view": base["kernel_view"],
-        "metric": pd.Categorical(metric, categories=metric_cats),
-        "unit": pd.Categorical(unit),
+        "metric": pd.Categorical.from_codes(metric, categories=metric_cats),
+        "unit": pd.Categorical.from_codes(unit, categories=unit_cats),
         "sample": sample,
         "value": value,
     })
     for col in runs.columns[len(_RUN_COLUMNS):]:
         out[col] = base[col]
     return out
+
+
+def _joined(parts: list[np.ndarray], dtype) -> np.ndarray:
+    return np.concatenate(parts) if parts else np.empty(0, dtype=dtype)
 
 
 def _rerun_fix(run_dir: str, run_id: int) -> str:
@@ -303,14 +314,28 @@ def _one_line(e: BaseException) -> str:
     return " ".join(str(e).split()) or type(e).__name__
 
 
+def _read_parquet(path: str, columns: list[str] | None = None):
+    """One Parquet file as a pyarrow Table.  pq.read_table goes through the
+    dataset layer, about 1 ms a file, and a run has hundreds of small
+    files; ParquetFile reads the file alone.  It skips a column it does
+    not have where read_table raises, so that is checked here."""
+    import pyarrow.parquet as pq
+
+    with pq.ParquetFile(path) as f:
+        absent = [c for c in columns or () if c not in f.schema_arrow.names]
+        if absent:
+            raise ValueError(f"no column {', '.join(absent)}")
+        return f.read(columns=columns)
+
+
 def _read_samples(path: str, run_dir: str, meta: dict[str, Any]):
-    """(metric, sample, value) arrays of one ok run's samples file, or
+    """(metric names, metric codes, sample, value) of one ok run's samples
+    file (sample i's metric is names[codes[i]]), or
     ResultsError: missing, not a Parquet table of samples, other counts
     than the manifest's, or values that are not finite (a worker's samples
     are times and rates: NaN or infinity in a file is damage, and would
     silently bend every median and interval computed from it)."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     run_id = meta["id"]
     fix = _rerun_fix(run_dir, run_id)
@@ -318,7 +343,7 @@ def _read_samples(path: str, run_dir: str, meta: dict[str, Any]):
         if not stat.S_ISREG(os.stat(path).st_mode):
             raise store.ResultsError(f"{path}: not a file, but the manifest names it as the "
                                      f"samples of run {run_id}; {fix}")
-        table = pq.read_table(path, columns=["metric", "sample", "value"])
+        table = _read_parquet(path, ["metric", "sample", "value"])
     except FileNotFoundError:
         raise store.ResultsError(
             f"{path}: missing, but the manifest lists run {run_id} as ok; {fix}") from None
@@ -336,9 +361,9 @@ def _read_samples(path: str, run_dir: str, meta: dict[str, Any]):
         raise store.ResultsError(f"{path}: samples of run {run_id} have column types "
                                  f"sample {types['sample']}, value {types['value']} (expected "
                                  f"integers and numbers); {fix}")
-    metric = np.asarray(table.column("metric").to_numpy(), dtype=object)
-    names, counts = np.unique(metric.astype(str), return_counts=True)
-    found = dict(zip(names.tolist(), counts.tolist()))
+    names, codes = _codes(table.column("metric"))
+    counts = np.bincount(codes, minlength=len(names))
+    found = {n: int(k) for n, k in sorted(zip(names, counts.tolist())) if k}
     expected = {k: int(v) for k, v in (meta.get("n_samples") or {}).items()}
     if expected and found != expected:
         raise store.ResultsError(f"{path}: holds {found} samples but the manifest says "
@@ -352,8 +377,24 @@ def _read_samples(path: str, run_dir: str, meta: dict[str, Any]):
         n = int(bad.sum())
         raise store.ResultsError(
             f"{path}: {n} of the {len(value)} samples of run {run_id} {'is' if n == 1 else 'are'} "
-            f"{kinds} (the first: {metric[first]} sample {first}); {fix}")
-    return metric, table.column("sample").to_numpy(), value
+            f"{kinds} (the first: {names[codes[first]]} sample {first}); {fix}")
+    return names, codes, table.column("sample").to_numpy(), value
+
+
+def _codes(column) -> tuple[list[str], np.ndarray]:
+    """A column of names as (distinct names, the index of each row's name
+    among them); names as str() makes them, a missing one "None"."""
+    import pyarrow as pa
+
+    array = column.combine_chunks()
+    if not pa.types.is_dictionary(array.type):
+        array = array.dictionary_encode()
+    index: dict[str, int] = {}
+    # two dictionary entries may make one name: they get one code
+    remap = np.array([index.setdefault(str(n), len(index)) for n in array.dictionary.to_pylist()]
+                     + [index.setdefault("None", len(index))], dtype=np.int64)
+    codes = array.indices.fill_null(len(remap) - 1).to_numpy(zero_copy_only=False)
+    return list(index), remap[codes]
 
 
 def _empty_metrics() -> pd.DataFrame:
@@ -370,13 +411,11 @@ def _load_metrics(run_dir: str, runs: pd.DataFrame) -> pd.DataFrame:
     run's rows count only when the manifest lists it as ok; a run that was
     interrupted after its rows were written and then re-run on resume has
     two blocks of rows, and the later one (the run that finished) counts."""
-    import pyarrow.parquet as pq
-
     path = os.path.join(run_dir, store.METRICS)
     if not os.path.exists(path):
         return _empty_metrics()
     try:
-        table = pq.read_table(path, columns=["run_id", "probe", "metric", "key", "value"])
+        table = _read_parquet(path, ["run_id", "probe", "metric", "key", "value"])
     except Exception as e:          # pyarrow raises several types for a bad file
         raise store.ResultsError(f"{path}: unreadable probe metrics ({_one_line(e)}); delete "
                                  "it to read the folder without the kernel view") from None
@@ -407,22 +446,13 @@ def load_wakeups(run: Run, run_ids=None, missing: str = "raise") -> pd.DataFrame
     run_cpu, family, variant, point, repetition.  Files are read on first
     use and kept with the Run.  A file the manifest lists but that is gone
     raises lab.store.ResultsError, or is left out with ``missing="skip"``."""
-    if missing not in ("raise", "skip"):
-        raise ValueError(f"missing: 'raise' or 'skip', not {missing!r}")
-    files = {int(r["id"]): r.get("kernel_file") for r in run.manifest.get("runs") or []
-             if r.get("status") == store.OK and r.get("kernel_file")}
-    ids = list(files) if run_ids is None else [int(i) for i in run_ids if int(i) in files]
-    parts = []
-    for run_id in ids:
-        if run_id not in run._wakeups:
-            frame = _read_wakeups(os.path.join(run.path, files[run_id]), run_id, missing)
-            if frame is None:
-                continue
-            run._wakeups[run_id] = frame
-        parts.append(run._wakeups[run_id])
+    parts = wakeup_columns(run, run_ids, missing)
     info = run.runs.set_index("run_id")[["family", "variant", "point", "repetition"]]
     if parts:
-        out = pd.concat(parts, ignore_index=True)
+        out = pd.DataFrame({
+            "run_id": np.concatenate([np.full(len(p[WAKEUP_COLUMNS[0]]), i, dtype=np.int64)
+                                      for i, p in parts.items()]),
+            **{c: np.concatenate([p[c] for p in parts.values()]) for c in WAKEUP_COLUMNS}})
     else:
         out = pd.DataFrame({"run_id": pd.Series(dtype="int64"),
                             **{c: pd.Series(dtype="uint64" if c.endswith("_ns") else "int64")
@@ -433,10 +463,31 @@ def load_wakeups(run: Run, run_ids=None, missing: str = "raise") -> pd.DataFrame
     return out
 
 
-def _read_wakeups(path: str, run_id: int, missing: str) -> pd.DataFrame | None:
-    import pyarrow.parquet as pq
+def wakeup_columns(run: Run, run_ids=None,
+                   missing: str = "raise") -> dict[int, dict[str, np.ndarray]]:
+    """load_wakeups() as arrays, before any table is made: run_id -> that
+    run's records (WAKEUP_COLUMNS -> array), in the order asked for.  A
+    summary per cell needs no table, and making one per run, or joining
+    the runs' columns to every record, costs more than reading the files."""
+    if missing not in ("raise", "skip"):
+        raise ValueError(f"missing: 'raise' or 'skip', not {missing!r}")
+    files = {int(r["id"]): r.get("kernel_file") for r in run.manifest.get("runs") or []
+             if r.get("status") == store.OK and r.get("kernel_file")}
+    ids = list(files) if run_ids is None else [int(i) for i in run_ids if int(i) in files]
+    out = {}
+    for run_id in ids:
+        if run_id not in run._wakeups:
+            records = _read_wakeups(os.path.join(run.path, files[run_id]), run_id, missing)
+            if records is None:
+                continue
+            run._wakeups[run_id] = records
+        out[run_id] = run._wakeups[run_id]
+    return out
+
+
+def _read_wakeups(path: str, run_id: int, missing: str) -> dict[str, np.ndarray] | None:
     try:
-        table = pq.read_table(path)
+        table = _read_parquet(path)
     except FileNotFoundError:
         if missing == "skip":
             return None
@@ -449,9 +500,7 @@ def _read_wakeups(path: str, run_id: int, missing: str) -> pd.DataFrame | None:
         raise store.ResultsError(f"{path}: unreadable wake-ups of run {run_id} "
                                  f"({_one_line(e)}); pass missing=\"skip\" to leave those "
                                  "runs out") from None
-    frame = table.to_pandas()
-    absent = [c for c in WAKEUP_COLUMNS if c not in frame.columns]
+    absent = [c for c in WAKEUP_COLUMNS if c not in table.column_names]
     if absent:
         raise store.ResultsError(f"{path}: wake-up records lack {', '.join(absent)}")
-    frame.insert(0, "run_id", np.full(len(frame), run_id, dtype=np.int64))
-    return frame[["run_id"] + WAKEUP_COLUMNS]
+    return {c: table.column(c).to_numpy() for c in WAKEUP_COLUMNS}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from analysis import _counters, _kernel, _views
+from analysis import _probe_cost, _counters, _kernel, _views
 from analysis._format import (CI_NOTE, KERNEL_NOISY_NOTE, NOISY_NOTE, OVERHEAD_NOTE, align_text,
                               counter_groups, fmt_ratio, kernel_view_rows, overhead_rows,
                               summary_table)
@@ -71,6 +71,7 @@ def show_text(run: Run, family: str | None = None) -> str:
             out.append("  probe overhead (headline medians, with probes against without):")
             out += align_text(header, rows, right=right)
             out += _wrap_words(_kernel.overhead_sentence(run, name), "  ")
+            out += _probe_cost.show_lines(run, name)
         skipped = _views.skipped_lines(run, name)
         if skipped:
             out.append("  skipped:")

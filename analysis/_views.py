@@ -11,6 +11,8 @@ headline_samples() follow that rule; Run.samples keeps every sample."""
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -30,6 +32,43 @@ PROBED = "probed"           # only runs with probes: both sides use them
 UNPROBED = "unprobed"       # only runs without probes: no kernel view
 
 OVERHEAD_HINT = "probe overhead not measured (set probe_overhead = true in [suite])"
+
+
+def cached_per_run(run: Run, section: str, key: tuple, compute: Callable[[], Any]):
+    """compute() once per Run (and its tables): a section asks for the
+    same tables from several places."""
+    cache = run.__dict__.setdefault(f"_{section}_section_cache", {})
+    key = key + tuple((id(t), len(t)) for t in (run.samples, run.runs, run.metrics, run.counters))
+    if key not in cache:
+        cache[key] = compute()
+    return cache[key]
+
+
+def _key_part(value):
+    if isinstance(value, dict):
+        return tuple((k, _key_part(v)) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return tuple(_key_part(v) for v in value)
+    return value
+
+
+def per_run(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Decorator: ``fn(run, ...)`` computed once per Run and arguments
+    (cached_per_run): `lab show`, the report's generic section and the
+    family sections each ask for the same tables, several times.  Callers
+    get a copy, so one that adds a column changes nobody else's table."""
+    signature = inspect.signature(fn)
+
+    @functools.wraps(fn)
+    def wrapper(run: Run, *args, **kwargs):
+        bound = signature.bind(run, *args, **kwargs)
+        bound.apply_defaults()
+        key = (fn.__module__, fn.__qualname__) + tuple(
+            _key_part(v) for name, v in bound.arguments.items() if name != "run")
+        result = cached_per_run(run, "analysis", key, lambda: fn(run, *args, **kwargs))
+        return result.copy() if isinstance(result, (pd.DataFrame, list, dict)) else result
+
+    return wrapper
 
 
 def run_sources(run: Run) -> pd.DataFrame:
@@ -54,12 +93,16 @@ def run_sources(run: Run) -> pd.DataFrame:
 
 
 def user_samples(run: Run) -> pd.DataFrame:
-    """run.samples restricted to the runs that feed user-side numbers."""
-    src = run_sources(run)
-    ids = src.loc[src["user_side"], "run_id"].to_numpy()
-    if len(ids) == len(src):
-        return run.samples
-    return run.samples[run.samples["run_id"].isin(ids)]
+    """run.samples restricted to the runs that feed user-side numbers (the
+    same frame on every call, like run.samples itself: not to be modified)."""
+    def compute() -> pd.DataFrame:
+        src = run_sources(run)
+        ids = src.loc[src["user_side"], "run_id"].to_numpy()
+        if len(ids) == len(src):
+            return run.samples
+        return run.samples[run.samples["run_id"].isin(ids)]
+    # one copy of every sample's columns, not one per caller
+    return cached_per_run(run, "analysis", ("user_samples",), compute)
 
 
 def kernel_run_ids(run: Run, family: str | None = None) -> list[int]:
@@ -114,15 +157,27 @@ def user_side_note(run: Run, family: str) -> tuple[str, str]:
     return "user side: mixed, see below", "User-side numbers: " + "; ".join(parts) + "."
 
 
+def is_headline(run: Run, family: str, frame: pd.DataFrame) -> np.ndarray:
+    """Which rows of ``frame`` (of one family: variant and metric columns)
+    hold their variant's headline metric (manifest
+    families[family].variants[v].headline)."""
+    heads = {v: d["headline"] for v, d in run.families[family]["variants"].items()}
+    variant, metric = frame["variant"], frame["metric"]
+    if all(isinstance(c.dtype, pd.CategoricalDtype) for c in (variant, metric)):
+        # by category codes: comparing strings costs more than the rest of a summary
+        code = {m: i for i, m in enumerate(metric.cat.categories)}
+        # -2 matches no metric code: a variant without a headline, or a missing one (code -1)
+        head_code = np.array([code.get(heads.get(v), -2) for v in variant.cat.categories] + [-2])
+        return metric.cat.codes.to_numpy() == head_code[variant.cat.codes.to_numpy()]
+    return metric.astype(str).to_numpy() == variant.astype(str).map(heads).to_numpy()
+
+
 def headline_samples(run: Run, family: str) -> pd.DataFrame:
     """The user-side samples (run_sources) of each variant's headline metric
     (manifest families[family].variants[v].headline) in that family."""
-    fam = run.families[family]
-    heads = {v: d["headline"] for v, d in fam["variants"].items()}
     s = user_samples(run)
-    s = s[s["family"] == family]
-    keep = s["metric"].astype(str).to_numpy() == s["variant"].astype(str).map(heads).to_numpy()
-    return s[keep]
+    # one pick of the rows: each copies every column
+    return s[(s["family"] == family).to_numpy() & is_headline(run, family, s)]
 
 
 def _summary(run: Run, seed: int = 0) -> pd.DataFrame:
@@ -136,6 +191,7 @@ def _summary(run: Run, seed: int = 0) -> pd.DataFrame:
     return cache[key]
 
 
+@per_run
 def family_summary(run: Run, family: str, seed: int = 0) -> pd.DataFrame:
     """Every metric of every variant and point of a family, in manifest
     order, from the user-side runs (run_sources)."""
@@ -143,6 +199,7 @@ def family_summary(run: Run, family: str, seed: int = 0) -> pd.DataFrame:
     return s[s["family"] == family].reset_index(drop=True)
 
 
+@per_run
 def headline(run: Run, family: str, seed: int = 0) -> pd.DataFrame:
     """summarise() restricted to each variant's headline metric, rows in the
     order the family lists its variants, then by point."""
@@ -150,9 +207,8 @@ def headline(run: Run, family: str, seed: int = 0) -> pd.DataFrame:
         raise KeyError(f"{family!r} is not a family of this run "
                        f"({', '.join(run.families) or 'none'})")
     s = family_summary(run, family, seed)
-    heads = {v: d["headline"] for v, d in run.families[family]["variants"].items()}
-    keep = s["metric"].astype(str).to_numpy() == s["variant"].astype(str).map(heads).to_numpy()
-    return s[keep].sort_values(["variant", "point"], kind="stable").reset_index(drop=True)
+    s = s[is_headline(run, family, s)]
+    return s.sort_values(["variant", "point"], kind="stable").reset_index(drop=True)
 
 
 @dataclass(frozen=True)
@@ -170,19 +226,21 @@ def reference_rows(summary: pd.DataFrame, reference: str) -> pd.DataFrame:
     return summary[summary["variant"].astype(str) == reference]
 
 
-def ratio_to(row, ref_rows: pd.DataFrame) -> tuple[float, float, float, str] | None:
+def ratio_to(row, refs: list[dict[str, Any]]) -> tuple[float, float, float, str] | None:
     """row's median over the reference's (same unit; the same point if the
     reference has several, else its only one), with the CI bounds divided
-    crosswise: an interval at least as wide as the true one."""
-    same_unit = ref_rows[ref_rows["unit"].astype(str) == str(row.unit)]
-    if same_unit.empty:
+    crosswise: an interval at least as wide as the true one.  ``refs``: the
+    reference rows as records (reference_rows(...).to_dict("records"), made
+    once: filtering a frame for every row cost more than the ratios)."""
+    same_unit = [r for r in refs if str(r["unit"]) == str(row.unit)]
+    if not same_unit:
         return None
-    match = same_unit[same_unit["point"].astype(str) == str(row.point)]
-    if match.empty:
+    match = [r for r in same_unit if str(r["point"]) == str(row.point)]
+    if not match:
         if len(same_unit) != 1:
             return None
         match = same_unit
-    ref = match.iloc[0]
+    ref = match[0]
     if not ref["median"] or not math.isfinite(ref["median"]):
         return None
     return (*median_ratio(row._asdict(), ref), str(ref["point"]))
@@ -191,7 +249,7 @@ def ratio_to(row, ref_rows: pd.DataFrame) -> tuple[float, float, float, str] | N
 def median_ratio(a, b) -> tuple[float, float, float]:
     """a's median / b's (summary rows), with the 95% CI bounds divided
     crosswise: an interval at least as wide as the ratio's own."""
-    ratio = a["median"] / b["median"]
+    ratio = np.float64(a["median"]) / b["median"]      # a zero median: inf, as NumPy divides
     low = a["ci_low"] / b["ci_high"] if b["ci_high"] else math.nan
     high = a["ci_high"] / b["ci_low"] if b["ci_low"] else math.inf
     return ratio, low, high
@@ -201,7 +259,7 @@ def reference_ratios(run: Run, family: str, seed: int = 0) -> list[Ratio]:
     """Each non-reference headline median / the reference variant's."""
     reference = run.families[family].get("reference")
     table = headline(run, family, seed)
-    refs = reference_rows(table, reference)
+    refs = reference_rows(table, reference).to_dict("records")
     out = []
     for row in table.itertuples(index=False):
         if str(row.variant) == reference:
@@ -219,7 +277,7 @@ def label(variant: str, point: str) -> str:
 
 def skipped_lines(run: Run, family: str | None = None) -> list[str]:
     """One line per variant point the runner skipped, with its reason."""
-    s = run.skipped
+    s = run.skipped[["family", "variant", "point", "reason"]]
     if family is not None:
         s = s[s["family"] == family]
     return [f"{r.family}/{label(str(r.variant), str(r.point))}: {r.reason or 'no reason recorded'}"
@@ -228,7 +286,8 @@ def skipped_lines(run: Run, family: str | None = None) -> list[str]:
 
 def not_ok_lines(run: Run, family: str | None = None) -> list[str]:
     """One line per run that is not ok (failed, timeout, interrupted, pending)."""
-    s = run.not_ok()
+    s = run.runs[["run_id", "family", "variant", "point", "repetition", "status", "reason"]]
+    s = s[s["status"] != "ok"]          # Run.not_ok(), without the parameter columns
     if family is not None:
         s = s[s["family"] == family]
     out = []
@@ -309,13 +368,3 @@ def is_set(value) -> bool:
     if value is None or value is pd.NA:
         return False
     return not (isinstance(value, (float, np.floating)) and math.isnan(value))
-
-
-def cached_per_run(run: Run, section: str, key: tuple, compute: Callable[[], Any]):
-    """compute() once per Run (and its samples): a section asks for the
-    same tables from several places."""
-    cache = run.__dict__.setdefault(f"_{section}_section_cache", {})
-    key = key + (id(run.samples), len(run.samples), id(run.runs), len(run.runs))
-    if key not in cache:
-        cache[key] = compute()
-    return cache[key]

@@ -164,7 +164,7 @@ def ratios(summary_df: pd.DataFrame, reference_variant: str) -> pd.DataFrame:
     families = summary_df["family"].unique() if "family" in summary_df.columns else [None]
     for family in families:
         part = summary_df if family is None else summary_df[summary_df["family"] == family]
-        refs = reference_rows(part, reference_variant)
+        refs = reference_rows(part, reference_variant).to_dict("records")
         for r in part.itertuples(index=False):
             if str(r.variant) == reference_variant:
                 continue

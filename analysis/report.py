@@ -123,9 +123,10 @@ def problem_blocks(run: Run) -> list:
     return blocks
 
 
-def write_report(run_dir: str, output: str | None = None) -> str:
+def write_report(run_dir: str, output: str | None = None, run: Run | None = None) -> str:
     """Write the PDF report of the run in run_dir (default RUN_DIR/report.pdf)
-    and return its path.  Raises lab.store.ResultsError for an unreadable run."""
+    and return its path.  Raises lab.store.ResultsError for an unreadable run.
+    ``run``: that run, if the caller has loaded it already."""
     import matplotlib
     if "matplotlib.pyplot" not in sys.modules:
         matplotlib.use("Agg")       # the report needs no display; notebooks keep theirs
@@ -133,7 +134,7 @@ def write_report(run_dir: str, output: str | None = None) -> str:
 
     from analysis.sections import section_for
 
-    run = load_run(run_dir)
+    run = run if run is not None else load_run(run_dir)
     output = output or os.path.join(run_dir, REPORT_NAME)
     suite_name = run.manifest.get("suite", {}).get("name", run.name)
     with atomic_output(output) as tmp:

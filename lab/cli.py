@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 EXIT_BAD_INPUT = 2
@@ -30,7 +31,70 @@ def _print_error(message: str) -> None:
 
 def cmd_doctor(args: argparse.Namespace) -> int:
     from lab.environment import run_doctor
-    return run_doctor(as_json=args.json)
+    if not args.probe_cost:
+        return run_doctor(as_json=args.json)
+    if not 1 <= args.repetitions <= 100:
+        _print_error(f"doctor: --repetitions {args.repetitions} is out of range; allowed 1..100")
+        return EXIT_BAD_INPUT
+    from lab import probes
+    reason = probes.unavailable_reason()
+    if reason:
+        _print_error(f"doctor --probe-cost: the probes cannot run here: {reason}")
+        return EXIT_BAD_INPUT
+    status = run_doctor(as_json=args.json)
+    measured = _measure_probe_cost(args.repetitions, quiet=args.json)
+    if isinstance(measured, int):
+        return measured
+    if args.json:
+        print(measured.to_json(orient="records"))
+    return status
+
+
+PROBE_COST_SUITE = """
+[suite]
+name = "probe-cost"
+description = "lab doctor --probe-cost: each probe alone against no probes"
+repetitions = {reps}
+probe_overhead = true
+
+[probe_cost]
+samples = 1000
+warmup = 100
+"""
+
+
+def _measure_probe_cost(repetitions: int, quiet: bool):
+    """Run the probe_cost family (lab run, in a folder that is deleted
+    after) and print each probe's cost per program run: the table, or an
+    exit status when the run failed (its stderr said why)."""
+    import subprocess
+    import tempfile
+
+    from analysis import load_run
+    from analysis._format import align_text
+    from analysis._probe_cost import COST_NOTE, cost_rows, probe_cost_table
+    with tempfile.TemporaryDirectory(prefix="lab-probe-cost-") as tmp:
+        suite = os.path.join(tmp, "probe-cost.toml")
+        with open(suite, "w") as f:
+            f.write(PROBE_COST_SUITE.format(reps=repetitions))
+        if not quiet:
+            print(f"\nmeasuring each probe's cost ({repetitions} interleaved repetitions, "
+                  "about 5 s each) ...", flush=True)
+        proc = subprocess.run([sys.executable, "-m", "lab.cli", "run", suite, "--out",
+                               os.path.join(tmp, "results"), "--quiet"],
+                              stdout=subprocess.DEVNULL)
+        if proc.returncode != 0:
+            return proc.returncode
+        from lab import store
+        run = load_run(store.latest_run_dir(os.path.join(tmp, "results")))
+        if not quiet:
+            header, rows = cost_rows(run)
+            print("probe cost, per program run on a run's events (this machine, now):")
+            print("\n".join(align_text(header, rows)))
+            print(f"  {COST_NOTE}; a workload's overhead with the probes is about the sum "
+                  "over probes of its runs per operation (lab show: probe_runs_<probe>_per_op) "
+                  "times these")
+        return probe_cost_table(run).drop(columns=["workload"])
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -271,9 +335,12 @@ def cmd_report(args: argparse.Namespace) -> int:
                                    fix="use -o PATH in a folder that exists and you can write")
         else:
             store.require_writable(run_dir, fix="use -o PATH")
-        store.read_manifest(run_dir)        # a damaged manifest: refused before matplotlib loads
+        # damaged results are refused before matplotlib loads; the run read
+        # here is the one drawn (its manifest checked once, its files read once)
+        from analysis import load_run
+        run = load_run(run_dir)
         from analysis.report import write_report
-        print(write_report(run_dir, args.output))
+        print(write_report(run_dir, args.output, run=run))
     except store.ResultsError as e:
         _print_error(str(e))
         return EXIT_BAD_INPUT
@@ -295,8 +362,16 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Kernel, CPU, virtualisation, clocksource, cpuidle, mitigations,\n"
                                    "privileges, io_uring and BPF state, and what makes the machine noisy.\n"
                                    "Exit status 0 when the lab can run, 1 (with the reasons) when not.",
-                       epilog="examples:\n  lab doctor\n  lab doctor --json > machine.json")
+                       epilog="examples:\n  lab doctor\n  lab doctor --json > machine.json\n"
+                              "  lab doctor --probe-cost      # also measure each probe's cost "
+                              "(root, ~20 s)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--probe-cost", action="store_true",
+                   help="also measure what each probe costs per program run: the probe_cost "
+                        "family, each probe alone against no probes, interleaved (a lab run: "
+                        "it takes the machine lock)")
+    p.add_argument("--repetitions", type=int, default=3, metavar="N",
+                   help="repetitions for --probe-cost (default 3)")
     p.set_defaults(func=cmd_doctor)
 
     p = sub.add_parser("list", formatter_class=fmt, help="families, variants and parameters",
@@ -381,6 +456,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("lab: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    finally:
+        from lab import signals
+        signals.ignore_late()
 
 
 if __name__ == "__main__":

@@ -152,6 +152,9 @@ class Variant:
     # thread, the activations runtime's second VP), beyond the two-party
     # convention of peer_cpu_use; None: no helper.
     peer_helper: Callable[[dict[str, Any]], bool] | None = None
+    # The probes its probed runs attach (lab.probes.CONCERN_NAMES), to
+    # measure one probe alone (family probe_cost); None: all of the run's.
+    probes: tuple[str, ...] | None = None
 
     @property
     def headline(self) -> Metric:
@@ -229,6 +232,7 @@ class Family:
                     "metrics": {m.name: {"unit": m.unit, "help": m.help}
                                 for m in v.metrics},
                     "headline": v.headline.name,
+                    **({"probes": list(v.probes)} if v.probes is not None else {}),
                 }
                 for v in self.variants
             },

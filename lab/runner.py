@@ -37,6 +37,7 @@ class PlannedRun:
     cpu: int
     peer_cpu: int
     kernel_view: bool = False           # probes attached to this run
+    probes: list[str] | None = None     # which (kernel_view runs): None, all of the session's
     status: str = store.PENDING
     reason: str | None = None
     started_at: str | None = None
@@ -92,7 +93,7 @@ def plan(suite: Suite, capabilities: dict[str, str | None],
     rotated by r * n / repetitions, so each variant meets every position in
     the sequence (and whatever drift the machine has) in turn.  With the
     kernel view and ``probe_overhead``, every item runs with and without
-    probes, in two blocks per repetition whose order alternates.
+    probes, the twins back to back, the first of them alternating.
     Variants whose capabilities are missing become `skipped` entries.
     """
     cpu, peer = suite.settings["cpu"], suite.settings["peer_cpu"]
@@ -113,21 +114,25 @@ def plan(suite: Suite, capabilities: dict[str, str | None],
                     skipped.append({"family": sel.family.name, "variant": variant.name,
                                     "params": point, "reason": "; ".join(missing)})
                 else:
-                    items.append((sel.family.name, variant.name, point))
+                    items.append((sel.family.name, variant, point))
     twins = (True, False) if kernel_view and suite.settings["probe_overhead"] else (kernel_view,)
     runs = []
     reps = suite.repetitions
     for r in range(reps):
         shift = (r * len(items) // reps) if items else 0
         order = items[shift:] + items[:shift]
-        # The twins come in blocks, with probes then without, the blocks
-        # swapping places every repetition (P U | U P | P U ...): each twin
-        # goes first as often as second, and the probes are detached at most
-        # once a repetition (a detach costs ~0.6 s on a 2-vCPU VM).
-        for probed in (twins if r % 2 == 0 else twins[::-1]):
-            for fam, var, point in order:
-                runs.append(PlannedRun(len(runs) + 1, fam, var, dict(point), r, cpu, peer,
-                                       kernel_view=probed))
+        # The twins run back to back, so both see the same state of the
+        # machine (on a VM the host's shifts last seconds): the first of
+        # each pair alternates from item to item and from one repetition to
+        # the next, so each twin goes first as often as second.  (Detaching
+        # the probes between them takes milliseconds: they are raw
+        # tracepoint links.)
+        for i, (fam, var, point) in enumerate(order):
+            for probed in (twins if (r + i) % 2 == 0 else twins[::-1]):
+                runs.append(PlannedRun(len(runs) + 1, fam, var.name, dict(point), r, cpu, peer,
+                                       kernel_view=probed,
+                                       probes=list(var.probes) if probed and var.probes
+                                       else None))
     return runs, skipped
 
 
@@ -222,6 +227,10 @@ class Runner:
         self.probes = probes            # used by the runs planned with the kernel view
         self.progress = progress
         self._worker: subprocess.Popen | None = None
+        # compile once: the upcall program, loaded for the suite at its first
+        # run that needs it and handed to each such worker (its fds)
+        from lab.families.upcall import SuitePrograms
+        self._shared = SuitePrograms()
         self._next_write = 0.0          # monotonic time the manifest may be rewritten
         # resuming keeps the kernel view of the finished runs, only theirs
         done = {r["id"] for r in manifest["runs"] if r["status"] == store.OK}
@@ -270,6 +279,7 @@ class Runner:
                                             f"lab run --resume {self.run_dir}")
             self._record(runs)
             shutil.rmtree(os.path.join(self.run_dir, ".scratch"), ignore_errors=True)
+            self._shared.close()
             _tidy_tracefs()
         return status
 
@@ -301,10 +311,13 @@ class Runner:
         observer = self.probes if (run.kernel_view and self.probes) else NoObserver()
         if self.probes and not run.kernel_view:
             self.probes.park()      # no program may run during an unprobed twin
+        elif self.probes:
+            self.probes.only(tuple(run.probes) if run.probes is not None else None)
         company = set(lock.other_measurements())
+        shared = self._shared.for_run(run.family, run.variant, run.params)
         t0 = time.monotonic()
         try:
-            ok, reason, view = self._spawn_and_converse(run, scratch, output, observer)
+            ok, reason, view = self._spawn_and_converse(run, scratch, output, observer, shared)
             run.duration_s = round(time.monotonic() - t0, 3)
             company.update(lock.other_measurements())
             run.alongside = sorted(company) or None
@@ -329,12 +342,12 @@ class Runner:
         _kill_orphans()
 
     def _spawn_and_converse(self, run: PlannedRun, scratch: str, output: str,
-                            observer: RunObserver) -> tuple[bool, str, Any]:
+                            observer: RunObserver, shared=((), {})) -> tuple[bool, str, Any]:
         ready_r, ready_w = os.pipe()
         go_r, go_w = os.pipe()
         spec = {"family": run.family, "variant": run.variant, "params": run.params,
                 "cpu": run.cpu, "peer_cpu": run.peer_cpu, "ready_fd": ready_w, "go_fd": go_r,
-                "output": output, "scratch_dir": scratch}
+                "output": output, "scratch_dir": scratch, **shared[1]}
         stderr_path = os.path.join(scratch, "stderr")
         proc = None
         view = None
@@ -343,8 +356,9 @@ class Runner:
                 # own session: Ctrl-C reaches only the runner, which then
                 # kills the worker's whole process group itself
                 proc = self._worker = subprocess.Popen(
-                    [sys.executable, "-m", "lab.worker"], stdin=subprocess.PIPE,
-                    stdout=subprocess.DEVNULL, stderr=err_file, pass_fds=(ready_w, go_r),
+                    WORKER_COMMAND, stdin=subprocess.PIPE, env=_worker_environment(),
+                    stdout=subprocess.DEVNULL, stderr=err_file,
+                    pass_fds=(ready_w, go_r) + shared[0],
                     start_new_session=True)
             # watched before it reads its spec: nothing it sets up is missed
             observer.track(proc.pid)
@@ -404,6 +418,20 @@ class Runner:
 
 
 PR_SET_CHILD_SUBREAPER = 36
+
+
+# The worker starts without site (-S): processing the venv's .pth files (the
+# editable install's import hook pulls in importlib.metadata) cost 60-80 ms
+# a run here, a third of a short run's whole time.  It gets the runner's
+# own module path instead, which site already built from the same files.
+WORKER_COMMAND = [sys.executable, "-S", "-m", "lab.worker"]
+
+
+def _worker_environment() -> dict[str, str]:
+    import lab
+    root = os.path.dirname(os.path.dirname(os.path.abspath(lab.__file__)))
+    path = [root] + [p for p in sys.path if p and os.path.isdir(p) and p != root]
+    return dict(os.environ, PYTHONPATH=os.pathsep.join(path))
 
 
 def _become_subreaper() -> None:

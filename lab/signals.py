@@ -27,15 +27,28 @@ stopped_by: str | None = None       # what stopped this process, once something 
 _terminals: tuple[int, ...] = ()
 _holding = 0                        # held() depth
 _pending = False                    # a stop arrived while held
+_installed = False
 
 
 def install() -> None:
     """Handle SIGINT, SIGTERM and SIGHUP as described above."""
-    global _terminals, stopped_by
+    global _terminals, stopped_by, _installed
     stopped_by = None
+    _installed = True
     _terminals = tuple(fd for fd in (0, 1, 2) if _isatty(fd))
     for sig in STOPPING:
         signal.signal(sig, _on_signal)
+
+
+def ignore_late() -> None:
+    """The work is done and its exit status decided: from now on a stopping
+    signal is ignored.  Interpreter shutdown puts Python's handlers back to
+    the default, so a second Ctrl-C arriving there (the cleanup after the
+    first one takes well under 0.1 s) would kill the process with SIGINT
+    instead of letting it exit with its status."""
+    if _installed:
+        for sig in STOPPING:
+            signal.signal(sig, signal.SIG_IGN)
 
 
 def _isatty(fd: int) -> bool:

@@ -192,6 +192,7 @@ _VARIANT_KEYS: dict[str, tuple[Any, bool]] = {
     "headline": (str, True),
     "metrics": (dict[str, dict], False),
     "help": (str, False),
+    "probes": (list[str], False),       # the probes its probed runs attach (probe_cost)
 }
 _KERNEL_VIEW_KEYS: dict[str, tuple[Any, bool]] = {
     "enabled": (bool, False),

@@ -1,6 +1,7 @@
 """The worker process: one measured run, then exit.
 
-Started by the runner as ``python -m lab.worker`` with a JSON spec on stdin.
+Started by the runner as ``python -S -m lab.worker`` with a JSON spec on stdin
+(and the runner's module path in PYTHONPATH: lab.runner.WORKER_COMMAND).
 Each run lives in its own process so the probes filter on its pid, a crash
 loses one run only, and CPU pinning starts clean.  Python only sets up and
 collects: the variant's ``run`` calls one C function that does the warm-up,
@@ -35,6 +36,9 @@ def main() -> int:
     os.sched_setaffinity(0, {spec["cpu"]})
     ctx = RunContext(cpu=spec["cpu"], peer_cpu=spec["peer_cpu"], handshake=handshake,
                      scratch_dir=spec["scratch_dir"])
+    if "upcall_program" in spec:    # loaded by the runner for the suite: attach, not compile
+        from lab.families import upcall
+        upcall.use_shared(spec["upcall_program"])
     try:
         measurement = variant.run(spec["params"], ctx)
     except (NativeError, OSError, ValueError) as e:

@@ -9,6 +9,7 @@
  * Build: part of lab._native (native/build.py), -luring -lpthread.
  */
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -67,6 +68,73 @@ int baseline_null_syscall(struct lab_handshake *hs, uint64_t warmup,
 				(double)(now_ns() - t0) / ops_per_sample;
 	}
 	return lab_handshake_done(hs);
+}
+
+/* ---- sched_yield ping-pong --------------------------------------------- */
+
+/*
+ * Two threads on one CPU that only call sched_yield(): each yield of one
+ * hands the CPU to the other, which yields it back, so a sample's
+ * operations are context switches without a wake-up (no futex, no IPI):
+ * the densest stream of sched_switch events a workload can make, which is
+ * what measuring a switch probe's cost per event needs.  If the other
+ * thread is not runnable a yield returns at once; the probes' count of
+ * switches per operation says how often that happened.
+ */
+struct yield_peer {
+	_Atomic int stop;
+	int cpu;
+	int err;
+};
+
+static void *yield_thread(void *arg)
+{
+	struct yield_peer *peer = arg;
+
+	peer->err = lab_pin_self(peer->cpu);
+	while (!atomic_load_explicit(&peer->stop, memory_order_relaxed))
+		sched_yield();
+	return NULL;
+}
+
+int baseline_yield_pingpong(struct lab_handshake *hs, int cpu, uint64_t warmup,
+			    uint64_t nr_samples, uint32_t ops_per_sample,
+			    double *ns_per_op)
+{
+	struct yield_peer peer = { .cpu = cpu };
+	uint64_t s, i, t0;
+	cpu_set_t saved;
+	pthread_t other;
+	int err;
+
+	if (ops_per_sample == 0)
+		return -EINVAL;
+	err = lab_pin_saving(cpu, &saved);
+	if (err)
+		return err;
+	err = -pthread_create(&other, NULL, yield_thread, &peer);
+	if (err) {
+		lab_unpin(&saved);
+		return err;
+	}
+	for (s = 0; s < warmup + nr_samples; s++) {
+		if (s == warmup && (err = lab_handshake_ready(hs, NULL, 0)))
+			break;
+		t0 = now_ns();
+		for (i = 0; i < ops_per_sample; i++)
+			sched_yield();
+		if (s >= warmup)
+			ns_per_op[s - warmup] =
+				(double)(now_ns() - t0) / ops_per_sample;
+	}
+	if (!err)
+		err = lab_handshake_done(hs);
+	atomic_store_explicit(&peer.stop, 1, memory_order_relaxed);
+	pthread_join(other, NULL);
+	if (!err)
+		err = peer.err;
+	lab_unpin(&saved);
+	return err;
 }
 
 /* ---- futex ping-pong --------------------------------------------------- */

@@ -23,6 +23,12 @@ int baseline_null_syscall(struct lab_handshake *hs, uint64_t warmup,
 int baseline_futex_pingpong(struct lab_handshake *hs, int cpu, int peer_cpu,
 			    uint64_t warmup, uint64_t nr_samples,
 			    double *round_trip_ns, double *handoff_ns);
+/* Two threads on cpu that only sched_yield(): a sample is the mean over
+ * ops_per_sample yields of the measuring one (each a switch to the other
+ * and back when both are runnable). */
+int baseline_yield_pingpong(struct lab_handshake *hs, int cpu, uint64_t warmup,
+			    uint64_t nr_samples, uint32_t ops_per_sample,
+			    double *ns_per_op);
 int baseline_pipe_pingpong(struct lab_handshake *hs, int cpu, int peer_cpu,
 			   uint64_t warmup, uint64_t nr_samples,
 			   double *round_trip_ns);

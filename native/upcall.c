@@ -85,6 +85,34 @@ size_t upcall_event_size(void)
 	return sizeof(struct up_event);
 }
 
+size_t upcall_stages_size(void)
+{
+	return sizeof(struct up_stages);
+}
+
+static inline bool up_is_bpf(int m)
+{
+	return m <= UPCALL_BPF_FLAG_SLEEP || m == UPCALL_BPF_RINGBUF_ADAPTIVE ||
+	       m == UPCALL_BPF_FLAG_IDLE;
+}
+
+static inline bool up_is_uring(int m)
+{
+	return m >= UPCALL_URING_POLL && m <= UPCALL_URING_EVENTFD;
+}
+
+/* the mechanisms whose scheduler sleeps in epoll on the ring */
+static inline bool up_is_ring(int m)
+{
+	return m == UPCALL_BPF_RINGBUF || m == UPCALL_BPF_RINGBUF_ADAPTIVE;
+}
+
+/* polling the flag: bpf_flag at either policy */
+static inline bool up_is_flag(int m)
+{
+	return m == UPCALL_BPF_FLAG || m == UPCALL_BPF_FLAG_IDLE;
+}
+
 #ifndef sigev_notify_thread_id
 #define sigev_notify_thread_id _sigev_un._tid
 #endif
@@ -182,6 +210,28 @@ static int up_map_slots(int vps_fd, struct up_vp **vps, size_t *len)
 	return 0;
 }
 
+static int up_map_stages(int stages_fd, struct up_stages **st, size_t *len)
+{
+	struct bpf_map_info info;
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+	void *map;
+	int err;
+
+	err = lab_bpf_map_info(stages_fd, &info);
+	if (err)
+		return err;
+	if (info.type != BPF_MAP_TYPE_ARRAY || !(info.map_flags & BPF_F_MMAPABLE) ||
+	    info.value_size != sizeof(struct up_stages) || info.max_entries < 1)
+		return -EINVAL;
+	*len = ((size_t)info.value_size * info.max_entries + page - 1) &
+	       ~(page - 1);
+	map = mmap(NULL, *len, PROT_READ | PROT_WRITE, MAP_SHARED, stages_fd, 0);
+	if (map == MAP_FAILED)
+		return -errno;
+	*st = map;
+	return 0;
+}
+
 static inline uint64_t up_seq(const struct up_vp *slot, unsigned kind)
 {
 	return __atomic_load_n(kind == UP_KIND_BLOCK ? &slot->block_seq :
@@ -242,6 +292,12 @@ struct up {
 	struct up_vp *vps;
 	size_t vps_len;
 	struct up_vp *slot;
+	struct up_stages *stages;	/* the anatomy's record (mapped) */
+	size_t stages_len;
+	bool anatomy;			/* arm it for every upcall */
+	bool sched_idle;		/* we set SCHED_IDLE: restore */
+	int old_policy;
+	struct sched_param old_param;
 	struct bpf_ring ring;
 	bool have_ring;
 	int tids_fd;
@@ -401,6 +457,78 @@ static int up_release(struct up *u, uint64_t i)
 	return 0;
 }
 
+/* ---- the anatomy: the upcall in flight ---------------------------------- */
+
+/* The event of a mechanism without a program (futex_hint's stamp before
+ * its wake, uring's waker stamp or deadline): stored by whoever stamps it,
+ * before the wake-up it starts. */
+static inline void up_stage_user_event(struct up *u, uint64_t t)
+{
+	if (u->anatomy)
+		__atomic_store_n(&u->stages->event_ns, t, __ATOMIC_RELEASE);
+}
+
+/* Before upcall i: clear the record, then arm it for the measured event. */
+static void up_stage_arm(struct up *u)
+{
+	struct up_stages *st = u->stages;
+
+	__atomic_store_n(&st->armed, 0, __ATOMIC_SEQ_CST);
+	st->event_ns = st->raise_ns = st->irq_work_ns = st->waking_ns = 0;
+	st->wake_ipi_ns = st->switch_in_ns = 0;
+	st->ipis = st->self_ipis = 0;
+	/* the program overwrites it with the event's CPU */
+	st->event_cpu = (uint32_t)(u->uring &&
+				   u->cfg->block_kind == UPCALL_BLOCK_NANOSLEEP ?
+				   u->cfg->sched_cpu : u->cfg->cpu);
+	__atomic_store_n(&st->armed, !u->bpf ? UP_ARMED_USER :
+			 u->kind == UP_KIND_BLOCK ? UP_ARMED_BLOCK :
+			 UP_ARMED_UNBLOCK, __ATOMIC_SEQ_CST);
+}
+
+static inline void up_stage_disarm(struct up *u)
+{
+	if (u->anatomy)
+		__atomic_store_n(&u->stages->armed, 0, __ATOMIC_SEQ_CST);
+}
+
+/* Sample idx's stages: each stamp present after the previous one (and
+ * before the scheduler's own) ends its stage; absent ones count 0 and
+ * leave their time to the next. */
+static void up_stage_sample(struct up *u, uint64_t t_event, uint64_t t_recv,
+			    int64_t idx)
+{
+	const struct up_stages *st = u->stages;
+	uint64_t n = u->cfg->nr_samples, prev = t_event, t;
+	uint64_t stamp[UPCALL_NR_STAGES];
+	double *out = u->cfg->anatomy_ns;
+	int k;
+
+	stamp[UPCALL_STAGE_RAISE] = __atomic_load_n(&st->raise_ns, __ATOMIC_ACQUIRE);
+	stamp[UPCALL_STAGE_IRQ_WORK] = __atomic_load_n(&st->irq_work_ns,
+						      __ATOMIC_ACQUIRE);
+	stamp[UPCALL_STAGE_WAKING] = __atomic_load_n(&st->waking_ns, __ATOMIC_ACQUIRE);
+	stamp[UPCALL_STAGE_WAKE_IPI] = __atomic_load_n(&st->wake_ipi_ns,
+						      __ATOMIC_ACQUIRE);
+	stamp[UPCALL_STAGE_SWITCH_IN] = __atomic_load_n(&st->switch_in_ns,
+						       __ATOMIC_ACQUIRE);
+	stamp[UPCALL_STAGE_USER] = t_recv;
+	for (k = 0; k < UPCALL_NR_STAGES; k++) {
+		t = stamp[k];
+		if (t && t >= prev && t <= t_recv) {
+			out[(uint64_t)k * n + (uint64_t)idx] = (double)(t - prev);
+			u->out->stage_seen[k]++;
+			prev = t;
+		} else {
+			out[(uint64_t)k * n + (uint64_t)idx] = 0.0;
+		}
+	}
+	out[(uint64_t)UPCALL_ANATOMY_IPIS * n + (uint64_t)idx] =
+		(double)__atomic_load_n(&st->ipis, __ATOMIC_ACQUIRE);
+	out[(uint64_t)UPCALL_ANATOMY_SELF_IPIS * n + (uint64_t)idx] =
+		(double)__atomic_load_n(&st->self_ipis, __ATOMIC_ACQUIRE);
+}
+
 /* ---- threads ------------------------------------------------------------ */
 
 static void *up_worker(void *arg)
@@ -424,8 +552,11 @@ static void *up_worker(void *arg)
 			up_busy(u->cfg->run_ns);
 		if (u->hint) {
 			/* futex_hint: tell the scheduler, then block */
-			atomic_store_explicit(&u->hint_ns, now_ns(),
+			uint64_t t = now_ns();
+
+			atomic_store_explicit(&u->hint_ns, t,
 					      memory_order_relaxed);
+			up_stage_user_event(u, t);
 			atomic_store_explicit(&u->hint_word, (uint32_t)i + 1,
 					      memory_order_release);
 			futex_wake((uint32_t *)&u->hint_word, 1);
@@ -451,7 +582,7 @@ static void *up_worker(void *arg)
 static void *up_waker(void *arg)
 {
 	struct up *u = arg;
-	uint64_t i, base;
+	uint64_t i, base, t;
 	uint32_t g;
 	int err = 0;
 
@@ -475,8 +606,10 @@ static void *up_waker(void *arg)
 		err = up_sleep_until(now_ns() + u->cfg->block_ns);
 		if (err)
 			break;
-		atomic_store_explicit(&u->source_ns, now_ns(),
-				      memory_order_release);
+		t = now_ns();
+		atomic_store_explicit(&u->source_ns, t, memory_order_release);
+		if (u->uring)
+			up_stage_user_event(u, t);
 		err = up_release(u, i);
 	}
 	up_fail(u, &u->waker_err, err);
@@ -746,6 +879,7 @@ static int up_uring_submit(struct up *u, uint64_t i)
 		break;
 	case UPCALL_BLOCK_NANOSLEEP:
 		u->uring_deadline = now_ns() + u->cfg->block_ns;
+		up_stage_user_event(u, u->uring_deadline);
 		u->timeout_ts.tv_sec = (int64_t)(u->uring_deadline / 1000000000ull);
 		u->timeout_ts.tv_nsec = (long long)(u->uring_deadline % 1000000000ull);
 		io_uring_prep_timeout(sqe, &u->timeout_ts, 0, IORING_TIMEOUT_ABS);
@@ -865,6 +999,8 @@ static int up_iteration(struct up *u, uint64_t i, int64_t idx,
 	double lat;
 	int err;
 
+	if (u->anatomy)
+		up_stage_arm(u);
 	if (u->bpf) {
 		seq_start = up_seq(u->slot, u->kind);
 		block_start = up_seq(u->slot, UP_KIND_BLOCK);
@@ -888,9 +1024,11 @@ static int up_iteration(struct up *u, uint64_t i, int64_t idx,
 
 	switch (cfg->mechanism) {
 	case UPCALL_BPF_RINGBUF:
+	case UPCALL_BPF_RINGBUF_ADAPTIVE:
 		err = up_wait_ring(u, i, &s);
 		break;
 	case UPCALL_BPF_FLAG:
+	case UPCALL_BPF_FLAG_IDLE:
 		err = up_wait_flag(u, i, &s, false);
 		break;
 	case UPCALL_BPF_FLAG_SLEEP:
@@ -903,6 +1041,8 @@ static int up_iteration(struct up *u, uint64_t i, int64_t idx,
 		err = up_wait_uring(u, i, &s);
 		break;
 	}
+	/* the scheduler has its stamp: nothing after it is the upcall's */
+	up_stage_disarm(u);
 	if (err < 0)
 		return err;
 	void_call = err == 1;
@@ -940,7 +1080,7 @@ static int up_iteration(struct up *u, uint64_t i, int64_t idx,
 		seq_end = up_seq(u->slot, u->kind);
 		if (u->counting && seq_end > seq_start + !void_call)
 			u->out->extra_events += seq_end - seq_start - !void_call;
-		if (cfg->mechanism != UPCALL_BPF_RINGBUF)
+		if (!up_is_ring(cfg->mechanism))
 			u->seen = seq_end;
 		if (u->have_ring) {
 			err = up_drain_ring(u, &d);
@@ -963,6 +1103,8 @@ static int up_iteration(struct up *u, uint64_t i, int64_t idx,
 		return 0;
 	lat = up_delta(s.t_recv, s.t_event, &u->out->clamped);
 	latency_ns[idx] = lat;
+	if (u->anatomy)
+		up_stage_sample(u, s.t_event, s.t_recv, idx);
 	if (since_source_ns && has_source && cfg->event == UPCALL_EVENT_UNBLOCK)
 		since_source_ns[idx] = up_delta(s.t_recv, source,
 						&u->out->clamped);
@@ -987,16 +1129,22 @@ static int up_check(const struct upcall_config *cfg,
 	     cfg->event != UPCALL_EVENT_UNBLOCK) ||
 	    !cfg->nr_samples || cfg->warmup + cfg->nr_samples >= UINT32_MAX / 2)
 		return -EINVAL;
-	if (m <= UPCALL_BPF_FLAG_SLEEP &&
+	if (up_is_bpf(m) &&
 	    (!maps || maps->vps_fd < 0 || maps->tids_fd < 0 ||
-	     (m != UPCALL_BPF_FLAG && maps->ring_fd < 0)))
+	     (!up_is_flag(m) && maps->ring_fd < 0)))
+		return -EINVAL;
+	/* the adaptive ring's setting and the anatomy live in the stages */
+	if ((m == UPCALL_BPF_RINGBUF_ADAPTIVE || cfg->anatomy) &&
+	    (!maps || maps->stages_fd < 0))
+		return -EINVAL;
+	if (cfg->anatomy && !cfg->anatomy_ns)
 		return -EINVAL;
 	/* futex_hint is a block upcall, io_uring's completion an unblock
 	 * one; a cold read's completion has no user-visible time to measure
 	 * a uring upcall from */
 	if (m == UPCALL_FUTEX_HINT && cfg->event != UPCALL_EVENT_BLOCK)
 		return -EINVAL;
-	if (m >= UPCALL_URING_POLL && (cfg->event != UPCALL_EVENT_UNBLOCK ||
+	if (up_is_uring(m) && (cfg->event != UPCALL_EVENT_UNBLOCK ||
 				       cfg->block_kind == UPCALL_BLOCK_PREAD))
 		return -EINVAL;
 	if (cfg->block_kind == UPCALL_BLOCK_PREAD && !cfg->dir)
@@ -1027,6 +1175,18 @@ static int up_setup(struct up *u, const struct upcall_maps *maps,
 		if (err)
 			return err;
 	}
+	if (cfg->anatomy || cfg->mechanism == UPCALL_BPF_RINGBUF_ADAPTIVE) {
+		err = up_map_stages(maps->stages_fd, &u->stages, &u->stages_len);
+		if (err)
+			return err;
+		__atomic_store_n(&u->stages->armed, 0, __ATOMIC_SEQ_CST);
+		u->stages->sched_tid = (uint32_t)gettid();	/* we schedule */
+		u->stages->sched_cpu = (uint32_t)cfg->sched_cpu;
+		u->stages->ring_wakeup =
+			cfg->mechanism == UPCALL_BPF_RINGBUF_ADAPTIVE ?
+			UP_RING_ADAPTIVE : UP_RING_FORCE;
+		u->anatomy = cfg->anatomy;
+	}
 	if (u->uring)
 		return up_uring_setup(u);
 	if (!u->bpf)
@@ -1037,7 +1197,7 @@ static int up_setup(struct up *u, const struct upcall_maps *maps,
 		return err;
 	u->slot = &u->vps[UP_VP];
 	u->tids_fd = maps->tids_fd;
-	if (cfg->mechanism != UPCALL_BPF_FLAG) {
+	if (!up_is_flag(cfg->mechanism)) {
 		err = bpf_ring_open(&u->ring, maps->ring_fd);
 		if (err)
 			return err;
@@ -1046,7 +1206,7 @@ static int up_setup(struct up *u, const struct upcall_maps *maps,
 	/* what the program sends to the ring for this VP (read by it on
 	 * every event; set before the worker is registered) */
 	__atomic_store_n(&u->slot->ring_kinds,
-			 cfg->mechanism == UPCALL_BPF_FLAG ? 0u : 1u << u->kind,
+			 up_is_flag(cfg->mechanism) ? 0u : 1u << u->kind,
 			 __ATOMIC_RELAXED);
 	__atomic_store_n(&u->slot->ring_if_sleeping,
 			 cfg->mechanism == UPCALL_BPF_FLAG_SLEEP,
@@ -1137,6 +1297,12 @@ static int up_teardown(struct up *u, uint64_t base_lost)
 	}
 	if (u->vps)
 		munmap(u->vps, u->vps_len);
+	if (u->stages) {
+		/* as a fresh load has it: nothing armed, the forced wake-up */
+		__atomic_store_n(&u->stages->armed, 0, __ATOMIC_SEQ_CST);
+		u->stages->ring_wakeup = UP_RING_FORCE;
+		munmap(u->stages, u->stages_len);
+	}
 	if (u->have_uring)
 		io_uring_queue_exit(&u->ring_u);
 	if (u->epfd >= 0)
@@ -1153,6 +1319,25 @@ static int up_teardown(struct up *u, uint64_t base_lost)
 		close(u->file_fd);
 	free(u->vec);
 	free(u->buf);
+	return err;
+}
+
+/* bpf_flag_idle: the scheduler (this thread) polls at SCHED_IDLE, so the
+ * kernel runs it exactly when the CPU would otherwise go idle: no wake-up,
+ * no IPI, no irq_work between the block and the poll (upcall_run restores
+ * the policy on every way out). */
+static int up_sched_idle(struct up *u)
+{
+	struct sched_param sp = { .sched_priority = 0 };
+	int err;
+
+	err = -pthread_getschedparam(pthread_self(), &u->old_policy,
+				     &u->old_param);
+	if (err)
+		return err;
+	err = -pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp);
+	if (!err)
+		u->sched_idle = true;
 	return err;
 }
 
@@ -1192,9 +1377,9 @@ int upcall_run(struct lab_handshake *hs, const struct upcall_config *cfg,
 		u->slice_ms = (int)((2 * cfg->block_ns + cfg->run_ns) / 1000000) + 1;
 	u->kind = cfg->event == UPCALL_EVENT_BLOCK ? UP_KIND_BLOCK :
 						     UP_KIND_UNBLOCK;
-	u->bpf = cfg->mechanism <= UPCALL_BPF_FLAG_SLEEP;
+	u->bpf = up_is_bpf(cfg->mechanism);
 	u->hint = cfg->mechanism == UPCALL_FUTEX_HINT;
-	u->uring = cfg->mechanism >= UPCALL_URING_POLL;
+	u->uring = up_is_uring(cfg->mechanism);
 	u->sched_shares_cpu = cfg->sched_cpu == cfg->cpu;
 	u->waker = (cfg->block_kind == UPCALL_BLOCK_FUTEX ||
 		    cfg->block_kind == UPCALL_BLOCK_PIPE) &&
@@ -1203,6 +1388,10 @@ int upcall_run(struct lab_handshake *hs, const struct upcall_config *cfg,
 	err = up_setup(u, maps, &base_lost);
 	if (!err)
 		err = up_start(u);
+	/* after the threads are made: they would inherit the policy */
+	if (!err && cfg->mechanism == UPCALL_BPF_FLAG_IDLE)
+		err = up_sched_idle(u);
+	out->sched_policy = sched_getscheduler(0);
 	for (i = 0; !err && taken < u->total; i++) {
 		if (taken == cfg->warmup && !u->counting) {
 			if (cfg->block_kind == UPCALL_BLOCK_PREAD)
@@ -1245,9 +1434,122 @@ int upcall_run(struct lab_handshake *hs, const struct upcall_config *cfg,
 	e2 = up_teardown(u, base_lost);
 	if (!err)
 		err = e2;
+	if (u->sched_idle) {
+		e2 = -pthread_setschedparam(pthread_self(), u->old_policy,
+					    &u->old_param);
+		if (!err)
+			err = e2;
+	}
 	free(u);
 	lab_unpin(&saved);
 	return err;
+}
+
+int upcall_program_stats(int prog_fd, uint64_t *run_time_ns, uint64_t *run_cnt)
+{
+	struct bpf_prog_info info;
+	int err;
+
+	*run_time_ns = *run_cnt = 0;
+	err = lab_bpf_prog_info(prog_fd, &info);
+	if (err)
+		return err;
+	*run_time_ns = info.run_time_ns;
+	*run_cnt = info.run_cnt;
+	return 0;
+}
+
+/* ---- a program loaded by another process --------------------------------- */
+
+static long up_bpf(int cmd, union bpf_attr *attr)
+{
+	return syscall(SYS_bpf, cmd, attr, sizeof(*attr));
+}
+
+int upcall_attach(int prog_fd, const char *tracepoint)
+{
+	union bpf_attr attr;
+	long fd;
+
+	memset(&attr, 0, sizeof(attr));
+	attr.raw_tracepoint.name = (uint64_t)(uintptr_t)tracepoint;
+	attr.raw_tracepoint.prog_fd = (uint32_t)prog_fd;
+	fd = up_bpf(BPF_RAW_TRACEPOINT_OPEN, &attr);
+	if (fd < 0)
+		return -errno;
+	/* not inherited by what the worker runs (cyclictest, perf) */
+	if (fcntl((int)fd, F_SETFD, FD_CLOEXEC) < 0) {
+		int err = -errno;
+
+		close((int)fd);
+		return err;
+	}
+	return (int)fd;
+}
+
+int upcall_enable_stats(void)
+{
+	union bpf_attr attr;
+	long fd;
+
+	memset(&attr, 0, sizeof(attr));
+	attr.enable_stats.type = BPF_STATS_RUN_TIME;
+	fd = up_bpf(BPF_ENABLE_STATS, &attr);
+	if (fd < 0)
+		return -errno;
+	fcntl((int)fd, F_SETFD, FD_CLOEXEC);
+	return (int)fd;
+}
+
+static int up_drop_record(void *ctx, const void *data, uint32_t len)
+{
+	return 0;
+}
+
+int upcall_reset_maps(const struct upcall_maps *maps)
+{
+	struct up_vp *vps = NULL;
+	struct up_stages *st = NULL;
+	size_t vps_len = 0, st_len = 0;
+	struct bpf_ring ring;
+	union bpf_attr attr;
+	uint32_t key, next;
+	int err, n;
+
+	/* every registered tid: delete the first key until none is left */
+	for (;;) {
+		memset(&attr, 0, sizeof(attr));
+		attr.map_fd = (uint32_t)maps->tids_fd;
+		attr.key = 0;		/* NULL: the first key */
+		attr.next_key = (uint64_t)(uintptr_t)&next;
+		if (up_bpf(BPF_MAP_GET_NEXT_KEY, &attr) < 0) {
+			if (errno == ENOENT)
+				break;
+			return -errno;
+		}
+		key = next;
+		err = lab_bpf_map_delete_elem(maps->tids_fd, &key);
+		if (err && err != -ENOENT)
+			return err;
+	}
+	err = up_map_slots(maps->vps_fd, &vps, &vps_len);
+	if (err)
+		return err;
+	memset(vps, 0, vps_len);
+	munmap(vps, vps_len);
+	if (maps->stages_fd >= 0) {
+		err = up_map_stages(maps->stages_fd, &st, &st_len);
+		if (err)
+			return err;
+		memset(st, 0, st_len);
+		munmap(st, st_len);
+	}
+	err = bpf_ring_open(&ring, maps->ring_fd);
+	if (err)
+		return err;
+	n = bpf_ring_consume(&ring, up_drop_record, NULL);
+	bpf_ring_close(&ring);
+	return n < 0 ? n : 0;
 }
 
 int upcall_program_misses(int prog_fd, uint64_t *misses)

@@ -19,7 +19,30 @@ enum upcall_mechanism {
 	UPCALL_URING_POLL = 4,		/* the call is an SQE; spin on the CQ */
 	UPCALL_URING_WAIT = 5,		/* ...; io_uring_wait_cqe() */
 	UPCALL_URING_EVENTFD = 6,	/* ...; epoll on a registered eventfd */
-	UPCALL_NR_MECHANISMS = 7
+	UPCALL_BPF_RINGBUF_ADAPTIVE = 7,	/* bpf_ringbuf, records without
+					 * BPF_RB_FORCE_WAKEUP (flags 0) */
+	UPCALL_BPF_FLAG_IDLE = 8,	/* bpf_flag, the scheduler polling at
+					 * SCHED_IDLE: it runs when the CPU
+					 * would otherwise go idle */
+	UPCALL_NR_MECHANISMS = 9
+};
+
+/* The anatomy of an upcall: its latency split at the kernel's stamps
+ * (lab/families/upcall_bpf.c), one row of nr_samples per stage, each the
+ * time since the previous stamp present (a stage that did not happen is
+ * 0 and its time goes to the next one: the rows of a sample sum to its
+ * latency); then the IPIs the event's CPU sent during the upcall. */
+enum upcall_stage {
+	UPCALL_STAGE_RAISE = 0,		/* event -> irq_work self-IPI raised */
+	UPCALL_STAGE_IRQ_WORK = 1,	/* -> irq_work_entry on the event's CPU */
+	UPCALL_STAGE_WAKING = 2,	/* -> sched_waking of the scheduler */
+	UPCALL_STAGE_WAKE_IPI = 3,	/* -> IPI to the scheduler's CPU */
+	UPCALL_STAGE_SWITCH_IN = 4,	/* -> sched_switch to the scheduler */
+	UPCALL_STAGE_USER = 5,		/* -> the scheduler's own stamp */
+	UPCALL_NR_STAGES = 6,
+	UPCALL_ANATOMY_IPIS = 6,	/* row: IPIs sent by the event's CPU */
+	UPCALL_ANATOMY_SELF_IPIS = 7,	/* row: ... to itself */
+	UPCALL_ANATOMY_ROWS = 8
 };
 
 enum upcall_event {
@@ -42,6 +65,9 @@ struct upcall_maps {
 	int ring_fd;		/* lab_upcall_ring: BPF_MAP_TYPE_RINGBUF */
 	int vps_fd;		/* lab_upcall_vps: mmap-able array of VP slots */
 	int tids_fd;		/* lab_upcall_tids: hash, tid -> VP */
+	int stages_fd;		/* lab_upcall_stages: the upcall in flight
+				 * (read only with anatomy or the adaptive
+				 * ring: 0 from a caller that sets neither) */
 };
 
 struct upcall_config {
@@ -57,6 +83,10 @@ struct upcall_config {
 	const char *dir;	/* pread: where the file is made (ext4) */
 	uint64_t warmup;	/* unrecorded upcalls before the window */
 	uint64_t nr_samples;	/* upcalls measured */
+	int anatomy;		/* 1: arm lab_upcall_stages for every upcall
+				 * (its programs attached) and fill
+				 * anatomy_ns */
+	double *anatomy_ns;	/* UPCALL_ANATOMY_ROWS x nr_samples, row-major */
 };
 
 /* Over the measured window unless the comment says otherwise. */
@@ -92,6 +122,9 @@ struct upcall_counts {
 	/* pread: measured blocks in the page cache when the window opened */
 	uint64_t resident_before;
 	uint64_t worker_tid;
+	/* anatomy: samples in which each stage's stamp was present */
+	uint64_t stage_seen[6];
+	int32_t sched_policy;	/* the scheduler's policy as it ran */
 };
 
 /*
@@ -147,6 +180,27 @@ int upcall_program_misses(int prog_fd, uint64_t *misses);
 /* Sizes of the structs shared with the BPF program (tests compare). */
 size_t upcall_vp_size(void);
 size_t upcall_event_size(void);
+size_t upcall_stages_size(void);
+
+/*
+ * A program another process loaded (the runner, once per suite) used for
+ * one run: upcall_attach() attaches prog_fd to the raw tracepoint
+ * (BPF_RAW_TRACEPOINT_OPEN) and returns the link's fd, or -errno; closing
+ * it detaches, so a process that dies leaves nothing attached.
+ * upcall_reset_maps() makes the maps as a fresh load has them: no thread
+ * registered, every VP slot and the stages zero, the ring drained.
+ */
+int upcall_attach(int prog_fd, const char *tracepoint);
+int upcall_reset_maps(const struct upcall_maps *maps);
+
+/*
+ * The kernel's own accounting of BPF programs' run time
+ * (bpf_prog_info.run_time_ns / run_cnt), collected only while a
+ * BPF_ENABLE_STATS fd is open: upcall_enable_stats() returns it (close it
+ * to switch the accounting off again; nothing else to restore) or -errno.
+ */
+int upcall_enable_stats(void);
+int upcall_program_stats(int prog_fd, uint64_t *run_time_ns, uint64_t *run_cnt);
 
 /* ---- timers: lateness of a periodic expiry (seed 000) ------------------ */
 

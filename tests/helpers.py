@@ -103,8 +103,39 @@ def run_lab(args, timeout=300, **kw):
     return subprocess.run(LAB + list(args), capture_output=True, text=True, timeout=timeout, **kw)
 
 
-def lab_bpf_objects():
-    """Names of loaded BPF programs and maps that are the lab's (lab_*)."""
+@contextlib.contextmanager
+def tracefs_as_found():
+    """perf mounts tracefs when it needs it and leaves it mounted, which
+    would make the tests after it see somebody else's tracefs: put it back
+    as it was."""
+    import ctypes
+    import ctypes.util
+
+    from lab.probes import tracefs
+    before = tracefs.mount_point()
+    try:
+        yield
+    finally:
+        if before is None and tracefs.mount_point() == tracefs.TRACEFS:
+            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+            assert libc.umount2(tracefs.TRACEFS.encode(), 0) == 0, \
+                f"cannot unmount the tracefs perf left: {os.strerror(ctypes.get_errno())}"
+
+
+def lab_bpf_objects(settle: float = 0.0):
+    """Names of loaded BPF programs and maps that are the lab's (lab_*).
+    settle > 0: wait up to that many seconds for the list to empty first,
+    since the kernel frees a closed raw tracepoint's program, and the maps
+    after it, an RCU grace period later, not when the last fd closes."""
+    deadline = time.monotonic() + settle
+    while True:
+        names = _lab_bpf_objects()
+        if not names or time.monotonic() >= deadline:
+            return names
+        time.sleep(0.05)
+
+
+def _lab_bpf_objects():
     names = []
     for kind in ("prog", "map"):
         out = subprocess.run(["bpftool", "-j", kind, "show"], capture_output=True, text=True,

@@ -23,7 +23,7 @@ import pytest
 from lab import probes, store
 
 from .helpers import (LAB, background_lab, lab_bpf_objects, multithreaded_worker, require_probes,
-                      run_dir_of, wait_for, workers_of)
+                      run_dir_of, tracefs_as_found, wait_for, workers_of)
 
 N = 10007               # prime: a count that matches is not a coincidence
 SLACK = 32              # the handshake's own system calls and switches, a timer tick
@@ -174,7 +174,7 @@ def test_wakeup_records_are_the_run_threads(probed_run):
 @pytest.fixture
 def clean_slate():
     require_probes()
-    assert lab_bpf_objects() == [], "a lab BPF object is loaded before the test"
+    assert lab_bpf_objects(settle=10) == [], "a lab BPF object is loaded before the test"
     return tracefs_state()
 
 
@@ -201,7 +201,7 @@ def test_worker_sigkill_leaves_no_bpf_behind(tmp_path, clean_slate):
     manifest = store.read_manifest(run_dir_of(str(tmp_path / "res")))
     statuses = {r["variant"]: r["status"] for r in manifest["runs"]}
     assert statuses == {"futex_pingpong": "failed", "null_syscall": "ok"}
-    assert lab_bpf_objects() == []
+    assert lab_bpf_objects(settle=10) == []
     assert tracefs_state() == clean_slate
 
 
@@ -214,7 +214,7 @@ def test_ctrl_c_of_lab_run_leaves_no_bpf_behind(tmp_path, clean_slate):
         lab.send_signal(signal.SIGINT)
         _, stderr = lab.communicate(timeout=60)
     assert lab.returncode == 130, stderr
-    assert lab_bpf_objects() == []
+    assert lab_bpf_objects(settle=10) == []
     assert tracefs_state() == clean_slate
     assert not workers_of(lab.pid)
 
@@ -270,3 +270,76 @@ def test_describing_the_headers_writes_nothing(tmp_path, monkeypatch):
     chosen = headers.find(build=False)
     assert chosen.path is None
     assert list(tmp_path.iterdir()) == []
+
+
+PERF_SUITE = """
+[suite]
+repetitions = 1
+timeout = 60
+[baseline]
+variants = ["futex_pingpong"]
+samples = %d
+warmup = 0
+placement = "same_cpu"
+""" % N
+
+
+def test_perf_sees_every_switch_the_probes_count(tmp_path):
+    """The probes are raw tracepoints: a perf user of sched:sched_switch
+    beside a probed run still gets every switch of the run's threads (a
+    perf-attached program returning 0 would have hidden them all)."""
+    import re
+    import shutil
+    require_probes()
+    perf = shutil.which("perf")
+    if perf is None:
+        pytest.skip("perf is not installed (scripts/debian-packages.sh installs linux-perf)")
+    suite = tmp_path / "perf.toml"
+    suite.write_text(PERF_SUITE)
+    data, out = tmp_path / "perf.data", tmp_path / "res"
+    with tracefs_as_found():
+        rec = subprocess.run([perf, "record", "-q", "-a", "-e", "sched:sched_switch", "-o",
+                              str(data), "--", *LAB, "run", str(suite), "--out", str(out),
+                              "--quiet"], capture_output=True, text=True, timeout=300)
+    assert rec.returncode == 0, rec.stderr
+    run_dir = run_dir_of(str(out))
+    metrics = pd.read_parquet(os.path.join(run_dir, store.METRICS))
+    per_tid = metrics[(metrics.metric == "switches_voluntary") & metrics.key.str.startswith("tid=")]
+    counted = {int(k.split()[0][4:]): 0 for k in per_tid.key}
+    for m in ("switches_voluntary", "switches_involuntary"):
+        for key, value in metrics[(metrics.metric == m) & metrics.key.isin(per_tid.key)][
+                ["key", "value"]].itertuples(index=False):
+            counted[int(key.split()[0][4:])] += int(value)
+    assert sum(counted.values()) >= 2 * N
+    script = subprocess.run([perf, "script", "-i", str(data), "-F", "trace"],
+                            capture_output=True, text=True, timeout=300)
+    assert script.returncode == 0, script.stderr
+    seen = dict.fromkeys(counted, 0)
+    for m in re.finditer(r"prev_pid=(\d+) ", script.stdout):
+        tid = int(m.group(1))
+        if tid in seen:
+            seen[tid] += 1
+    # perf saw the whole life of each thread, the probes only the window
+    for tid, n in counted.items():
+        assert seen[tid] >= n, (tid, seen[tid], n)
+
+
+def test_doctor_measures_each_probe_alone():
+    import json
+    require_probes()
+    proc = subprocess.run([*LAB, "doctor", "--probe-cost", "--repetitions", "1", "--json"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode in (0, 1), proc.stderr      # 1: the machine has warnings
+    rows = {r["probe"]: r for r in json.loads(proc.stdout.strip().splitlines()[-1])}
+    assert set(rows) == {"syscalls", "switches", "wakeups", "io_uring"}
+    # N getppid calls are N runs of the sys_enter program, plus the handshake's
+    assert 1.0 <= rows["syscalls"]["runs_per_op"] <= 1.01
+    assert rows["wakeups"]["beside"] == "switches"
+    assert all(np.isfinite(r["cost_ns"]) for r in rows.values())
+
+
+def test_doctor_probe_cost_refuses_bad_repetitions():
+    proc = subprocess.run([*LAB, "doctor", "--probe-cost", "--repetitions", "0"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "--repetitions 0 is out of range" in proc.stderr

@@ -76,7 +76,7 @@ def long_run(tmp_path, probes="--probes=none"):
 def lab_state():
     """The global state a lab run must leave as it found it."""
     return {"tracefs": tracefs.mount_point(), "marker": os.path.exists(tracefs.MOUNTED_BY_LAB),
-            "bpf": lab_bpf_objects() if os.geteuid() == 0 else []}
+            "bpf": lab_bpf_objects(settle=10) if os.geteuid() == 0 else []}
 
 
 def assert_clean_stop(out, proc, stderr, why):

@@ -13,7 +13,12 @@ C workers without BPF, the timers and the suite file run as anyone.
 
 import ctypes
 import errno
+import json
 import os
+import re
+import shutil
+import subprocess
+import sys
 import threading
 import time
 
@@ -23,7 +28,8 @@ import pytest
 from lab import native, store, suite
 from lab.families import upcall as U
 
-from .helpers import lab_bpf_objects, require_probes, requires_root, run_dir_of, run_lab, wait_for
+from .helpers import (lab_bpf_objects, require_probes, requires_root, run_dir_of, run_lab,
+                      tracefs_as_found, wait_for)
 
 # bcc wants bytes for program text; lab.probes hands it str (it converts)
 pytestmark = pytest.mark.filterwarnings("ignore:not a bytes object:DeprecationWarning")
@@ -65,6 +71,8 @@ def test_enums_agree_with_the_c_header():
         assert getattr(lib, f"UPCALL_BLOCK_{kind.upper()}") == i
     assert (lib.UPCALL_EVENT_BLOCK, lib.UPCALL_EVENT_UNBLOCK) == (0, 1)
     assert lib.upcall_vp_size() == 64 and lib.upcall_event_size() == 32
+    assert lib.upcall_stages_size() == 80
+    assert lib.UPCALL_NR_STAGES == len(U.STAGE_METRICS) == len(U.STAGES)
 
 
 def test_points_that_cannot_run_say_why():
@@ -236,6 +244,7 @@ class TestBlockProgram:
         bpf, _ = block_program
         slot = bpf["lab_upcall_vps"]
         assert ctypes.sizeof(slot.Leaf) == lib.upcall_vp_size()
+        assert ctypes.sizeof(bpf["lab_upcall_stages"].Leaf) == lib.upcall_stages_size()
         before = slot[ctypes.c_uint32(0)].block_seq
         for _ in range(23):
             time.sleep(0.0005)              # this thread blocks, unregistered
@@ -299,6 +308,141 @@ def upcall_objects():
     return [n for n in lab_bpf_objects() if n.split()[1].startswith("lab_upcall")]
 
 
+# ---- the anatomy -----------------------------------------------------------------------
+
+def test_anatomy_stages_sum_to_the_latency_and_follow_the_ring(tmp_path):
+    require_probes()
+    p = params(samples=101, run_us=100, placement="same_cpu")
+    anatomy = {}
+    with U.upcall_program("block", anatomy=True) as (_, maps):
+        lat, _, c = U.run_upcalls("bpf_ringbuf", p, 0, 0, str(tmp_path), maps, None, anatomy)
+    stages = np.array([anatomy[m.name] for m in U.STAGE_METRICS])
+    assert stages.shape == (len(U.STAGES), 101) and np.all(stages >= 0)
+    # the stages split each sample's latency: they add up to it
+    assert np.allclose(stages.sum(axis=0), lat)
+    # the scheduler sleeps in epoll: each upcall's wake-up is the ring's
+    # irq_work (a self-IPI of the worker's CPU), then its waking and switch in
+    seen = anatomy["seen"]
+    for name in ("stage_raise", "stage_irq_work", "stage_waking", "stage_switch_in"):
+        assert seen[name] >= 0.9 * 101, (name, seen)
+    assert seen["stage_user"] == 101
+    assert np.median(anatomy["self_ipis"]) >= 1
+
+
+def test_anatomy_of_a_polling_scheduler_has_no_wake_up(tmp_path):
+    require_probes()
+    # another CPU polls the flag: no irq_work, nobody woken, nothing switched in
+    if not TWO_CPUS:
+        pytest.skip("needs two CPUs")
+    anatomy = {}
+    p = params(samples=101, placement="cross_cpu")
+    with U.upcall_program("block", anatomy=True) as (_, maps):
+        U.run_upcalls("bpf_flag", p, 0, 1, str(tmp_path), maps, None, anatomy)
+    assert anatomy["seen"]["stage_waking"] == anatomy["seen"]["stage_irq_work"] == 0
+    assert anatomy["seen"]["stage_user"] == 101
+
+
+def test_the_scheduler_policy_is_restored_after_sched_idle(tmp_path):
+    require_probes()
+    before = os.sched_getscheduler(0)
+    with U.upcall_program("block") as (_, maps):
+        _, _, c = U.run_upcalls("bpf_flag_idle", params(samples=51), 0, 0, str(tmp_path), maps)
+    assert c["upcalls"] == 51 and c["blocks"] == 51
+    assert os.sched_getscheduler(0) == before
+
+
+def test_the_adaptive_ring_needs_the_stages_map(tmp_path):
+    require_probes()
+    with U.upcall_program("block") as (_, maps):
+        no_stages = ffi.new("struct upcall_maps *", {"ring_fd": maps.ring_fd,
+                                                     "vps_fd": maps.vps_fd,
+                                                     "tids_fd": maps.tids_fd,
+                                                     "stages_fd": -1})
+        with pytest.raises(native.NativeError, match="EINVAL"):
+            U.run_upcalls("bpf_ringbuf_adaptive", params(samples=11), 0, 0, str(tmp_path),
+                          no_stages)
+        _, _, c = U.run_upcalls("bpf_ringbuf_adaptive", params(samples=53), 0, 0,
+                                str(tmp_path), maps)
+    assert c["upcalls"] == c["blocks"] == 53 and c["ring_records"] >= 53
+
+
+def test_a_program_handed_over_by_fds_is_reset_attached_and_detached(tmp_path):
+    """The runner's compile-once path, in one process: SuitePrograms loads
+    the program, a "worker" attaches through the fds (use_shared), finds
+    the maps reset (a stale registration gone) and leaves nothing attached."""
+    require_probes()
+    shared = U.SuitePrograms()
+    try:
+        fds, spec = shared.for_run("upcall", "bpf_ringbuf", params())
+        assert fds and shared.problem is None
+        assert shared.for_run("upcall", "timer_nanosleep", params()) == ((), {})
+        # what a killed worker may leave: a thread still registered
+        tids = spec["upcall_program"]["maps"]["tids_fd"]
+        shared._program.bpf["lab_upcall_tids"][ctypes.c_uint32(4242)] = ctypes.c_uint32(0)
+        assert len(shared._program.bpf["lab_upcall_tids"].items()) == 1
+        U.use_shared(spec["upcall_program"])
+        try:
+            with U.upcall_program("block", anatomy=True) as (program, maps):
+                assert program.bpf is None and maps.tids_fd == tids
+                assert len(shared._program.bpf["lab_upcall_tids"].items()) == 0
+                _, _, c = U.run_upcalls("bpf_ringbuf", params(samples=31), 0, 0,
+                                        str(tmp_path), maps)
+                assert c["upcalls"] == c["blocks"] == 31
+            # detached: a block of a registered thread publishes nothing now
+            slot = shared._program.bpf["lab_upcall_vps"]
+            before = slot[ctypes.c_uint32(0)].block_seq
+            me = threading.get_native_id()
+            shared._program.bpf["lab_upcall_tids"][ctypes.c_uint32(me)] = ctypes.c_uint32(0)
+            for _ in range(7):
+                time.sleep(0.0005)
+            assert slot[ctypes.c_uint32(0)].block_seq == before
+        finally:
+            U.use_shared(None)
+    finally:
+        shared.close()
+    wait_for(lambda: not upcall_objects(), timeout=10)
+
+
+# ---- raw tracepoints leave perf's view whole --------------------------------------------
+
+PERF_CHILD = """
+import json, sys
+from lab.families import upcall as U
+p = {"placement": "same_cpu", "event": "block", "block_kind": "nanosleep", "block_us": 20,
+     "run_us": 0, "spin_us": 50, "samples": %d, "warmup": 0}
+with U.upcall_program("unblock", anatomy=True) as (_, maps):
+    _, _, c = U.run_upcalls("bpf_ringbuf", p, 0, 0, sys.argv[1], maps, None, {})
+print(json.dumps({"tid": c["worker_tid"], "blocks": c["blocks"]}))
+"""
+
+
+def test_perf_sees_every_switch_of_the_worker_while_the_program_runs(tmp_path):
+    """The upcall and anatomy programs are raw tracepoints: a perf user of
+    sched:sched_switch still gets every event (a perf-event tracepoint
+    program that returns 0 would have dropped them all)."""
+    require_probes()
+    perf = shutil.which("perf")
+    if perf is None:
+        pytest.skip("perf is not installed (scripts/debian-packages.sh installs linux-perf)")
+    data = tmp_path / "perf.data"
+    child = [sys.executable, "-c", PERF_CHILD % N, str(tmp_path)]
+    with tracefs_as_found():
+        rec = subprocess.run([perf, "record", "-q", "-e", "sched:sched_switch", "-o", str(data),
+                              "--"] + child, capture_output=True, text=True, cwd=REPO,
+                             timeout=120)
+    assert rec.returncode == 0, rec.stderr
+    result = json.loads(rec.stdout.strip().splitlines()[-1])
+    assert result["blocks"] == N
+    script = subprocess.run([perf, "script", "-i", str(data), "-F", "trace"],
+                            capture_output=True, text=True, timeout=120)
+    assert script.returncode == 0, script.stderr
+    outs = [m for m in re.finditer(r"prev_pid=(\d+) .*?prev_state=(\S+)", script.stdout)
+            if int(m.group(1)) == result["tid"]]
+    # every block the program saw is a switch out of the worker perf saw too
+    blocked = [m for m in outs if m.group(2) != "R" and not m.group(2).startswith("R+")]
+    assert len(blocked) >= result["blocks"]
+
+
 def test_no_upcall_program_is_left_loaded():
     require_probes()
     with U.upcall_program("unblock"):
@@ -340,4 +484,10 @@ def test_every_variant_runs_through_lab_run(tmp_path):
     for r in runs:
         for name in ("ring_lost", "ring_bad", "foreign", "ring_discarded"):
             assert r["counters"].get(name, 0) == 0, (r["variant"], name)
+    # compiled once, by the runner: every worker that needed the program
+    # attached the runner's (and every one of them had the anatomy)
+    users = [r for r in runs if U.needs_program("upcall", r["variant"], r["params"])]
+    assert users and all(r["counters"]["program_from_runner"] == 1 for r in users)
+    assert all("stage_user" in r["n_samples"] for r in users)
+    # ... and after the suite run nothing of it is left loaded
     wait_for(lambda: not upcall_objects(), timeout=10)

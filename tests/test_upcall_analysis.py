@@ -31,7 +31,17 @@ LATENCY = {
     ("futex_hint", "block", SAME): 1200.0, ("futex_hint", "block", CROSS): 45000.0,
     ("uring_cqe_poll", "unblock", SAME): 2000.0, ("uring_cqe_wait", "unblock", SAME): 3000.0,
     ("uring_cqe_eventfd", "unblock", SAME): 4500.0,
+    ("bpf_ringbuf_adaptive", "block", SAME): 21000.0, ("bpf_flag_idle", "block", SAME): 700.0,
 }
+# the anatomy of some points: known stage medians [ns] (the rest 0), and
+# the futex handoff of the same code (futex_hint, block_kind futex)
+ANATOMY = {
+    ("bpf_ringbuf", "block", SAME): {"raise": 300.0, "irq_work": 12000.0, "waking": 500.0,
+                                     "switch_in": 2000.0, "user": 1500.0},
+    ("bpf_ringbuf", "block", CROSS): {"raise": 300.0, "irq_work": 11000.0, "waking": 500.0,
+                                      "wake_ipi": 900.0, "switch_in": 40000.0, "user": 3000.0},
+}
+OUR_HANDOFF = {"waking": 700.0, "switch_in": 1900.0, "user": 1100.0}
 SINCE = 25000.0         # since_source of the bpf unblock points
 TIMER = {("timer_nanosleep", 0): 100000.0, ("cyclictest", 0): 80000.0,
          ("timer_nanosleep", 50): 30000.0, ("cyclictest", 50): 24000.0,
@@ -51,7 +61,7 @@ def _params(variant: str, **values) -> dict:
 
 def upcall_results(tmp_path, handoff: dict | None = HANDOFF, latency: dict = LATENCY,
                    timers: dict = TIMER, probed: bool = False, name: str = "upcall-synth",
-                   wakeups=None) -> str:
+                   wakeups=None, anatomy: dict = ANATOMY, our_handoff: bool = False) -> str:
     """A results folder of the upcall family (and baseline's futex_pingpong
     handoff, ``handoff``: {placement: median}, or None) with the known
     medians above, REPS repetitions each.  ``probed``: the runs had probes
@@ -87,12 +97,22 @@ def upcall_results(tmp_path, handoff: dict | None = HANDOFF, latency: dict = LAT
         for (variant, event, placement), median in latency.items():
             params = _params(variant, event=event, placement=placement)
             series = {"latency": _values(median, seed=rep)}
+            for st in up.STAGES if (variant, event, placement) in anatomy else ():
+                series[f"stage_{st}"] = _values(anatomy[(variant, event, placement)].get(st, 0.0),
+                                                seed=rep)
             if variant.startswith("bpf") and event == "unblock":
                 series["since_source"] = _values(SINCE, seed=rep)
             sleeps = variant in up.SLEEPING and not (variant == "bpf_flag_sleep"
                                                      and event == "block")
             add("upcall", variant, params, series, rep,
                 {**mechanics, "slept_fraction": 1.0 if sleeps else 0.0})
+        if our_handoff:
+            params = _params("futex_hint", placement=SAME, block_kind="futex")
+            series = {"latency": _values(sum(OUR_HANDOFF.values()), seed=rep)}
+            series.update({f"stage_{st}": _values(OUR_HANDOFF.get(st, 0.0), seed=rep)
+                           for st in up.STAGES})
+            add("upcall", "futex_hint", params, series, rep,
+                {**mechanics, "slept_fraction": 1.0})
         for (variant, priority), median in timers.items():
             params = _params(variant, interval_us=1000, rt_priority=priority, pm_qos=False)
             counters = {"overruns": 0.0} if variant != "cyclictest" else {"clamped": 0.0}
@@ -258,3 +278,33 @@ def test_report_names_every_upcall_variant(tmp_path):
     assert "2.4 ms" in words and "441 us" in words
     assert re.search(r"ours is 4,000 times faster than the 1992 upcall", words)
     assert "context, not a comparison of designs" in words
+
+
+# ---- the anatomy ------------------------------------------------------------------------
+
+def test_anatomy_names_the_dominant_stage_from_the_data(tmp_path):
+    run = load_run(upcall_results(tmp_path, our_handoff=True))
+    data = up.anatomy_table(run)
+    same = data[(data["variant"] == "bpf_ringbuf") & (data["placement"] == SAME)].iloc[0]
+    cross = data[(data["variant"] == "bpf_ringbuf") & (data["placement"] == CROSS)].iloc[0]
+    assert same["irq_work"] == ANATOMY[("bpf_ringbuf", "block", SAME)]["irq_work"]
+    assert (same["dominant"], cross["dominant"]) == ("irq_work", "switch_in")
+    lines = up.anatomy_lines(run)
+    assert any("Dominant stage, same_cpu" in x and "irq_work" in x for x in lines)
+    assert any("Dominant stage, cross_cpu" in x and "switch_in" in x for x in lines)
+    # the best sleeping kernel-initiated upcall against the same code's
+    # handoff: the stage in the way is the one with the largest excess
+    best = [x for x in lines if x.startswith("Best sleeping kernel-initiated")]
+    assert len(best) == 1 and "what stands in the way is irq_work" in best[0]
+    # the sentence follows the numbers, not a script: swap what dominates
+    flipped = {k: dict(v) for k, v in ANATOMY.items()}
+    flipped[("bpf_ringbuf", "block", SAME)].update(irq_work=100.0, switch_in=30000.0)
+    run2 = load_run(upcall_results(tmp_path, anatomy=flipped, name="flipped", our_handoff=True))
+    assert up.anatomy_table(run2).query("variant == 'bpf_ringbuf' and placement == @SAME"
+                                        )["dominant"].iloc[0] == "switch_in"
+    assert any("what stands in the way is switch_in" in x for x in up.anatomy_lines(run2))
+
+
+def test_a_run_without_anatomy_has_no_anatomy_section(tmp_path):
+    run = load_run(upcall_results(tmp_path, anatomy={}))
+    assert up.anatomy_table(run).empty and up.anatomy_lines(run) == []

@@ -53,7 +53,7 @@ from analysis._kernel import kernel_view_status
 from analysis._pages import Block, Heading, Report, Space, Table, Text
 from analysis._results import Run
 from analysis._views import (cell_kinds, family_summary, headline, is_set, median_ratio,
-                             plain_param, split_by_axes, swept_axes, user_samples)
+                             per_run, plain_param, split_by_axes, swept_axes, user_samples)
 from analysis.sections import generic, register
 from lab.families import activations as fam
 
@@ -283,6 +283,7 @@ def table_iv_lines(data: pd.DataFrame) -> list[str]:
 
 # -- data: the task workload -----------------------------------------------------------------
 
+@per_run
 def task_data(run: Run, family: str = FAMILY, seed: int = 0) -> pd.DataFrame:
     """One row per task-workload (variant, point): its parameters (p,
     vps, spares, concurrency, block_us, ...); the task_latency summary of
@@ -333,8 +334,7 @@ def task_data(run: Run, family: str = FAMILY, seed: int = 0) -> pd.DataFrame:
     with np.errstate(divide="ignore", invalid="ignore"):
         data["little_ns"] = conc.to_numpy() / data["tasks_per_s"].to_numpy(dtype=float) * 1e9
     samples = user_samples(run)
-    samples = samples[(samples["family"].astype(str) == family)
-                      & (samples["metric"].astype(str) == TASK_LATENCY)]
+    samples = samples[(samples["family"] == family) & (samples["metric"] == TASK_LATENCY)]
     means = samples.groupby([samples["variant"].astype(str), samples["point"].astype(str)])[
         "value"].mean() if len(samples) else pd.Series(dtype=float)
     data["latency_mean"] = [float(means.get(k, math.nan)) for k in key]
@@ -433,8 +433,7 @@ def handoff_shares(run: Run, rows: pd.DataFrame, family: str = FAMILY,
     ``between``, ``above``): where a distribution has several modes, its
     median alone hides them."""
     samples = user_samples(run)
-    samples = samples[(samples["family"].astype(str) == family)
-                      & (samples["metric"].astype(str) == HANDOFF)]
+    samples = samples[(samples["family"] == family) & (samples["metric"] == HANDOFF)]
     out = []
     for _, r in rows.iterrows():
         v = samples.loc[(samples["variant"].astype(str) == r["variant"])
@@ -1166,8 +1165,7 @@ def handoff_curves(run: Run, rows: pd.DataFrame, family: str = FAMILY,
     row (one per variant at one p)."""
     colors = colors or variant_colors()
     samples = user_samples(run)
-    samples = samples[(samples["family"].astype(str) == family)
-                      & (samples["metric"].astype(str) == HANDOFF)]
+    samples = samples[(samples["family"] == family) & (samples["metric"] == HANDOFF)]
     curves = []
     for _, r in rows.iterrows():
         values = samples.loc[(samples["variant"].astype(str) == r["variant"])

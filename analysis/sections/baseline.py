@@ -26,7 +26,7 @@ from analysis._format import fmt_ratio, fmt_value
 from analysis._pages import Block, Heading, Report, Space, Text
 from analysis._results import NO_POINT, Run, load_wakeups
 from analysis._stats import NOISY_SPREAD
-from analysis._views import headline, median_ratio, run_sources
+from analysis._views import headline, median_ratio, per_run, run_sources
 from analysis.sections import generic, register
 
 FAMILY = "baseline"
@@ -173,6 +173,7 @@ class HandoffCheck:
 PINGPONG = "futex_pingpong"
 
 
+@per_run
 def handoff_checks(run: Run, family: str = FAMILY) -> list[HandoffCheck]:
     """Same and cross CPU (where both sides have data), in that order."""
     src = run_sources(run)
@@ -184,7 +185,7 @@ def handoff_checks(run: Run, family: str = FAMILY) -> list[HandoffCheck]:
         if not probed:
             continue
         s = run.samples
-        s = s[s["metric"].astype(str) == "handoff"]
+        s = s[s["metric"] == "handoff"]
         handoff = s.loc[s["run_id"].isin(probed), "value"].to_numpy(dtype=float)
         wake = load_wakeups(run, probed, missing="skip")["waking_to_run_ns"].to_numpy(dtype=float)
         if not handoff.size or not wake.size:

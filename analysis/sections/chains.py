@@ -31,7 +31,8 @@ from analysis._counters import counter_summary, kernel_per_op, with_params
 from analysis._format import fmt_count, fmt_ratio, fmt_value
 from analysis._pages import Block, Heading, Report, Space, Table, Text
 from analysis._results import Run
-from analysis._views import cell_kinds, headline, median_ratio, split_by_axes, user_samples
+from analysis._views import (cell_kinds, headline, median_ratio, per_run, split_by_axes,
+                             user_samples)
 from analysis.sections import generic, register
 
 FAMILY = "chains"
@@ -56,6 +57,7 @@ def render(report: Report, family: str = FAMILY) -> None:
 
 # -- data ---------------------------------------------------------------------------------
 
+@per_run
 def chain_data(run: Run, family: str = FAMILY, seed: int = 0) -> pd.DataFrame:
     """One row per (variant, point): the headline summary (median, CI, ...
     as headline()) with the point's parameters (k, op, cached, fail_at,
@@ -118,11 +120,12 @@ def fit_slope(k, y) -> tuple[float, float]:
     return float(slope), float(intercept)
 
 
+@per_run
 def run_medians(run: Run, family: str = FAMILY) -> pd.DataFrame:
     """Each user-side run's median chain time with its repetition and
     parameters (for the per-repetition fits)."""
     s = user_samples(run)
-    s = s[(s["family"].astype(str) == family) & (s["metric"].astype(str) == "chain")]
+    s = s[(s["family"] == family) & (s["metric"] == "chain")]
     per_run = s.groupby(["run_id", "variant", "point", "repetition"], observed=True)["value"] \
         .median().rename("median").reset_index()
     return with_params(run, family, per_run)

@@ -9,7 +9,7 @@ from typing import Sequence
 
 import pandas as pd
 
-from analysis import plots
+from analysis import _probe_cost, plots
 from analysis._counters import DERIVED, counter_table
 from analysis._format import (CI_NOTE, NOISY_NOTE, NUMERIC_HEADS, OVERHEAD_NOTE, counter_groups,
                               kernel_view_rows, overhead_rows, summary_table)
@@ -18,7 +18,7 @@ from analysis._kernel import (kernel_view_notes, kernel_view_status, kernel_view
 from analysis._pages import ROWS_PER_PAGE, Block, Heading, Report, Space, Table, Text
 from analysis._results import Run
 from analysis._views import (PAIRED, cell_kinds, family_summary, headline, headline_samples,
-                             label, user_side_note)
+                             is_headline, label, user_side_note)
 
 RATIO_NOTE = ("interval: the ratio of the medians' 95% CI bounds taken crosswise "
               "(low / reference high, high / reference low), at least as wide as the ratio's own")
@@ -103,9 +103,7 @@ def table_blocks(run: Run, family: str, counters: bool = True) -> list[Block]:
         blocks += counter_blocks(run, family)
     blocks += overhead_blocks(run, family)
     everything = family_summary(run, family)
-    heads = {v: d["headline"] for v, d in run.families[family]["variants"].items()}
-    others = everything[everything["metric"].astype(str).to_numpy()
-                        != everything["variant"].astype(str).map(heads).to_numpy()]
+    others = everything[~is_headline(run, family, everything)]
     if not others.empty:
         blocks += summary_blocks(others.reset_index(drop=True), "Other recorded metrics")
     return blocks
@@ -166,7 +164,8 @@ def overhead_blocks(run: Run, family: str) -> list[Block]:
                   caption="Headline medians with probes attached against without "
                           "(interleaved twins of every repetition)",
                   notes=[OVERHEAD_NOTE], max_rows=ROWS_PER_PAGE),
-            Text(overhead_sentence(run, family), size=10, bold=True), Space(0.1)]
+            Text(overhead_sentence(run, family), size=10, bold=True), Space(0.1),
+            *_probe_cost.report_blocks(run, family)]
 
 
 def _metric_help(run: Run, family: str, metric: str) -> str:

@@ -37,8 +37,8 @@ from analysis._format import fmt_percent, fmt_ratio, fmt_value
 from analysis._pages import Block, Heading, Report, Space, Table, Text
 from analysis._results import Run
 from analysis._stats import NOISY_SPREAD
-from analysis._views import (cell_kinds, headline, median_ratio, plain_param, split_by_axes,
-                             swept_axes)
+from analysis._views import (cell_kinds, headline, median_ratio, per_run, plain_param,
+                             split_by_axes, swept_axes)
 from analysis.sections import generic, register
 
 FAMILY = "syncfirst"
@@ -96,6 +96,7 @@ def _is_file(frame: pd.DataFrame) -> pd.Series:
     return frame[HIT].notna() if HIT in frame.columns else pd.Series(False, index=frame.index)
 
 
+@per_run
 def crossover_data(run: Run, family: str = FAMILY, seed: int = 0) -> pd.DataFrame:
     """One row per file-read (variant, point): its parameters (hit_ratio,
     depth, placement, direct, ...), the headline latency's summary (median,
@@ -154,6 +155,7 @@ def _went_async(variant: str, counters: dict[str, float], kernel: dict[str, floa
     return float(sum(values)), note
 
 
+@per_run
 def blocked_fraction(run: Run, family: str = FAMILY) -> pd.DataFrame:
     """One row per (variant, point): the fraction of calls that went
     asynchronous (``went_async``; how it is measured: ``source``), beside

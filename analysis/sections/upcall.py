@@ -62,19 +62,38 @@ SAME, CROSS = "same_cpu", "cross_cpu"
 PLACEMENTS = (SAME, CROSS)
 EVENTS = ("block", "unblock")
 BLOCK_KINDS = ("nanosleep", "futex", "pipe", "pread")
-MECHANISMS = ("bpf_ringbuf", "bpf_flag", "bpf_flag_sleep", "futex_hint", "uring_cqe_poll",
-              "uring_cqe_wait", "uring_cqe_eventfd")
+MECHANISMS = ("bpf_ringbuf", "bpf_ringbuf_adaptive", "bpf_flag", "bpf_flag_idle",
+              "bpf_flag_sleep", "futex_hint", "uring_cqe_poll", "uring_cqe_wait",
+              "uring_cqe_eventfd")
 URING_CQE = ("uring_cqe_poll", "uring_cqe_wait", "uring_cqe_eventfd")
 # the scheduler sleeps until the kernel wakes it: the probes' wake-to-run
 # of the scheduler thread is part of these upcalls
-SLEEPING = ("bpf_ringbuf", "bpf_flag_sleep", "futex_hint", "uring_cqe_wait", "uring_cqe_eventfd")
+SLEEPING = ("bpf_ringbuf", "bpf_ringbuf_adaptive", "bpf_flag_sleep", "futex_hint",
+            "uring_cqe_wait", "uring_cqe_eventfd")
+# the kernel starts these upcalls (a BPF program on the event), the rest
+# are the runtime's own (futex_hint) or io_uring's
+KERNEL_INITIATED = ("bpf_ringbuf", "bpf_ringbuf_adaptive", "bpf_flag", "bpf_flag_idle",
+                    "bpf_flag_sleep")
+# the anatomy's series (lab/families/upcall.py STAGES, in order): stage_<name>
+STAGES = ("raise", "irq_work", "waking", "wake_ipi", "switch_in", "user")
+STAGE_TEXT = {"raise": "event -> irq_work self-IPI raised",
+              "irq_work": "self-IPI raised -> irq_work runs",
+              "waking": "-> sched_waking of the scheduler",
+              "wake_ipi": "-> IPI to the scheduler's CPU",
+              "switch_in": "-> scheduler switched in",
+              "user": "-> scheduler's user-space stamp"}
+# the same code's futex handoff: the worker stamps, FUTEX_WAKEs the
+# scheduler and FUTEX_WAITs (futex_hint with block_kind = futex)
+HANDOFF_OF_OURS = ("futex_hint", "futex")
+ANATOMY_COUNTERS = ("ipis_per_upcall", "self_ipis_per_upcall", "program_ns_per_run",
+                    "program_runs_per_upcall", "program_ns_per_upcall", "anatomy_ns_per_upcall")
 TIMERS = ("timer_nanosleep", "timer_timerfd", "timer_signal", "timer_signal_busy", "timer_uring",
           "timer_uring_multishot", "cyclictest")
 OURS, CYCLICTEST = "timer_nanosleep", "cyclictest"
 TIMER_AXES = ("interval_us", "rt_priority", "pm_qos")
 MAIN_AXES = ("placement", "event", "block_kind")
 # what makes a row of the latency table, besides MAIN_AXES (the ones a suite sweeps)
-OTHER_AXES = ("block_us", "run_us", "spin_us")
+OTHER_AXES = ("block_us", "run_us", "spin_us", "pm_qos", "anatomy")
 # counters that prove the mechanics (native/upcall.h): these must be 0 in every run
 MUST_BE_ZERO = ("ring_lost", "ring_discarded", "ring_bad", "foreign", "missed_events")
 # ... and these say how the upcalls went (0 where nothing went wrong)
@@ -109,6 +128,7 @@ def render(report: Report, family: str = FAMILY) -> None:
     generic.render(report, family, extra_blocks=section_blocks(run, family), figures=False,
                    counters=False)
     latency_figures(report, family)
+    anatomy_figure(report, family)
     timer_figure(report, family)
 
 
@@ -635,6 +655,214 @@ def crosscheck_lines(check: pd.DataFrame) -> list[str]:
     return lines
 
 
+# -- the anatomy: where an upcall's microseconds go --------------------------------------------
+
+def anatomy_table(run: Run, family: str = FAMILY) -> pd.DataFrame:
+    """One row per mechanism point whose runs stamped the kernel stages
+    (anatomy = true): per stage (STAGES) its median over the pooled
+    user-side samples (``<stage>``, ns), the lowest and highest median of
+    a repetition (``<stage>_rep_min`` / ``_rep_max``) and the fraction of
+    samples in which the stage's stamp was present (``<stage>_seen``); the
+    latency median of the same samples; ``dominant``, the stage with the
+    largest median; the ANATOMY_COUNTERS' medians over the runs; and the
+    latency table's columns (mechanism, event, block_kind, placement,
+    other, sleeps)."""
+    return cached_per_run(run, "upcall", ("anatomy_table", family),
+                          lambda: _anatomy_table(run, family))
+
+
+def _anatomy_table(run: Run, family: str) -> pd.DataFrame:
+    from analysis._views import user_samples
+    lat = latency_table(run, family)
+    s = user_samples(run)
+    s = s[(s["family"] == family) & s["variant"].astype(str).isin(MECHANISMS)]
+    names = [f"stage_{st}" for st in STAGES]
+    s = s[s["metric"].astype(str).isin(names + [LATENCY])]
+    if s.empty or not s["metric"].astype(str).isin(names).any():
+        return pd.DataFrame()
+    counters = counter_summary(run, family)
+    counters = counters[counters["counter"].isin(ANATOMY_COUNTERS + tuple(
+        f"{n}_seen" for n in names))].set_index(["variant", "point", "counter"])["median"]
+    rows = []
+    for (variant, point), g in s.groupby([s["variant"].astype(str), s["point"].astype(str)],
+                                         sort=False):
+        metric = g["metric"].astype(str)
+        if not metric.isin(names).any():
+            continue
+        row: dict[str, Any] = {"variant": variant, "point": point}
+        for st, name in zip(STAGES, names):
+            part = g[metric == name]
+            row[st] = float(part["value"].median())
+            reps = part.groupby("repetition")["value"].median()
+            row[f"{st}_rep_min"], row[f"{st}_rep_max"] = float(reps.min()), float(reps.max())
+            row[f"{st}_seen"] = float(counters.get((variant, point, f"{name}_seen"), math.nan))
+        row["latency_median"] = float(g.loc[metric == LATENCY, "value"].median())
+        row["dominant"] = max(STAGES, key=lambda st: row[st])
+        for c in ANATOMY_COUNTERS:
+            row[c] = float(counters.get((variant, point, c), math.nan))
+        rows.append(row)
+    if not rows:
+        return pd.DataFrame()
+    data = pd.DataFrame(rows)
+    keep = ["variant", "point", "mechanism", "event", "block_kind", "placement", "other",
+            "sleeps", "pm_qos"]
+    return _ordered(data.merge(lat[[k for k in keep if k in lat.columns]],
+                               on=["variant", "point"], how="inner"))
+
+
+def best_sleeping_kernel_upcall(anatomy: pd.DataFrame, placement: str = SAME):
+    """The anatomy row of the fastest kernel-initiated upcall whose
+    scheduler slept for it, at a placement (None if none)."""
+    rows = anatomy[(anatomy["placement"] == placement)
+                   & anatomy["variant"].isin(KERNEL_INITIATED) & anatomy["sleeps"].astype(bool)]
+    if rows.empty:
+        return None
+    return rows.loc[rows["latency_median"].astype(float).idxmin()]
+
+
+def our_handoff(anatomy: pd.DataFrame, placement: str = SAME, like=None):
+    """The futex handoff measured by the same code (HANDOFF_OF_OURS), at a
+    placement, preferring the row whose other parameters match ``like``'s."""
+    rows = anatomy[(anatomy["variant"] == HANDOFF_OF_OURS[0])
+                   & (anatomy["block_kind"] == HANDOFF_OF_OURS[1])
+                   & (anatomy["placement"] == placement)]
+    if rows.empty:
+        return None
+    if like is not None:
+        # the same idle setting as the upcall it is compared with
+        for column in ("other", "pm_qos"):
+            if column in rows.columns:
+                same = rows[rows[column].astype(str) == str(like[column])]
+                if len(same):
+                    rows = same
+                    break
+    return rows.loc[rows["latency_median"].astype(float).idxmin()]
+
+
+def anatomy_lines(run: Run, family: str = FAMILY) -> list[str]:
+    """The stage that dominates each mechanism (from the medians), and the
+    best sleeping kernel-initiated upcall against the futex handoff, stage
+    by stage."""
+    data = anatomy_table(run, family)
+    if data.empty:
+        return []
+    lines = []
+    for placement in PLACEMENTS:
+        rows = data[data["placement"] == placement]
+        if rows.empty:
+            continue
+        by_stage: dict[str, list[str]] = {}
+        for _, r in rows.iterrows():
+            by_stage.setdefault(r["dominant"], []).append(
+                f"{row_label(r)} ({fmt_us(r[r['dominant']])} of {fmt_us(r['latency_median'])} us)")
+        parts = [f"{st} ({STAGE_TEXT[st]}) in {'; '.join(labels)}"
+                 for st, labels in by_stage.items()]
+        lines.append(f"Dominant stage, {placement} (largest median stage of each point): "
+                     + ". ".join(parts) + ".")
+    costs = data[data["variant"].isin(KERNEL_INITIATED)
+                 & np.isfinite(data["program_ns_per_upcall"].astype(float))]
+    if len(costs):
+        parts = [f"{v} {fmt_us(float(g['program_ns_per_upcall'].median()))} us "
+                 f"({_fraction(float(g['self_ipis_per_upcall'].median()))} self-IPIs)"
+                 for v, g in costs.groupby("variant", sort=False)]
+        lines.append("What the upcall costs the CPUs that run the program (the blocking "
+                     "thread's switch among them): its run time per upcall, BPF stats, median "
+                     "over the mechanism's points, and the self-IPIs the event's CPU sends per "
+                     "upcall: " + "; ".join(parts) + ".")
+    refs = handoff_reference(run)
+    best = best_sleeping_kernel_upcall(data)
+    if best is not None:
+        text = (f"Best sleeping kernel-initiated upcall on the worker's CPU: {row_label(best)}, "
+                f"median {fmt_us(best['latency_median'])} us")
+        if SAME in refs:
+            text += (f", {fmt_ratio(best['latency_median'] / refs[SAME]['median'])} the "
+                     f"baseline same-CPU futex handoff's {fmt_us(refs[SAME]['median'])} us")
+        ours = our_handoff(data, SAME, best)
+        if ours is not None:
+            diff = {st: best[st] - ours[st] for st in STAGES}
+            worst = max(STAGES, key=lambda st: diff[st])
+            text += (f". Against the futex handoff measured by the same code ({row_label(ours)}, "
+                     f"{fmt_us(ours['latency_median'])} us), stage by stage (median us, upcall "
+                     "vs handoff): " + ", ".join(f"{st} {fmt_us(best[st])} vs {fmt_us(ours[st])}"
+                                                for st in STAGES)
+                     + f"; what stands in the way is {worst} ({STAGE_TEXT[worst]}), "
+                       f"{fmt_us(diff[worst])} us more")
+        lines.append(text + ".")
+    return lines
+
+
+def _stage_cell(r, stage: str) -> str:
+    """median (lowest..highest repetition's), or '-' for a stage that never happened."""
+    if r[f"{stage}_seen"] == 0:
+        return "-"
+    return (f"{fmt_us(r[stage])} ({fmt_us(r[f'{stage}_rep_min'])}.."
+            f"{fmt_us(r[f'{stage}_rep_max'])})")
+
+
+def anatomy_blocks(run: Run, family: str = FAMILY) -> list[Block]:
+    data = anatomy_table(run, family)
+    if data.empty:
+        return []
+    header = ["mechanism", "event", "block_kind", "placement", "other", "latency [us]"] + \
+        [f"{st} [us]" for st in STAGES] + ["IPIs", "self-IPIs", "prog ns/run", "prog ns/upcall"]
+    rows = []
+    for _, r in data.iterrows():
+        rows.append([r["mechanism"], r["event"], r["block_kind"], r["placement"],
+                     r["other"] or "-", fmt_us(r["latency_median"])]
+                    + [_stage_cell(r, st) for st in STAGES]
+                    + [_fraction(r["ipis_per_upcall"]), _fraction(r["self_ipis_per_upcall"]),
+                       fmt_count(r["program_ns_per_run"]), fmt_count(r["program_ns_per_upcall"])])
+    notes = ["each stage: the median of its samples, in brackets the lowest and highest "
+             "repetition's median; '-': the stage never happened (a polling scheduler is never "
+             "woken); a sample's stages sum to its latency, their medians need not",
+             "stages: " + "; ".join(f"{st}: {STAGE_TEXT[st]}" for st in STAGES),
+             "IPIs / self-IPIs: sent by the event's CPU per upcall (the irq_work of a BPF "
+             "wake-up is a self-IPI); prog ns/run: the upcall program's run time per run "
+             "(bpf_prog_info with BPF stats on, every sched_switch / sched_waking of the "
+             "machine), prog ns/upcall: its run time per upcall, what the blocking side pays"]
+    blocks: list[Block] = [Heading("Anatomy of an upcall: where the microseconds go", size=12,
+                                   keep_with_next=1.2),
+                           Table(header, rows, right=[False] * 5 + [True] * 11,
+                                 caption="The kernel's stages of each upcall (runs with "
+                                         "anatomy = true), from raw tracepoints",
+                                 notes=notes, max_rows=LATENCY_ROWS_PER_PAGE)]
+    blocks += [Text(line, size=9.5, indent=0.15) for line in anatomy_lines(run, family)]
+    return blocks
+
+
+def anatomy_figure(report: Report, family: str = FAMILY) -> None:
+    """A stacked bar of the stage medians per mechanism point, one panel
+    per placement, the latency median as a tick."""
+    run = report.run
+    data = anatomy_table(run, family)
+    if data.empty:
+        return
+    placements = [p for p in PLACEMENTS if (data["placement"] == p).any()]
+    colors = dict(zip(STAGES, plots._colors(len(STAGES))))
+    with report.figure(f"{family}: anatomy of an upcall", nrows=len(placements),
+                       caption="Median of each kernel stage per mechanism and point (stacked "
+                               "bars, us; runs with anatomy = true, user-side samples pooled), "
+                               "from the event (sched_switch / sched_waking of the worker, or "
+                               "the user stamp for futex_hint and uring) to the scheduler's "
+                               "own stamp; black tick: the latency median of the same samples "
+                               "(medians of stages need not add up to it).") as (fig, axes):
+        for ax, placement in zip(axes, placements):
+            rows = data[data["placement"] == placement].iloc[::-1]
+            y = np.arange(len(rows))
+            left = np.zeros(len(rows))
+            for st in STAGES:
+                width = rows[st].astype(float).to_numpy() / 1000
+                ax.barh(y, width, left=left, color=colors[st], label=st, height=0.7)
+                left += width
+            ax.plot(rows["latency_median"].astype(float).to_numpy() / 1000, y, "|",
+                    color="black", markersize=12, label="latency median")
+            ax.set_yticks(y, [row_label(r).replace(f" {placement}", "")
+                              for _, r in rows.iterrows()], fontsize=6.5)
+            ax.set_xlabel("us")
+            ax.set_title(_placement_title(placement), fontsize=9)
+            plots._legend_right(ax, fontsize=7)
+
+
 def latency_blocks(run: Run, family: str = FAMILY) -> list[Block]:
     """The latency table, one per placement, and the yardstick under it."""
     data = latency_table(run, family)
@@ -954,6 +1182,8 @@ def findings_lines(run: Run, family: str = FAMILY) -> list[str]:
                                                     else "")
                      + ": an idle vCPU halts, and waking it costs a VM exit and entry)")
         lines.append(text + ".")
+    lines += [line for line in anatomy_lines(run, family)
+              if line.startswith("Best sleeping kernel-initiated")]
     lines.append(probe_text(run, family))
     return lines
 
@@ -979,7 +1209,8 @@ def paper_blocks(run: Run, family: str = FAMILY) -> list[Block]:
 def section_blocks(run: Run, family: str = FAMILY) -> list[Block]:
     """Everything the section adds after the generic tables, in order."""
     return (findings_blocks(run, family) + latency_blocks(run, family)
-            + crosscheck_blocks(run, family) + since_source_blocks(run, family)
+            + anatomy_blocks(run, family) + crosscheck_blocks(run, family)
+            + since_source_blocks(run, family)
             + timer_blocks(run, family) + mechanics_blocks(run, family)
             + (paper_blocks(run, family) if not latency_table(run, family).empty else []))
 
@@ -1124,7 +1355,8 @@ def timer_figure(report: Report, family: str = FAMILY) -> None:
             plots._legend_below(axes[j], ncol=1, fontsize=7)
 
 
-__all__ = ["latency_table", "handoff_reference", "best_upcall", "wake_check", "scheduler_tids",
+__all__ = ["latency_table", "anatomy_table", "anatomy_lines", "best_sleeping_kernel_upcall",
+           "our_handoff", "handoff_reference", "best_upcall", "wake_check", "scheduler_tids",
            "since_source_table", "timer_rows", "timer_pivot", "cyclictest_pairs",
            "must_be_zero", "mechanics_table", "findings_lines", "paper_lines", "timer_lines",
            "handoff_lines", "cdf_lines", "block_kinds", "row_label", "NO_HANDOFF_LINE",

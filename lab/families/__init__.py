@@ -12,7 +12,7 @@ from lab.model import Family
 
 # Report order.  A family is present once its module exists, so families
 # can be developed side by side without touching this file.
-ORDER = ("baseline", "syncfirst", "chains", "upcall", "activations", "msgport")
+ORDER = ("baseline", "syncfirst", "chains", "upcall", "activations", "msgport", "probe_cost")
 FAMILY_NAMES = tuple(n for n in ORDER
                      if importlib.util.find_spec(f"lab.families.{n}") is not None)
 

@@ -226,6 +226,8 @@ _COUNTS = ("completions", "duplicate_completions", "calls", "blocking_calls", "b
            "ran_while_blocked", "ran_while_kernel_blocked", "max_running_activations", "vp_busy_ns", "cpu_ns",
            "activations", "ready_by_ioctl", "loops_per_us")
 HANDOFF_VARIANTS = ("futex_hint", "syncfirst", "monitor", "upcall")
+# the variants that attach the upcall program (lab.families.upcall.needs_program)
+UPCALL_PROGRAM_VARIANTS = ("upcall", "t4_activations")
 
 
 def _native():

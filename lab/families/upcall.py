@@ -19,17 +19,37 @@ worker blocks again only after the scheduler took the last one, and the
 harness never blocks the worker otherwise (its waits spin, yielding where
 a CPU is shared), so the worker's only blocks are the measured ones.
 
-- ``bpf_ringbuf``: the upcall program (lab/families/upcall_bpf.c, loaded
-  by the worker process through lab.probes.bpf_program, compiled before
-  the run) on ``sched:sched_switch`` writes an event stamped with
+- ``bpf_ringbuf``: the upcall program (lab/families/upcall_bpf.c: raw
+  tracepoints; compiled once per suite run by the runner, SuitePrograms,
+  and attached by each worker for its run, or compiled by the worker
+  process itself without a runner) on ``sched:sched_switch`` writes an
+  event stamped with
   bpf_ktime_get_ns() to a BPF ring buffer with BPF_RB_FORCE_WAKEUP; the
   scheduler sleeps in epoll on the ring and consumes it in C.  The wake-up
   is not made in the program: a tracepoint program may run under the
   runqueue lock, so the ring queues an irq_work and the epoll waiter is
   woken when that runs; the report's kernel cross-check shows how long
   the event waits for it (the time before the scheduler's sched_waking).
+- ``bpf_ringbuf_adaptive``: the same with the ring's adaptive wake-up
+  (flags 0: the commit wakes only a consumer that has caught up), the
+  same irq_work when it does.
 - ``bpf_flag``: the same program bumps the worker's virtual processor's
   sequence number in an mmap-able BPF array; the scheduler spins on it.
+- ``bpf_flag_idle``: bpf_flag with the scheduler at SCHED_IDLE (restored
+  after the run): on the worker's CPU it runs exactly when that CPU would
+  otherwise go idle, so a block is seen one context switch later, with no
+  wake-up, IPI or irq_work; it never sleeps (the vCPU never halts).
+- ``anatomy`` (default true): stage programs beside the upcall program
+  stamp each kernel stage of the upcall in flight (lab_upcall_stages:
+  irq_work self-IPI raised, irq_work run, the scheduler's sched_waking,
+  the IPI to its CPU, its switch in) and C copies them out with each
+  sample: series ``stage_*`` (a sample's stages add up to its latency),
+  counters ``ipis_per_upcall``, ``self_ipis_per_upcall``, ``stage_*_seen``,
+  ``program_ns_per_run`` / ``_runs_per_upcall`` / ``_ns_per_upcall`` (the
+  upcall program's run time, bpf_prog_info with BPF_ENABLE_STATS on for
+  the run) and ``anatomy_ns_per_upcall``.  For futex_hint and uring_cqe
+  the event is the user stamp.  futex_hint with block_kind = futex is the
+  futex handoff measured by this code (stamp, FUTEX_WAKE, FUTEX_WAIT).
 - ``bpf_flag_sleep``: spins ``spin_us``, then sleeps in epoll on the ring.
   Nothing in a tracepoint program can wake a futex, so the ring is the only
   wake-up a BPF program has: the scheduler sets a ``sleeping`` word in its
@@ -133,6 +153,20 @@ SINCE_SOURCE = Metric("since_source", "ns",
                       "bpf unblock upcalls of futex, pipe, nanosleep blocks: the scheduler's stamp "
                       "minus the source's own time (the waker's stamp before its call, the "
                       "sleep's deadline): the uring_cqe variants' measure")
+# the anatomy (anatomy = true): the latency split at the kernel's stamps
+# (enum upcall_stage's order; lab/families/upcall_bpf.c stamps them)
+STAGES = (
+    ("raise", "the event to the irq_work self-IPI its CPU raises (ipi:ipi_send_cpu to itself)"),
+    ("irq_work", "... to the irq_work running on that CPU (irq_vectors:irq_work_entry)"),
+    ("waking", "... to sched:sched_waking of the scheduler thread"),
+    ("wake_ipi", "... to the IPI that wakes the scheduler's CPU (cross-CPU wake-ups)"),
+    ("switch_in", "... to sched:sched_switch onto the scheduler"),
+    ("user", "... to the scheduler's own stamp in user space"),
+)
+STAGE_METRICS = tuple(Metric(f"stage_{name}", "ns",
+                             f"anatomy: {text}; a stage that did not happen is 0 and its time "
+                             "goes to the next; a sample's stages sum to its latency")
+                      for name, text in STAGES)
 LATENESS = Metric("lateness", "ns", "when user code runs on a timer expiry minus the expiry "
                   "asked for")
 
@@ -165,8 +199,14 @@ PARAMS = (
           "timers: 0 SCHED_OTHER; 1..99 SCHED_FIFO at that priority (cyclictest -p)",
           low=0, high=99),
     Param("pm_qos", False, "",
-          "timers: hold /dev/cpu_dma_latency at 0 us during the run (idle CPUs poll instead "
-          "of halting; cyclictest's default), for every timer variant alike"),
+          "hold /dev/cpu_dma_latency at 0 us during the run (idle CPUs poll instead of "
+          "halting; cyclictest's default): timers, and upcalls whose wake-up waits for a "
+          "halted CPU"),
+    Param("anatomy", True, "",
+          "block/unblock upcalls: stamp every kernel stage of each upcall (irq_work raised "
+          "and run, the scheduler's waking, its IPI, its switch in) with raw tracepoint "
+          "programs beside the upcall program, and the program's run time (BPF stats); "
+          "false: without them (needs root and bcc when true)"),
     Param("samples", 1000, "upcalls", "upcalls (timers: expiries) measured per run",
           low=10, high=100_000, axis=False),
     Param("warmup", 100, "upcalls", "unrecorded upcalls (expiries) before the window",
@@ -175,7 +215,8 @@ PARAMS = (
 
 # enums of native/upcall.h (tests/test_upcall.py checks they agree)
 MECHANISMS = {"bpf_ringbuf": 0, "bpf_flag": 1, "bpf_flag_sleep": 2, "futex_hint": 3,
-              "uring_cqe_poll": 4, "uring_cqe_wait": 5, "uring_cqe_eventfd": 6}
+              "uring_cqe_poll": 4, "uring_cqe_wait": 5, "uring_cqe_eventfd": 6,
+              "bpf_ringbuf_adaptive": 7, "bpf_flag_idle": 8}
 TIMERS = {"timer_nanosleep": 0, "timer_timerfd": 1, "timer_signal": 2, "timer_signal_busy": 3,
           "timer_uring": 4, "timer_uring_multishot": 5}
 
@@ -195,6 +236,12 @@ def _native():
 
 def point_problem(variant: str, p: dict[str, Any]) -> str | None:
     """Why a point cannot run (the runner skips it with this reason), or None."""
+    if p.get("anatomy") and variant in MECHANISMS and not variant.startswith("bpf"):
+        from lab import probes
+        why = probes.unavailable_reason()
+        if why:
+            return (f"anatomy=true loads the upcall program's stage functions, which cannot "
+                    f"run here ({why}); or use anatomy=false")
     if variant.startswith("uring_cqe") and p.get("block_kind") == "pread":
         return ("uring_cqe with block_kind=pread: io_uring shows no time at which a read's "
                 "completion happened to measure the upcall from; use futex, nanosleep or pipe "
@@ -229,72 +276,220 @@ def _check(variant: str, p: dict[str, Any]) -> None:
 
 # ---- the upcall program ------------------------------------------------------
 
+# Its functions, each a raw tracepoint program (the upcall program's
+# header says why not perf-event tracepoints): (function, tracepoint).
+BLOCK_FN = ("lab_upcall_block", "sched_switch")
+WAKE_FN = ("lab_upcall_wake", "sched_waking")
+# the anatomy: the stage stamps of the upcall in flight (anatomy = true)
+ANATOMY_FNS = (("lab_upcall_a_switch", "sched_switch"), ("lab_upcall_a_waking", "sched_waking"),
+               ("lab_upcall_a_ipi", "ipi_send_cpu"), ("lab_upcall_a_ipi_mask", "ipi_send_cpumask"),
+               ("lab_upcall_a_irq_work", "irq_work_entry"))
+FUNCTIONS = (BLOCK_FN, WAKE_FN) + ANATOMY_FNS
+# struct upcall_maps field -> the program's map
+MAPS = {"ring_fd": "lab_upcall_ring", "vps_fd": "lab_upcall_vps", "tids_fd": "lab_upcall_tids",
+        "stages_fd": "lab_upcall_stages"}
+
+
 def program_text(ring_pages: int = RING_PAGES) -> str:
-    """lab/families/upcall_bpf.c with its ring size (pages, a power of 2)."""
+    """lab/families/upcall_bpf.c with its ring size (pages, a power of 2).
+    lab.probes.compile_program gives it the running kernel's field offsets
+    (LAB_OFF_<struct>_<field>, lab.probes.btf)."""
     if ring_pages < 1 or ring_pages & (ring_pages - 1):
         raise ValueError(f"ring_pages must be a power of 2, got {ring_pages}")
     with open(PROGRAM) as f:
         return f"#define LAB_UPCALL_RING_PAGES {ring_pages}\n" + f.read()
 
 
+def load_functions(bpf: Any) -> dict[str, int]:
+    """Load every function of the compiled program as a raw tracepoint
+    program (bcc keeps them and closes them in cleanup()): name -> fd."""
+    import bcc
+    return {name: bpf.load_func(name.encode(), bcc.BPF.RAW_TRACEPOINT).fd
+            for name, _ in FUNCTIONS}
+
+
+class Program:
+    """The upcall program as one run uses it: its functions' fds, its maps'
+    fds, and (loaded in this process) the bcc module, whose tables the
+    tests read: ``program["lab_upcall_vps"]``."""
+
+    def __init__(self, progs: dict[str, int], maps: dict[str, int], bpf: Any = None):
+        self.progs, self.maps, self.bpf = progs, maps, bpf
+        self.attached: list[str] = []       # functions attached for this run
+
+    def __getitem__(self, table: str) -> Any:
+        if self.bpf is None:
+            raise KeyError(f"{table}: the program was loaded by the runner; its tables are "
+                           "reached through their fds (Program.maps)")
+        return self.bpf[table]
+
+
+# Set in a worker the runner started with the program it loaded for the
+# suite (lab.worker: spec["upcall_program"]): {"progs": {name: fd}, "maps":
+# {field: fd}}; None: compile in this process.
+_shared: dict[str, dict[str, int]] | None = None
+
+
+def use_shared(handed: dict[str, dict[str, int]] | None) -> None:
+    global _shared
+    _shared = handed
+
+
 @contextlib.contextmanager
-def upcall_program(event: str = "block", ring_pages: int = RING_PAGES):
-    """The upcall program loaded and attached (sched_switch; sched_waking
-    too for unblock upcalls): yields (bcc module, cffi ``struct
-    upcall_maps *``).  Detached and unloaded on every way out."""
-    from lab import probes
-    from lab.native import NativeError
-    ffi, _ = _native()
-    try:
-        with probes.bpf_program(program_text(ring_pages), "the upcall program") as bpf:
-            # the block program runs for unblock upcalls too: the waking
-            # of a thread counts only after a block it saw
-            tracepoints = [b"sched:sched_switch"]
-            bpf.attach_tracepoint(tp=tracepoints[0], fn_name=b"lab_upcall_block")
-            if event == "unblock":
-                tracepoints.append(b"sched:sched_waking")
-                bpf.attach_tracepoint(tp=tracepoints[1], fn_name=b"lab_upcall_wake")
-            maps = ffi.new("struct upcall_maps *", {
-                "ring_fd": bpf["lab_upcall_ring"].map_fd,
-                "vps_fd": bpf["lab_upcall_vps"].map_fd,
-                "tids_fd": bpf["lab_upcall_tids"].map_fd})
+def upcall_program(event: str | None = "block", ring_pages: int = RING_PAGES,
+                   anatomy: bool = False):
+    """The upcall program attached for one run: its block function on
+    sched_switch, for unblock upcalls its waking function too (the waking
+    of a thread counts only after a block it saw), and with ``anatomy``
+    the stage programs.  Yields (Program, cffi ``struct upcall_maps *``).
+    The program the runner loaded for the suite when it handed one over
+    (its maps reset first), else compiled here; detached (and, if
+    compiled here, unloaded) on every way out."""
+    from lab import probes, signals
+    from lab.native import NativeError, check
+    ffi, lib = _native()
+    # event None: the anatomy alone (mechanisms without a program)
+    wanted = ([BLOCK_FN] if event else []) + ([WAKE_FN] if event == "unblock" else []) + \
+        (list(ANATOMY_FNS) if anatomy else [])
+    with contextlib.ExitStack() as stack:
+        if _shared is not None and ring_pages == RING_PAGES:
+            program = Program(_shared["progs"], _shared["maps"])
+        else:
             try:
-                yield bpf, maps
-            finally:
-                _detach(bpf, tracepoints)
-    except probes.ProbeError as e:
-        raise NativeError(f"upcall program: {e}") from None
+                bpf = stack.enter_context(probes.bpf_program(program_text(ring_pages),
+                                                             "the upcall program"))
+                program = Program(load_functions(bpf), {k: bpf[name].map_fd
+                                                        for k, name in MAPS.items()}, bpf)
+            except probes.ProbeError as e:
+                raise NativeError(f"upcall program: {e}") from None
+        maps = ffi.new("struct upcall_maps *", program.maps)
+        # a program shared by the suite's runs holds what the last run left
+        check(lib.upcall_reset_maps(maps), "upcall program: resetting its maps")
+        links: list[int] = []
+        try:
+            for name, tracepoint in wanted:
+                links.append(check(lib.upcall_attach(program.progs[name], tracepoint.encode()),
+                                   f"upcall program: attaching {name} to {tracepoint}"))
+                program.attached.append(name)
+            yield program, maps
+        finally:
+            with signals.held():        # closing a link detaches it
+                for fd in links:
+                    os.close(fd)
 
 
-def _detach(bpf: Any, tracepoints: list[bytes]) -> None:
-    """Detach side by side: each detach waits for an RCU grace period
-    (~70 ms here); bpf_program's cleanup then unloads what is left."""
-    from concurrent.futures import ThreadPoolExecutor
-    with ThreadPoolExecutor(max_workers=len(tracepoints)) as pool:
-        list(pool.map(lambda tp: bpf.detach_tracepoint(tp=tp), tracepoints))
+@contextlib.contextmanager
+def bpf_stats():
+    """The kernel's run-time accounting of BPF programs, on while the
+    context lives (BPF_ENABLE_STATS: off again when its fd closes)."""
+    from lab.native import check
+    _, lib = _native()
+    fd = check(lib.upcall_enable_stats(), "BPF_ENABLE_STATS")
+    try:
+        yield
+    finally:
+        os.close(fd)
+
+
+def program_stats(program: Program, names: list[str]) -> tuple[int, int]:
+    """(run_time_ns, run_cnt) summed over the named functions."""
+    from lab.native import check
+    ffi, lib = _native()
+    total_ns = total_runs = 0
+    for name in names:
+        ns, runs = ffi.new("uint64_t *"), ffi.new("uint64_t *")
+        check(lib.upcall_program_stats(program.progs[name], ns, runs), "bpf_prog_info")
+        total_ns += int(ns[0])
+        total_runs += int(runs[0])
+    return total_ns, total_runs
+
+
+def needs_program(family: str, variant: str, params: dict[str, Any]) -> bool:
+    """Does a run of (family, variant, params) load the upcall program?
+    (The runner compiles it once for all such runs: SuitePrograms.)"""
+    if family == "upcall":
+        return variant in MECHANISMS and (variant.startswith("bpf") or
+                                          bool(params.get("anatomy")))
+    if family == "activations":
+        from lab.families import activations
+        return variant in activations.UPCALL_PROGRAM_VARIANTS
+    return False
+
+
+class SuitePrograms:
+    """The upcall program compiled and loaded once per suite run, by the
+    runner, before the first run that needs it; every such worker gets the
+    functions' and maps' fds (pass_fds, their numbers in its spec) and
+    attaches for its own run only.  bcc patches the maps' fds into the
+    instructions when it compiles, so no compiled program outlives the
+    suite run: there is no cache across suite runs.  If it cannot be
+    loaded here, workers compile it themselves (and fail saying why)."""
+
+    def __init__(self) -> None:
+        self._stack = contextlib.ExitStack()
+        self._program: Program | None = None
+        self.problem: str | None = None
+        self.compile_s: float | None = None
+
+    def for_run(self, family: str, variant: str, params: dict[str, Any]
+                ) -> tuple[tuple[int, ...], dict[str, Any]]:
+        """(fds to pass, spec entries) for one run."""
+        if not needs_program(family, variant, params):
+            return (), {}
+        if self._program is None and self.problem is None:
+            self._load()
+        if self._program is None:
+            return (), {}
+        p = self._program
+        return (tuple(p.progs.values()) + tuple(p.maps.values()),
+                {"upcall_program": {"progs": dict(p.progs), "maps": dict(p.maps)}})
+
+    def _load(self) -> None:
+        import time
+
+        from lab import probes
+        t0 = time.monotonic()
+        try:
+            bpf = self._stack.enter_context(probes.bpf_program(program_text(),
+                                                               "the upcall program"))
+            self._program = Program(load_functions(bpf), {k: bpf[name].map_fd
+                                                          for k, name in MAPS.items()}, bpf)
+        except Exception as e:      # bcc's own errors are plain Exceptions
+            # the workers then compile it themselves, and fail saying why
+            self._stack.close()
+            self.problem = str(e)
+        self.compile_s = round(time.monotonic() - t0, 3)
+
+    def close(self) -> None:
+        self._program = None
+        self._stack.close()
 
 
 # ---- block and unblock upcalls -----------------------------------------------
 
-def program_misses(bpf: Any) -> int:
-    """Times the kernel skipped the upcall program's functions instead of
-    running them (bpf_prog_info.recursion_misses): a tracepoint program is
-    not run when its tracepoint fires (in an interrupt) while another
-    kprobe or tracepoint program runs on that CPU."""
+def program_misses(program: Program) -> int:
+    """Times the kernel skipped the run's attached functions instead of
+    running them (bpf_prog_info.recursion_misses): a raw tracepoint program
+    is not run when its tracepoint fires (in an interrupt) while the same
+    program runs on that CPU."""
     from lab.native import check
     ffi, lib = _native()
     total = 0
-    for fn in list(bpf.funcs.values()):
+    for name in program.attached:
         misses = ffi.new("uint64_t *")
-        check(lib.upcall_program_misses(fn.fd, misses), "bpf_prog_info")
+        check(lib.upcall_program_misses(program.progs[name], misses), "bpf_prog_info")
         total += int(misses[0])
     return total
 
 
 def run_upcalls(mechanism: str, p: dict[str, Any], cpu: int, sched_cpu: int, scratch_dir: str,
-                maps: Any = None, handshake: Any = None):
+                maps: Any = None, handshake: Any = None, anatomy: dict | None = None):
     """Call upcall_run: (latency, since_source or None, counts dict).
-    handshake None: no runner (tests, notebooks)."""
+    handshake None: no runner (tests, notebooks).  anatomy, a dict, given
+    with maps of a program whose stage functions are attached: filled with
+    each stage's series (STAGE_METRICS names, ns per sample; a sample's
+    stages sum to its latency), ``ipis`` / ``self_ipis`` per sample and
+    ``seen`` (stage -> samples whose stamp was present)."""
     import errno
 
     import numpy as np
@@ -315,9 +510,14 @@ def run_upcalls(mechanism: str, p: dict[str, Any], cpu: int, sched_cpu: int, scr
         "block_ns": p["block_us"] * 1000, "run_ns": p.get("run_us", 0) * 1000,
         "spin_ns": p.get("spin_us", 0) * 1000, "dir": directory, "warmup": p["warmup"],
         "nr_samples": n})
+    rows = np.zeros((lib.UPCALL_ANATOMY_ROWS, n))
+    if anatomy is not None:
+        cfg.anatomy = 1
+        cfg.anatomy_ns = double_ptr(ffi, rows)
     counts = ffi.new("struct upcall_counts *")
     if maps is None:
-        maps = ffi.new("struct upcall_maps *", {"ring_fd": -1, "vps_fd": -1, "tids_fd": -1})
+        maps = ffi.new("struct upcall_maps *", {"ring_fd": -1, "vps_fd": -1, "tids_fd": -1,
+                                                "stages_fd": -1})
     rc = lib.upcall_run(handshake, cfg, maps, double_ptr(ffi, latency), double_ptr(ffi, since),
                         counts)
     if rc == -errno.EOPNOTSUPP and p["block_kind"] == "pread":
@@ -325,6 +525,11 @@ def run_upcalls(mechanism: str, p: dict[str, Any], cpu: int, sched_cpu: int, scr
                          "after POSIX_FADV_DONTNEED (tmpfs?): run on a disk file system")
     check(rc, f"upcall/{mechanism}")
     has_source = event == "unblock" and p["block_kind"] != "pread" and mechanism.startswith("bpf")
+    if anatomy is not None:
+        anatomy.update({m.name: rows[i] for i, m in enumerate(STAGE_METRICS)})
+        anatomy["ipis"] = rows[lib.UPCALL_ANATOMY_IPIS]
+        anatomy["self_ipis"] = rows[lib.UPCALL_ANATOMY_SELF_IPIS]
+        anatomy["seen"] = {m.name: int(counts.stage_seen[i]) for i, m in enumerate(STAGE_METRICS)}
     return latency, (since if has_source else None), {k: int(getattr(counts, k)) for k in
                                                        _COUNTS + ("worker_tid",)}
 
@@ -343,21 +548,53 @@ def expected_mechanics(mechanism: str, p: dict[str, Any], c: dict[str, int]) -> 
     return None
 
 
+def _measure_upcalls(mechanism: str, p: dict[str, Any], ctx: RunContext, sched_cpu: int):
+    """run_upcalls with what the point asks for around it: the program (bpf
+    mechanisms; the anatomy's stage functions), BPF run-time stats, pm_qos.
+    (latency, since, counts, anatomy dict or None, program costs)."""
+    bpf = mechanism.startswith("bpf")
+    anatomy = {} if p.get("anatomy") else None
+    costs: dict[str, float] = {}
+    with pm_qos(p.get("pm_qos", False)):
+        if not bpf and anatomy is None:
+            latency, since, c = run_upcalls(mechanism, p, ctx.cpu, sched_cpu, ctx.scratch_dir,
+                                            None, ctx.handshake)
+            return latency, since, c, None, costs
+        # attached before the C call: outside the window
+        event = p["event"] if bpf else None
+        with upcall_program(event, anatomy=anatomy is not None) as (program, maps), \
+                (bpf_stats() if anatomy is not None else contextlib.nullcontext()):
+            mine = [n for n, _ in (BLOCK_FN, WAKE_FN) if n in program.attached]
+            stages = [n for n, _ in ANATOMY_FNS if n in program.attached]
+            before = program_misses(program), program_stats(program, mine), \
+                program_stats(program, stages)
+            latency, since, c = run_upcalls(mechanism, p, ctx.cpu, sched_cpu, ctx.scratch_dir,
+                                            maps, ctx.handshake, anatomy)
+            after = program_misses(program), program_stats(program, mine), \
+                program_stats(program, stages)
+    c["program_misses"] = after[0] - before[0]
+    # 1: the runner's program for the suite, attached here; 0: compiled here
+    costs["program_from_runner"] = float(program.bpf is None)
+    if anatomy is not None:
+        # every upcall of the call, warm-up too: the stats cover them all
+        upcalls = p["warmup"] + p["samples"]
+        ns, runs = after[1][0] - before[1][0], after[1][1] - before[1][1]
+        if mine:
+            costs["program_ns_per_run"] = ns / max(runs, 1)
+            costs["program_runs_per_upcall"] = runs / upcalls
+            costs["program_ns_per_upcall"] = ns / upcalls
+        costs["anatomy_ns_per_upcall"] = (after[2][0] - before[2][0]) / upcalls
+    return latency, since, c, anatomy, costs
+
+
 def _upcall_variant(mechanism: str):
     def run(p: dict[str, Any], ctx: RunContext) -> Measurement:
+        import numpy as np
+
         from lab.native import NativeError
         _check(mechanism, p)
         sched_cpu = ctx.peer_cpu if p["placement"] == "cross_cpu" else ctx.cpu
-        if mechanism.startswith("bpf"):
-            # compiled and attached before the C call: outside the window
-            with upcall_program(p["event"]) as (bpf, maps):
-                before = program_misses(bpf)
-                latency, since, c = run_upcalls(mechanism, p, ctx.cpu, sched_cpu,
-                                                ctx.scratch_dir, maps, ctx.handshake)
-                c["program_misses"] = program_misses(bpf) - before
-        else:
-            latency, since, c = run_upcalls(mechanism, p, ctx.cpu, sched_cpu, ctx.scratch_dir,
-                                            None, ctx.handshake)
+        latency, since, c, anatomy, costs = _measure_upcalls(mechanism, p, ctx, sched_cpu)
         wrong = expected_mechanics(mechanism, p, c)
         if wrong:
             raise NativeError(f"upcalls did not run as built: {wrong}")
@@ -366,9 +603,16 @@ def _upcall_variant(mechanism: str):
                     if k != "upcalls" and k in c}
         counters["slept_fraction"] = c["slept"] / n
         counters["extra_events_per_upcall"] = c["extra_events"] / n
+        counters.update(costs)
         series = {LATENCY.name: latency}
         if since is not None:
             series[SINCE_SOURCE.name] = since
+        if anatomy is not None:
+            for m in STAGE_METRICS:
+                series[m.name] = anatomy[m.name]
+                counters[f"{m.name}_seen"] = anatomy["seen"][m.name] / n
+            counters["ipis_per_upcall"] = float(np.mean(anatomy["ipis"]))
+            counters["self_ipis_per_upcall"] = float(np.mean(anatomy["self_ipis"]))
         return Measurement(series, ops=n, counters=counters)
 
     return run
@@ -498,9 +742,11 @@ def _cyclictest(p: dict[str, Any], ctx: RunContext) -> Measurement:
 # ---- the family ------------------------------------------------------------------
 
 SIZES = ("samples", "warmup")
-BPF = ("placement", "event", "block_kind", "block_us", "run_us") + SIZES
-HINT = ("placement", "block_kind", "block_us", "run_us") + SIZES
-URING = ("placement", "block_kind", "block_us") + SIZES
+BPF = ("placement", "event", "block_kind", "block_us", "run_us", "anatomy", "pm_qos") + SIZES
+HINT = ("placement", "block_kind", "block_us", "run_us", "anatomy", "pm_qos") + SIZES
+URING = ("placement", "block_kind", "block_us", "anatomy", "pm_qos") + SIZES
+BPF_METRICS = (LATENCY, SINCE_SOURCE) + STAGE_METRICS
+OTHER_METRICS = (LATENCY,) + STAGE_METRICS
 TIMER = ("interval_us", "rt_priority", "pm_qos") + SIZES
 NEEDS_BPF = ("bpf",)
 NEEDS_URING = ("io_uring",)
@@ -518,25 +764,32 @@ FAMILY = Family(
     variants=(
         Variant("bpf_ringbuf", "BPF program on sched_switch / sched_waking -> ring buffer "
                 "(BPF_RB_FORCE_WAKEUP); the scheduler sleeps in epoll, consumes in C",
-                _upcall_variant("bpf_ringbuf"), BPF, (LATENCY, SINCE_SOURCE), requires=NEEDS_BPF),
+                _upcall_variant("bpf_ringbuf"), BPF, BPF_METRICS, requires=NEEDS_BPF),
         Variant("bpf_flag", "the same program bumps a per-VP sequence in an mmap-able BPF "
                 "array; the scheduler spins on it", _upcall_variant("bpf_flag"), BPF,
-                (LATENCY, SINCE_SOURCE), requires=NEEDS_BPF),
+                BPF_METRICS, requires=NEEDS_BPF),
         Variant("bpf_flag_sleep", "spin on the flag spin_us, then sleep in epoll on the ring, "
                 "which the program writes only for a sleeping scheduler",
-                _upcall_variant("bpf_flag_sleep"), BPF + ("spin_us",), (LATENCY, SINCE_SOURCE),
+                _upcall_variant("bpf_flag_sleep"), BPF + ("spin_us",), BPF_METRICS,
+                requires=NEEDS_BPF),
+        Variant("bpf_ringbuf_adaptive", "bpf_ringbuf with the ring's adaptive wake-up (flags 0: "
+                "only a consumer that has caught up is woken) instead of BPF_RB_FORCE_WAKEUP",
+                _upcall_variant("bpf_ringbuf_adaptive"), BPF, BPF_METRICS, requires=NEEDS_BPF),
+        Variant("bpf_flag_idle", "bpf_flag with the scheduler polling at SCHED_IDLE: on the "
+                "worker's CPU it runs exactly when the CPU would otherwise go idle (no wake-up, "
+                "no irq_work)", _upcall_variant("bpf_flag_idle"), BPF, BPF_METRICS,
                 requires=NEEDS_BPF),
         Variant("futex_hint", "no kernel help: the worker FUTEX_WAKEs the scheduler just "
                 "before it blocks (event time: its stamp before the wake)",
-                _upcall_variant("futex_hint"), HINT, (LATENCY,)),
+                _upcall_variant("futex_hint"), HINT, OTHER_METRICS),
         Variant("uring_cqe_poll", "the blocking call is an io_uring SQE; its CQE is the "
                 "unblock upcall, the scheduler spins on the CQ",
-                _upcall_variant("uring_cqe_poll"), URING, (LATENCY,), requires=NEEDS_URING),
+                _upcall_variant("uring_cqe_poll"), URING, OTHER_METRICS, requires=NEEDS_URING),
         Variant("uring_cqe_wait", "... the scheduler sleeps in io_uring_wait_cqe()",
-                _upcall_variant("uring_cqe_wait"), URING, (LATENCY,), requires=NEEDS_URING),
+                _upcall_variant("uring_cqe_wait"), URING, OTHER_METRICS, requires=NEEDS_URING),
         Variant("uring_cqe_eventfd", "... the scheduler sleeps in epoll on an eventfd "
                 "registered with a DEFER_TASKRUN ring", _upcall_variant("uring_cqe_eventfd"),
-                URING, (LATENCY,), requires=NEEDS_URING),
+                URING, OTHER_METRICS, requires=NEEDS_URING),
         Variant("timer_nanosleep", "periodic clock_nanosleep(TIMER_ABSTIME)",
                 _timer_variant("timer_nanosleep"), TIMER, (LATENESS,)),
         Variant("timer_timerfd", "a periodic timerfd, read()", _timer_variant("timer_timerfd"),

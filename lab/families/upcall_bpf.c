@@ -4,14 +4,27 @@
  * blocked or became runnable again -- scheduler activations' upcalls,
  * built from eBPF on scheduler tracepoints because Linux has no upcall.
  *
- * Loaded by the worker process itself (lab.probes.bpf_program), compiled
- * outside the measured window; the runner's probes are separate programs.
+ * Compiled once per suite run by the runner (lab/families/upcall.py,
+ * SuitePrograms), which hands the loaded programs' and maps' fds to each
+ * worker that needs them; the worker attaches for its run only.  Without a
+ * runner (tests, notebooks) the worker process compiles it itself.  The
+ * runner's probes are separate programs.
  *
- *   sched:sched_switch   prev is a registered thread and prev_state has a
- *                        sleep bit (& 0xff: S, D, ...; a preempted or
- *                        yielding thread stays runnable and is no block):
- *                        a block event.
- *   sched:sched_waking   a registered thread that blocked is being woken:
+ * Raw tracepoints, not perf-event tracepoints: a perf-event tracepoint
+ * program that returns 0 drops the event for every perf user of that
+ * tracepoint (perf_trace_run_bpf_submit()), a hole in everyone else's
+ * view of sched_switch while we are attached; a raw tracepoint program
+ * gets the tracepoint's own arguments (ctx->args[i], TP_PROTO order) and
+ * filters nothing.  task_struct fields are read at the running kernel's
+ * offsets (LAB_OFF_*, from its BTF: lab/probes/btf.py), never through
+ * the stand-in headers' layout.
+ *
+ *   sched_switch(preempt, prev, next, prev_state)
+ *                        prev (current) is a registered thread, not
+ *                        preempted, and prev_state has a sleep bit (& 0xff:
+ *                        S, D, ...; a preempted or yielding thread stays
+ *                        runnable and is no block): a block event.
+ *   sched_waking(p)      a registered thread that blocked is being woken:
  *                        an unblock event.  sched_waking, not
  *                        sched_wakeup: it fires first, in the waker's
  *                        context on the waker's CPU, as soon as
@@ -38,8 +51,31 @@
  * always sees the other (a futex-style waiters bit; nothing here can wake
  * a futex).  A record the ring had no room for counts in ring_lost.
  *
- * native/upcall.c holds the same two structs: keep them in step (the
- * tests compare the sizes).
+ * The anatomy (lab_upcall_a_* programs, attached only for runs with
+ * anatomy = true) stamps, for the one upcall in flight, each kernel stage
+ * between the event and the scheduler's own stamp, in lab_upcall_stages
+ * (one mmap-able entry the C scheduler arms before each upcall and copies
+ * out with each sample):
+ *   the event            the block / waking above (or, for the mechanisms
+ *                        without a program, the user stamp C stores);
+ *   raise_ns             the first IPI the event's CPU sends itself: the
+ *                        irq_work self-IPI (ipi:ipi_send_cpu, which
+ *                        irq_work_raise() traces with the work's function);
+ *   irq_work_ns          irq_vectors:irq_work_entry on the event's CPU: the
+ *                        ring's wake-up runs (bpf_ringbuf_notify());
+ *   waking_ns            sched_waking of the scheduler thread;
+ *   wake_ipi_ns          the first IPI to the scheduler's CPU after that
+ *                        (a cross-CPU wake-up: the wakelist IPI or a
+ *                        reschedule);
+ *   switch_in_ns         sched_switch with next = the scheduler;
+ * and counts the IPIs the event's CPU sends (ipis, self_ipis) until the
+ * scheduler has taken the upcall and disarms.  Each stamp is the first
+ * after the event; a stage that did not happen (a spinning scheduler is
+ * never woken) stays 0.  bpf_ktime_get_ns() throughout: CLOCK_MONOTONIC,
+ * the scheduler's clock.
+ *
+ * native/upcall_abi.h holds the same three structs: keep them in step
+ * (the tests compare the sizes).
  */
 #ifndef LAB_UPCALL_RING_PAGES
 #define LAB_UPCALL_RING_PAGES 16
@@ -48,6 +84,15 @@
 
 #define LAB_UPCALL_BLOCK 0
 #define LAB_UPCALL_UNBLOCK 1
+
+/* lab_upcall_stages.armed: which event starts the upcall in flight */
+#define LAB_ARMED_BLOCK 1	/* the block event (kind 0) */
+#define LAB_ARMED_UNBLOCK 2	/* the unblock event (kind 1) */
+#define LAB_ARMED_USER 3	/* C stored the event's time itself */
+
+/* lab_upcall_stages.ring_wakeup */
+#define LAB_RING_FORCE 0	/* BPF_RB_FORCE_WAKEUP: every record wakes */
+#define LAB_RING_ADAPTIVE 1	/* flags 0: wake only a consumer that caught up */
 
 /* one VP's slot: 64 bytes, mapped by the scheduler */
 struct lab_upcall_vp {
@@ -76,23 +121,68 @@ struct lab_upcall_event {
 	u32 pad;
 };
 
+/* the upcall in flight (VP 0, the upcall family's only one): 80 bytes */
+struct lab_upcall_stages {
+	u64 event_ns;
+	u64 raise_ns;
+	u64 irq_work_ns;
+	u64 waking_ns;
+	u64 wake_ipi_ns;
+	u64 switch_in_ns;
+	u32 armed;		/* scheduler: LAB_ARMED_*, 0: nothing in flight */
+	u32 sched_tid;		/* scheduler: its own tid */
+	u32 event_cpu;		/* the program (or C): where the event was */
+	u32 sched_cpu;		/* scheduler: its CPU */
+	u32 ipis;		/* IPIs the event's CPU sent after the event */
+	u32 self_ipis;		/* ... to itself */
+	u32 ring_wakeup;	/* scheduler: LAB_RING_* for VP 0's records */
+	u32 pad;
+};
+
 BPF_HASH(lab_upcall_tids, u32, u32, 256);
 BPF_F_TABLE("array", u32, struct lab_upcall_vp, lab_upcall_vps, LAB_UPCALL_VPS,
 	    BPF_F_MMAPABLE);
+BPF_F_TABLE("array", u32, struct lab_upcall_stages, lab_upcall_stages, 1,
+	    BPF_F_MMAPABLE);
 BPF_RINGBUF_OUTPUT(lab_upcall_ring, LAB_UPCALL_RING_PAGES);
+
+/* a task_struct's pid from a raw tracepoint's argument */
+static __always_inline u32 lab_upcall_pid(u64 task)
+{
+	u32 pid = 0;
+
+	bpf_probe_read_kernel(&pid, sizeof(pid),
+			      (void *)(task + LAB_OFF_task_struct_pid));
+	return pid;
+}
+
+static __always_inline struct lab_upcall_stages *lab_upcall_in_flight(void)
+{
+	u32 zero = 0;
+	struct lab_upcall_stages *st = lab_upcall_stages.lookup(&zero);
+
+	return st && st->armed ? st : NULL;
+}
 
 static inline void lab_upcall_deliver(struct lab_upcall_vp *slot, u32 vp,
 				      u32 tid, u32 kind, u64 now, u64 seq,
 				      u32 state)
 {
 	struct lab_upcall_event ev = {};
+	struct lab_upcall_stages *st;
 	u64 flags = BPF_RB_FORCE_WAKEUP;
+	u32 zero = 0;
 
 	if (!(slot->ring_kinds & (1u << kind)))
 		return;
 	/* after the locked add on the sequence: see the header */
 	if (slot->ring_if_sleeping && !*(volatile u32 *)&slot->sleeping)
 		return;
+	if (vp == 0) {
+		st = lab_upcall_stages.lookup(&zero);
+		if (st && st->ring_wakeup == LAB_RING_ADAPTIVE)
+			flags = 0;
+	}
 	ev.ktime_ns = now;
 	ev.seq = seq;
 	ev.tid = tid;
@@ -104,14 +194,31 @@ static inline void lab_upcall_deliver(struct lab_upcall_vp *slot, u32 vp,
 		__sync_fetch_and_add(&slot->ring_lost, 1);
 }
 
-int lab_upcall_block(struct tracepoint__sched__sched_switch *args)
+/* the anatomy's start: the event of the kind the scheduler armed for */
+static __always_inline void lab_upcall_stage_event(u32 vp, u32 kind, u64 now)
+{
+	struct lab_upcall_stages *st;
+
+	if (vp != 0 || !(st = lab_upcall_in_flight()))
+		return;
+	if (st->armed != (kind == LAB_UPCALL_BLOCK ? LAB_ARMED_BLOCK :
+			  LAB_ARMED_UNBLOCK) || st->event_ns)
+		return;
+	st->event_cpu = bpf_get_smp_processor_id();
+	st->event_ns = now;
+}
+
+/* sched_switch(bool preempt, struct task_struct *prev,
+ *              struct task_struct *next, unsigned int prev_state) */
+int lab_upcall_block(struct bpf_raw_tracepoint_args *ctx)
 {
 	struct lab_upcall_vp *slot;
-	u32 tid = args->prev_pid, vp, *vpp;
+	u32 tid, vp, *vpp, state = (u32)ctx->args[3];
 	u64 now, seq;
 
-	if (!(args->prev_state & 0xff))
+	if (ctx->args[0] || !(state & 0xff))
 		return 0;
+	tid = (u32)bpf_get_current_pid_tgid();	/* prev is current */
 	vpp = lab_upcall_tids.lookup(&tid);
 	if (!vpp)
 		return 0;
@@ -124,15 +231,16 @@ int lab_upcall_block(struct tracepoint__sched__sched_switch *args)
 	slot->block_cpu = bpf_get_smp_processor_id();
 	slot->blocked = 1;
 	seq = __sync_fetch_and_add(&slot->block_seq, 1) + 1;
-	lab_upcall_deliver(slot, vp, tid, LAB_UPCALL_BLOCK, now, seq,
-			   (u32)args->prev_state);
+	lab_upcall_stage_event(vp, LAB_UPCALL_BLOCK, now);
+	lab_upcall_deliver(slot, vp, tid, LAB_UPCALL_BLOCK, now, seq, state);
 	return 0;
 }
 
-int lab_upcall_wake(struct tracepoint__sched__sched_waking *args)
+/* sched_waking(struct task_struct *p) */
+int lab_upcall_wake(struct bpf_raw_tracepoint_args *ctx)
 {
 	struct lab_upcall_vp *slot;
-	u32 tid = args->pid, vp, *vpp;
+	u32 tid = lab_upcall_pid(ctx->args[0]), vp, *vpp;
 	u64 now, seq;
 
 	vpp = lab_upcall_tids.lookup(&tid);
@@ -149,6 +257,94 @@ int lab_upcall_wake(struct tracepoint__sched__sched_waking *args)
 	slot->wake_ns = now;
 	slot->wake_cpu = bpf_get_smp_processor_id();
 	seq = __sync_fetch_and_add(&slot->wake_seq, 1) + 1;
+	lab_upcall_stage_event(vp, LAB_UPCALL_UNBLOCK, now);
 	lab_upcall_deliver(slot, vp, tid, LAB_UPCALL_UNBLOCK, now, seq, 0);
+	return 0;
+}
+
+/* ---- the anatomy: the upcall in flight, stage by stage ------------------ */
+
+/* the stages record if an event is in flight and `now` is after it */
+static __always_inline struct lab_upcall_stages *lab_upcall_after(u64 now)
+{
+	struct lab_upcall_stages *st = lab_upcall_in_flight();
+
+	return st && st->event_ns && now >= st->event_ns ? st : NULL;
+}
+
+static __always_inline void lab_upcall_ipi_to(struct lab_upcall_stages *st,
+					      u32 target, u64 now)
+{
+	u32 cpu = bpf_get_smp_processor_id();
+
+	if (cpu == st->event_cpu) {
+		__sync_fetch_and_add(&st->ipis, 1);
+		if (target == cpu) {
+			__sync_fetch_and_add(&st->self_ipis, 1);
+			if (!st->raise_ns)
+				st->raise_ns = now;
+		}
+	}
+	if (st->waking_ns && !st->wake_ipi_ns && target == st->sched_cpu &&
+	    target != cpu)
+		st->wake_ipi_ns = now;
+}
+
+/* ipi_send_cpu(unsigned int cpu, unsigned long callsite, void *callback) */
+int lab_upcall_a_ipi(struct bpf_raw_tracepoint_args *ctx)
+{
+	u64 now = bpf_ktime_get_ns();
+	struct lab_upcall_stages *st = lab_upcall_after(now);
+
+	if (st)
+		lab_upcall_ipi_to(st, (u32)ctx->args[0], now);
+	return 0;
+}
+
+/* ipi_send_cpumask(const struct cpumask *cpumask, unsigned long callsite,
+ * void *callback): counted, the target not read (never a self-IPI) */
+int lab_upcall_a_ipi_mask(struct bpf_raw_tracepoint_args *ctx)
+{
+	u64 now = bpf_ktime_get_ns();
+	struct lab_upcall_stages *st = lab_upcall_after(now);
+
+	if (st)
+		lab_upcall_ipi_to(st, (u32)-1, now);
+	return 0;
+}
+
+/* irq_work_entry(int vector) */
+int lab_upcall_a_irq_work(struct bpf_raw_tracepoint_args *ctx)
+{
+	u64 now = bpf_ktime_get_ns();
+	struct lab_upcall_stages *st = lab_upcall_after(now);
+
+	if (st && !st->irq_work_ns &&
+	    bpf_get_smp_processor_id() == st->event_cpu)
+		st->irq_work_ns = now;
+	return 0;
+}
+
+/* sched_waking(struct task_struct *p) */
+int lab_upcall_a_waking(struct bpf_raw_tracepoint_args *ctx)
+{
+	u64 now = bpf_ktime_get_ns();
+	struct lab_upcall_stages *st = lab_upcall_after(now);
+
+	if (st && !st->waking_ns &&
+	    lab_upcall_pid(ctx->args[0]) == st->sched_tid)
+		st->waking_ns = now;
+	return 0;
+}
+
+/* sched_switch(bool preempt, prev, next, prev_state) */
+int lab_upcall_a_switch(struct bpf_raw_tracepoint_args *ctx)
+{
+	u64 now = bpf_ktime_get_ns();
+	struct lab_upcall_stages *st = lab_upcall_after(now);
+
+	if (st && !st->switch_in_ns &&
+	    lab_upcall_pid(ctx->args[2]) == st->sched_tid)
+		st->switch_in_ns = now;
 	return 0;
 }

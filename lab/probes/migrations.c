@@ -2,14 +2,16 @@
  * Migrations of the run's threads between CPUs (sched:sched_migrate_task)
  * inside the measured window.  Workers are pinned: a non-zero count says
  * the pinning did not hold (or the kernel moved a thread being woken).
+ *
+ * sched_migrate_task(struct task_struct *p, int dest_cpu)
  */
-BPF_HASH(lab_migrations, u32, u64, 4096);
-
-int lab_migrate(struct tracepoint__sched__sched_migrate_task *args)
+int lab_migrate(struct bpf_raw_tracepoint_args *ctx)
 {
-	u32 tid = args->pid;
+	struct lab_thread *t;
 
-	if (lab_window_open() && lab_tid_watched(tid))
-		lab_migrations.increment(tid);
+	if (!lab_window_open() || !(t = lab_thread_of(lab_task_pid(ctx->args[0]))))
+		return 0;
+	__sync_fetch_and_add(&t->migrations, 1);	/* from any CPU */
+	lab_hit(LAB_HIT_MIGRATIONS);
 	return 0;
 }

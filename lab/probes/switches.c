@@ -1,47 +1,34 @@
 /*
  * Context switches of the run's threads (sched:sched_switch), per thread:
  * voluntary (the thread blocked: prev_state has a sleep bit, S D T t X Z P
- * I = 0xff) and involuntary (preempted while runnable: R, or R+ with the
- * preempt bit 0x100), and the time each thread spent off CPU, from its
- * switch out to its next switch in.  A switch counts when it happens inside
- * the measured window; an off-CPU interval counts in the window it ends.
+ * I = 0xff, and the switch is no preemption) and involuntary (preempted,
+ * or switched out while runnable), and the time each thread spent off CPU,
+ * from its switch out to its next switch in, both inside the measured
+ * window.  The raw tracepoint's prev_state is the task's own state word: a
+ * thread preempted between setting a sleep state and calling schedule()
+ * still has the sleep bit there (the perf record's prev_state says R+ for
+ * it, from the preempt argument), so preempt is tested first.
+ *
+ * Called from the one sched_switch program (sched_switch.c) with the
+ * records of prev (current: its pid needs no read) and next, 0 for a
+ * thread the run does not own.
  */
-struct lab_switch_counts {
-	u64 voluntary;
-	u64 involuntary;
-	u64 offcpu_ns;
-};
-
-BPF_HASH(lab_switches, u32, struct lab_switch_counts, 4096);
-BPF_HASH(lab_switched_out, u32, u64, 4096);
-
-int lab_switch(struct tracepoint__sched__sched_switch *args)
+static __always_inline void lab_switches_on_switch(struct bpf_raw_tracepoint_args *ctx,
+						   struct lab_thread *prev,
+						   struct lab_thread *next, u64 now)
 {
-	struct lab_switch_counts zero = {}, *c;
-	u32 prev = args->prev_pid, next = args->next_pid;
-	u64 now = bpf_ktime_get_ns(), *out;
-	int open = lab_window_open();
-
-	if (prev && lab_current_watched()) {	/* prev is current */
-		lab_switched_out.update(&prev, &now);
-		if (open) {
-			c = lab_switches.lookup_or_try_init(&prev, &zero);
-			if (c) {
-				if (args->prev_state & 0xff)
-					__sync_fetch_and_add(&c->voluntary, 1);
-				else
-					__sync_fetch_and_add(&c->involuntary, 1);
-			}
-		}
+	if (prev) {
+		if (!ctx->args[0] && (ctx->args[3] & 0xff))	/* !preempt, prev_state */
+			prev->voluntary += 1;
+		else
+			prev->involuntary += 1;
+		prev->out_ns = now;
 	}
-	if (lab_tid_watched(next)) {
-		out = lab_switched_out.lookup(&next);
-		if (out && open) {
-			c = lab_switches.lookup_or_try_init(&next, &zero);
-			if (c)
-				__sync_fetch_and_add(&c->offcpu_ns, now - *out);
-		}
-		lab_switched_out.delete(&next);
+	if (next) {
+		if (next->out_ns)
+			next->offcpu_ns += now - next->out_ns;
+		next->out_ns = 0;
 	}
-	return 0;
+	if (prev || next)
+		lab_hit(LAB_HIT_SWITCHES);
 }
