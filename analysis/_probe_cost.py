@@ -22,7 +22,7 @@ import pandas as pd
 
 from analysis._kernel import kernel_metric_summary, probe_overhead_table
 from analysis._results import Run
-from analysis._views import per_run
+from analysis._views import is_headline, per_run, run_sources
 
 FAMILY = "probe_cost"
 
@@ -33,11 +33,38 @@ def _runs_per_op(concern: str) -> str:
 
 
 @per_run
+def pair_deltas(run: Run, family: str) -> pd.DataFrame:
+    """Per (variant, point) that ran with and without probes: the headline
+    median of each repetition's run with probes minus its twin's without
+    (the two ran back to back, so they share the machine's state, which on
+    a VM shifts over seconds): delta (the median over repetitions),
+    delta_low, delta_high, pairs."""
+    columns = ["variant", "point", "delta", "delta_low", "delta_high", "pairs"]
+    src = run_sources(run)
+    src = src[src["family"].astype(str) == family]
+    if src.empty or family not in run.families:
+        return pd.DataFrame(columns=columns)
+    s = run.samples
+    s = s[(s["family"].astype(str) == family).to_numpy()]
+    s = s[is_headline(run, family, s)]
+    medians = s.groupby("run_id")["value"].median()
+    src = src.assign(variant=src["variant"].astype(str), point=src["point"].astype(str),
+                     median=src["run_id"].map(medians).to_numpy())
+    twins = src.pivot_table(index=["variant", "point", "repetition"], columns="kernel_view",
+                            values="median", aggfunc="median")
+    if True not in twins.columns or False not in twins.columns:
+        return pd.DataFrame(columns=columns)
+    d = (twins[True] - twins[False]).dropna().groupby(level=["variant", "point"])
+    out = d.agg(delta="median", delta_low="min", delta_high="max", pairs="size").reset_index()
+    return out[columns]
+
+
+@per_run
 def probe_cost_table(run: Run) -> pd.DataFrame:
     """One row per probe measured: probe, workload (its variant's help),
     reps, median_without, median_with [ns per operation], runs_per_op,
-    cost_ns (per program run; cost_low..cost_high from the per-repetition
-    overheads), beside (the probes attached with it, whose cost per run is
+    cost_ns (per program run, from the median over repetitions of each
+    twin pair's difference; cost_low..cost_high from the pairs'), beside (the probes attached with it, whose cost per run is
     subtracted), noisy."""
     columns = ["probe", "workload", "reps", "median_without", "median_with", "runs_per_op",
                "cost_ns", "cost_low", "cost_high", "beside", "noisy"]
@@ -46,6 +73,7 @@ def probe_cost_table(run: Run) -> pd.DataFrame:
     overhead = probe_overhead_table(run, FAMILY)
     kernel = kernel_metric_summary(run, FAMILY)
     variants = run.families[FAMILY]["variants"]
+    pairs = pair_deltas(run, FAMILY).set_index("variant")
 
     def runs_per_op(variant: str, probe: str) -> float:
         k = kernel[(kernel["variant"].astype(str) == variant)
@@ -65,11 +93,13 @@ def probe_cost_table(run: Run) -> pd.DataFrame:
         beside = sum(runs_per_op(probe, p) * cost.get(p, (math.nan,) * 3)[0]
                      for p in others(probe))
 
-        def per_run(delta: float) -> float:
+        def each_run(delta: float) -> float:
             return (delta - beside) / per_op if per_op > 0 else math.nan
-        cost[probe] = (per_run(r.median_with - r.median_without),
-                       per_run(r.rep_low * r.median_without),
-                       per_run(r.rep_high * r.median_without))
+        # from the twin pairs, each run back to back (pair_deltas)
+        pair = pairs.loc[probe] if probe in pairs.index else None
+        cost[probe] = ((each_run(pair["delta"]), each_run(pair["delta_low"]),
+                        each_run(pair["delta_high"])) if pair is not None
+                       else (math.nan,) * 3)
         rows.append({"probe": probe, "workload": variants[probe]["help"], "reps": r.reps,
                      "median_without": r.median_without, "median_with": r.median_with,
                      "runs_per_op": per_op, "cost_ns": cost[probe][0],
@@ -83,8 +113,9 @@ def probe_cost_table(run: Run) -> pd.DataFrame:
 @per_run
 def predicted_overhead_table(run: Run, family: str) -> pd.DataFrame:
     """Per (variant, point) of family with probe overhead measured: the
-    headline's median without probes, the measured overhead (ns and
-    fraction), the predicted one (sum over probes of runs per operation x
+    headline's median without probes, the measured overhead (ns: the median
+    of the twin pairs' differences, pair_deltas; and as a fraction of the
+    median without), the predicted one (sum over probes of runs per operation x
     cost per run), ratio = measured / predicted, and the probes' runs per
     operation (runs_<probe> columns).  Empty without probe_cost rows."""
     costs = probe_cost_table(run)
@@ -94,6 +125,7 @@ def predicted_overhead_table(run: Run, family: str) -> pd.DataFrame:
         return pd.DataFrame(columns=["variant", "point", "median_without", "measured_ns",
                                      "measured", "predicted_ns", "predicted", "ratio"])
     kernel = kernel_metric_summary(run, family)
+    pairs = pair_deltas(run, family).set_index(["variant", "point"])
     median_of = dict(zip(zip(kernel["variant"].astype(str), kernel["point"].astype(str),
                              kernel["metric"].astype(str)), kernel["median"].astype(float)))
     cost_of = dict(zip(costs["probe"], costs["cost_ns"].astype(float)))
@@ -101,7 +133,8 @@ def predicted_overhead_table(run: Run, family: str) -> pd.DataFrame:
     for r in overhead.itertuples():
         per_op = {p: median_of.get((r.variant, r.point, _runs_per_op(p)), 0.0) for p in cost_of}
         predicted = sum(per_op[p] * cost_of[p] for p in cost_of)
-        measured = r.median_with - r.median_without
+        key = (r.variant, r.point)
+        measured = float(pairs.loc[key, "delta"]) if key in pairs.index else math.nan
         rows.append({"variant": r.variant, "point": r.point,
                      "median_without": r.median_without, "measured_ns": measured,
                      "measured": measured / r.median_without, "predicted_ns": predicted,
@@ -113,12 +146,14 @@ def predicted_overhead_table(run: Run, family: str) -> pd.DataFrame:
 
 # -- as text (lab show) and as report blocks -------------------------------------
 
-COST_NOTE = ("cost per run: the probe alone attached against the same workload without "
-             "probes (interleaved twins), over the probe's program runs per operation in "
-             "the kernel view; per repetition: from each repetition's pair")
+COST_NOTE = ("cost per run: the probe attached against the same workload without probes, "
+             "the median over repetitions of each twin pair's difference (run back to "
+             "back), less what the probes beside it cost, over the probe's program runs per "
+             "operation in the kernel view; per repetition: the pairs' lowest and highest")
 PREDICTION_NOTE = ("predicted: the probes' runs per operation on this workload (kernel view) "
-                   "x each probe's cost per run (probe_cost); measured: the headline median "
-                   "with all probes against without; ratio: measured / predicted")
+                   "x each probe's cost per run (probe_cost); measured: the median over "
+                   "repetitions of each twin pair's difference (with all probes minus "
+                   "without, run back to back); ratio: measured / predicted")
 
 
 def cost_rows(run: Run) -> tuple[list[str], list[list[str]]]:
