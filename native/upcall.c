@@ -187,49 +187,39 @@ static inline double up_delta(uint64_t later, uint64_t earlier,
 
 /* ---- BPF maps: the VP slots and registration ---------------------------- */
 
-static int up_map_slots(int vps_fd, struct up_vp **vps, size_t *len)
+/* Map a BPF_F_MMAPABLE array whose values are value_size bytes and which
+ * has more than min_index entries: the VP slots and the stage stamps. */
+static int up_map_array(int fd, size_t value_size, uint32_t min_index,
+			void **map, size_t *len)
 {
 	struct bpf_map_info info;
 	size_t page = (size_t)sysconf(_SC_PAGESIZE);
-	void *map;
+	void *m;
 	int err;
 
-	err = lab_bpf_map_info(vps_fd, &info);
+	err = lab_bpf_map_info(fd, &info);
 	if (err)
 		return err;
 	if (info.type != BPF_MAP_TYPE_ARRAY || !(info.map_flags & BPF_F_MMAPABLE) ||
-	    info.value_size != sizeof(struct up_vp) ||
-	    info.max_entries <= UP_VP)
+	    info.value_size != value_size || info.max_entries <= min_index)
 		return -EINVAL;
 	*len = ((size_t)info.value_size * info.max_entries + page - 1) &
 	       ~(page - 1);
-	map = mmap(NULL, *len, PROT_READ | PROT_WRITE, MAP_SHARED, vps_fd, 0);
-	if (map == MAP_FAILED)
+	m = mmap(NULL, *len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (m == MAP_FAILED)
 		return -errno;
-	*vps = map;
+	*map = m;
 	return 0;
+}
+
+static int up_map_slots(int vps_fd, struct up_vp **vps, size_t *len)
+{
+	return up_map_array(vps_fd, sizeof(struct up_vp), UP_VP, (void **)vps, len);
 }
 
 static int up_map_stages(int stages_fd, struct up_stages **st, size_t *len)
 {
-	struct bpf_map_info info;
-	size_t page = (size_t)sysconf(_SC_PAGESIZE);
-	void *map;
-	int err;
-
-	err = lab_bpf_map_info(stages_fd, &info);
-	if (err)
-		return err;
-	if (info.type != BPF_MAP_TYPE_ARRAY || !(info.map_flags & BPF_F_MMAPABLE) ||
-	    info.value_size != sizeof(struct up_stages) || info.max_entries < 1)
-		return -EINVAL;
-	*len = ((size_t)info.value_size * info.max_entries + page - 1) &
-	       ~(page - 1);
-	map = mmap(NULL, *len, PROT_READ | PROT_WRITE, MAP_SHARED, stages_fd, 0);
-	if (map == MAP_FAILED)
-		return -errno;
-	*st = map;
-	return 0;
+	return up_map_array(stages_fd, sizeof(struct up_stages), 0, (void **)st, len);
 }
 
 static inline uint64_t up_seq(const struct up_vp *slot, unsigned kind)

@@ -561,42 +561,44 @@ _READERS: dict[str, Callable[[ProbeSession, KernelView, list], None]] = {
 }
 
 
+def _proc_entries(tgids: list[int], folder: str):
+    """(tgid, name) of each entry of /proc/<tgid>/<folder> (task, fd) of
+    the thread groups still alive."""
+    for tgid in tgids:
+        try:
+            names = os.listdir(f"/proc/{tgid}/{folder}")
+        except OSError:
+            continue
+        for name in names:
+            yield tgid, name
+
+
 def _ring_counters(tgids: list[int]) -> dict[int, tuple[int, int]]:
     """Every io_uring the thread groups hold: its inode (one ring, however
     many fds and processes share it) -> (SQEs the kernel consumed, CQEs it
     posted): CachedSqHead and CachedCqTail of its fdinfo."""
     rings = {}
-    for tgid in tgids:
+    for tgid, fd in _proc_entries(tgids, "fd"):
         try:
-            fds = os.listdir(f"/proc/{tgid}/fd")
-        except OSError:
-            continue
-        for fd in fds:
-            try:
-                if os.readlink(f"/proc/{tgid}/fd/{fd}") != "anon_inode:[io_uring]":
-                    continue
-                with open(f"/proc/{tgid}/fdinfo/{fd}") as f:
-                    info = dict(line.split(":", 1) for line in f if ":" in line)
-                rings[int(info["ino"])] = (int(info["CachedSqHead"]), int(info["CachedCqTail"]))
-            except (OSError, KeyError, ValueError):
-                continue        # closed meanwhile, or not a ring after all
+            if os.readlink(f"/proc/{tgid}/fd/{fd}") != "anon_inode:[io_uring]":
+                continue
+            with open(f"/proc/{tgid}/fdinfo/{fd}") as f:
+                info = dict(line.split(":", 1) for line in f if ":" in line)
+            rings[int(info["ino"])] = (int(info["CachedSqHead"]), int(info["CachedCqTail"]))
+        except (OSError, KeyError, ValueError):
+            continue        # closed meanwhile, or not a ring after all
     return rings
 
 
 def _thread_names(tgids: list[int]) -> dict[int, str]:
     """tid -> comm of every thread of the run, while they are alive."""
     names = {}
-    for tgid in tgids:
+    for tgid, tid in _proc_entries(tgids, "task"):
         try:
-            tids = os.listdir(f"/proc/{tgid}/task")
+            with open(f"/proc/{tgid}/task/{tid}/comm") as f:
+                names[int(tid)] = f.read().strip()
         except OSError:
-            continue
-        for tid in tids:
-            try:
-                with open(f"/proc/{tgid}/task/{tid}/comm") as f:
-                    names[int(tid)] = f.read().strip()
-            except OSError:
-                pass
+            pass
     return names
 
 
