@@ -1,9 +1,10 @@
 """Kernel headers for bcc when none match the running kernel.
 
-bcc compiles its programs against kernel headers.  Tracepoint programs read
-their argument layout from tracefs (the events' ``format`` files), not from
-the headers, so a distribution's nearest headers serve as a stand-in: they
-only have to provide the types bcc's helpers use.  Debian splits its headers
+bcc compiles its programs against kernel headers.  The lab's programs are
+raw tracepoints that read the fields they need at offsets from the running
+kernel's BTF (lab/probes/btf.py), not through the headers' struct layouts,
+so a distribution's nearest headers serve as a stand-in: they only have to
+provide the types bcc's helpers use.  Debian splits its headers
 into ``linux-headers-<ver>-<arch>`` (generated files) and
 ``linux-headers-<ver>-common`` (the rest); bcc's BCC_KERNEL_SOURCE takes one
 tree, so we merge the two with symlinks in a cache folder.
@@ -78,7 +79,7 @@ def find(release: str | None = None, build: bool = True) -> Headers:
     arch_trees.sort(key=lambda n: (_distance(_version_key(n[len("linux-headers-"):]), running),
                                    [-x for x in _version_key(n)]))
     chosen = os.path.join(SRC, arch_trees[0])
-    stand_in = (f"(stand-in for {release}: tracepoint layouts come from tracefs, "
+    stand_in = (f"(stand-in for {release}: field offsets come from the kernel's BTF, "
                 "not from these headers)")
     common = _common_tree(chosen)
     if common is None:                    # not split: bcc takes the tree as it is
