@@ -21,7 +21,7 @@ import pandas as pd
 
 from analysis._results import _RUN_COLUMNS, Run
 from analysis._stats import NOISY_SPREAD, _group_seed, bootstrap_runs_median_ci
-from analysis._views import per_run, run_sources
+from analysis._views import per_run, pivot_wide, run_sources
 
 # counters whose sum over runs means nothing (fractions, per-chain means, targets)
 NOT_ADDITIVE = ("fraction", "_per_", "target")
@@ -70,8 +70,7 @@ def run_table(run: Run, family: str) -> pd.DataFrame:
     c = run.counters
     c = c[c["family"].astype(str) == family]
     if len(c):
-        wide = c.pivot_table(index="run_id", columns="counter", values="value", observed=True,
-                             aggfunc="last")
+        wide = pivot_wide(c, "run_id", "counter", "value", "last")
         names = [n for n in c["counter"].cat.categories if n in wide.columns]
         base = base.join(wide[names], on="run_id")
     return base
@@ -119,6 +118,8 @@ def counter_summary(run: Run, family: str, per_op: bool = False, seed: int = 0,
     names = counter_names(run, family)
     ops = table["ops"].astype("float64").to_numpy(na_value=np.nan)
     counts = {name: table[name].to_numpy(dtype=float) for name in names}
+    if not intervals:
+        return _ordered(run, _medians_only(table, names, counts, ops, per_op, columns))
     for (variant, point), index in table.groupby(CELL, observed=True, sort=True).indices.items():
         for name in names:
             values = counts[name][index]
@@ -134,6 +135,37 @@ def counter_summary(run: Run, family: str, per_op: bool = False, seed: int = 0,
                             else math.nan)
             rows.append(row)
     return _ordered(run, pd.DataFrame(rows, columns=columns))
+
+
+def _medians_only(table: pd.DataFrame, names: list[str], counts: dict[str, np.ndarray],
+                  ops: np.ndarray, per_op: bool, columns: list[str]) -> pd.DataFrame:
+    """counter_summary's rows without intervals, every cell and counter in
+    one groupby: a row at a time (_spread_row) costs more than the rest of
+    `lab show`'s counters."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        values = {n: v / ops if per_op else v for n, v in counts.items()}
+    # _spread_row's rule: only finite values count
+    finite = pd.DataFrame({n: np.where(np.isfinite(v), v, np.nan) for n, v in values.items()})
+    finite[CELL] = table[CELL].to_numpy()
+    grouped = finite.groupby(CELL, observed=True, sort=True)
+    count = grouped.count()
+    cells = count.index
+    count, median, lo, hi, total = (frame[names].to_numpy(dtype=np.float64) for frame in (
+        count, grouped.median(), grouped.min(), grouped.max(), grouped.sum(min_count=1)))
+    rows = []
+    for c, (variant, point) in enumerate(cells):
+        for j, name in enumerate(names):
+            if count[c, j] == 0:
+                continue
+            m = float(median[c, j])
+            rows.append({"variant": str(variant), "point": str(point), "counter": name,
+                         "reps": int(count[c, j]), "median": m, "ci_low": math.nan,
+                         "ci_high": math.nan, "rep_min": float(lo[c, j]),
+                         "rep_max": float(hi[c, j]),
+                         "noisy": bool(hi[c, j] - lo[c, j] > NOISY_SPREAD * abs(m)),
+                         "total": (float(total[c, j])
+                                   if counter_is_total(name) and not per_op else math.nan)})
+    return pd.DataFrame(rows, columns=columns)
 
 
 def _ordered(run: Run, frame: pd.DataFrame) -> pd.DataFrame:
@@ -152,8 +184,7 @@ def counter_table(run: Run, family: str) -> pd.DataFrame:
     s = counter_summary(run, family, intervals=False)
     if s.empty:
         return pd.DataFrame(columns=CELL)
-    wide = s.pivot_table(index=CELL, columns="counter", values="median", observed=True,
-                         aggfunc="first")
+    wide = pivot_wide(s, CELL, "counter", "median", "first")
     names = [n for n in counter_names(run, family) if n in wide.columns]
     return wide[names].reset_index()
 
@@ -191,8 +222,7 @@ def kernel_totals(run: Run, family: str) -> pd.DataFrame:
     m = m[m["run_id"].isin(table["run_id"]) & (m["key"] == "")]
     if m.empty:
         return table
-    wide = m.pivot_table(index="run_id", columns="metric", values="value", observed=True,
-                         aggfunc="last")
+    wide = pivot_wide(m, "run_id", "metric", "value", "last")
     return table.join(wide, on="run_id")
 
 

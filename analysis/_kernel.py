@@ -26,7 +26,7 @@ import pandas as pd
 from analysis._results import Run, wakeup_columns
 from analysis._stats import NOISY_SPREAD, summarise
 from analysis._views import (PAIRED, headline, is_headline, kernel_run_ids, label, median_ratio,
-                             per_run, run_sources)
+                             per_run, pivot_wide, run_sources)
 
 # per-operation run totals (lab/probes PER_OP), in table order: metric, header
 PER_OP = (
@@ -194,6 +194,23 @@ def kernel_view_table(run: Run, family: str) -> pd.DataFrame:
 # -- probe overhead -----------------------------------------------------------
 
 @per_run
+def _probed_headline_summary(run: Run, seed: int = 0) -> pd.DataFrame:
+    """summarise() of the headline samples of every family's runs with
+    probes in paired cells: all families' cells bootstrapped together
+    (in batches, on every CPU) rather than a family at a time."""
+    src = run_sources(run)
+    ids = src.loc[(src["cell"] == PAIRED) & src["kernel_view"], "run_id"]
+    s = run.samples
+    s = s.loc[s["run_id"].isin(ids).to_numpy(),
+              ["family", "variant", "point", "metric", "kernel_view", "run_id", "unit", "value"]]
+    keep = np.zeros(len(s), dtype=bool)
+    for family in run.families:
+        rows = (s["family"] == family).to_numpy()
+        keep[rows] = is_headline(run, family, s[rows])
+    return summarise(s[keep], by=("family", "variant", "point", "metric", "kernel_view"), seed=seed)
+
+
+@per_run
 def probe_overhead_table(run: Run, family: str, seed: int = 0) -> pd.DataFrame:
     """Per (variant, point) that ran with and without probes: the headline
     metric's median without (median_without) and with probes (median_with),
@@ -211,21 +228,20 @@ def probe_overhead_table(run: Run, family: str, seed: int = 0) -> pd.DataFrame:
         return pd.DataFrame({c: pd.Series(dtype="object") for c in columns})
     s = run.samples
     # only the columns used: picking rows copies every column there is
-    s = s.loc[s["run_id"].isin(src["run_id"]).to_numpy(),
-              ["family", "variant", "point", "metric", "kernel_view", "run_id", "unit", "value"]]
+    s = s.loc[s["run_id"].isin(src["run_id"]).to_numpy(), ["variant", "metric", "run_id", "value"]]
     s = s[is_headline(run, family, s)]
     # without probes is the user side (run_sources): its row of the headline
     # table, interval and all, so the two tables agree (and it is computed once)
     without_of = {(str(r["variant"]), str(r["point"]), str(r["metric"])): r
                   for r in headline(run, family, seed).to_dict("records")}
-    with_probes = summarise(s[s["kernel_view"].to_numpy(dtype=bool)],
-                            by=("family", "variant", "point", "metric", "kernel_view"), seed=seed)
+    with_probes = _probed_headline_summary(run, seed)
+    with_probes = with_probes[with_probes["family"] == family]
     per_run = s.groupby("run_id")["value"].median()
     # every cell's twins at once (a pivot per cell cost more than the rest of the table)
-    twins = (src.assign(variant=src["variant"].astype(str), point=src["point"].astype(str),
-                        median=src["run_id"].map(per_run).to_numpy())
-             .pivot_table(index=["variant", "point", "repetition"], columns="kernel_view",
-                          values="median", aggfunc="median").dropna())
+    src = src.assign(variant=src["variant"].astype(str), point=src["point"].astype(str),
+                     median=src["run_id"].map(per_run).to_numpy())
+    twins = pivot_wide(src, ["variant", "point", "repetition"], "kernel_view", "median",
+                       "median").dropna()
     per_rep = (twins[True] / twins[False] - 1).groupby(level=["variant", "point"]) \
         .agg(["min", "max"])
     rep_spread = dict(zip(per_rep.index, zip(per_rep["min"], per_rep["max"])))

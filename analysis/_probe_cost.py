@@ -22,7 +22,7 @@ import pandas as pd
 
 from analysis._kernel import kernel_metric_summary, probe_overhead_table
 from analysis._results import Run
-from analysis._views import is_headline, per_run, run_sources
+from analysis._views import is_headline, per_run, pivot_wide, run_sources
 
 FAMILY = "probe_cost"
 
@@ -45,13 +45,13 @@ def pair_deltas(run: Run, family: str) -> pd.DataFrame:
     if src.empty or family not in run.families:
         return pd.DataFrame(columns=columns)
     s = run.samples
-    s = s[(s["family"].astype(str) == family).to_numpy()]
+    # the columns used only: picking rows copies every column there is
+    s = s.loc[(s["family"] == family).to_numpy(), ["variant", "metric", "run_id", "value"]]
     s = s[is_headline(run, family, s)]
     medians = s.groupby("run_id")["value"].median()
     src = src.assign(variant=src["variant"].astype(str), point=src["point"].astype(str),
                      median=src["run_id"].map(medians).to_numpy())
-    twins = src.pivot_table(index=["variant", "point", "repetition"], columns="kernel_view",
-                            values="median", aggfunc="median")
+    twins = pivot_wide(src, ["variant", "point", "repetition"], "kernel_view", "median", "median")
     if True not in twins.columns or False not in twins.columns:
         return pd.DataFrame(columns=columns)
     d = (twins[True] - twins[False]).dropna().groupby(level=["variant", "point"])

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import stat
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -253,11 +253,14 @@ def _load_samples(run_dir: str, runs: pd.DataFrame, runs_meta: list[dict[str, An
     # metric and unit as category codes, from each file's own dictionary of
     # names: a string per sample costs more than reading the files
     rows, metric_names, unit_names, codes, samples, values = [], [], [], [], [], []
-    for i in ok_rows:
-        meta = runs_meta[i]
+
+    def read(i: int):
         # checked to stay inside run_dir when the manifest was read (lab.store)
-        path = os.path.join(run_dir, store.run_samples_file(meta))
-        names, code, sample, value = _read_samples(path, run_dir, meta)
+        path = os.path.join(run_dir, store.run_samples_file(runs_meta[i]))
+        return _read_samples(path, run_dir, runs_meta[i])
+
+    for i, (names, code, sample, value) in zip(ok_rows, _read_in_threads(read, ok_rows)):
+        meta = runs_meta[i]
         rows.append(np.full(len(code), i, dtype=np.int64))
         metric_names.append(names)
         unit_names.append([units.get((meta["family"], meta["variant"], n), "") for n in names])
@@ -474,15 +477,23 @@ def wakeup_columns(run: Run, run_ids=None,
     files = {int(r["id"]): r.get("kernel_file") for r in run.manifest.get("runs") or []
              if r.get("status") == store.OK and r.get("kernel_file")}
     ids = list(files) if run_ids is None else [int(i) for i in run_ids if int(i) in files]
-    out = {}
-    for run_id in ids:
-        if run_id not in run._wakeups:
-            records = _read_wakeups(os.path.join(run.path, files[run_id]), run_id, missing)
-            if records is None:
-                continue
+    unread = [i for i in ids if i not in run._wakeups]
+    for run_id, records in zip(unread, _read_in_threads(
+            lambda i: _read_wakeups(os.path.join(run.path, files[i]), i, missing), unread)):
+        if records is not None:
             run._wakeups[run_id] = records
-        out[run_id] = run._wakeups[run_id]
-    return out
+    return {i: run._wakeups[i] for i in ids if i in run._wakeups}
+
+
+def _read_in_threads(read: Callable[[Any], Any], items: list) -> list:
+    """[read(item) for item in items], a thread per CPU: pyarrow reads a file
+    without the GIL, and a run has hundreds of small ones.  In order, so a
+    damaged folder still names its first bad file."""
+    if len(items) < 2:
+        return [read(i) for i in items]
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(min(len(os.sched_getaffinity(0)), 8)) as pool:
+        return list(pool.map(read, items))
 
 
 def _read_wakeups(path: str, run_id: int, missing: str) -> dict[str, np.ndarray] | None:

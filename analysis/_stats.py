@@ -22,6 +22,7 @@ uniform over their runs' samples there: one more uniform number per run.
 
 from __future__ import annotations
 
+import os
 import zlib
 from typing import Sequence
 
@@ -42,6 +43,7 @@ SUMMARY_STATS = ("unit", "n", "reps", "median", "p90", "p99", "ci_low", "ci_high
 # cell's own generator and in the order a cell alone draws them, so a
 # cell's interval does not depend on the batch it is in.
 BATCH_ENTRIES = 1 << 22     # bound on a batch's count table and per-step arrays (elements)
+MAX_THREADS = 8             # batches bootstrapped at once, at most one per CPU
 
 
 class _Cell:
@@ -170,15 +172,18 @@ def _order_statistics(cells: list[_Cell], ranks,
     return lo, upper
 
 
-def _batches(cells: list[_Cell], resamples: int) -> list[list[_Cell]]:
+def _batches(cells: list[_Cell], resamples: int, parts: int = 1) -> list[list[_Cell]]:
     """Consecutive cells whose count table and per-step arrays stay within
-    BATCH_ENTRIES; a cell too large for that alone is a batch of its own."""
+    BATCH_ENTRIES, and at least ``parts`` batches when there are as many
+    cells; a cell too large for that alone is a batch of its own."""
     out: list[list[_Cell]] = []
     batch: list[_Cell] = []
     rows = width = 0
+    most = -(-len(cells) // max(parts, 1))
     for c in cells:
         w = max(width, c.reps)
-        if batch and max((rows + c.n + 1) * w, (len(batch) + 1) * resamples * w) > BATCH_ENTRIES:
+        if batch and (len(batch) >= most or max((rows + c.n + 1) * w,
+                                                 (len(batch) + 1) * resamples * w) > BATCH_ENTRIES):
             out.append(batch)
             batch, rows, w = [], 0, c.reps
         batch.append(c)
@@ -192,8 +197,8 @@ def _bootstrap_cells(cells: list[_Cell], resamples: int = RESAMPLES,
                      confidence: float = CONFIDENCE) -> list[tuple[float, float]]:
     """The hierarchical-bootstrap interval of the median of each cell."""
     alpha = (1 - confidence) / 2
-    out: list[tuple[float, float]] = []
-    for batch in _batches(cells, resamples):
+
+    def intervals(batch: list[_Cell]) -> list[tuple[float, float]]:
         width = max(c.reps for c in batch)
         if (sum(c.n for c in batch) + len(batch)) * width <= BATCH_ENTRIES:
             ranks = _CountTable(batch, width)
@@ -204,11 +209,23 @@ def _bootstrap_cells(cells: list[_Cell], resamples: int = RESAMPLES,
             chosen = c.rng.multinomial(c.reps, np.full(c.reps, 1.0 / c.reps), size=resamples)
             draws[g, :, :c.reps] = chosen * c.sizes[None, :]
         lower, upper = _order_statistics(batch, ranks, draws)
+        out = []
         for g, c in enumerate(batch):
             medians = (c.pooled[lower[g]] + c.pooled[upper[g]]) / 2
             low, high = np.quantile(medians, [alpha, 1 - alpha])
             out.append((float(low), float(high)))
-    return out
+        return out
+
+    # NumPy's binomial draws and array operations release the GIL, so
+    # batches on threads use every CPU (the draws are most of the time);
+    # each cell draws from its own generator, so the split changes nothing
+    workers = min(len(os.sched_getaffinity(0)), MAX_THREADS)
+    batches = _batches(cells, resamples, parts=workers if len(cells) >= 2 * workers else 1)
+    if len(batches) == 1:
+        return intervals(batches[0])
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(workers) as pool:
+        return [ci for part in pool.map(intervals, batches) for ci in part]
 
 
 def bootstrap_median_ci(values: np.ndarray, groups: np.ndarray, seed: int | Sequence[int] = 0,

@@ -44,6 +44,16 @@ def cached_per_run(run: Run, section: str, key: tuple, compute: Callable[[], Any
     return cache[key]
 
 
+def pivot_wide(frame: pd.DataFrame, index, columns: str, values: str,
+               aggfunc: str) -> pd.DataFrame:
+    """frame.pivot_table(index=, columns=, values=, aggfunc=, observed=True)
+    as a groupby and an unstack: the same table (all-NaN columns dropped)
+    at a third of pivot_table's cost, which `lab show` paid a few dozen times."""
+    keys = ([index] if isinstance(index, str) else list(index)) + [columns]
+    out = frame.groupby(keys, observed=True, sort=True)[values].agg(aggfunc).unstack(columns)
+    return out.dropna(axis=1, how="all")
+
+
 def _key_part(value):
     if isinstance(value, dict):
         return tuple((k, _key_part(v)) for k, v in value.items())
