@@ -99,7 +99,9 @@ def _line_class():
         Anything but one line, left-aligned at its top or baseline, goes to
         Text.draw."""
 
-        _measured: dict = {}       # (measure, dpi, font, character) -> (ascent, descent)
+        # (measure, dpi, font) -> ({character: (ascent, descent)}, the font's);
+        # a FontProperties hashes slowly, so once a line, not once a character
+        _measured: dict = {}
 
         def _simple(self) -> bool:
             text = self.get_text()
@@ -116,24 +118,32 @@ def _line_class():
             prop = self.get_fontproperties()
             measure = renderer.get_text_width_height_descent
             key = (getattr(measure, "__func__", measure), dpi, prop)
-            stored = key[:2] + (prop.copy(),)      # a key that nobody changes later
-            ascent = descent = None
-            for ch in set(self.get_text()):
-                got = self._measured.get(key + (ch,))
-                if got is None:
-                    _, h, d = measure(ch, prop, ismath=False)
-                    got = self._measured[stored + (ch,)] = (h - d, d)
-                ascent = got[0] if ascent is None else max(ascent, got[0])
-                descent = got[1] if descent is None else max(descent, got[1])
-            font = self._measured.get(stored[1:])
-            if font is None:
+            got = self._measured.get(key)
+            if got is None:
                 ft = font_manager.get_font(font_manager.findfont(prop))
                 table = ft.get_sfnt_table("OS/2")
                 scale = 1 / ft.get_sfnt_table("head")["unitsPerEm"] * prop.get_size_in_points() \
                     * dpi / 72
-                font = self._measured[stored[1:]] = (table["sTypoAscender"] * scale,
-                                                     -table["sTypoDescender"] * scale)
-            return max(ascent, font[0]), max(descent, font[1])
+                # a key that nobody changes later
+                got = self._measured[key[:2] + (prop.copy(),)] = (
+                    {}, (table["sTypoAscender"] * scale, -table["sTypoDescender"] * scale))
+            chars, (ascent, descent) = got
+            box_of = None
+            for ch in set(self.get_text()):
+                box = chars.get(ch)
+                if box is None:
+                    if box_of is None:
+                        box_of = _pdf_char_box(renderer, measure, prop)
+                    if box_of is not None:
+                        box = chars[ch] = box_of(ch)
+                    else:
+                        _, h, d = measure(ch, prop, ismath=False)
+                        box = chars[ch] = (h - d, d)
+                if box[0] > ascent:
+                    ascent = box[0]
+                if box[1] > descent:
+                    descent = box[1]
+            return ascent, descent
 
         def draw(self, renderer):
             if renderer is not None:
@@ -158,13 +168,340 @@ def _line_class():
             x, y = 0.0 + posx, y + posy
             if renderer.flipy():
                 y = renderer.get_canvas_width_height()[1] - y
-            renderer.draw_text(gc, x, y, self.get_text(), self.get_fontproperties(), 0,
-                               ismath=False, mtext=self)
+            write = _pdf_text_writer()
+            if write is None or not write(renderer, gc, x, y, self.get_text(),
+                                          self.get_fontproperties(), self):
+                renderer.draw_text(gc, x, y, self.get_text(), self.get_fontproperties(), 0,
+                                   ismath=False, mtext=self)
             gc.restore()
             renderer.close_group("text")
             self.stale = False
 
     return _Line
+
+
+def _pdf_char_box(renderer, measure, prop):
+    """What _Line._extent takes from the PDF renderer's
+    get_text_width_height_descent(ch, prop, ismath=False) for a character,
+    (height - descent, descent), with the font looked up once for a line's
+    new characters rather than once for each (findfont, clear, set_size are
+    most of what a character's measure costs).  A function of the character,
+    or None where that measure is not matplotlib 3.11's own for TrueType
+    (another version or renderer, AFM fonts): then _extent asks it."""
+    import matplotlib as mpl
+    if tuple(mpl.__version_info__[:2]) != (3, 11):
+        return None
+    try:
+        from matplotlib.backends._backend_pdf_ps import RendererPdfPsBase
+        from matplotlib.ft2font import LoadFlags
+    except ImportError:
+        return None
+    if getattr(measure, "__func__", None) is not RendererPdfPsBase.get_text_width_height_descent \
+            or mpl.rcParams[measure.__self__._use_afm_rc_name]:
+        return None
+    font = measure.__self__._get_font_ttf(prop)
+    scale = 1 / 64
+
+    def box(ch: str) -> tuple[float, float]:
+        # as get_text_width_height_descent, to the same floats
+        font.set_text(ch, 0.0, flags=LoadFlags.NO_HINTING)
+        _, h = font.get_width_height()
+        d = font.get_descent()
+        h *= scale
+        d *= scale
+        return h - d, d
+
+    return box
+
+
+@functools.cache
+def _pdf_text_writer():
+    """What RendererPdf.draw_text writes for a line of TrueType text
+    (pdf.fonttype 42), written for less: a function (renderer, gc, x, y,
+    text, prop, mtext) -> bool, False when it wrote nothing and draw_text
+    must draw the line; None when this matplotlib is not the one it copies.
+
+    draw_text lays a line out (libraqm: glyphs, kerning, fallback fonts),
+    then for every glyph loads it into FreeType (its outline is never used
+    here), records it in the font subset and writes its code and kerning
+    through pdfRepr: the report's text pages are some 180,000 glyphs, and
+    that per-glyph work was most of the time the report took.  Here the
+    operators and bytes written are the same (the PDF is byte for byte what
+    draw_text makes), but a glyph is recorded once per PDF file and its code
+    and a kerning value are escaped once.
+
+    The layout itself costs some 10 us a character (FT2Font._layout loads
+    each glyph too), and for the report's fonts and text it is known
+    without it: see _plain_layout.
+
+    It copies draw_text of matplotlib 3.11 (backend_pdf internals: the
+    character tracker, fontName, _fill, FT2Font._layout), so it only runs
+    under 3.11 and only for the draw_text it copies: any other version, a
+    subclass that overrides draw_text, Type 3 or core fonts, or a link (gc
+    url) leave the line to draw_text."""
+    import math
+    import weakref
+
+    import matplotlib as mpl
+    if tuple(mpl.__version_info__[:2]) != (3, 11):
+        return None
+    try:
+        from matplotlib.backends import backend_pdf
+        from matplotlib.font_manager import FontPath
+        from matplotlib.ft2font import LoadFlags
+        Op, fill, draw_text = backend_pdf.Op, backend_pdf._fill, backend_pdf.RendererPdf.draw_text
+        pdf_repr, str_escapes = backend_pdf.pdfRepr, backend_pdf._str_escapes
+    except (ImportError, AttributeError):
+        return None
+    plain = _plain_layout(LoadFlags.NO_HINTING)
+
+    class Raw:
+        """Bytes that pdfRepr passes through as they are."""
+        __slots__ = ("data",)
+
+        def __init__(self, data: bytes):
+            self.data = data
+
+        def pdfRepr(self) -> bytes:
+            return self.data
+
+    # draw_text's rotation matrix for an angle of 0, to the same floats
+    rot = (math.cos(0.0), math.sin(0.0), -math.sin(0.0), math.cos(0.0))
+    # per PDF file (its character tracker): (font path, char, glyph) ->
+    # (subset, escaped code); the file writes its fonts from its tracker
+    tracked: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+    kerns: dict = {}                    # fontsize -> {prev_kern: pdfRepr of the TJ kern}
+
+    def track(tracker, ft, char, glyph):
+        """(subset, escaped code) of a glyph, recorded in the file's subset."""
+        subset, charcode = tracker.track_glyph(ft, char, glyph)
+        code = charcode.to_bytes(2, "big").decode("latin-1").translate(str_escapes)
+        return subset, code.encode("latin-1")
+
+    def laid_out(font, s, mtext):
+        for item in font._layout(s, LoadFlags.NO_HINTING, features=mtext.get_fontfeatures(),
+                                 language=mtext.get_language()):
+            yield item.ft_object, item.char, item.glyph_index, item.x, item.y, item.prev_kern
+
+    def write(renderer, gc, x, y, s, prop, mtext) -> bool:
+        pdf = getattr(renderer.draw_text, "__self__", None)
+        if (getattr(renderer.draw_text, "__func__", None) is not draw_text
+                or not hasattr(pdf, "file")
+                or mpl.rcParams["pdf.fonttype"] != 42 or mpl.rcParams["pdf.use14corefonts"]
+                or gc.get_url() is not None):
+            return False
+        file = pdf.file
+        tracker = file._character_tracker
+        glyphs = tracked.get(tracker)
+        if glyphs is None:
+            glyphs = tracked[tracker] = {}
+        output = file.output
+        pdf.check_gc(gc, gc._rgb)
+        fontsize = prop.get_size_in_points()
+        font = pdf._get_font_ttf(prop)
+        items = plain(font, fontsize, s, mtext)
+        if type(items) is tuple:
+            # one font from x 0, so one TJ; unless a glyph is not in the
+            # font's first subset (draw_text would switch fonts there)
+            char_glyph, char_kerns = items
+            code_of = {}
+            for ch in dict.fromkeys(s):
+                key = (font.fname, font.face_index, ch, char_glyph[ch])
+                got = glyphs.get(key)
+                if got is None:
+                    got = glyphs[key] = track(tracker, font, ch, char_glyph[ch])
+                if got[0] != 0:
+                    break
+                code_of[ch] = got[1]
+            else:
+                output(Op.gsave)
+                output(*rot, x, y, Op.concat_matrix)
+                output(Op.begin_text)
+                output(file.fontName(FontPath(font.fname, font.face_index), 0), fontsize,
+                       Op.selectfont)
+                pdf._setup_textpos(0.0, 0, 0, 0, 0, 0)
+                size_kerns = kerns.setdefault(fontsize, {})
+                chunk = []
+                codes = []
+                for ch, prev_kern in zip(s, char_kerns):
+                    if prev_kern:
+                        if codes:
+                            chunk.append(b"(" + b"".join(codes) + b")")
+                            codes = []
+                        kern = size_kerns.get(prev_kern)
+                        if kern is None:
+                            kern = size_kerns[prev_kern] = pdf_repr(-1000 * prev_kern / fontsize)
+                        chunk.append(kern)
+                    codes.append(code_of[ch])
+                if codes:
+                    chunk.append(b"(" + b"".join(codes) + b")")
+                output(Raw(fill([b"[", *chunk, b"]"])), Op.showkern)
+                output(Op.end_text)
+                output(Op.grestore)
+                return True
+            items = None
+        items = items or laid_out(font, s, mtext)
+        output(Op.gsave)
+        output(*rot, x, y, Op.concat_matrix)
+        output(Op.begin_text)
+        chunk: list = []                # TJ operands: kerns, and escaped codes between them
+        codes: list = []
+
+        def show():
+            if codes:
+                chunk.append(b"(" + b"".join(codes) + b")")
+                codes.clear()
+            if chunk:
+                output(Raw(fill([b"[", *chunk, b"]"])), Op.showkern)
+                chunk.clear()
+
+        prev_font = None
+        prev_start_x = 0
+        for ft, char, glyph, item_x, item_y, prev_kern in items:
+            key = (ft.fname, ft.face_index, char, glyph)
+            got = glyphs.get(key)
+            if got is None:
+                got = glyphs[key] = track(tracker, ft, char, glyph)
+            subset, code = got
+            if (ft, subset) != prev_font:
+                show()
+                output(file.fontName(FontPath(ft.fname, ft.face_index), subset), fontsize,
+                       Op.selectfont)
+                pdf._setup_textpos(item_x, 0, 0, prev_start_x, 0, 0)
+                prev_font = (ft, subset)
+                prev_start_x = item_x
+            if item_y:
+                show()
+                output(item_y, Op.textrise)
+            if prev_kern:
+                size_kerns = kerns.setdefault(fontsize, {})
+                kern = size_kerns.get(prev_kern)
+                if kern is None:
+                    kern = size_kerns[prev_kern] = pdf_repr(-1000 * prev_kern / fontsize)
+                if codes:
+                    chunk.append(b"(" + b"".join(codes) + b")")
+                    codes.clear()
+                chunk.append(kern)
+            codes.append(code)
+            if item_y:
+                show()
+                output(0, Op.textrise)
+        show()
+        output(Op.end_text)
+        output(Op.grestore)
+        return True
+
+    return write
+
+
+def _plain_layout(no_hinting):
+    """FT2Font._layout of a line without calling it, where its outcome is
+    known from the font's tables: printable ASCII in matplotlib's own DejaVu
+    fonts.  There each character is its cmap glyph, on the baseline, and
+    moves the next one by its rounded advance plus, in DejaVu Sans, a pair
+    kerning (GPOS kern: PairPos of the first glyph's advance only, no
+    contextual lookups).  Of GSUB's default features only two touch ASCII:
+    ccmp (i and j when a combining mark follows: never in ASCII) and, in
+    DejaVu Sans, liga (f before f, i or l: such lines are laid out for
+    real).  DejaVu Sans Mono has no kerning at all.  So a line's layout is
+    known from its character pairs: what the next character's x moves by,
+    and the kerning draw_text writes before it (the rounding of those).
+
+    Those come from real layouts, per font and size: for DejaVu Sans Mono,
+    one of all the printable characters (the step after a character is its
+    own); for DejaVu Sans, the lines drawn so far (a line with a pair not
+    yet seen is laid out for real, and its pairs are kept).  A real layout
+    that does not show what the tables say (a glyph per character, the
+    font's own, none missing, on the baseline; a pair that moves two ways)
+    leaves the font and size to the real layout from then on.
+
+    Returns a function (font, fontsize, text, mtext) -> None (not known),
+    a list of the items (font, char, glyph, x, y, prev_kern) of a real
+    layout, or a tuple ({char: glyph}, [prev_kern of each character]): the
+    glyphs all the font's own, on the baseline, the first at x 0, and where
+    draw_text would write the next one only its kerning before it matters."""
+    import os
+
+    from matplotlib import cbook
+
+    def real(name):
+        return os.path.realpath(cbook._get_data_path("fonts", "ttf", name))
+
+    mono = {real(name) for name in ("DejaVuSansMono.ttf", "DejaVuSansMono-Bold.ttf")}
+    kerned = {real(name) for name in ("DejaVuSans.ttf", "DejaVuSans-Bold.ttf")}
+    kinds: dict = {}                # font file -> "mono", "kerned" or None
+    printable = "".join(map(chr, range(0x20, 0x7f)))
+    # (font, fontsize) -> ({char: glyph}, {(char, next char): (step, kern)}), or None
+    known: dict = {}
+
+    def learn(font, text, items, glyphs, pairs) -> bool:
+        """Keep what a real layout of text shows; False if it is not the
+        layout the tables describe."""
+        if len(items) != len(text) or items[0].x != 0 or items[0].prev_kern != 0:
+            return False
+        for n, item in enumerate(items):
+            ch = text[n]
+            if (item.ft_object is not font or item.char != ch or item.y
+                    or not item.glyph_index or glyphs.setdefault(ch, item.glyph_index)
+                    != item.glyph_index or item.glyph_index != font.get_char_index(ord(ch))):
+                return False
+            if n:
+                step = (item.x - items[n - 1].x, item.prev_kern)
+                if pairs.setdefault((text[n - 1], ch), step) != step:
+                    return False
+        return True
+
+    def start(font, fontsize, kind):
+        glyphs: dict = {}
+        pairs: dict = {}
+        if kind == "mono":
+            # every pair of the printable characters, from one line of them
+            text = printable + printable[0]
+            items = list(font._layout(text, no_hinting, features=None, language=None))
+            if not learn(font, text, items, glyphs, {}):
+                return None
+            steps = {a.char: (b.x - a.x, b.prev_kern) for a, b in zip(items, items[1:])}
+            pairs = {(a, b): steps[a] for a in printable for b in printable}
+        return glyphs, pairs
+
+    def layout(font, fontsize, s, mtext):
+        kind = kinds.get(font.fname, 0)
+        if kind == 0:
+            path = os.path.realpath(font.fname)
+            kind = kinds[font.fname] = None if font.face_index else \
+                "mono" if path in mono else "kerned" if path in kerned else None
+        if kind is None or not (s.isascii() and s.isprintable()) \
+                or mtext.get_fontfeatures() is not None or mtext.get_language() is not None \
+                or (kind == "kerned" and ("ff" in s or "fi" in s or "fl" in s)):
+            return None
+        key = (font, fontsize)
+        state = known[key] if key in known else known.setdefault(key, start(font, fontsize, kind))
+        if state is None:
+            return None
+        glyphs, pairs = state
+        kerns = []
+        kern = 0.0
+        prev = None
+        for ch in s:
+            if prev is not None:
+                step = pairs.get((prev, ch))
+                if step is None:
+                    break
+                kern = step[1]
+            if ch not in glyphs:
+                break
+            kerns.append(kern)
+            prev = ch
+        else:
+            return glyphs, kerns
+        # a pair not seen yet: the real layout, which shows it
+        items = list(font._layout(s, no_hinting, features=None, language=None))
+        if not learn(font, s, items, glyphs, pairs):
+            known[key] = None
+        return [(item.ft_object, item.char, item.glyph_index, item.x, item.y, item.prev_kern)
+                for item in items]
+
+    return layout
 
 
 def _inch_to_fig(x: float, y: float) -> tuple[float, float]:
