@@ -8,7 +8,7 @@ SUITE  ?= experiments/quick.toml
 BIN     = $(VENV)/bin
 NATIVE  = $(wildcard native/*.c native/*.h native/*.py)
 
-.PHONY: setup run test doctor clean
+.PHONY: setup run test lint doctor clean
 
 setup: $(VENV)/.installed
 
@@ -21,7 +21,7 @@ $(VENV)/.debian: scripts/debian-packages.sh
 $(VENV)/.installed: $(VENV)/.debian pyproject.toml setup.py $(NATIVE)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e ".[test]"
+	$(BIN)/python -m pip install -q -e ".[test,lint]"
 	mkdir -p $(VENV)/debian-bcc
 	ln -sfn /usr/lib/python3/dist-packages/bcc $(VENV)/debian-bcc/bcc
 	$(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])' \
@@ -33,6 +33,15 @@ run: setup
 
 test: setup
 	$(BIN)/pytest
+
+# C in the kernel's style (.clang-format), Python by ruff (pyproject.toml:
+# pycodestyle, pyflakes, import order) and mypy on the two packages
+C_SOURCES = $(wildcard native/*.c native/*.h lab/probes/*.c lab/families/*.c)
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	clang-format --dry-run --Werror $(C_SOURCES)
 
 doctor: setup
 	$(BIN)/lab doctor

@@ -18,16 +18,26 @@ the seed's claims), analysis.sections.chains (time per chain against k, the
 cost per atom, stop on failure).
 """
 
-from analysis._counters import (counter_summary, counter_table, kernel_per_op, run_table,
-                                throughput_summary)
+from analysis._counters import counter_summary, counter_table, kernel_per_op, run_table, throughput_summary
 from analysis._format import fmt_percent, fmt_ratio, fmt_value
-from analysis._kernel import (kernel_metric_summary, kernel_view_status, kernel_view_table,
-                              probe_overhead_summary, probe_overhead_table)
+from analysis._kernel import (
+                                kernel_metric_summary,
+                                kernel_view_status,
+                                kernel_view_table,
+                                probe_overhead_summary,
+                                probe_overhead_table,
+)
 from analysis._results import NO_POINT, Run, load_run, load_wakeups
 from analysis._show import show_text
 from analysis._stats import bootstrap_median_ci, summarise
-from analysis._views import (family_summary, headline, headline_samples, reference_ratios,
-                             run_sources, user_samples)
+from analysis._views import (
+                                family_summary,
+                                headline,
+                                headline_samples,
+                                reference_ratios,
+                                run_sources,
+                                user_samples,
+)
 
 __all__ = [
     "NO_POINT", "Run", "load_run", "load_wakeups", "summarise", "bootstrap_median_ci",

@@ -147,44 +147,6 @@ KERNEL_NOISY_NOTE = (f"*: the repetitions disagree: their values spread more tha
 P99_MIN_RECORDS = 100       # below this a p99 is the largest record or next to it
 
 
-def kernel_view_rows(table: pd.DataFrame) -> tuple[list[str], list[list[str]], list[bool]]:
-    """Header, rows and right-alignment of a kernel_view_table: medians
-    over repetitions, ``*`` where the repetitions disagree; columns of
-    probes that did not run are left out, and submits/op unless some row
-    has submissions; p99 only from at least P99_MIN_RECORDS wake-ups."""
-    from analysis._kernel import ONLY_NONZERO, PER_OP, PER_RUN, WAKE
-
-    shown = []
-    for metric, head in PER_OP + PER_RUN:
-        values = table[metric].astype(float)
-        if values.isna().all():
-            continue
-        if metric in ONLY_NONZERO and not (values.fillna(0) != 0).any():
-            continue
-        shown.append((metric, head))
-    per_run = {m for m, _ in PER_RUN}
-    header = ["variant", "point", "reps"] + [h for _, h in shown]
-    right = [False, False, True] + [True] * len(shown)
-    wake = not table["wake_to_run_p50_ns"].astype(float).isna().all()
-    if wake:
-        header += ["wake-ups", WAKE[0][1], WAKE[1][1]]
-        right += [True, True, True]
-    rows = []
-    for r in table.itertuples(index=False):
-        noisy = set(filter(None, (r.noisy or "").split(", ")))
-        row = [str(r.variant), str(r.point), str(r.reps)]
-        for metric, _ in shown:
-            fmt = fmt_count if metric in per_run else fmt_value
-            row.append(fmt(getattr(r, metric)) + ("*" if metric in noisy else ""))
-        if wake:
-            few = r.wake_to_run_from == "records" and r.wakeups_recorded < P99_MIN_RECORDS
-            row += [str(r.wakeups_recorded) if r.wake_to_run_from == "records" else "-",
-                    fmt_value(r.wake_to_run_p50_ns),
-                    "-" if few else fmt_value(r.wake_to_run_p99_ns)]
-        rows.append(row)
-    return header, rows, right
-
-
 def overhead_rows(table: pd.DataFrame) -> tuple[list[str], list[list[str]], list[bool]]:
     """Header, rows and right-alignment of a probe_overhead_table."""
     units = [u for u in dict.fromkeys(table["unit"].astype(str)) if u]

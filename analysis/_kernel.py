@@ -23,10 +23,20 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from analysis._format import KERNEL_NOISY_NOTE, P99_MIN_RECORDS, fmt_count, fmt_percent, fmt_value
 from analysis._results import Run, wakeup_columns
 from analysis._stats import NOISY_SPREAD, summarise
-from analysis._views import (PAIRED, headline, is_headline, kernel_run_ids, label, median_ratio,
-                             per_run, pivot_wide, run_sources)
+from analysis._views import (
+    PAIRED,
+    headline,
+    is_headline,
+    kernel_run_ids,
+    label,
+    median_ratio,
+    per_run,
+    pivot_wide,
+    run_sources,
+)
 
 # per-operation run totals (lab/probes PER_OP), in table order: metric, header
 PER_OP = (
@@ -288,7 +298,6 @@ def probe_overhead_summary(run: Run, family: str, seed: int = 0) -> OverheadSumm
 
 def overhead_sentence(run: Run, family: str, seed: int = 0) -> str | None:
     """The family's probe overhead summary as one sentence (None without data)."""
-    from analysis._format import fmt_percent
     s = probe_overhead_summary(run, family, seed)
     if s is None:
         return None
@@ -303,7 +312,6 @@ def overhead_sentence(run: Run, family: str, seed: int = 0) -> str | None:
 
 def kernel_view_notes(run: Run, family: str, table: pd.DataFrame) -> list[str]:
     """What the kernel view table's columns mean and where they come from."""
-    from analysis._format import KERNEL_NOISY_NOTE, P99_MIN_RECORDS
     kv = run.manifest.get("kernel_view") or {}
     notes = ["Counts cover exactly each run's measured window (the probes count between the "
              "worker's \"ready\" and \"done\"; warm-up and set-up are outside it), for the "
@@ -329,3 +337,39 @@ def kernel_view_notes(run: Run, family: str, table: pd.DataFrame) -> list[str]:
     notes.append(f"Kernel headers bcc compiled the probes against: "
                  f"{kv.get('headers') or 'not recorded'}.")
     return notes
+
+
+def kernel_view_rows(table: pd.DataFrame) -> tuple[list[str], list[list[str]], list[bool]]:
+    """Header, rows and right-alignment of a kernel_view_table: medians
+    over repetitions, ``*`` where the repetitions disagree; columns of
+    probes that did not run are left out, and submits/op unless some row
+    has submissions; p99 only from at least P99_MIN_RECORDS wake-ups."""
+    shown = []
+    for metric, head in PER_OP + PER_RUN:
+        values = table[metric].astype(float)
+        if values.isna().all():
+            continue
+        if metric in ONLY_NONZERO and not (values.fillna(0) != 0).any():
+            continue
+        shown.append((metric, head))
+    per_run = {m for m, _ in PER_RUN}
+    header = ["variant", "point", "reps"] + [h for _, h in shown]
+    right = [False, False, True] + [True] * len(shown)
+    wake = not table["wake_to_run_p50_ns"].astype(float).isna().all()
+    if wake:
+        header += ["wake-ups", WAKE[0][1], WAKE[1][1]]
+        right += [True, True, True]
+    rows = []
+    for r in table.itertuples(index=False):
+        noisy = set(filter(None, (r.noisy or "").split(", ")))
+        row = [str(r.variant), str(r.point), str(r.reps)]
+        for metric, _ in shown:
+            fmt = fmt_count if metric in per_run else fmt_value
+            row.append(fmt(getattr(r, metric)) + ("*" if metric in noisy else ""))
+        if wake:
+            few = r.wake_to_run_from == "records" and r.wakeups_recorded < P99_MIN_RECORDS
+            row += [str(r.wakeups_recorded) if r.wake_to_run_from == "records" else "-",
+                    fmt_value(r.wake_to_run_p50_ns),
+                    "-" if few else fmt_value(r.wake_to_run_p99_ns)]
+        rows.append(row)
+    return header, rows, right

@@ -27,7 +27,8 @@ SANS_EM = 0.54                           # a generous average for DejaVu Sans te
 LINE = 1.38                              # line height / font size
 MIN_TABLE_SIZE = 5.5
 ROWS_PER_PAGE = 25
-KEEP_TOGETHER_BELOW = 2.5                # inches: a table starting lower moves to a new page if that keeps it whole
+# inches: a table starting lower moves to a new page if that keeps it whole
+KEEP_TOGETHER_BELOW = 2.5
 FOOT_SIZE = 7
 
 

@@ -64,7 +64,8 @@ def probe_cost_table(run: Run) -> pd.DataFrame:
     """One row per probe measured: probe, workload (its variant's help),
     reps, median_without, median_with [ns per operation], runs_per_op,
     cost_ns (per program run, from the median over repetitions of each
-    twin pair's difference; cost_low..cost_high from the pairs'), beside (the probes attached with it, whose cost per run is
+    twin pair's difference; cost_low..cost_high from the pairs'), beside (the
+    probes attached with it, whose cost per run is
     subtracted), noisy."""
     columns = ["probe", "workload", "reps", "median_without", "median_with", "runs_per_op",
                "cost_ns", "cost_low", "cost_high", "beside", "noisy"]

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
-from analysis import _probe_cost, _counters, _kernel, _views
-from analysis._format import (CI_NOTE, KERNEL_NOISY_NOTE, NOISY_NOTE, OVERHEAD_NOTE, align_text,
-                              counter_groups, fmt_ratio, kernel_view_rows, overhead_rows,
-                              summary_table)
+from analysis import _counters, _kernel, _probe_cost, _views
+from analysis._format import (
+    CI_NOTE,
+    KERNEL_NOISY_NOTE,
+    NOISY_NOTE,
+    OVERHEAD_NOTE,
+    align_text,
+    counter_groups,
+    fmt_ratio,
+    overhead_rows,
+    summary_table,
+)
 from analysis._results import Run
 
 
@@ -110,7 +118,7 @@ def _kernel_lines(run: Run, family: str) -> list[str]:
     if reason is not None:
         return [f"  no kernel view: {reason}"]
     table = _kernel.kernel_view_table(run, family)
-    header, rows, right = kernel_view_rows(table)
+    header, rows, right = _kernel.kernel_view_rows(table)
     return (["  kernel view (probes, per operation in the measured window; median over "
              "the runs with probes):"] + align_text(header, rows, right=right))
 

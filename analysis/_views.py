@@ -378,3 +378,16 @@ def is_set(value) -> bool:
     if value is None or value is pd.NA:
         return False
     return not (isinstance(value, (float, np.floating)) and math.isnan(value))
+
+
+def environment_value(env: dict, *names: str, contains: tuple[str, ...] = ()):
+    """The first of names present in the environment, else the first key
+    containing every one of ``contains``."""
+    for n in names:
+        if n in env:
+            return n, env[n]
+    if contains:
+        for k, v in env.items():
+            if all(c in k for c in contains):
+                return k, v
+    return None, None

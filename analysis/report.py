@@ -16,8 +16,8 @@ from typing import Any
 from analysis._kernel import kernel_view_line, kernel_view_status
 from analysis._pages import Heading, Report, Space, Table, Text
 from analysis._results import Run, load_run
-from lab.store import atomic_output
 from analysis._views import alongside_lines, not_ok_lines, skipped_lines, status_counts
+from lab.store import atomic_output
 
 REPORT_NAME = "report.pdf"
 

@@ -140,7 +140,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     import contextlib
     import os
 
-    from lab import environment, lock, probes, runner, signals, store, suite as suite_mod
+    from lab import environment, lock, probes, runner, signals, store
+    from lab import suite as suite_mod
 
     signals.install()
     try:
@@ -150,7 +151,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             manifest = store.read_manifest(run_dir)
             store.require_writable(run_dir)
             timeout = manifest["suite"]["settings"].get(
-                "timeout", suite_mod._suite_setting("timeout").default)
+                "timeout", suite_mod.suite_setting("timeout").default)
             if wanted is None:      # the probes the run began with, unless told
                 wanted = tuple((manifest.get("kernel_view") or {}).get("probes") or ())
         else:
@@ -158,8 +159,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             _check_out(args.out, suite.name)
             facts = environment.collect()
             caps = environment.capabilities(facts)
-            if caps.get("native"):
-                _print_error(caps["native"])
+            native_missing = caps.get("native")
+            if native_missing:
+                _print_error(native_missing)
                 return 1
             # all bad input is found before probes load or anything is written
             runs, skipped = runner.plan(suite, caps)
@@ -220,7 +222,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             return 1
 
     runs = manifest["runs"]
-    counts = {}
+    counts: dict[str, int] = {}
     for r in runs:
         counts[r["status"]] = counts.get(r["status"], 0) + 1
     summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
@@ -413,7 +415,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("show", formatter_class=fmt, help="summary table of a stored run",
                        description="Median, p90, p99 and their spread for every variant and point.",
-                       epilog="examples:\n  lab show latest\n  lab show results/20261122-101500-quick baseline")
+                       epilog="examples:\n  lab show latest\n"
+                              "  lab show results/20261122-101500-quick baseline")
     p.add_argument("run_dir", metavar="RUN_DIR", help="a results folder, or `latest`")
     p.add_argument("family", nargs="?", help="only this family")
     p.add_argument("--root", default="results", help="where `latest` looks (default: results)")
@@ -422,7 +425,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", formatter_class=fmt, help="PDF report of a stored run",
                        description="Title page with the environment, then per family its table\n"
                                    "and figures.  Prints the PDF's path.",
-                       epilog="examples:\n  lab report latest\n  lab report results/20261122-101500-quick -o quick.pdf")
+                       epilog="examples:\n  lab report latest\n"
+                              "  lab report results/20261122-101500-quick -o quick.pdf")
     p.add_argument("run_dir", metavar="RUN_DIR", help="a results folder, or `latest`")
     p.add_argument("-o", "--output", help="PDF path (default: RUN_DIR/report.pdf)")
     p.add_argument("--root", default="results", help="where `latest` looks (default: results)")

@@ -106,6 +106,7 @@ import sys
 import textwrap
 import time
 from dataclasses import asdict, dataclass
+from typing import Any
 
 __all__ = ["Fact", "AREAS", "CAPABILITIES", "collect", "fingerprint", "capabilities",
            "can_run", "run_doctor"]
@@ -621,9 +622,9 @@ def _io_uring_facts() -> list[Fact]:
         Fact("io_uring", "io_uring.disabled", disabled),
         Fact("io_uring", "io_uring.group", group),
     ]
-    unknown = {"io_uring.last_op": None, "io_uring.opcodes": [], "io_uring.futex_wait": None,
-               "io_uring.futex_wake": None, "io_uring.msg_ring": None,
-               "io_uring.features": None}
+    unknown: dict[str, Any] = {"io_uring.last_op": None, "io_uring.opcodes": [],
+                               "io_uring.futex_wait": None, "io_uring.futex_wake": None,
+                               "io_uring.msg_ring": None, "io_uring.features": None}
     try:
         ffi, lib = _import_native()
     except Exception as exc:

@@ -91,7 +91,8 @@ def parent_of(pid: int) -> int | None:
 
 def _ancestors() -> set[int]:
     """This process and every process above it."""
-    chain, pid = set(), os.getpid()
+    chain: set[int] = set()
+    pid: int | None = os.getpid()
     while pid is not None and pid > 1 and pid not in chain:
         chain.add(pid)
         pid = parent_of(pid)

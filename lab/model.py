@@ -14,7 +14,6 @@ import reprlib
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-
 # The CPUs this process may use, read at import: the worker narrows its own
 # affinity to the suite's cpu only after importing the families, so this is
 # what the runner's check_cpus saw too.
@@ -155,6 +154,9 @@ class Variant:
     # The probes its probed runs attach (lab.probes.CONCERN_NAMES), to
     # measure one probe alone (family probe_cost); None: all of the run's.
     probes: tuple[str, ...] | None = None
+    # Whether a run at a point loads the upcall program (lab.upcall_program:
+    # the runner compiles it once for every such run); None: never.
+    loads_upcall_program: Callable[[dict[str, Any]], bool] | None = None
 
     @property
     def headline(self) -> Metric:

@@ -20,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
 from lab import lock, signals, store
@@ -28,28 +28,9 @@ from lab.suite import Suite, SuiteError
 
 
 @dataclass
-class PlannedRun:
-    id: int
-    family: str
-    variant: str
-    params: dict[str, Any]
-    repetition: int
-    cpu: int
-    peer_cpu: int
-    kernel_view: bool = False           # probes attached to this run
-    probes: list[str] | None = None     # which (kernel_view runs): None, all of the session's
-    status: str = store.PENDING
-    reason: str | None = None
-    started_at: str | None = None
-    duration_s: float | None = None
-    window_ns: int | None = None
-    ops: int | None = None              # operations in the measured window
-    samples_file: str | None = None
-    kernel_file: str | None = None
-    n_samples: dict[str, int] = field(default_factory=dict)
-    counters: dict[str, float] = field(default_factory=dict)
-    # other lab measurements seen on the machine as the run began or ended
-    alongside: list[str] | None = None
+class PlannedRun(store.RunRecord):
+    """A run as the runner plans and fills it: the manifest's record of it
+    (lab.store.RunRecord, so ``PlannedRun(**run)`` rebuilds one on resume)."""
 
     @property
     def label(self) -> str:
@@ -67,6 +48,14 @@ class RunObserver(Protocol):
     def arm(self, tgids: list[int]) -> None: ...
     def disarm(self) -> Any: ...        # a lab.probes.KernelView
     def untrack(self) -> None: ...
+
+
+class SuiteProbes(RunObserver, Protocol):
+    """The probes of a whole suite run (lab.probes.ProbeSession): also
+    detached for an unprobed twin, or narrowed to some concerns."""
+
+    def park(self) -> None: ...
+    def only(self, names: tuple[str, ...] | None) -> None: ...
 
 
 class NoObserver:
@@ -116,7 +105,7 @@ def plan(suite: Suite, capabilities: dict[str, str | None],
                 else:
                     items.append((sel.family.name, variant, point))
     twins = (True, False) if kernel_view and suite.settings["probe_overhead"] else (kernel_view,)
-    runs = []
+    runs: list[PlannedRun] = []
     reps = suite.repetitions
     for r in range(reps):
         shift = (r * len(items) // reps) if items else 0
@@ -147,7 +136,7 @@ def check_cpus(suite: Suite, runs: list[PlannedRun]) -> None:
     cpu, peer = suite.settings["cpu"], suite.settings["peer_cpu"]
     if cpu not in usable:
         raise SuiteError(f"{suite.path}: suite.cpu: CPU {cpu} is not usable here (usable: {shown})")
-    users = {}      # use -> the first variant planned with it, for the message
+    users: dict[str, str] = {}      # use -> the first variant planned with it, for the message
     for r in runs:
         use = families.get(r.family).variant(r.variant).peer_cpu_use(r.params)
         if use:
@@ -182,7 +171,8 @@ def _selection_record(tables) -> dict[str, Any]:
     """A family's tables as the manifest keeps them: the union of variants
     and of each parameter's values (in the order the suite gives them,
     which the report follows) and every table as written."""
-    variants, values = [], {}
+    variants: list[str] = []
+    values: dict[str, list] = {}
     for sel in tables:
         variants += [v.name for v in sel.variants if v.name not in variants]
         for k, vs in sel.values.items():
@@ -220,7 +210,7 @@ def new_manifest(suite: Suite, runs: list[PlannedRun], skipped: list[dict],
 
 class Runner:
     def __init__(self, run_dir: str, manifest: dict[str, Any], timeout: float,
-                 probes: RunObserver | None = None, progress: bool = True):
+                 probes: SuiteProbes | None = None, progress: bool = True):
         self.run_dir = run_dir
         self.manifest = manifest
         self.timeout = timeout
@@ -229,7 +219,7 @@ class Runner:
         self._worker: subprocess.Popen | None = None
         # compile once: the upcall program, loaded for the suite at its first
         # run that needs it and handed to each such worker (its fds)
-        from lab.families.upcall import SuitePrograms
+        from lab.upcall_program import SuitePrograms
         self._shared = SuitePrograms()
         self._next_write = 0.0          # monotonic time the manifest may be rewritten
         # resuming keeps the kernel view of the finished runs, only theirs
@@ -314,7 +304,8 @@ class Runner:
         elif self.probes:
             self.probes.only(tuple(run.probes) if run.probes is not None else None)
         company = set(lock.other_measurements())
-        shared = self._shared.for_run(run.family, run.variant, run.params)
+        from lab import families
+        shared = self._shared.for_run(families.get(run.family).variant(run.variant), run.params)
         t0 = time.monotonic()
         try:
             ok, reason, view = self._spawn_and_converse(run, scratch, output, observer, shared)
@@ -365,6 +356,7 @@ class Runner:
             os.close(ready_w)
             os.close(go_r)
             ready_w = go_r = -1
+            assert proc.stdin is not None       # stdin=PIPE
             proc.stdin.write(json.dumps(spec).encode())
             proc.stdin.close()
 
@@ -393,6 +385,7 @@ class Runner:
                     if fd >= 0:
                         os.close(fd)
                 self._end_worker()
+        assert proc is not None     # every way here passed the Popen
         if proc.returncode == 0:
             return True, "", view
         return False, _failure_reason(proc.returncode, stderr_path), None

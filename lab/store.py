@@ -148,9 +148,9 @@ def read_manifest(run_dir: str) -> dict[str, Any]:
 # lab.runner.new_manifest writes a manifest; show, report, the notebooks and
 # --resume read it.  What they may rely on is checked here, once, on read, so
 # a damaged folder is one line (ResultsError) and never a KeyError deep in
-# pandas.  A run's fields are lab.runner.PlannedRun's (what --resume rebuilds
-# with PlannedRun(**run)): the store reads their names and types from the
-# dataclass rather than listing them again.
+# pandas.  A run's fields are RunRecord's (below; what --resume rebuilds with
+# lab.runner.PlannedRun(**run)): the store reads their names and types from
+# the dataclass rather than listing them again.
 
 # top level: key -> (type, required); the other keys are the runner's notes
 _MANIFEST_KEYS: dict[str, tuple[Any, bool]] = {
@@ -223,19 +223,46 @@ def damaged_fix(run_dir: str) -> str:
             f"lab run {os.path.join(run_dir, SUITE_COPY)}")
 
 
+@dataclasses.dataclass
+class RunRecord:
+    """One run in the manifest's ``runs``: what was planned, then how it
+    went.  The one declaration of a stored run's fields: the runner plans
+    with it (lab.runner.PlannedRun) and validate_manifest checks by it."""
+    id: int
+    family: str
+    variant: str
+    params: dict[str, Any]
+    repetition: int
+    cpu: int
+    peer_cpu: int
+    kernel_view: bool = False           # probes attached to this run
+    probes: list[str] | None = None     # which (kernel_view runs): None, all of the session's
+    status: str = PENDING
+    reason: str | None = None
+    started_at: str | None = None
+    duration_s: float | None = None
+    window_ns: int | None = None
+    ops: int | None = None              # operations in the measured window
+    samples_file: str | None = None
+    kernel_file: str | None = None
+    n_samples: dict[str, int] = dataclasses.field(default_factory=dict)
+    counters: dict[str, float] = dataclasses.field(default_factory=dict)
+    # other lab measurements seen on the machine as the run began or ended
+    alongside: list[str] | None = None
+
+
 @functools.lru_cache(maxsize=None)
 def _run_schema() -> tuple[dict[str, Any], frozenset[str]]:
-    """(field -> type hint, required fields) of lab.runner.PlannedRun."""
-    from lab.runner import PlannedRun        # imported here: lab.runner imports this module
-    hints = typing.get_type_hints(PlannedRun)
-    fields = dataclasses.fields(PlannedRun)
+    """(field -> type hint, required fields) of RunRecord."""
+    hints = typing.get_type_hints(RunRecord)
+    fields = dataclasses.fields(RunRecord)
     required = frozenset(f.name for f in fields if f.default is dataclasses.MISSING
                          and f.default_factory is dataclasses.MISSING)
     return {f.name: hints[f.name] for f in fields}, required
 
 
 def run_fields() -> tuple[str, ...]:
-    """The fields of a stored run, in order (lab.runner.PlannedRun's)."""
+    """The fields of a stored run, in order (RunRecord's)."""
     return tuple(_run_schema()[0])
 
 
@@ -254,7 +281,7 @@ def _validate(manifest: dict[str, Any], run_dir: str) -> None:
     _check_keys(manifest, _MANIFEST_KEYS, "")
     suite = manifest["suite"]
     _check_keys(suite, _SUITE_KEYS, "suite")
-    from lab.suite import SUITE_SETTINGS     # one declaration of the settings and their types
+    from lab.suite import SUITE_SETTINGS  # one declaration of the settings and their types
     for setting in SUITE_SETTINGS:
         if setting.name in suite["settings"] and setting.default is not None:
             _check_type(suite["settings"][setting.name], type(setting.default),
@@ -494,7 +521,7 @@ def write_metrics(run_dir: str, rows: list[tuple[int, str, str, str, float]]) ->
     """Rewrite metrics.parquet with every run's probe rows so far."""
     import pyarrow as pa
 
-    columns = list(zip(*rows)) if rows else [[], [], [], [], []]
+    columns: list[tuple] = list(zip(*rows)) if rows else [(), (), (), (), ()]
     write_parquet(run_dir, METRICS, {
         "run_id": pa.array(columns[0], pa.int64()),
         "probe": pa.array(columns[1], pa.string()).dictionary_encode(),

@@ -174,7 +174,7 @@ def parse(data: dict[str, Any], path: str, text: str = "") -> Suite:
     for s in SUITE_SETTINGS:
         settings.setdefault(s.name, s.default)
 
-    selections = {}
+    selections: dict[str, tuple[FamilySelection, ...]] = {}
     for fam_name, table in data.items():
         if fam_name == "suite":
             continue
@@ -223,7 +223,9 @@ def _check_size(suite: Suite) -> None:
         return
     how = "points x repetitions" + (" x 2 for probe_overhead"
                                     if suite.settings["probe_overhead"] else "")
-    high = int(_suite_setting("max_runs").high)
+    bound = suite_setting("max_runs").high
+    assert bound is not None        # SUITE_SETTINGS gives max_runs one
+    high = int(bound)
     fix = (f"raise [suite] max_runs (at most {high:,})" if runs <= high
            else f"split the suite (max_runs is at most {high:,})")
     raise SuiteError(f"{suite.path}: suite.max_runs: this suite plans {runs:,} runs ({how}), "
@@ -269,6 +271,14 @@ def _parse_family(path: str, family: Family, table: dict[str, Any], fam: str) ->
 
 def _suite_setting(key: str) -> Param | None:
     return next((s for s in SUITE_SETTINGS if s.name == key), None)
+
+
+def suite_setting(key: str) -> Param:
+    """The [suite] setting named key (one that exists: a name in code)."""
+    setting = _suite_setting(key)
+    if setting is None:
+        raise KeyError(key)
+    return setting
 
 
 def _short(key: str) -> str:

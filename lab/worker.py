@@ -37,8 +37,8 @@ def main() -> int:
     ctx = RunContext(cpu=spec["cpu"], peer_cpu=spec["peer_cpu"], handshake=handshake,
                      scratch_dir=spec["scratch_dir"])
     if "upcall_program" in spec:    # loaded by the runner for the suite: attach, not compile
-        from lab.families import upcall
-        upcall.use_shared(spec["upcall_program"])
+        from lab import upcall_program
+        upcall_program.use_shared(spec["upcall_program"])
     try:
         measurement = variant.run(spec["params"], ctx)
     except (NativeError, OSError, ValueError) as e:

@@ -79,26 +79,26 @@
 #include "upcall_abi.h"
 
 #ifndef TFD_IOC_SET_TICKS
-#define TFD_IOC_SET_TICKS	_IOW('T', 0, uint64_t)	/* Linux 3.17 */
+#define TFD_IOC_SET_TICKS _IOW('T', 0, uint64_t) /* Linux 3.17 */
 #endif
 
-#define ACT_STACK_SIZE		(64 * 1024)
-#define ACT_MAX_VPS		64
-#define ACT_MAX_SLOTS		64	/* lab_upcall_vps entries */
-#define ACT_MAX_FIBERS		4096
+#define ACT_STACK_SIZE (64 * 1024)
+#define ACT_MAX_VPS    64
+#define ACT_MAX_SLOTS  64 /* lab_upcall_vps entries */
+#define ACT_MAX_FIBERS 4096
 /* Every wait is ended by a wake-up (a push, a stop); the timeout is only
  * a safety net, long enough not to add switches to the window. */
-#define ACT_WAIT_SLICE_MS	1000
+#define ACT_WAIT_SLICE_MS 1000
 /* A phase that makes no progress for this long has hung: fail. */
-#define ACT_PHASE_TIMEOUT_NS	(120ull * 1000000000ull)
+#define ACT_PHASE_TIMEOUT_NS (120ull * 1000000000ull)
 /* monitor: a VP in a call with nothing else to run is left alone this
  * long (Go's retake(): syscallwhen + 10 ms) */
-#define ACT_MONITOR_IDLE_NS	10000000ull
+#define ACT_MONITOR_IDLE_NS 10000000ull
 
-#define OW_ID_MASK		0xffffull
-#define OW_SYS			(1ull << 16)
+#define OW_ID_MASK 0xffffull
+#define OW_SYS	   (1ull << 16)
 
-#define ACT_PENDING		(-100000)	/* uring: no CQE yet */
+#define ACT_PENDING (-100000) /* uring: no CQE yet */
 
 size_t activations_slot_size(void)
 {
@@ -107,11 +107,11 @@ size_t activations_slot_size(void)
 
 enum act_fiber_state {
 	FS_RUN = 0,
-	FS_PARK,	/* no task left in this phase */
-	FS_LOST,	/* its activation lost the VP during the call */
-	FS_WAIT,	/* waits for a CQE (uring) or a peer (Table IV) */
-	FS_EXIT,	/* Table IV: body done, back to the pool */
-	FS_YIELD,	/* a task done: the VP's other fibers go first */
+	FS_PARK,  /* no task left in this phase */
+	FS_LOST,  /* its activation lost the VP during the call */
+	FS_WAIT,  /* waits for a CQE (uring) or a peer (Table IV) */
+	FS_EXIT,  /* Table IV: body done, back to the pool */
+	FS_YIELD, /* a task done: the VP's other fibers go first */
 };
 
 struct act_rt;
@@ -120,16 +120,16 @@ struct act_activation;
 
 struct act_fiber {
 	struct lab_fiber ctx;
-	struct act_fiber *next;		/* ready queue / pool link */
+	struct act_fiber *next; /* ready queue / pool link */
 	struct act_rt *rt;
-	struct act_vp *vp;		/* home VP */
-	struct act_activation *act;	/* who runs it (set at dispatch) */
+	struct act_vp *vp;	    /* home VP */
+	struct act_activation *act; /* who runs it (set at dispatch) */
 	void (*body)(struct act_fiber *);
 	int state;
 	int tfd;
-	int32_t res;			/* uring: the CQE's result */
-	uint64_t ticks;			/* the call's read buffer */
-	uint64_t release_ns;		/* its next task's release: the phase
+	int32_t res;	     /* uring: the CQE's result */
+	uint64_t ticks;	     /* the call's read buffer */
+	uint64_t release_ns; /* its next task's release: the phase
 					 * start, then its last completion */
 	/* Table IV */
 	void (*fn)(struct act_fiber *);
@@ -147,44 +147,44 @@ struct act_stats {
 };
 
 struct act_activation {
-	struct lab_fiber sched;		/* its own context: the thread stack */
+	struct lab_fiber sched; /* its own context: the thread stack */
 	struct act_rt *rt;
-	struct act_vp *vp;		/* the VP (and CPU) it belongs to */
+	struct act_vp *vp; /* the VP (and CPU) it belongs to */
 	struct act_fiber *cur;
-	struct act_fiber *thread_fiber;	/* pthreads: the task's timerfd */
+	struct act_fiber *thread_fiber; /* pthreads: the task's timerfd */
 	pthread_t thread;
 	bool have_thread;
-	bool owns;			/* only its own thread reads/writes */
-	bool on;			/* in fiber code (instrumented) */
-	uint32_t id;			/* slot index in lab_upcall_vps */
+	bool owns;   /* only its own thread reads/writes */
+	bool on;     /* in fiber code (instrumented) */
+	uint32_t id; /* slot index in lab_upcall_vps */
 	_Atomic int32_t tid;
-	_Atomic uint64_t entry_seq;	/* upcall: block_seq when the call began */
-	_Atomic uint32_t in_sys;	/* upcall: inside a fiber's call */
+	_Atomic uint64_t entry_seq; /* upcall: block_seq when the call began */
+	_Atomic uint32_t in_sys;    /* upcall: inside a fiber's call */
 	uint64_t t_on;
-	uint64_t handoff_from;		/* a VP taken: its event time, until
+	uint64_t handoff_from; /* a VP taken: its event time, until
 					 * the first dispatch records it */
 	struct act_stats st;
 };
 
 struct act_vp {
 	_Alignas(LAB_CACHELINE) _Atomic uint64_t owner;
-	_Atomic uint64_t since_ns;	/* monitor: when the owner's call began */
-	_Atomic uint64_t t_event;	/* event time for whoever takes it free */
-	_Alignas(LAB_CACHELINE) pthread_mutex_t lock;	/* ready queue, pool */
+	_Atomic uint64_t since_ns; /* monitor: when the owner's call began */
+	_Atomic uint64_t t_event;  /* event time for whoever takes it free */
+	_Alignas(LAB_CACHELINE) pthread_mutex_t lock; /* ready queue, pool */
 	struct act_fiber *head, *tail;
-	struct act_fiber *pool;		/* Table IV: exited fibers */
-	_Atomic uint32_t work_word;	/* bumped on every push */
-	_Atomic uint32_t idle;		/* owner sleeps on work_word */
+	struct act_fiber *pool;	    /* Table IV: exited fibers */
+	_Atomic uint32_t work_word; /* bumped on every push */
+	_Atomic uint32_t idle;	    /* owner sleeps on work_word */
 	_Alignas(LAB_CACHELINE) _Atomic uint32_t spare_word;
-	_Atomic uint32_t ring_waiter;	/* upcall: a spare watches the ring */
-	_Atomic int32_t in_call;	/* its fibers inside their call */
+	_Atomic uint32_t ring_waiter; /* upcall: a spare watches the ring */
+	_Atomic int32_t in_call;      /* its fibers inside their call */
 	uint32_t index;
 	int cpu;
-	int efd, epfd;			/* upcall: poke, epoll(ring, efd) */
-	struct io_uring ring;		/* uring: only its thread submits */
+	int efd, epfd;	      /* upcall: poke, epoll(ring, efd) */
+	struct io_uring ring; /* uring: only its thread submits */
 	_Atomic uint32_t have_ring;
 	int ring_err;
-	uint32_t waiting;		/* uring: SQEs without a CQE */
+	uint32_t waiting; /* uring: SQEs without a CQE */
 };
 
 struct act_t4 {
@@ -200,21 +200,21 @@ struct act_t4 {
 struct act_rt {
 	const struct activations_config *cfg;
 	int variant;
-	bool instrument;		/* running count, busy time, samples */
+	bool instrument; /* running count, busy time, samples */
 	bool ready_by_ioctl;
-	bool nowait_by_poll;		/* kernel before 6.9: poll, not RWF_NOWAIT */
+	bool nowait_by_poll; /* kernel before 6.9: poll, not RWF_NOWAIT */
 	uint64_t work_loops;
 	uint32_t nr_vps, nr_acts, nr_fibers;
 	struct act_vp *vps;
 	struct act_activation *acts;
-	struct act_fiber *fibers;	/* nr_fibers + Table IV extras */
+	struct act_fiber *fibers; /* nr_fibers + Table IV extras */
 	uint32_t nr_fibers_alloc;
 
 	_Alignas(LAB_CACHELINE) _Atomic uint64_t next_task;
 	_Atomic uint64_t phase_end;
 	_Atomic uint32_t parked;
-	_Atomic uint32_t phase_word;	/* pthreads: bumped per phase */
-	_Atomic uint32_t phase_active;	/* monitor runs while 1 */
+	_Atomic uint32_t phase_word;   /* pthreads: bumped per phase */
+	_Atomic uint32_t phase_active; /* monitor runs while 1 */
 	_Atomic uint32_t stop;
 	_Atomic uint32_t started;
 	_Atomic uint32_t go;
@@ -227,7 +227,7 @@ struct act_rt {
 	double *task_ns, *handoff_ns;
 	uint64_t handoff_cap;
 	uint64_t warmup_tasks;
-	_Atomic uint32_t *done;		/* per task: times completed */
+	_Atomic uint32_t *done; /* per task: times completed */
 
 	/* upcall */
 	struct up_vp *slots;
@@ -409,8 +409,10 @@ static void act_record_handoff(struct act_activation *a)
 	if (rt->instrument && atomic_load(&rt->counting)) {
 		idx = atomic_fetch_add(&rt->nr_handoff, 1);
 		if (idx < rt->handoff_cap)
-			rt->handoff_ns[idx] = now > a->handoff_from ?
-				(double)(now - a->handoff_from) : 0.0;
+			rt->handoff_ns[idx] =
+				now > a->handoff_from ?
+					(double)(now - a->handoff_from) :
+					0.0;
 		else
 			a->st.handoff_dropped++;
 	}
@@ -547,13 +549,13 @@ static ssize_t act_call_return(struct act_fiber *f, struct act_activation *a,
 	struct act_vp *vp = f->vp;
 	uint64_t w = w_sys;
 
-	if (w_sys && atomic_compare_exchange_strong(&vp->owner, &w,
-			ow_next(w_sys, a->id + 1, false)))
+	if (w_sys && atomic_compare_exchange_strong(
+			     &vp->owner, &w, ow_next(w_sys, a->id + 1, false)))
 		goto kept;
 	w = atomic_load(&vp->owner);
 	while (!ow_id1(w)) {
-		if (atomic_compare_exchange_weak(&vp->owner, &w,
-						 ow_next(w, a->id + 1, false))) {
+		if (atomic_compare_exchange_weak(
+			    &vp->owner, &w, ow_next(w, a->id + 1, false))) {
 			a->st.retakes++;
 			goto kept;
 		}
@@ -599,8 +601,8 @@ static ssize_t act_call_sys(struct act_fiber *f, struct act_activation *a)
 	struct act_rt *rt = f->rt;
 	struct act_vp *vp = f->vp;
 	/* no spare, no reader of the ring: leave the upcall unarmed */
-	struct up_vp *slot = rt->slots && rt->cfg->spares ?
-				&rt->slots[a->id] : NULL;
+	struct up_vp *slot = rt->slots && rt->cfg->spares ? &rt->slots[a->id] :
+							    NULL;
 	uint64_t w = atomic_load(&vp->owner), w_sys, entry = 0;
 	ssize_t n;
 
@@ -623,7 +625,8 @@ static ssize_t act_call_sys(struct act_fiber *f, struct act_activation *a)
 	n = act_read(f);
 	if (slot) {
 		__atomic_store_n(&slot->ring_kinds, 0, __ATOMIC_RELEASE);
-		if (__atomic_load_n(&slot->block_seq, __ATOMIC_ACQUIRE) != entry)
+		if (__atomic_load_n(&slot->block_seq, __ATOMIC_ACQUIRE) !=
+		    entry)
 			a->st.block_events++;
 		atomic_store(&a->in_sys, 0);
 	}
@@ -636,7 +639,8 @@ static void act_uring_reap(struct act_vp *vp)
 	struct act_fiber *g;
 	unsigned head, seen = 0;
 
-	io_uring_for_each_cqe(&vp->ring, head, cqe) {
+	io_uring_for_each_cqe(&vp->ring, head, cqe)
+	{
 		g = io_uring_cqe_get_data(cqe);
 		g->res = cqe->res;
 		vp->waiting--;
@@ -716,7 +720,7 @@ static ssize_t act_call(struct act_fiber *f, bool blocks)
 	case ACT_URING:
 		return act_call_uring(f, a);
 	default:
-		return act_read(f);	/* pthreads */
+		return act_read(f); /* pthreads */
 	}
 }
 
@@ -753,7 +757,7 @@ static int act_task(struct act_rt *rt, struct act_fiber *f, uint64_t task)
 			return -ECANCELED;
 	}
 	t1 = now_ns();
-	f->release_ns = t1;	/* the next task arrives as this one ends */
+	f->release_ns = t1; /* the next task arrives as this one ends */
 	a = f->act;
 	a->st.completions++;
 	if (atomic_fetch_add(&rt->done[task], 1))
@@ -798,7 +802,7 @@ static void act_fiber_entry(void *arg)
 	struct act_fiber *f = arg;
 
 	f->body(f);
-	abort();	/* bodies never return */
+	abort(); /* bodies never return */
 }
 
 /* ---- an activation: run fibers while owning the VP -------------------------- */
@@ -815,8 +819,9 @@ static bool act_vp_kernel_blocked(struct act_activation *a)
 	for (i = a->vp->index; i < rt->nr_acts; i += rt->nr_vps) {
 		b = &rt->acts[i];
 		if (b != a && atomic_load(&b->in_sys) &&
-		    __atomic_load_n(&rt->slots[i].block_seq, __ATOMIC_ACQUIRE) !=
-		    atomic_load(&b->entry_seq))
+		    __atomic_load_n(&rt->slots[i].block_seq,
+				    __ATOMIC_ACQUIRE) !=
+			    atomic_load(&b->entry_seq))
 			return true;
 	}
 	return false;
@@ -827,8 +832,8 @@ static void act_dispatch(struct act_activation *a, struct act_fiber *f)
 	struct act_rt *rt = a->rt;
 
 	act_record_handoff(a);
-	if (rt->instrument && atomic_load_explicit(&a->vp->in_call,
-						   memory_order_relaxed) > 0) {
+	if (rt->instrument &&
+	    atomic_load_explicit(&a->vp->in_call, memory_order_relaxed) > 0) {
 		a->st.ran_while_blocked++;
 		if (rt->variant == ACT_UPCALL && rt->slots &&
 		    act_vp_kernel_blocked(a))
@@ -890,7 +895,7 @@ static void act_schedule(struct act_activation *a)
 			vp->pool = f;
 			pthread_mutex_unlock(&vp->lock);
 			break;
-		default:	/* FS_WAIT: its CQE or its peer requeues it */
+		default: /* FS_WAIT: its CQE or its peer requeues it */
 			break;
 		}
 	}
@@ -902,8 +907,8 @@ static bool act_take_free(struct act_activation *a)
 	struct act_vp *vp = a->vp;
 	uint64_t w = atomic_load(&vp->owner);
 
-	if (ow_id1(w) || !atomic_compare_exchange_strong(&vp->owner, &w,
-			ow_next(w, a->id + 1, false)))
+	if (ow_id1(w) || !atomic_compare_exchange_strong(
+				 &vp->owner, &w, ow_next(w, a->id + 1, false)))
 		return false;
 	a->owns = true;
 	a->handoff_from = atomic_load(&vp->t_event);
@@ -932,7 +937,7 @@ static void act_spare_futex(struct act_activation *a)
 
 struct act_drain {
 	struct act_activation *a;
-	uint64_t poke;		/* VPs with a live record: bit per VP */
+	uint64_t poke; /* VPs with a live record: bit per VP */
 };
 
 static int act_on_record(void *ctx, const void *data, uint32_t len)
@@ -1009,11 +1014,11 @@ static bool act_take_blocked(struct act_activation *a)
 	slot = &rt->slots[b->id];
 	if (__atomic_load_n(&slot->block_seq, __ATOMIC_ACQUIRE) ==
 	    atomic_load(&b->entry_seq))
-		return false;	/* in the call, not blocked (yet) */
+		return false; /* in the call, not blocked (yet) */
 	t = __atomic_load_n(&slot->block_ns, __ATOMIC_ACQUIRE);
 	if (!atomic_compare_exchange_strong(&vp->owner, &w,
 					    ow_next(w, a->id + 1, false)))
-		return false;	/* it returned first */
+		return false; /* it returned first */
 	a->owns = true;
 	a->handoff_from = t;
 	a->st.handoffs++;
@@ -1051,8 +1056,10 @@ static void act_spare_upcall(struct act_activation *a)
 	while (!a->owns && !act_stopped(a->rt)) {
 		v = atomic_load(&vp->spare_word);
 		zero = 0;
-		if (!atomic_compare_exchange_strong(&vp->ring_waiter, &zero, 1)) {
-			act_futex_wait_ms(&vp->spare_word, v, ACT_WAIT_SLICE_MS);
+		if (!atomic_compare_exchange_strong(&vp->ring_waiter, &zero,
+						    1)) {
+			act_futex_wait_ms(&vp->spare_word, v,
+					  ACT_WAIT_SLICE_MS);
 			continue;
 		}
 		act_ring_wait(a);
@@ -1079,10 +1086,11 @@ static void *act_main(void *arg)
 		/* SINGLE_ISSUER (6.0): this thread is the ring's only
 		 * submitter; the VP is never handed to another */
 		err = io_uring_queue_init(rt->nr_fibers / rt->nr_vps + 2,
-					  &vp->ring, IORING_SETUP_SINGLE_ISSUER);
+					  &vp->ring,
+					  IORING_SETUP_SINGLE_ISSUER);
 		if (err == -EINVAL)
-			err = io_uring_queue_init(rt->nr_fibers / rt->nr_vps + 2,
-						  &vp->ring, 0);
+			err = io_uring_queue_init(
+				rt->nr_fibers / rt->nr_vps + 2, &vp->ring, 0);
 		vp->ring_err = err;
 		if (!err)
 			atomic_store(&vp->have_ring, 1);
@@ -1092,7 +1100,7 @@ static void *act_main(void *arg)
 	while (!(g = atomic_load(&rt->go)))
 		futex_wait((uint32_t *)&rt->go, 0);
 	if (g != 1)
-		return NULL;	/* set-up failed elsewhere */
+		return NULL; /* set-up failed elsewhere */
 
 	while (!act_stopped(rt)) {
 		if (a->owns)
@@ -1146,15 +1154,18 @@ static void *act_monitor_main(void *arg)
 					continue;
 				/* as Go's retake(): only a VP with fibers
 				 * waiting is worth a spare's wake-up */
-				if (vp_empty(vp) && now < since + ACT_MONITOR_IDLE_NS)
+				if (vp_empty(vp) &&
+				    now < since + ACT_MONITOR_IDLE_NS)
 					continue;
 				atomic_store(&vp->t_event, since);
-				if (!atomic_compare_exchange_strong(&vp->owner, &w,
-						ow_next(w, 0, false)))
-					continue;	/* it returned */
+				if (!atomic_compare_exchange_strong(
+					    &vp->owner, &w,
+					    ow_next(w, 0, false)))
+					continue; /* it returned */
 				st->monitor_retakes++;
 				atomic_fetch_add(&vp->spare_word, 1);
-				if (futex_wake((uint32_t *)&vp->spare_word, 1) > 0)
+				if (futex_wake((uint32_t *)&vp->spare_word, 1) >
+				    0)
 					st->spare_wakeups++;
 			}
 		}
@@ -1180,7 +1191,8 @@ static void *act_pthread_main(void *arg)
 	for (;;) {
 		while ((ph = atomic_load(&rt->phase_word)) == seen &&
 		       !act_stopped(rt))
-			act_futex_wait_ms(&rt->phase_word, ph, ACT_WAIT_SLICE_MS);
+			act_futex_wait_ms(&rt->phase_word, ph,
+					  ACT_WAIT_SLICE_MS);
 		if (act_stopped(rt))
 			break;
 		seen = ph;
@@ -1212,8 +1224,9 @@ static int act_map_slots(struct act_rt *rt, int vps_fd)
 	    info.value_size != sizeof(struct up_vp) ||
 	    info.max_entries < rt->nr_acts)
 		return -EINVAL;
-	rt->slots_len = ((size_t)info.value_size * info.max_entries + page - 1) &
-			~(page - 1);
+	rt->slots_len =
+		((size_t)info.value_size * info.max_entries + page - 1) &
+		~(page - 1);
 	map = mmap(NULL, rt->slots_len, PROT_READ | PROT_WRITE, MAP_SHARED,
 		   vps_fd, 0);
 	if (map == MAP_FAILED)
@@ -1241,7 +1254,8 @@ static int act_upcall_setup(struct act_rt *rt)
 		__atomic_store_n(&s->ring_kinds, 0, __ATOMIC_RELAXED);
 		__atomic_store_n(&s->ring_if_sleeping, 0, __ATOMIC_RELAXED);
 		__atomic_store_n(&s->sleeping, 0, __ATOMIC_RELAXED);
-		rt->base_lost += __atomic_load_n(&s->ring_lost, __ATOMIC_ACQUIRE);
+		rt->base_lost +=
+			__atomic_load_n(&s->ring_lost, __ATOMIC_ACQUIRE);
 	}
 	err = bpf_ring_open(&rt->ring, cfg->ring_fd);
 	if (err)
@@ -1287,7 +1301,8 @@ static int act_start(struct act_rt *rt)
 			err = act_spawn(&a->thread, cfg->vp_cpus, rt->nr_vps,
 					act_pthread_main, a);
 		else
-			err = act_spawn(&a->thread, &a->vp->cpu, 1, act_main, a);
+			err = act_spawn(&a->thread, &a->vp->cpu, 1, act_main,
+					a);
 		if (err)
 			return err;
 		a->have_thread = true;
@@ -1413,8 +1428,10 @@ static int act_setup(struct act_rt *rt, uint32_t extra)
 	if (rt->variant == ACT_PTHREADS) {
 		rt->nr_acts = cfg->concurrency;
 	} else {
-		per_vp = 1 + (rt->variant == ACT_NONE ||
-			      rt->variant == ACT_URING ? 0 : cfg->spares);
+		per_vp = 1 +
+			 (rt->variant == ACT_NONE || rt->variant == ACT_URING ?
+				  0 :
+				  cfg->spares);
 		rt->nr_acts = rt->nr_vps * per_vp;
 	}
 	/* each array made safe for act_teardown() before the next one is
@@ -1437,8 +1454,8 @@ static int act_setup(struct act_rt *rt, uint32_t extra)
 	for (i = 0; i < rt->nr_fibers_alloc; i++)
 		rt->fibers[i].tfd = -1;
 	rt->acts = calloc(rt->nr_acts, sizeof(*rt->acts));
-	rt->done = calloc(cfg->warmup_tasks + cfg->tasks + 1,
-			  sizeof(*rt->done));
+	rt->done =
+		calloc(cfg->warmup_tasks + cfg->tasks + 1, sizeof(*rt->done));
 	if (!rt->acts || !rt->done)
 		return -ENOMEM;
 	for (i = 0; i < rt->nr_acts; i++) {
@@ -1474,7 +1491,8 @@ static int act_setup(struct act_rt *rt, uint32_t extra)
 			rt->acts[i].thread_fiber = f;
 			continue;
 		}
-		err = lab_fiber_init(&f->ctx, ACT_STACK_SIZE, act_fiber_entry, f);
+		err = lab_fiber_init(&f->ctx, ACT_STACK_SIZE, act_fiber_entry,
+				     f);
 		if (err)
 			return err;
 	}
@@ -1728,7 +1746,7 @@ static void t4_fork_join(struct act_fiber *self)
 	c->fn = t4_null;
 	c->joiner = self;
 	vp_push(vp, c);
-	self->state = FS_WAIT;		/* join: the child's exit requeues us */
+	self->state = FS_WAIT; /* join: the child's exit requeues us */
 	lab_fiber_switch(&self->ctx, &self->act->sched);
 }
 
@@ -1749,7 +1767,8 @@ static void t4_measure_body(struct act_fiber *f)
 	/* signal-wait: an operation is half a round trip */
 	per = (double)t->ops * (t->op == ACT_T4_SIGNAL_WAIT ? 2.0 : 1.0);
 	for (s = 0; s < t->warmup + t->nr_samples; s++) {
-		if (s == t->warmup && (err = lab_handshake_ready(t->hs, NULL, 0)))
+		if (s == t->warmup &&
+		    (err = lab_handshake_ready(t->hs, NULL, 0)))
 			break;
 		t0 = now_ns();
 		for (i = 0; i < t->ops; i++) {
@@ -1790,7 +1809,7 @@ static int t4_fibers(struct lab_handshake *hs, bool activations, int op,
 	cfg.vp_cpus = &cpu;
 	/* one spare asleep on the ring: the upcall armed, never fired */
 	cfg.spares = activations ? 1 : 0;
-	cfg.concurrency = 1;	/* not run: Table IV has its own fibers */
+	cfg.concurrency = 1; /* not run: Table IV has its own fibers */
 	cfg.ring_fd = ring_fd;
 	cfg.vps_fd = vps_fd;
 	cfg.tids_fd = tids_fd;
@@ -1910,11 +1929,10 @@ static void t4_wait_turn(struct t4_turn *t, uint32_t mine)
 {
 	uint32_t seen;
 
-	while ((seen = atomic_load(&t->turn)) != mine &&
-	       !atomic_load(&t->stop))
+	while ((seen = atomic_load(&t->turn)) != mine && !atomic_load(&t->stop))
 		syscall(SYS_futex, (uint32_t *)&t->turn,
-			t->shared ? FUTEX_WAIT : FUTEX_WAIT_PRIVATE, seen,
-			NULL, NULL, 0);
+			t->shared ? FUTEX_WAIT : FUTEX_WAIT_PRIVATE, seen, NULL,
+			NULL, 0);
 }
 
 static void t4_pass_turn(struct t4_turn *t, uint32_t to)
@@ -2006,8 +2024,8 @@ int activations_table4(struct lab_handshake *hs, int kind, int op, int cpu,
 	int err;
 
 	if (kind < 0 || kind >= ACT_T4_NR_KINDS || op < 0 ||
-	    op >= ACT_T4_NR_OPS || !nr_samples || !ops_per_sample ||
-	    cpu < 0 || cpu >= CPU_SETSIZE)
+	    op >= ACT_T4_NR_OPS || !nr_samples || !ops_per_sample || cpu < 0 ||
+	    cpu >= CPU_SETSIZE)
 		return -EINVAL;
 	if (kind == ACT_T4_FIBERS_ACTIVATIONS &&
 	    (ring_fd < 0 || vps_fd < 0 || tids_fd < 0))
@@ -2026,15 +2044,17 @@ int activations_table4(struct lab_handshake *hs, int kind, int op, int cpu,
 		break;
 	case ACT_T4_PTHREADS:
 		err = op == ACT_T4_NULL_FORK ?
-			t4_pthreads_fork(hs, warmup, nr_samples, ns_per_op) :
-			t4_kernel_signal_wait(hs, false, warmup, nr_samples,
-					      ns_per_op);
+			      t4_pthreads_fork(hs, warmup, nr_samples,
+					       ns_per_op) :
+			      t4_kernel_signal_wait(hs, false, warmup,
+						    nr_samples, ns_per_op);
 		break;
 	default:
 		err = op == ACT_T4_NULL_FORK ?
-			t4_processes_fork(hs, warmup, nr_samples, ns_per_op) :
-			t4_kernel_signal_wait(hs, true, warmup, nr_samples,
-					      ns_per_op);
+			      t4_processes_fork(hs, warmup, nr_samples,
+						ns_per_op) :
+			      t4_kernel_signal_wait(hs, true, warmup,
+						    nr_samples, ns_per_op);
 		break;
 	}
 	lab_unpin(&saved);

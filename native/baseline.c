@@ -146,8 +146,8 @@ int baseline_yield_pingpong(struct lab_handshake *hs, int cpu, uint64_t warmup,
  * the same interval the probe's wake-to-run latency sees from the kernel.
  */
 struct futex_pingpong {
-	_Alignas(LAB_CACHELINE) _Atomic uint32_t turn;	/* 0 ping, 1 pong */
-	_Alignas(LAB_CACHELINE) uint64_t sent_ns;	/* waker's stamp */
+	_Alignas(LAB_CACHELINE) _Atomic uint32_t turn; /* 0 ping, 1 pong */
+	_Alignas(LAB_CACHELINE) uint64_t sent_ns;      /* waker's stamp */
 	uint64_t rounds;
 	uint64_t warmup;
 	int peer_cpu;
@@ -324,7 +324,7 @@ int baseline_pipe_pingpong(struct lab_handshake *hs, int cpu, int peer_cpu,
 	}
 	if (!err)
 		err = lab_handshake_done(hs);
-	close(to_child[1]);	/* EOF ends the child's loop */
+	close(to_child[1]); /* EOF ends the child's loop */
 	close(to_parent[0]);
 	if (waitpid(child, &status, 0) < 0 && !err)
 		err = -errno;
@@ -381,8 +381,8 @@ int baseline_fiber_switch(struct lab_handshake *hs, uint64_t warmup,
 		for (i = 0; i < ops_per_sample; i++)
 			lab_fiber_switch(&pair.main, &pair.other);
 		if (s >= warmup)
-			ns_per_switch[s - warmup] =
-				(double)(now_ns() - t0) / (2.0 * ops_per_sample);
+			ns_per_switch[s - warmup] = (double)(now_ns() - t0) /
+						    (2.0 * ops_per_sample);
 	}
 	if (!err)
 		err = lab_handshake_done(hs);
@@ -436,8 +436,8 @@ int baseline_swapcontext(struct lab_handshake *hs, uint64_t warmup,
 		for (i = 0; i < ops_per_sample; i++)
 			swapcontext(&pair.main, &pair.other);
 		if (s >= warmup)
-			ns_per_switch[s - warmup] =
-				(double)(now_ns() - t0) / (2.0 * ops_per_sample);
+			ns_per_switch[s - warmup] = (double)(now_ns() - t0) /
+						    (2.0 * ops_per_sample);
 	}
 	err = lab_handshake_done(hs);
 out:
@@ -467,7 +467,8 @@ static int uring_nop_batch(struct io_uring *ring, uint32_t batch,
 	ret = io_uring_submit_and_wait(ring, batch);
 	if (ret < 0)
 		return ret;
-	io_uring_for_each_cqe(ring, head, cqe) {
+	io_uring_for_each_cqe(ring, head, cqe)
+	{
 		if (cqe->res < 0)
 			ret = cqe->res;
 		seen++;

@@ -111,8 +111,8 @@ int bpf_ring_open(struct bpf_ring *r, int map_fd)
 	r->consumer_pos = map;
 	/* the producer page and the data area twice: the kernel only lets
 	 * user space map this part read-only */
-	map = mmap(NULL, r->page_size + 2 * r->data_size, PROT_READ,
-		   MAP_SHARED, map_fd, (off_t)r->page_size);
+	map = mmap(NULL, r->page_size + 2 * r->data_size, PROT_READ, MAP_SHARED,
+		   map_fd, (off_t)r->page_size);
 	if (map == MAP_FAILED) {
 		err = -errno;
 		goto err;

@@ -31,14 +31,14 @@ struct bpf_prog_info;
 
 struct bpf_ring {
 	int map_fd;
-	int epfd;			/* epoll on map_fd (EPOLLIN) */
+	int epfd; /* epoll on map_fd (EPOLLIN) */
 	size_t page_size;
-	size_t data_size;		/* max_entries of the map: a power of 2 */
-	unsigned long *consumer_pos;	/* mapped read-write */
-	const unsigned long *producer_pos;	/* mapped read-only */
-	const uint8_t *data;		/* data area, mapped twice */
-	uint64_t records;		/* handed to the callback */
-	uint64_t discarded;		/* records with BPF_RINGBUF_DISCARD_BIT */
+	size_t data_size;	     /* max_entries of the map: a power of 2 */
+	unsigned long *consumer_pos; /* mapped read-write */
+	const unsigned long *producer_pos; /* mapped read-only */
+	const uint8_t *data;		   /* data area, mapped twice */
+	uint64_t records;		   /* handed to the callback */
+	uint64_t discarded; /* records with BPF_RINGBUF_DISCARD_BIT */
 };
 
 /*

@@ -33,29 +33,29 @@
 #include "compat_uring.h"
 #include "internal.h"
 
-#define BLOCK		CHAINS_BLOCK_SIZE
-#define WORDS		(BLOCK / sizeof(uint64_t))
-#define FILE_NAME	"chains.dat"
+#define BLOCK	  CHAINS_BLOCK_SIZE
+#define WORDS	  (BLOCK / sizeof(uint64_t))
+#define FILE_NAME "chains.dat"
 /* never created: an openat that fails with -ENOENT */
-#define MISSING_NAME	"chains.missing"
+#define MISSING_NAME "chains.missing"
 /* Direct descriptors (registered file table, Linux 5.15 for openat_direct
  * and close_direct): a linked chain cannot hand an fd from one atom to the
  * next, but it can name a slot the open fills. */
-#define SLOT_FILE	0
-#define SLOT_EMPTY	1	/* never filled: fixed-file reads/closes -EBADF */
-#define NR_SLOTS	2
+#define SLOT_FILE  0
+#define SLOT_EMPTY 1 /* never filled: fixed-file reads/closes -EBADF */
+#define NR_SLOTS   2
 
 struct chain {
 	const struct chains_spec *spec;
-	uint32_t nr_blocks;	/* blocks the chain reads (the file's size) */
-	int dirfd;		/* O_PATH of spec->dir: openat atoms use it */
-	int fd;			/* the file: read atoms (op read), eviction */
-	int chain_fd;		/* syscalls, open_read_close: atom 1's fd */
-	char *bufs;		/* nr_blocks read buffers, then a sink block */
-	char *sink;		/* where a failing read atom points */
+	uint32_t nr_blocks; /* blocks the chain reads (the file's size) */
+	int dirfd;	    /* O_PATH of spec->dir: openat atoms use it */
+	int fd;		    /* the file: read atoms (op read), eviction */
+	int chain_fd;	    /* syscalls, open_read_close: atom 1's fd */
+	char *bufs;	    /* nr_blocks read buffers, then a sink block */
+	char *sink;	    /* where a failing read atom points */
 	struct io_uring ring;
 	bool have_ring;
-	uint64_t entries;	/* kernel entries of the current chain */
+	uint64_t entries; /* kernel entries of the current chain */
 	int32_t res[CHAINS_MAX_ATOMS];
 	struct chains_counts *out;
 };
@@ -96,13 +96,14 @@ static bool atom_ok(const struct chain *c, uint32_t i, int32_t res)
 	if (atom_block(c, i) >= 0)
 		return res == BLOCK;
 	if (c->spec->op == CHAINS_OP_OPEN_READ_CLOSE && i == c->spec->k - 1)
-		return res == 0;		/* close */
-	return res >= 0;	/* NOP 0, getppid a pid, openat an fd / 0 */
+		return res == 0; /* close */
+	return res >= 0;	 /* NOP 0, getppid a pid, openat an fd / 0 */
 }
 
 static int spec_check(const struct chains_spec *spec)
 {
-	if (spec->k < 1 || spec->k > CHAINS_MAX_ATOMS || spec->fail_at > spec->k)
+	if (spec->k < 1 || spec->k > CHAINS_MAX_ATOMS ||
+	    spec->fail_at > spec->k)
 		return -EINVAL;
 	if (spec->op < CHAINS_OP_NOP || spec->op > CHAINS_OP_OPEN_READ_CLOSE)
 		return -EINVAL;
@@ -212,7 +213,7 @@ static int chain_init(struct chain *c, const struct chains_spec *spec,
 	size = ((size_t)c->nr_blocks + 1) * BLOCK;
 	if (posix_memalign((void **)&c->bufs, BLOCK, size))
 		return -ENOMEM;
-	memset(c->bufs, 0, size);	/* fault the pages in, outside the loop */
+	memset(c->bufs, 0, size); /* fault the pages in, outside the loop */
 	c->sink = block_buf(c, (int)c->nr_blocks);
 	if (spec->op == CHAINS_OP_NOP)
 		return 0;
@@ -220,8 +221,8 @@ static int chain_init(struct chain *c, const struct chains_spec *spec,
 	c->dirfd = open(spec->dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
 	if (c->dirfd < 0)
 		return -errno;
-	c->fd = openat(c->dirfd, FILE_NAME, O_RDWR | O_CREAT | O_TRUNC |
-		       O_CLOEXEC, 0600);
+	c->fd = openat(c->dirfd, FILE_NAME,
+		       O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (c->fd < 0)
 		return -errno;
 	err = write_file(c->fd, c->nr_blocks);
@@ -255,7 +256,8 @@ static int ring_init(struct chain *c)
 	 * cheaper per link, but nothing runs unless someone waits.
 	 */
 	if (c->spec->defer_taskrun)
-		flags |= IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
+		flags |= IORING_SETUP_SINGLE_ISSUER |
+			 IORING_SETUP_DEFER_TASKRUN;
 	ret = io_uring_queue_init(CHAINS_MAX_ATOMS, &c->ring, flags);
 	if (ret < 0)
 		return ret;
@@ -311,7 +313,8 @@ static int chain_cleanup(struct chain *c)
 	if (c->res[0] < 0 || c->res[c->spec->k - 1] == 0)
 		return 0;
 	c->out->untimed_syscalls++;
-	ret = io_uring_register_files_update(&c->ring, SLOT_FILE, &minus_one, 1);
+	ret = io_uring_register_files_update(&c->ring, SLOT_FILE, &minus_one,
+					     1);
 	return ret < 0 ? ret : 0;
 }
 
@@ -481,10 +484,9 @@ static void uring_prep_atom(struct chain *c, struct io_uring_sqe *sqe,
 		if (i == 0) {
 			/* no O_CLOEXEC: a direct descriptor is no fd, and
 			 * the kernel refuses the flag with -EINVAL */
-			io_uring_prep_openat_direct(sqe, c->dirfd,
-						    fail ? MISSING_NAME :
-							   FILE_NAME,
-						    O_RDONLY, 0, SLOT_FILE);
+			io_uring_prep_openat_direct(
+				sqe, c->dirfd, fail ? MISSING_NAME : FILE_NAME,
+				O_RDONLY, 0, SLOT_FILE);
 		} else if (i == spec->k - 1) {
 			io_uring_prep_close_direct(sqe, fail ? SLOT_EMPTY :
 							       SLOT_FILE);
@@ -597,9 +599,8 @@ static int chain_uring_link_wait1(struct chain *c)
 
 static int chains_worker(struct lab_handshake *hs,
 			 const struct chains_spec *spec, int how, bool uring,
-			 uint64_t warmup, uint64_t nr_samples,
-			 double *chain_ns, int32_t *atom_results,
-			 struct chains_counts *out)
+			 uint64_t warmup, uint64_t nr_samples, double *chain_ns,
+			 int32_t *atom_results, struct chains_counts *out)
 {
 	static const chain_fn uring_fns[] = {
 		[CHAINS_URING_SEPARATE] = chain_uring_separate,
@@ -615,8 +616,8 @@ static int chains_worker(struct lab_handshake *hs,
 	err = spec_check(spec);
 	if (err)
 		return err;
-	if (uring && (how < CHAINS_URING_SEPARATE ||
-		      how > CHAINS_URING_LINK_WAIT1))
+	if (uring &&
+	    (how < CHAINS_URING_SEPARATE || how > CHAINS_URING_LINK_WAIT1))
 		return -EINVAL;
 	run = uring ? uring_fns[how] : chain_syscalls;
 	memset(out, 0, sizeof(*out));
@@ -627,8 +628,7 @@ static int chains_worker(struct lab_handshake *hs,
 	if (!err && uring)
 		err = ring_init(&c);
 	if (!err)
-		err = chains_measure(hs, &c, run, warmup, nr_samples,
-				     chain_ns);
+		err = chains_measure(hs, &c, run, warmup, nr_samples, chain_ns);
 	if (atom_results)
 		memcpy(atom_results, c.res, spec->k * sizeof(*c.res));
 	chain_deinit(&c);

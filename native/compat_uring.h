@@ -15,44 +15,44 @@
 /* Setup flags.  DEFER_TASKRUN and SINGLE_ISSUER: Linux 6.1, present in
  * liburing 2.3; repeated here so older headers build too. */
 #ifndef IORING_SETUP_SINGLE_ISSUER
-#define IORING_SETUP_SINGLE_ISSUER	(1U << 12)
+#define IORING_SETUP_SINGLE_ISSUER (1U << 12)
 #endif
 #ifndef IORING_SETUP_DEFER_TASKRUN
-#define IORING_SETUP_DEFER_TASKRUN	(1U << 13)
+#define IORING_SETUP_DEFER_TASKRUN (1U << 13)
 #endif
 
 /* Opcodes after IORING_OP_SENDMSG_ZC (48), the last one liburing 2.3 knows.
  * An enum in liburing, so they cannot be #ifndef-guarded: prefixed LAB_. */
-#define LAB_IORING_OP_MSG_RING		40	/* Linux 5.18 */
-#define LAB_IORING_OP_READ_MULTISHOT	49	/* Linux 6.7 */
-#define LAB_IORING_OP_WAITID		50	/* Linux 6.7 */
-#define LAB_IORING_OP_FUTEX_WAIT	51	/* Linux 6.7 */
-#define LAB_IORING_OP_FUTEX_WAKE	52	/* Linux 6.7 */
-#define LAB_IORING_OP_FUTEX_WAITV	53	/* Linux 6.7 */
+#define LAB_IORING_OP_MSG_RING	     40 /* Linux 5.18 */
+#define LAB_IORING_OP_READ_MULTISHOT 49 /* Linux 6.7 */
+#define LAB_IORING_OP_WAITID	     50 /* Linux 6.7 */
+#define LAB_IORING_OP_FUTEX_WAIT     51 /* Linux 6.7 */
+#define LAB_IORING_OP_FUTEX_WAKE     52 /* Linux 6.7 */
+#define LAB_IORING_OP_FUTEX_WAITV    53 /* Linux 6.7 */
 
 /* Timeout flags. */
 #ifndef IORING_TIMEOUT_MULTISHOT
-#define IORING_TIMEOUT_MULTISHOT	(1U << 6)	/* Linux 6.4 */
+#define IORING_TIMEOUT_MULTISHOT (1U << 6) /* Linux 6.4 */
 #endif
 
 /* MSG_RING: command in sqe->addr, flags in sqe->msg_ring_flags. */
 #ifndef IORING_MSG_RING_CQE_SKIP
-#define IORING_MSG_RING_CQE_SKIP	(1U << 0)	/* Linux 6.2 */
+#define IORING_MSG_RING_CQE_SKIP (1U << 0) /* Linux 6.2 */
 #endif
 #ifndef IORING_MSG_RING_FLAGS_PASS
-#define IORING_MSG_RING_FLAGS_PASS	(1U << 1)	/* Linux 6.3 */
+#define IORING_MSG_RING_FLAGS_PASS (1U << 1) /* Linux 6.3 */
 #endif
 
 /* futex2 flags for the io_uring futex opcodes (include/uapi/linux/futex.h,
  * Linux 6.7), carried in sqe->fd. */
 #ifndef FUTEX2_SIZE_U32
-#define FUTEX2_SIZE_U32			0x02
+#define FUTEX2_SIZE_U32 0x02
 #endif
 #ifndef FUTEX2_PRIVATE
-#define FUTEX2_PRIVATE			128
+#define FUTEX2_PRIVATE 128
 #endif
 #ifndef FUTEX_BITSET_MATCH_ANY
-#define FUTEX_BITSET_MATCH_ANY		0xffffffff
+#define FUTEX_BITSET_MATCH_ANY 0xffffffff
 #endif
 
 /*

@@ -25,8 +25,7 @@
  *   [1] r15  [2] r14  [3] r13  [4] r12  [5] rbx  [6] rbp
  *   [7] return address
  */
-__asm__(
-	".text\n"
+__asm__(".text\n"
 	".globl lab_fiber_switch\n"
 	".type lab_fiber_switch,@function\n"
 	"lab_fiber_switch:\n"
@@ -39,8 +38,8 @@ __asm__(
 	"	subq $8, %rsp\n"
 	"	stmxcsr (%rsp)\n"
 	"	fnstcw 4(%rsp)\n"
-	"	movq %rsp, (%rdi)\n"	/* from->sp */
-	"	movq (%rsi), %rsp\n"	/* to->sp */
+	"	movq %rsp, (%rdi)\n" /* from->sp */
+	"	movq (%rsi), %rsp\n" /* to->sp */
 	"	ldmxcsr (%rsp)\n"
 	"	fldcw 4(%rsp)\n"
 	"	addq $8, %rsp\n"
@@ -58,7 +57,7 @@ __asm__(
 	"lab_fiber_trampoline:\n"
 	"	movq %r12, %rdi\n"
 	"	callq *%r13\n"
-	"	ud2\n"	/* a fiber's entry must never return */
+	"	ud2\n" /* a fiber's entry must never return */
 	".size lab_fiber_trampoline, .-lab_fiber_trampoline\n");
 
 extern void lab_fiber_trampoline(void);
@@ -96,13 +95,13 @@ int lab_fiber_init(struct lab_fiber *fiber, size_t stack_size,
 	/* After the final `ret` into the trampoline, rsp = top - 16: aligned. */
 	top = ((uintptr_t)stack + stack_size) & ~(uintptr_t)15;
 	frame = (uint64_t *)(top - 16 - 8 * sizeof(uint64_t));
-	frame[0] = 0x1f80ull | (0x037full << 32);	/* default MXCSR, x87 CW */
-	frame[1] = 0;					/* r15 */
-	frame[2] = 0;					/* r14 */
-	frame[3] = (uint64_t)(uintptr_t)entry;		/* r13 */
-	frame[4] = (uint64_t)(uintptr_t)arg;		/* r12 */
-	frame[5] = 0;					/* rbx */
-	frame[6] = 0;					/* rbp */
+	frame[0] = 0x1f80ull | (0x037full << 32); /* default MXCSR, x87 CW */
+	frame[1] = 0;				  /* r15 */
+	frame[2] = 0;				  /* r14 */
+	frame[3] = (uint64_t)(uintptr_t)entry;	  /* r13 */
+	frame[4] = (uint64_t)(uintptr_t)arg;	  /* r12 */
+	frame[5] = 0;				  /* rbx */
+	frame[6] = 0;				  /* rbp */
 	frame[7] = (uint64_t)(uintptr_t)lab_fiber_trampoline;
 
 	fiber->sp = frame;
@@ -132,7 +131,7 @@ void lab_fiber_switch(struct lab_fiber *from, struct lab_fiber *to)
 {
 	(void)from;
 	(void)to;
-	abort();	/* unreachable: no fiber can be initialised here */
+	abort(); /* unreachable: no fiber can be initialised here */
 }
 
 #endif

@@ -43,7 +43,7 @@ static int expect_line(int fd, const char *word)
 			return -errno;
 		}
 		if (n == 0)
-			return -EPIPE;	/* runner went away */
+			return -EPIPE; /* runner went away */
 		if (buf[len] == '\n')
 			break;
 		len++;

@@ -40,8 +40,8 @@ static inline int futex_wait(uint32_t *word, uint32_t expected)
 
 static inline int futex_wake(uint32_t *word, int nr_wake)
 {
-	long woken = syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, nr_wake,
-			     NULL, NULL, 0);
+	long woken = syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, nr_wake, NULL,
+			     NULL, 0);
 
 	return woken < 0 ? -errno : (int)woken;
 }

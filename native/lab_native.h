@@ -38,8 +38,8 @@ int lab_pin_self(int cpu);
  * With ready_fd < 0 (tests, no runner) both only take the timestamps.
  */
 struct lab_handshake {
-	int ready_fd;		/* worker -> runner: "ready <tgid>...", "done" */
-	int go_fd;		/* runner -> worker: "go", "ack" */
+	int ready_fd; /* worker -> runner: "ready <tgid>...", "done" */
+	int go_fd;    /* runner -> worker: "go", "ack" */
 	uint64_t window_begin_ns;
 	uint64_t window_end_ns;
 };
@@ -64,8 +64,8 @@ int lab_futex_wake(uint32_t *word, int nr_wake);
  * swapcontext(3), which makes a sigprocmask system call every time).
  */
 struct lab_fiber {
-	void *sp;		/* saved stack pointer while switched out */
-	void *stack;		/* mmap'ed stack, guard page at the bottom */
+	void *sp;    /* saved stack pointer while switched out */
+	void *stack; /* mmap'ed stack, guard page at the bottom */
 	size_t stack_size;
 };
 

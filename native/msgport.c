@@ -55,12 +55,12 @@
 #include "internal.h"
 #include "msgport.h"
 
-#define BLOCK		MSGPORT_BLOCK_SIZE
-#define FILE_NAME	"msgport.dat"
-#define PIPE_MSG	sizeof(uint64_t)	/* op pipe_write: one word */
-#define PIPE_WANT	(1 << 20)	/* F_SETPIPE_SZ: room for 128 Ki words */
-#define DRAIN_CHUNK	(64 * 1024)
-#define POLL_SPIN_NS	2000000000ull	/* poll mode gives up after 2 s */
+#define BLOCK	     MSGPORT_BLOCK_SIZE
+#define FILE_NAME    "msgport.dat"
+#define PIPE_MSG     sizeof(uint64_t) /* op pipe_write: one word */
+#define PIPE_WANT    (1 << 20)	      /* F_SETPIPE_SZ: room for 128 Ki words */
+#define DRAIN_CHUNK  (64 * 1024)
+#define POLL_SPIN_NS 2000000000ull /* poll mode gives up after 2 s */
 
 static inline void cpu_relax(void)
 {
@@ -162,16 +162,16 @@ struct port {
 	uint32_t batch;
 	struct io_uring ring;
 	bool have_ring;
-	int efd;		/* eventfd mode: registered with the ring */
-	int fd;			/* op read: the cached file */
-	int pipe_r, pipe_w;	/* pipe ops */
+	int efd;	    /* eventfd mode: registered with the ring */
+	int fd;		    /* op read: the cached file */
+	int pipe_r, pipe_w; /* pipe ops */
 	size_t pipe_size;
-	uint64_t pipe_pending;	/* pipe_write: bytes not drained yet */
-	char *bufs;		/* read: batch blocks; pipe_read: batch bytes */
-	uint64_t *words;	/* pipe_write: the batch's message words */
-	char *drain;		/* pipe_write: DRAIN_CHUNK */
+	uint64_t pipe_pending; /* pipe_write: bytes not drained yet */
+	char *bufs;	       /* read: batch blocks; pipe_read: batch bytes */
+	uint64_t *words;       /* pipe_write: the batch's message words */
+	char *drain;	       /* pipe_write: DRAIN_CHUNK */
 	uint8_t seen[MSGPORT_MAX_BATCH];
-	uint64_t seq;		/* first message of the current batch */
+	uint64_t seq; /* first message of the current batch */
 	struct msgport_port_counts c;
 };
 
@@ -279,7 +279,8 @@ static int port_init(struct port *p, int mode, int op, uint32_t batch,
 					 &params);
 	if (err < 0)
 		return err == -EINVAL && mode == MSGPORT_DEFERRED ?
-		       -EOPNOTSUPP : err;
+			       -EOPNOTSUPP :
+			       err;
 	p->have_ring = true;
 	if (mode == MSGPORT_EVENTFD) {
 		p->efd = eventfd(0, EFD_CLOEXEC);
@@ -304,8 +305,7 @@ static void port_prep(struct port *p, struct io_uring_sqe *sqe, uint32_t i)
 		/* poison the word the reply is checked by */
 		*(uint64_t *)(p->bufs + (size_t)i * BLOCK) = 0;
 		io_uring_prep_read(sqe, p->fd, p->bufs + (size_t)i * BLOCK,
-				   BLOCK,
-				   (seq % MSGPORT_FILE_BLOCKS) * BLOCK);
+				   BLOCK, (seq % MSGPORT_FILE_BLOCKS) * BLOCK);
 		break;
 	case MSGPORT_OP_PIPE_WRITE:
 		p->words[i] = seq;
@@ -325,11 +325,11 @@ static bool port_result_ok(const struct port *p, uint32_t i, int64_t res)
 {
 	switch (p->op) {
 	case MSGPORT_OP_NOP:
-		return res >= 0;	/* 0; getppid() a pid */
+		return res >= 0; /* 0; getppid() a pid */
 	case MSGPORT_OP_READ:
 		return res == BLOCK &&
 		       *(uint64_t *)(p->bufs + (size_t)i * BLOCK) ==
-		       block_word((p->seq + i) % MSGPORT_FILE_BLOCKS);
+			       block_word((p->seq + i) % MSGPORT_FILE_BLOCKS);
 	case MSGPORT_OP_PIPE_WRITE:
 		return res == PIPE_MSG;
 	case MSGPORT_OP_PIPE_READ:
@@ -358,7 +358,8 @@ static uint32_t port_reap_ring(struct port *p)
 	struct io_uring_cqe *cqe;
 	unsigned head, n = 0;
 
-	io_uring_for_each_cqe(&p->ring, head, cqe) {
+	io_uring_for_each_cqe(&p->ring, head, cqe)
+	{
 		port_reply(p, cqe->user_data, cqe->res);
 		n++;
 	}
@@ -389,9 +390,9 @@ static int port_sync_batch(struct port *p)
 			break;
 		case MSGPORT_OP_READ:
 			*(uint64_t *)(p->bufs + (size_t)i * BLOCK) = 0;
-			res = pread(p->fd, p->bufs + (size_t)i * BLOCK, BLOCK,
-				    (off_t)((seq % MSGPORT_FILE_BLOCKS) *
-					    BLOCK));
+			res = pread(
+				p->fd, p->bufs + (size_t)i * BLOCK, BLOCK,
+				(off_t)((seq % MSGPORT_FILE_BLOCKS) * BLOCK));
 			break;
 		case MSGPORT_OP_PIPE_WRITE:
 			p->words[i] = seq;
@@ -496,13 +497,13 @@ static int port_drain_pipe(struct port *p)
 	ssize_t n;
 
 	p->pipe_pending += (uint64_t)p->batch * PIPE_MSG;
-	if (p->pipe_pending + (uint64_t)p->batch * PIPE_MSG <=
-	    p->pipe_size / 2)
+	if (p->pipe_pending + (uint64_t)p->batch * PIPE_MSG <= p->pipe_size / 2)
 		return 0;
 	while (p->pipe_pending > 0) {
 		n = read_some(p->pipe_r, p->drain,
 			      p->pipe_pending < DRAIN_CHUNK ?
-			      (size_t)p->pipe_pending : DRAIN_CHUNK);
+				      (size_t)p->pipe_pending :
+				      DRAIN_CHUNK);
 		p->c.untimed_syscalls++;
 		if (n < 0)
 			return (int)n;
@@ -562,9 +563,8 @@ static int port_batch(struct port *p, double *sample)
 }
 
 int msgport_port(struct lab_handshake *hs, int mode, int op, uint32_t batch,
-		 const char *dir, int cpu, uint64_t warmup,
-		 uint64_t nr_samples, double *ns_per_message,
-		 struct msgport_port_counts *out)
+		 const char *dir, int cpu, uint64_t warmup, uint64_t nr_samples,
+		 double *ns_per_message, struct msgport_port_counts *out)
 {
 	struct port *p;
 	cpu_set_t saved;
@@ -595,8 +595,8 @@ int msgport_port(struct lab_handshake *hs, int mode, int op, uint32_t batch,
 			/* the counts cover the window, as the probes do */
 			memset(&p->c, 0, sizeof(p->c));
 		}
-		err = port_batch(p, s >= warmup ? &ns_per_message[s - warmup]
-						: NULL);
+		err = port_batch(p, s >= warmup ? &ns_per_message[s - warmup] :
+						  NULL);
 		if (err)
 			goto out;
 	}
@@ -682,21 +682,22 @@ int msgport_defer_check(int source, int defer, uint32_t hold_us,
 		if (err)
 			goto out_pipe;
 	} else {
-		sleep_ns(1000000);	/* the timer fires meanwhile */
+		sleep_ns(1000000); /* the timer fires meanwhile */
 	}
 	/* the critical section: system calls, but none into io_uring */
 	sleep_ns((uint64_t)hold_us * 1000);
 	out->cq_ready_before = io_uring_cq_ready(&ring);
-	out->taskrun_before = (IO_URING_READ_ONCE(*ring.sq.kflags) &
-			       IORING_SQ_TASKRUN) != 0;
+	out->taskrun_before =
+		(IO_URING_READ_ONCE(*ring.sq.kflags) & IORING_SQ_TASKRUN) != 0;
 	/* flushsys() */
 	err = io_uring_get_events(&ring);
 	if (err < 0)
 		goto out_pipe;
 	out->cq_ready_after = io_uring_cq_ready(&ring);
-	out->taskrun_after = (IO_URING_READ_ONCE(*ring.sq.kflags) &
-			      IORING_SQ_TASKRUN) != 0;
-	io_uring_for_each_cqe(&ring, head, cqe) {
+	out->taskrun_after =
+		(IO_URING_READ_ONCE(*ring.sq.kflags) & IORING_SQ_TASKRUN) != 0;
+	io_uring_for_each_cqe(&ring, head, cqe)
+	{
 		out->res = cqe->res;
 		break;
 	}
@@ -713,8 +714,8 @@ out_ring:
 
 /* ==== live messages ======================================================= */
 
-#define LIVE_TAG	0x6c697665ull	/* "live" */
-#define REMOVE_TAG	0x72656dull	/* "rem" */
+#define LIVE_TAG   0x6c697665ull /* "live" */
+#define REMOVE_TAG 0x72656dull	 /* "rem" */
 
 /* The event source of the poll variants: a thread that signals an eventfd
  * once per interval, and only once the receiver has consumed the previous
@@ -745,7 +746,7 @@ static void *live_source_fn(void *arg)
 			next = now_ns() + src->interval;
 		if (atomic_load_explicit(&src->acked, memory_order_acquire) !=
 		    k)
-			continue;	/* the receiver is behind: next tick */
+			continue; /* the receiver is behind: next tick */
 		atomic_store_explicit(&src->sent_ns, now_ns(),
 				      memory_order_release);
 		atomic_store_explicit(&src->signals, k + 1,
@@ -769,7 +770,7 @@ struct live {
 	struct live_source *src;
 	pthread_t source;
 	bool have_source;
-	uint64_t consumed;	/* completions consumed, warm-up included */
+	uint64_t consumed; /* completions consumed, warm-up included */
 	struct msgport_live_counts c;
 };
 
@@ -849,7 +850,7 @@ static int live_timeouts_multishot(struct live *l, uint64_t n, double *out,
 			tag = cqe->user_data;
 			io_uring_cqe_seen(&l->ring, cqe);
 			if (res == -EINVAL)
-				return -EOPNOTSUPP;	/* before 6.4 */
+				return -EOPNOTSUPP; /* before 6.4 */
 			if (res != -ETIME || tag != LIVE_TAG)
 				return res < 0 ? res : -EIO;
 			l->c.completions++;
@@ -915,7 +916,7 @@ static int live_poll_consume(struct live *l, uint64_t seen, double *sample,
 			     bool ack)
 {
 	uint64_t v, sent = atomic_load_explicit(&l->src->sent_ns,
-						 memory_order_acquire);
+						memory_order_acquire);
 
 	if (read(l->efd, &v, sizeof(v)) != sizeof(v))
 		return -errno;
@@ -957,7 +958,7 @@ static int live_poll_cancel(struct live *l)
 		} else if (!(cqe->flags & IORING_CQE_F_MORE)) {
 			poll_done = true;
 		} else {
-			ret = -EIO;	/* an event no one signalled */
+			ret = -EIO; /* an event no one signalled */
 		}
 		io_uring_cqe_seen(&l->ring, cqe);
 		if (ret < 0)
@@ -1057,8 +1058,8 @@ static void live_stop_source(struct live *l)
 }
 
 int msgport_live(struct lab_handshake *hs, int kind, uint32_t count,
-		 uint64_t interval_ns, int cpu, int source_cpu,
-		 uint64_t warmup, uint64_t nr_samples, double *out,
+		 uint64_t interval_ns, int cpu, int source_cpu, uint64_t warmup,
+		 uint64_t nr_samples, double *out,
 		 struct msgport_live_counts *counts)
 {
 	struct live l;
@@ -1139,9 +1140,9 @@ out_unpin:
 
 /* ==== protected procedure calls =========================================== */
 
-#define PPC_QCAP	2048	/* > MSGPORT_MAX_BATCH + 1: never full */
-#define PPC_STOP	((1ull << 63) - 1)	/* the last message */
-#define PPC_OWN		(1ull << 63)	/* user_data of our own MSG_RING SQEs */
+#define PPC_QCAP 2048		    /* > MSGPORT_MAX_BATCH + 1: never full */
+#define PPC_STOP ((1ull << 63) - 1) /* the last message */
+#define PPC_OWN	 (1ull << 63)	    /* user_data of our own MSG_RING SQEs */
 
 /* A single-producer single-consumer queue in shared memory; tail is the
  * futex word (or the eventfd's companion): what the consumer waits on. */
@@ -1168,21 +1169,21 @@ struct ppc {
 	uint32_t batch;
 	int server_cpu;
 	struct ppc_shared *sh;
-	int c_rfd, c_wfd;	/* stream: client reads replies, writes requests */
-	int s_rfd, s_wfd;	/* the server's ends */
+	int c_rfd, c_wfd; /* stream: client reads replies, writes requests */
+	int s_rfd, s_wfd; /* the server's ends */
 	int efd_req, efd_rep;
-	struct io_uring cring;	/* msg_ring: the client's reply port */
+	struct io_uring cring; /* msg_ring: the client's reply port */
 	bool have_cring;
-	int s_ring_fd;		/* msg_ring: the server's ring, as we see it */
-	bool own_s_ring_fd;	/* ours to close */
-	struct io_uring sring;	/* process msg_ring: the server's ring, made
+	int s_ring_fd;	       /* msg_ring: the server's ring, as we see it */
+	bool own_s_ring_fd;    /* ours to close */
+	struct io_uring sring; /* process msg_ring: the server's ring, made
 				 * before fork; the child uses it */
 	bool have_sring;
 	pthread_t thread;
 	bool have_thread;
 	pid_t child;
-	uint64_t *buf;		/* PPC_QCAP reply words */
-	uint8_t *seen;		/* the current batch's replies */
+	uint64_t *buf; /* PPC_QCAP reply words */
+	uint8_t *seen; /* the current batch's replies */
 	uint64_t next_seq;
 	struct msgport_ppc_counts *c;
 };
@@ -1238,7 +1239,7 @@ static int ppc_serve_stream(struct ppc *p, uint64_t *buf)
 	for (;;) {
 		n = read_some(p->s_rfd, buf, PPC_QCAP * sizeof(uint64_t));
 		if (n == -EPIPE)
-			return 0;	/* the client is gone */
+			return 0; /* the client is gone */
 		if (n < 0)
 			return (int)n;
 		have = (size_t)n;
@@ -1246,7 +1247,7 @@ static int ppc_serve_stream(struct ppc *p, uint64_t *buf)
 		while (have % sizeof(uint64_t)) {
 			n = read_some(p->s_rfd, (char *)buf + have,
 				      sizeof(uint64_t) -
-				      have % sizeof(uint64_t));
+					      have % sizeof(uint64_t));
 			if (n < 0)
 				return (int)n;
 			have += (size_t)n;
@@ -1362,7 +1363,8 @@ static int ppc_serve_ring(struct ppc *p)
 		atomic_fetch_add(&p->sh->server_drains, 1);
 		n = 0;
 		k = 0;
-		io_uring_for_each_cqe(ring, head, cqe) {
+		io_uring_for_each_cqe(ring, head, cqe)
+		{
 			uint64_t s = cqe->user_data;
 
 			n++;
@@ -1389,7 +1391,7 @@ static int ppc_serve_ring(struct ppc *p)
 		if (ret < 0)
 			goto out;
 	}
-	ret = io_uring_submit(ring);	/* the last replies */
+	ret = io_uring_submit(ring); /* the last replies */
 	ret = ret < 0 ? ret : 0;
 out:
 	/* a server process just exits: the kernel tears its ring down */
@@ -1503,7 +1505,8 @@ static int ppc_recv(struct ppc *p, uint64_t base, uint32_t n, uint32_t *got)
 				return ret;
 			ret = 0;
 		}
-		io_uring_for_each_cqe(&p->cring, h, cqe) {
+		io_uring_for_each_cqe(&p->cring, h, cqe)
+		{
 			seen++;
 			if (cqe->user_data & PPC_OWN)
 				ret = cqe->res < 0 ? cqe->res : -EIO;
@@ -1532,7 +1535,7 @@ static int ppc_recv(struct ppc *p, uint64_t base, uint32_t n, uint32_t *got)
 		while (have % sizeof(uint64_t)) {
 			r = read_some(p->c_rfd, (char *)p->buf + have,
 				      sizeof(uint64_t) -
-				      have % sizeof(uint64_t));
+					      have % sizeof(uint64_t));
 			if (r < 0)
 				return (int)r;
 			have += (size_t)r;
@@ -1576,7 +1579,8 @@ static void ppc_leftovers(struct ppc *p)
 
 	switch (p->transport) {
 	case MSGPORT_PPC_MSG_RING:
-		io_uring_for_each_cqe(&p->cring, h, cqe) {
+		io_uring_for_each_cqe(&p->cring, h, cqe)
+		{
 			seen++;
 			if (!(cqe->user_data & PPC_OWN))
 				ppc_account(p, end, 0, cqe->user_data, &got);
@@ -1725,8 +1729,8 @@ static int ppc_server_ready(struct ppc *p)
 	if (err)
 		return err;
 	/* our own reference: the ring outlives a server thread that ended */
-	p->s_ring_fd = fcntl(atomic_load(&p->sh->server_ring_fd),
-			     F_DUPFD_CLOEXEC, 0);
+	p->s_ring_fd =
+		fcntl(atomic_load(&p->sh->server_ring_fd), F_DUPFD_CLOEXEC, 0);
 	if (p->s_ring_fd < 0)
 		return -errno;
 	p->own_s_ring_fd = true;
@@ -1847,9 +1851,9 @@ static void ppc_deinit(struct ppc *p)
 		munmap(p->sh, sizeof(*p->sh));
 }
 
-int msgport_ppc(struct lab_handshake *hs, int transport, int async,
-		int process, int cpu, int server_cpu, uint32_t batch,
-		uint64_t warmup, uint64_t nr_samples, double *ns_per_call,
+int msgport_ppc(struct lab_handshake *hs, int transport, int async, int process,
+		int cpu, int server_cpu, uint32_t batch, uint64_t warmup,
+		uint64_t nr_samples, double *ns_per_call,
 		struct msgport_ppc_counts *out)
 {
 	struct ppc p;
@@ -1859,8 +1863,7 @@ int msgport_ppc(struct lab_handshake *hs, int transport, int async,
 
 	if (transport < MSGPORT_PPC_MSG_RING ||
 	    transport > MSGPORT_PPC_UNIX_SOCKET || batch < 1 ||
-	    batch > MSGPORT_MAX_BATCH || nr_samples < 1 || !ns_per_call ||
-	    !out)
+	    batch > MSGPORT_MAX_BATCH || nr_samples < 1 || !ns_per_call || !out)
 		return -EINVAL;
 	memset(out, 0, sizeof(*out));
 	err = lab_pin_saving(cpu, &saved);
@@ -1876,13 +1879,13 @@ int msgport_ppc(struct lab_handshake *hs, int transport, int async,
 	err = ppc_server_ready(&p);
 	for (s = 0; !err && s < warmup + nr_samples; s++) {
 		if (s == warmup) {
-			err = lab_handshake_ready(hs, p.process ? &p.child :
-							NULL, p.process);
+			err = lab_handshake_ready(
+				hs, p.process ? &p.child : NULL, p.process);
 			if (err)
 				break;
 		}
-		err = ppc_call(&p, s >= warmup ? &ns_per_call[s - warmup] :
-						 NULL);
+		err = ppc_call(&p,
+			       s >= warmup ? &ns_per_call[s - warmup] : NULL);
 	}
 	if (!err)
 		err = lab_handshake_done(hs);
@@ -1894,9 +1897,9 @@ int msgport_ppc(struct lab_handshake *hs, int transport, int async,
 	out->server_drains = atomic_load(&p.sh->server_drains);
 	out->missing_replies = out->requests - out->replies;
 	out->window_requests = nr_samples * p.batch;
-	if (!err && (out->missing_replies || out->duplicate_replies ||
-		     out->unexpected_replies ||
-		     out->server_requests != out->requests))
+	if (!err &&
+	    (out->missing_replies || out->duplicate_replies ||
+	     out->unexpected_replies || out->server_requests != out->requests))
 		err = -EIO;
 out:
 	/* a server that never got going is stopped here too */

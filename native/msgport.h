@@ -13,44 +13,44 @@
 
 /* How the caller learns that its messages' replies are there. */
 enum msgport_mode {
-	MSGPORT_POLL,		/* reap the CQ ring, never enter to wait */
-	MSGPORT_WAIT,		/* waitsys: io_uring_enter(GETEVENTS) per batch */
-	MSGPORT_EVENTFD,	/* a registered eventfd wakes the caller */
-	MSGPORT_DEFERRED,	/* DEFER_TASKRUN: flushsys() = io_uring_get_events */
-	MSGPORT_SYNC		/* plain system calls, for reference */
+	MSGPORT_POLL,	  /* reap the CQ ring, never enter to wait */
+	MSGPORT_WAIT,	  /* waitsys: io_uring_enter(GETEVENTS) per batch */
+	MSGPORT_EVENTFD,  /* a registered eventfd wakes the caller */
+	MSGPORT_DEFERRED, /* DEFER_TASKRUN: flushsys() = io_uring_get_events */
+	MSGPORT_SYNC	  /* plain system calls, for reference */
 };
 
 /* What one message asks the kernel to do. */
 enum msgport_op {
-	MSGPORT_OP_NOP,		/* IORING_OP_NOP; sync: getppid() */
-	MSGPORT_OP_READ,	/* 4 KiB read of a cached block; sync: pread() */
-	MSGPORT_OP_PIPE_WRITE,	/* 8 bytes to a pipe with room; sync: write() */
-	MSGPORT_OP_PIPE_READ	/* 1 byte from an empty pipe the caller fills
+	MSGPORT_OP_NOP,	       /* IORING_OP_NOP; sync: getppid() */
+	MSGPORT_OP_READ,       /* 4 KiB read of a cached block; sync: pread() */
+	MSGPORT_OP_PIPE_WRITE, /* 8 bytes to a pipe with room; sync: write() */
+	MSGPORT_OP_PIPE_READ   /* 1 byte from an empty pipe the caller fills
 				 * after submitting; sync: write(), read()s */
 };
 
 enum {
 	MSGPORT_MAX_BATCH = 1024,
-	MSGPORT_FILE_BLOCKS = 256,	/* op read: a 1 MiB file, kept cached */
+	MSGPORT_FILE_BLOCKS = 256, /* op read: a 1 MiB file, kept cached */
 	MSGPORT_BLOCK_SIZE = 4096
 };
 
 /* Counts over the measured window only. */
 struct msgport_port_counts {
-	uint64_t messages;	/* messages sent */
-	uint64_t completions;	/* replies reaped (CQEs; sync: returns) */
-	uint64_t bad_completions;	/* a wrong result, content or user_data */
-	uint64_t submissions;	/* io_uring_enter() calls that submitted;
+	uint64_t messages;	   /* messages sent */
+	uint64_t completions;	   /* replies reaped (CQEs; sync: returns) */
+	uint64_t bad_completions;  /* a wrong result, content or user_data */
+	uint64_t submissions;	   /* io_uring_enter() calls that submitted;
 				 * sync: the message system calls */
-	uint64_t reap_syscalls;	/* system calls made only to wait for or
+	uint64_t reap_syscalls;	   /* system calls made only to wait for or
 				 * flush replies (enter, eventfd read) */
-	uint64_t source_syscalls;	/* pipe_read: the write()s that make
+	uint64_t source_syscalls;  /* pipe_read: the write()s that make
 				 * the replies ready (timed) */
-	uint64_t untimed_syscalls;	/* pipe_write: drains of the pipe
+	uint64_t untimed_syscalls; /* pipe_write: drains of the pipe
 				 * between samples (in no sample) */
-	uint64_t taskrun_flagged;	/* deferred: batches that found
+	uint64_t taskrun_flagged;  /* deferred: batches that found
 				 * IORING_SQ_TASKRUN set before the flush */
-	uint64_t ready_at_submit;	/* batches whose replies were all in the
+	uint64_t ready_at_submit;  /* batches whose replies were all in the
 				 * CQ ring when io_uring_enter() returned */
 };
 
@@ -63,9 +63,8 @@ struct msgport_port_counts {
  * wrong (counts->bad_completions says how many).
  */
 int msgport_port(struct lab_handshake *hs, int mode, int op, uint32_t batch,
-		 const char *dir, int cpu, uint64_t warmup,
-		 uint64_t nr_samples, double *ns_per_message,
-		 struct msgport_port_counts *out);
+		 const char *dir, int cpu, uint64_t warmup, uint64_t nr_samples,
+		 double *ns_per_message, struct msgport_port_counts *out);
 
 /*
  * Test hook for DEFER_TASKRUN: submit one request whose completion comes
@@ -76,12 +75,12 @@ int msgport_port(struct lab_handshake *hs, int mode, int op, uint32_t batch,
  * without DEFER_TASKRUN, whose task work runs on any return to user space.
  */
 struct msgport_defer_report {
-	uint32_t cq_ready_before;	/* CQEs in the ring before the flush */
-	uint32_t taskrun_before;	/* IORING_SQ_TASKRUN seen set */
-	uint32_t cq_ready_after;	/* CQEs after io_uring_get_events() */
+	uint32_t cq_ready_before; /* CQEs in the ring before the flush */
+	uint32_t taskrun_before;  /* IORING_SQ_TASKRUN seen set */
+	uint32_t cq_ready_after;  /* CQEs after io_uring_get_events() */
 	uint32_t taskrun_after;
-	int32_t res;			/* the request's result */
-	uint32_t flags;			/* ring setup flags used */
+	int32_t res;	/* the request's result */
+	uint32_t flags; /* ring setup flags used */
 };
 
 int msgport_defer_check(int source, int defer, uint32_t hold_us,
@@ -90,23 +89,23 @@ int msgport_defer_check(int source, int defer, uint32_t hold_us,
 /* ---- live messages ------------------------------------------------------ */
 
 enum msgport_live_kind {
-	MSGPORT_LIVE_MULTISHOT_TIMEOUT,	/* one SQE, `count` CQEs (6.4) */
+	MSGPORT_LIVE_MULTISHOT_TIMEOUT, /* one SQE, `count` CQEs (6.4) */
 	MSGPORT_LIVE_ONESHOT_TIMEOUT,	/* a timeout re-armed per CQE */
 	MSGPORT_LIVE_MULTISHOT_POLL,	/* IORING_POLL_ADD_MULTI (5.13) */
 	MSGPORT_LIVE_ONESHOT_POLL	/* a poll re-armed per CQE */
 };
 
 struct msgport_live_counts {
-	uint64_t submissions;	/* SQEs that armed a live request */
-	uint64_t cancels;	/* multishot poll: removals after `count` */
-	uint64_t completions;	/* CQEs the live requests posted */
-	uint64_t completions_more;	/* of them with IORING_CQE_F_MORE */
-	uint64_t max_per_submission;	/* most CQEs one SQE delivered */
-	uint64_t consume_syscalls;	/* poll: eventfd reads after each CQE */
-	uint64_t signals;	/* poll: eventfd writes of the source thread */
-	int64_t drift_ns;	/* timeouts: last CQE minus (start +
+	uint64_t submissions;	   /* SQEs that armed a live request */
+	uint64_t cancels;	   /* multishot poll: removals after `count` */
+	uint64_t completions;	   /* CQEs the live requests posted */
+	uint64_t completions_more; /* of them with IORING_CQE_F_MORE */
+	uint64_t max_per_submission; /* most CQEs one SQE delivered */
+	uint64_t consume_syscalls;   /* poll: eventfd reads after each CQE */
+	uint64_t signals; /* poll: eventfd writes of the source thread */
+	int64_t drift_ns; /* timeouts: last CQE minus (start +
 				 * completions * interval) */
-	uint64_t clamped;	/* timeouts: gaps under the interval,
+	uint64_t clamped; /* timeouts: gaps under the interval,
 				 * recorded as lateness 0 */
 };
 
@@ -119,8 +118,8 @@ struct msgport_live_counts {
  * the poll source thread's CPU.
  */
 int msgport_live(struct lab_handshake *hs, int kind, uint32_t count,
-		 uint64_t interval_ns, int cpu, int source_cpu,
-		 uint64_t warmup, uint64_t nr_samples, double *out,
+		 uint64_t interval_ns, int cpu, int source_cpu, uint64_t warmup,
+		 uint64_t nr_samples, double *out,
 		 struct msgport_live_counts *counts);
 
 /* ---- protected procedure calls ------------------------------------------ */
@@ -130,20 +129,20 @@ enum msgport_transport {
 	MSGPORT_PPC_FUTEX,	/* shared queues, futex doorbells */
 	MSGPORT_PPC_EVENTFD,	/* shared queues, eventfd doorbells */
 	MSGPORT_PPC_PIPE,	/* two pipes, messages in-band */
-	MSGPORT_PPC_UNIX_SOCKET	/* a SOCK_STREAM socketpair, in-band */
+	MSGPORT_PPC_UNIX_SOCKET /* a SOCK_STREAM socketpair, in-band */
 };
 
 /* Over the whole run, warm-up included: every request is checked. */
 struct msgport_ppc_counts {
-	uint64_t requests;	/* requests the client sent */
-	uint64_t replies;	/* first replies to them */
-	uint64_t duplicate_replies;	/* a second reply to a request */
-	uint64_t missing_replies;	/* requests left without a reply */
-	uint64_t unexpected_replies;	/* a sequence number never sent */
-	uint64_t server_requests;	/* requests the server received */
-	uint64_t server_drains;	/* times the server woke and drained */
-	uint64_t window_requests;	/* requests inside the window */
-	int32_t server_tgid;	/* the server's process (thread: ours) */
+	uint64_t requests;	     /* requests the client sent */
+	uint64_t replies;	     /* first replies to them */
+	uint64_t duplicate_replies;  /* a second reply to a request */
+	uint64_t missing_replies;    /* requests left without a reply */
+	uint64_t unexpected_replies; /* a sequence number never sent */
+	uint64_t server_requests;    /* requests the server received */
+	uint64_t server_drains;	     /* times the server woke and drained */
+	uint64_t window_requests;    /* requests inside the window */
+	int32_t server_tgid;	     /* the server's process (thread: ours) */
 };
 
 /*
@@ -155,9 +154,9 @@ struct msgport_ppc_counts {
  * / batch).  Returns 0 or -errno; -EOPNOTSUPP when the kernel lacks
  * IORING_OP_MSG_RING; -EIO when the reply accounting does not add up.
  */
-int msgport_ppc(struct lab_handshake *hs, int transport, int async,
-		int process, int cpu, int server_cpu, uint32_t batch,
-		uint64_t warmup, uint64_t nr_samples, double *ns_per_call,
+int msgport_ppc(struct lab_handshake *hs, int transport, int async, int process,
+		int cpu, int server_cpu, uint32_t batch, uint64_t warmup,
+		uint64_t nr_samples, double *ns_per_call,
 		struct msgport_ppc_counts *out);
 
 #endif /* LAB_MSGPORT_H */

@@ -55,29 +55,29 @@
 #include "compat_uring.h"
 #include "internal.h"
 
-#define SF_BLOCK		4096u
-#define SF_MAX_DEPTH		256u
-#define SF_MAX_THREADS		256u
-#define SF_MAX_MSG		65536u
-#define SF_CREATE_CHUNK		(1u << 20)
+#define SF_BLOCK	4096u
+#define SF_MAX_DEPTH	256u
+#define SF_MAX_THREADS	256u
+#define SF_MAX_MSG	65536u
+#define SF_CREATE_CHUNK (1u << 20)
 /* POSIX_FADV_DONTNEED skips a folio it cannot drop at that moment
  * (mm/truncate.c mapping_evict_folio(): locked, dirty, under writeback,
  * mapped, or holding an extra reference, e.g. while DAMON's sampler or
  * another CPU's LRU batch has it): the passes are spaced by a growing nap
  * so a transient holder lets go; a page still there after the last pass
  * fails the run (-EBUSY) rather than being measured as a miss. */
-#define SF_EVICT_TRIES		8
+#define SF_EVICT_TRIES 8
 /* The measured set's planned state (these blocks cached, the others not)
  * is checked with mincore() just before the window and repaired (a missing
  * block read back, a stray one dropped) at most this many times: a
  * reclaimer (on this VM DAMON pages out idle page cache) may take a page
  * between the read-back and the window. */
-#define SF_WARM_TRIES		4
+#define SF_WARM_TRIES 4
 /* A producer that waits longer than this stops spinning and naps: the
  * runner's handshake can take a second, and a spinning peer CPU would slow
  * it; inside the window every wait is far shorter. */
-#define SF_SPIN_NS		1000000ull
-#define SF_NAP_NS		50000L
+#define SF_SPIN_NS 1000000ull
+#define SF_NAP_NS  50000L
 
 static inline void sf_relax(void)
 {
@@ -119,7 +119,10 @@ static double sf_rand01(uint64_t *state)
 
 /* ---- calls ------------------------------------------------------------- */
 
-enum sf_op { SF_OP_READ, SF_OP_RECV };
+enum sf_op {
+	SF_OP_READ,
+	SF_OP_RECV
+};
 
 /* One call, as the caller fills it in and a pool thread executes it. */
 struct sf_req {
@@ -128,8 +131,8 @@ struct sf_req {
 	void *buf;
 	size_t len;
 	off_t off;
-	ssize_t res;			/* bytes or -errno */
-	_Atomic uint32_t done;		/* set by the pool thread (release) */
+	ssize_t res;	       /* bytes or -errno */
+	_Atomic uint32_t done; /* set by the pool thread (release) */
 };
 
 static ssize_t sf_call_blocking(struct sf_req *r)
@@ -184,7 +187,7 @@ struct sf_pool {
 	_Alignas(LAB_CACHELINE) struct sf_req **sq;
 	uint32_t sq_mask;
 	uint32_t nr_threads;
-	uint32_t seen_completed;	/* caller: `completed` at its last scan */
+	uint32_t seen_completed; /* caller: `completed` at its last scan */
 	pthread_t *threads;
 };
 
@@ -197,7 +200,8 @@ static void *sf_pool_thread(void *arg)
 	for (;;) {
 		/* head before tail: then head <= tail, and head != tail means
 		 * an entry to claim */
-		head = atomic_load_explicit(&pool->sq_head, memory_order_acquire);
+		head = atomic_load_explicit(&pool->sq_head,
+					    memory_order_acquire);
 		tail = atomic_load(&pool->sq_tail);
 		if (head != tail) {
 			if (!atomic_compare_exchange_weak(&pool->sq_head, &head,
@@ -225,8 +229,8 @@ static void *sf_pool_thread(void *arg)
 static void sf_pool_submit(struct sf_pool *pool, struct sf_req *req,
 			   struct syncfirst_counts *counts)
 {
-	uint32_t tail = atomic_load_explicit(&pool->sq_tail,
-					     memory_order_relaxed);
+	uint32_t tail =
+		atomic_load_explicit(&pool->sq_tail, memory_order_relaxed);
 
 	pool->sq[tail & pool->sq_mask] = req;
 	atomic_store(&pool->sq_tail, tail + 1);
@@ -316,8 +320,8 @@ err_free:
 struct sf_slot {
 	struct sf_req req;
 	uint64_t t_submit;
-	uint64_t op;			/* index in the batch */
-	uint64_t tag;			/* the first 8 bytes the data must hold */
+	uint64_t op;  /* index in the batch */
+	uint64_t tag; /* the first 8 bytes the data must hold */
 	bool busy;
 };
 
@@ -342,7 +346,7 @@ struct sf_engine {
  */
 struct sf_batch {
 	uint64_t nr;
-	double *latency_ns;		/* NULL: not recorded */
+	double *latency_ns; /* NULL: not recorded */
 	int (*before_call)(void *ctx, uint64_t op, struct sf_req *req,
 			   uint64_t *tag);
 	void (*after_call)(void *ctx, uint64_t op, uint64_t t_submit,
@@ -480,7 +484,7 @@ static int sf_finish(struct sf_engine *e, const struct sf_batch *b,
 	if (res < 0) {
 		err = (int)res;
 	} else if ((size_t)res != s->req.len) {
-		err = -EIO;		/* short read, or EOF on the socket */
+		err = -EIO; /* short read, or EOF on the socket */
 	} else {
 		/* every block (message) carries its number: the call read
 		 * what it asked for, not a neighbour or a stale buffer */
@@ -529,8 +533,7 @@ static int sf_ring_submit(struct sf_engine *e, struct sf_slot *s)
 }
 
 /* Issue call `op`: returns 1 if it completed at once, 0 if in flight. */
-static int sf_submit(struct sf_engine *e, const struct sf_batch *b,
-		     uint64_t op)
+static int sf_submit(struct sf_engine *e, const struct sf_batch *b, uint64_t op)
 {
 	struct sf_slot *s = &e->slots[e->free_slots[--e->nr_free]];
 	ssize_t res;
@@ -592,8 +595,8 @@ static uint32_t sf_pool_collect(struct sf_engine *e, const struct sf_batch *b,
 	for (i = 0; i < e->depth; i++) {
 		struct sf_slot *s = &e->slots[i];
 
-		if (!s->busy || !atomic_load_explicit(&s->req.done,
-						      memory_order_acquire))
+		if (!s->busy ||
+		    !atomic_load_explicit(&s->req.done, memory_order_acquire))
 			continue;
 		if (!t_seen)
 			t_seen = now_ns();
@@ -666,8 +669,8 @@ static uint32_t sf_ring_reap(struct sf_engine *e, const struct sf_batch *b,
 static uint32_t sf_reap(struct sf_engine *e, const struct sf_batch *b,
 			bool wait, int *err)
 {
-	return e->pool ? sf_pool_reap(e, b, wait, err)
-		       : sf_ring_reap(e, b, wait, err);
+	return e->pool ? sf_pool_reap(e, b, wait, err) :
+			 sf_ring_reap(e, b, wait, err);
 }
 
 /*
@@ -713,10 +716,10 @@ static int sf_engine_run(struct sf_engine *e, const struct sf_batch *b)
 /* ---- workload 1: random 4 KiB reads of a file -------------------------- */
 
 struct sf_file {
-	int fd;				/* buffered: create, evict, read back */
-	int read_fd;			/* the measured calls (O_DIRECT or fd) */
+	int fd;	     /* buffered: create, evict, read back */
+	int read_fd; /* the measured calls (O_DIRECT or fd) */
 	uint64_t nr_blocks;
-	const uint64_t *blocks;		/* of the current batch */
+	const uint64_t *blocks; /* of the current batch */
 };
 
 static int sf_file_before_call(void *ctx, uint64_t op, struct sf_req *req,
@@ -757,11 +760,12 @@ static int sf_file_create(struct sf_file *f, const char *path)
 			memset(blk, (int)(0x11 + tag % 0xee), SF_BLOCK);
 			memcpy(blk, &tag, sizeof(tag));
 		}
-		written = pwrite(f->fd, chunk, n * SF_BLOCK, (off_t)(b * SF_BLOCK));
+		written = pwrite(f->fd, chunk, n * SF_BLOCK,
+				 (off_t)(b * SF_BLOCK));
 		if (written < 0)
 			err = -errno;
 		else if (written != (ssize_t)(n * SF_BLOCK))
-			err = -ENOSPC;	/* a short write: the disk is full */
+			err = -ENOSPC; /* a short write: the disk is full */
 	}
 	free(chunk);
 	if (!err && fsync(f->fd) < 0)
@@ -840,7 +844,8 @@ static int sf_read_back(struct sf_file *f, const uint64_t *blocks, uint64_t n,
 	uint64_t i;
 
 	for (i = 0; i < n; i++) {
-		got = pread(f->fd, buf, SF_BLOCK, (off_t)(blocks[i] * SF_BLOCK));
+		got = pread(f->fd, buf, SF_BLOCK,
+			    (off_t)(blocks[i] * SF_BLOCK));
 		if (got != SF_BLOCK)
 			return got < 0 ? -errno : -EIO;
 	}
@@ -877,10 +882,9 @@ static int sf_warm_check(struct sf_file *f, void *map, unsigned char *vec,
 			if (want[i])
 				err = sf_read_back(f, &blocks[i], 1, buf);
 			else
-				err = -posix_fadvise(f->fd,
-						     (off_t)(blocks[i] * SF_BLOCK),
-						     SF_BLOCK,
-						     POSIX_FADV_DONTNEED);
+				err = -posix_fadvise(
+					f->fd, (off_t)(blocks[i] * SF_BLOCK),
+					SF_BLOCK, POSIX_FADV_DONTNEED);
 			if (err)
 				return err;
 		}
@@ -937,10 +941,15 @@ static int sf_choose_blocks(const struct syncfirst_file_config *cfg,
 	sf_shuffle(cached + cfg->nr_samples, cfg->warmup, &state);
 	/* round half up, as Python's round() does not: the family module
 	 * computes the same target with floor(x + 0.5) */
-	*nr_cached_meas = cfg->direct ? 0 :
-		(uint64_t)(cfg->hit_ratio * (double)cfg->nr_samples + 0.5);
-	*nr_cached_warm = cfg->direct ? 0 :
-		(uint64_t)(cfg->hit_ratio * (double)cfg->warmup + 0.5);
+	*nr_cached_meas =
+		cfg->direct ?
+			0 :
+			(uint64_t)(cfg->hit_ratio * (double)cfg->nr_samples +
+				   0.5);
+	*nr_cached_warm =
+		cfg->direct ?
+			0 :
+			(uint64_t)(cfg->hit_ratio * (double)cfg->warmup + 0.5);
 	*order_out = all;
 	*cached_out = cached;
 	return 0;
@@ -964,8 +973,8 @@ int syncfirst_file_read(struct lab_handshake *hs, int mode,
 	memset(out, 0, sizeof(*out));
 	if (!cfg->path || cfg->nr_samples == 0 || cfg->file_blocks == 0 ||
 	    cfg->nr_samples + cfg->warmup > cfg->file_blocks ||
-	    !(cfg->hit_ratio >= 0.0 && cfg->hit_ratio <= 1.0) ||
-	    mode < 0 || mode >= SYNCFIRST_NR_MODES)
+	    !(cfg->hit_ratio >= 0.0 && cfg->hit_ratio <= 1.0) || mode < 0 ||
+	    mode >= SYNCFIRST_NR_MODES)
 		return -EINVAL;
 	/* mincore() speaks pages, the workload blocks */
 	if (sysconf(_SC_PAGESIZE) != SF_BLOCK)
@@ -1140,7 +1149,7 @@ int syncfirst_nowait_probe(const char *path, int cached, int watch_ms,
 	req.buf = buf;
 	req.len = SF_BLOCK;
 	req.off = (off_t)(block * SF_BLOCK);
-	memset(buf, 0, SF_BLOCK);	/* faulted in: no fault inside the call */
+	memset(buf, 0, SF_BLOCK); /* faulted in: no fault inside the call */
 	err = sf_mincore(map, f.nr_blocks, vec);
 	if (err)
 		goto out;
@@ -1253,17 +1262,16 @@ struct sf_recv {
 	int producer_err;
 	uint32_t msg_bytes;
 	uint64_t send_delay_ns;
-	uint64_t total;			/* warm-up + measured messages */
-	uint64_t first;			/* first message of the current batch */
+	uint64_t total; /* warm-up + measured messages */
+	uint64_t first; /* first message of the current batch */
 	const uint8_t *ready;
 	_Atomic uint64_t *sent_ns;
-	double *after_data_ns;		/* of the current batch, or NULL */
+	double *after_data_ns; /* of the current batch, or NULL */
 	struct syncfirst_counts *counts;
 };
 
 /* Spin until *word >= value, napping after SF_SPIN_NS; false on abort. */
-static bool sf_await(struct sf_recv *r, _Atomic uint64_t *word,
-		     uint64_t value)
+static bool sf_await(struct sf_recv *r, _Atomic uint64_t *word, uint64_t value)
 {
 	uint64_t start = 0;
 	unsigned spins = 0;
@@ -1311,7 +1319,8 @@ static void *sf_producer(void *arg)
 		atomic_store_explicit(&r->sent_ns[i], now_ns(),
 				      memory_order_release);
 		do
-			n = send(r->producer_fd, msg, r->msg_bytes, MSG_NOSIGNAL);
+			n = send(r->producer_fd, msg, r->msg_bytes,
+				 MSG_NOSIGNAL);
 		while (n < 0 && errno == EINTR);
 		if (n != (ssize_t)r->msg_bytes) {
 			r->producer_err = n < 0 ? -errno : -EIO;
@@ -1356,15 +1365,15 @@ static void sf_recv_after_call(void *ctx, uint64_t op, uint64_t t_submit,
 {
 	struct sf_recv *r = ctx;
 	uint64_t i = r->first + op;
-	uint64_t sent = atomic_load_explicit(&r->sent_ns[i],
-					     memory_order_acquire);
+	uint64_t sent =
+		atomic_load_explicit(&r->sent_ns[i], memory_order_acquire);
 	uint64_t from = sent > t_submit ? sent : t_submit;
 
 	if (!r->ready[i] && sent > t_submit)
 		r->counts->sent_after_call++;
 	if (r->after_data_ns)
-		r->after_data_ns[op] = t_seen > from ? (double)(t_seen - from)
-						     : 0.0;
+		r->after_data_ns[op] = t_seen > from ? (double)(t_seen - from) :
+						       0.0;
 }
 
 int syncfirst_recv(struct lab_handshake *hs, int mode,

@@ -13,13 +13,15 @@
  * socket receives); lab/families/syncfirst.py names them as variants.
  */
 enum syncfirst_mode {
-	SYNCFIRST_SYNC = 0,		/* pread / blocking recv */
-	SYNCFIRST_POOL = 1,		/* every call to a pool thread: fibrils */
-	SYNCFIRST_NOWAIT_POOL = 2,	/* RWF_NOWAIT / MSG_DONTWAIT first, EAGAIN -> pool */
-	SYNCFIRST_NOWAIT_URING = 3,	/* RWF_NOWAIT / MSG_DONTWAIT first, EAGAIN -> io_uring */
-	SYNCFIRST_URING = 4,		/* io_uring, the kernel's own inline attempt */
-	SYNCFIRST_URING_ASYNC = 5,	/* io_uring with IOSQE_ASYNC: always io-wq */
-	SYNCFIRST_URING_SQPOLL = 6,	/* io_uring with IORING_SETUP_SQPOLL */
+	SYNCFIRST_SYNC = 0, /* pread / blocking recv */
+	SYNCFIRST_POOL = 1, /* every call to a pool thread: fibrils */
+	SYNCFIRST_NOWAIT_POOL =
+		2, /* RWF_NOWAIT / MSG_DONTWAIT first, EAGAIN -> pool */
+	SYNCFIRST_NOWAIT_URING =
+		3, /* RWF_NOWAIT / MSG_DONTWAIT first, EAGAIN -> io_uring */
+	SYNCFIRST_URING = 4, /* io_uring, the kernel's own inline attempt */
+	SYNCFIRST_URING_ASYNC = 5, /* io_uring with IOSQE_ASYNC: always io-wq */
+	SYNCFIRST_URING_SQPOLL = 6, /* io_uring with IORING_SETUP_SQPOLL */
 	SYNCFIRST_NR_MODES = 7
 };
 
@@ -27,38 +29,38 @@ enum syncfirst_mode {
  * run's counters).  Every field covers the measured window unless its
  * comment says otherwise. */
 struct syncfirst_counts {
-	uint64_t ops;			/* calls measured */
-	uint64_t eagain;		/* sync-first attempts that said "would block" */
-	uint64_t inline_done;		/* calls completed by the caller's own attempt */
-	uint64_t offloaded;		/* calls handed to the pool or to io_uring */
-	uint64_t pool_wakes;		/* FUTEX_WAKEs of an idle pool thread */
-	uint64_t caller_sleeps;		/* waits for a completion (futex, GETEVENTS) */
-	uint64_t sqpoll_wakeups;	/* submits that had to wake the SQ thread */
+	uint64_t ops;	      /* calls measured */
+	uint64_t eagain;      /* sync-first attempts that said "would block" */
+	uint64_t inline_done; /* calls completed by the caller's own attempt */
+	uint64_t offloaded;   /* calls handed to the pool or to io_uring */
+	uint64_t pool_wakes;  /* FUTEX_WAKEs of an idle pool thread */
+	uint64_t caller_sleeps;	 /* waits for a completion (futex, GETEVENTS) */
+	uint64_t sqpoll_wakeups; /* submits that had to wake the SQ thread */
 	/* buffered file reads, sync-first attempts, by the block's state
 	 * when the window opened (mincore; nothing else reads the file, and
 	 * with FADV_RANDOM a read brings in its own page only); 0 with
 	 * direct */
-	uint64_t cold_inline;		/* not resident, yet the attempt returned the
+	uint64_t cold_inline; /* not resident, yet the attempt returned the
 					 * data: the read it started had finished
 					 * when filemap_get_pages() looked again */
-	uint64_t hot_eagain;		/* resident, yet refused: the page left the
+	uint64_t hot_eagain;  /* resident, yet refused: the page left the
 					 * cache before the call (reclaim, DAMON) */
 	/* file reads: page-cache state of the measured blocks (mincore).
 	 * The worker establishes it before the window or fails (-EBUSY): */
 	uint64_t measured_blocks;
-	uint64_t target_resident;	/* blocks read back in before the window */
-	uint64_t resident_before;	/* resident when the window opened */
-	uint64_t resident_after;	/* resident when it closed */
-	uint64_t evict_passes;		/* POSIX_FADV_DONTNEED passes it took */
-	uint64_t evict_left;		/* blocks of the file resident after the
+	uint64_t target_resident; /* blocks read back in before the window */
+	uint64_t resident_before; /* resident when the window opened */
+	uint64_t resident_after;  /* resident when it closed */
+	uint64_t evict_passes;	  /* POSIX_FADV_DONTNEED passes it took */
+	uint64_t evict_left;	  /* blocks of the file resident after the
 					 * last pass: non-zero means -EBUSY */
-	uint64_t warm_passes;		/* mincore checks of the measured set */
-	uint64_t warm_off;		/* measured blocks not as planned (cached
+	uint64_t warm_passes;	  /* mincore checks of the measured set */
+	uint64_t warm_off;	  /* measured blocks not as planned (cached
 					 * or not) after the last: non-zero means
 					 * -EBUSY */
 	/* socket receives */
-	uint64_t ready_ops;		/* calls whose data was sent before the call */
-	uint64_t sent_after_call;	/* not-ready calls: data sent after the call */
+	uint64_t ready_ops; /* calls whose data was sent before the call */
+	uint64_t sent_after_call; /* not-ready calls: data sent after the call */
 };
 
 /*
@@ -75,17 +77,17 @@ struct syncfirst_counts {
  */
 struct syncfirst_file_config {
 	const char *path;
-	uint64_t file_blocks;		/* 4 KiB blocks in the file */
-	double hit_ratio;		/* 0..1 of the measured blocks cached */
-	uint32_t depth;			/* calls in flight (async modes) */
-	uint32_t pool_threads;		/* 0: one per call in flight (depth) */
-	int direct;			/* O_DIRECT */
-	int cpu;			/* the caller */
-	int async_cpu;			/* pool threads and io-wq workers */
-	int sqpoll_cpu;			/* SQ thread (IORING_SETUP_SQ_AFF); -1: unpinned */
-	uint64_t seed;			/* block choice and order */
-	uint64_t warmup;		/* unrecorded reads, on other blocks */
-	uint64_t nr_samples;		/* measured reads */
+	uint64_t file_blocks;  /* 4 KiB blocks in the file */
+	double hit_ratio;      /* 0..1 of the measured blocks cached */
+	uint32_t depth;	       /* calls in flight (async modes) */
+	uint32_t pool_threads; /* 0: one per call in flight (depth) */
+	int direct;	       /* O_DIRECT */
+	int cpu;	       /* the caller */
+	int async_cpu;	       /* pool threads and io-wq workers */
+	int sqpoll_cpu;	     /* SQ thread (IORING_SETUP_SQ_AFF); -1: unpinned */
+	uint64_t seed;	     /* block choice and order */
+	uint64_t warmup;     /* unrecorded reads, on other blocks */
+	uint64_t nr_samples; /* measured reads */
 };
 
 /* latency_ns gets nr_samples values: caller's submit to the caller seeing
@@ -127,13 +129,13 @@ int syncfirst_recv(struct lab_handshake *hs, int mode,
  * data.  Either way it never sleeps for the I/O.
  */
 struct syncfirst_nowait_result {
-	int64_t res;			/* bytes read (4096, block 1's own) or -errno */
-	int32_t resident_before;	/* mincore() just before the call */
-	int32_t resident_after_ms;	/* first mincore() that showed the page
+	int64_t res; /* bytes read (4096, block 1's own) or -errno */
+	int32_t resident_before;     /* mincore() just before the call */
+	int32_t resident_after_ms;   /* first mincore() that showed the page
 					 * resident, in ms after the call (0: at
 					 * once); -1: not within watch_ms */
-	uint64_t voluntary_switches;	/* the caller's during the call (it slept) */
-	uint64_t involuntary_switches;	/* it was preempted */
+	uint64_t voluntary_switches; /* the caller's during the call (it slept) */
+	uint64_t involuntary_switches; /* it was preempted */
 	uint64_t evict_passes;
 	uint64_t evict_left;
 };
@@ -158,6 +160,7 @@ int syncfirst_nowait_probe(const char *path, int cached, int watch_ms,
  * removed.
  */
 int syncfirst_evict_check(const char *path, uint64_t nr_blocks,
-			  int64_t mapped_block, struct syncfirst_counts *counts);
+			  int64_t mapped_block,
+			  struct syncfirst_counts *counts);
 
 #endif /* LAB_SYNCFIRST_H */

@@ -68,12 +68,12 @@
 #include "internal.h"
 #include "upcall_abi.h"
 
-#define UP_BLOCK		4096u
-#define UP_VP			0u	/* the worker's virtual processor */
+#define UP_BLOCK 4096u
+#define UP_VP	 0u /* the worker's virtual processor */
 /* An event that has not come after this never will: fail, do not hang. */
-#define UP_EVENT_TIMEOUT_NS	2000000000ull
-#define UP_WAIT_SLICE_MS	10
-#define UP_EVICT_TRIES		8
+#define UP_EVENT_TIMEOUT_NS 2000000000ull
+#define UP_WAIT_SLICE_MS    10
+#define UP_EVICT_TRIES	    8
 
 size_t upcall_vp_size(void)
 {
@@ -200,7 +200,8 @@ static int up_map_array(int fd, size_t value_size, uint32_t min_index,
 	err = lab_bpf_map_info(fd, &info);
 	if (err)
 		return err;
-	if (info.type != BPF_MAP_TYPE_ARRAY || !(info.map_flags & BPF_F_MMAPABLE) ||
+	if (info.type != BPF_MAP_TYPE_ARRAY ||
+	    !(info.map_flags & BPF_F_MMAPABLE) ||
 	    info.value_size != value_size || info.max_entries <= min_index)
 		return -EINVAL;
 	*len = ((size_t)info.value_size * info.max_entries + page - 1) &
@@ -214,27 +215,30 @@ static int up_map_array(int fd, size_t value_size, uint32_t min_index,
 
 static int up_map_slots(int vps_fd, struct up_vp **vps, size_t *len)
 {
-	return up_map_array(vps_fd, sizeof(struct up_vp), UP_VP, (void **)vps, len);
+	return up_map_array(vps_fd, sizeof(struct up_vp), UP_VP, (void **)vps,
+			    len);
 }
 
 static int up_map_stages(int stages_fd, struct up_stages **st, size_t *len)
 {
-	return up_map_array(stages_fd, sizeof(struct up_stages), 0, (void **)st, len);
+	return up_map_array(stages_fd, sizeof(struct up_stages), 0, (void **)st,
+			    len);
 }
 
 static inline uint64_t up_seq(const struct up_vp *slot, unsigned kind)
 {
 	return __atomic_load_n(kind == UP_KIND_BLOCK ? &slot->block_seq :
-					&slot->wake_seq, __ATOMIC_ACQUIRE);
+						       &slot->wake_seq,
+			       __ATOMIC_ACQUIRE);
 }
 
 /* The newest event of a kind: its sequence number and kernel time, read
  * consistently (a seqlock read of the slot). */
-static void up_slot_read(const struct up_vp *slot, unsigned kind,
-			 uint64_t *seq, uint64_t *ns)
+static void up_slot_read(const struct up_vp *slot, unsigned kind, uint64_t *seq,
+			 uint64_t *ns)
 {
 	const uint64_t *ns_p = kind == UP_KIND_BLOCK ? &slot->block_ns :
-						      &slot->wake_ns;
+						       &slot->wake_ns;
 	uint64_t s;
 
 	do {
@@ -249,17 +253,17 @@ static void up_slot_read(const struct up_vp *slot, unsigned kind,
 struct up {
 	const struct upcall_config *cfg;
 	struct upcall_counts *out;
-	uint64_t total;			/* upcalls to take: warmup + samples */
-	uint64_t max_attempts;		/* blocking calls the worker may make */
-	int slice_ms;			/* longest single sleep of a wait */
-	unsigned kind;			/* the measured event kind */
+	uint64_t total;	       /* upcalls to take: warmup + samples */
+	uint64_t max_attempts; /* blocking calls the worker may make */
+	int slice_ms;	       /* longest single sleep of a wait */
+	unsigned kind;	       /* the measured event kind */
 	bool bpf, uring, hint, waker, sched_shares_cpu;
 
 	/* scheduler -> worker, waker */
 	_Alignas(LAB_CACHELINE) _Atomic uint32_t go;
 	_Atomic uint32_t stop;
 	_Atomic uint32_t waker_go;
-	_Atomic uint64_t block_base;	/* block_seq before this go */
+	_Atomic uint64_t block_base; /* block_seq before this go */
 	/* the futex the worker (or its SQE) waits on: released when > i */
 	_Alignas(LAB_CACHELINE) _Atomic uint32_t release;
 	/* worker -> scheduler */
@@ -277,15 +281,15 @@ struct up {
 	int file_fd;
 	void *file_map;
 	unsigned char *vec;
-	void *buf;			/* the worker's read buffer */
+	void *buf; /* the worker's read buffer */
 
 	struct up_vp *vps;
 	size_t vps_len;
 	struct up_vp *slot;
-	struct up_stages *stages;	/* the anatomy's record (mapped) */
+	struct up_stages *stages; /* the anatomy's record (mapped) */
 	size_t stages_len;
-	bool anatomy;			/* arm it for every upcall */
-	bool sched_idle;		/* we set SCHED_IDLE: restore */
+	bool anatomy;	 /* arm it for every upcall */
+	bool sched_idle; /* we set SCHED_IDLE: restore */
 	int old_policy;
 	struct sched_param old_param;
 	struct bpf_ring ring;
@@ -305,9 +309,9 @@ struct up {
 	bool have_worker, have_waker;
 
 	/* scheduler side */
-	uint64_t seen;			/* slot sequence of the kind, taken */
-	uint64_t ring_seq[2];		/* last sequence in ring records */
-	bool counting;			/* inside the measured window */
+	uint64_t seen;	      /* slot sequence of the kind, taken */
+	uint64_t ring_seq[2]; /* last sequence in ring records */
+	bool counting;	      /* inside the measured window */
 };
 
 static bool up_stopped(struct up *u)
@@ -351,8 +355,8 @@ static int up_file_setup(struct up *u)
 		err = -posix_fadvise(u->file_fd, 0, 0, POSIX_FADV_RANDOM);
 	if (err)
 		return err;
-	u->file_map = mmap(NULL, u->max_attempts * UP_BLOCK, PROT_READ, MAP_SHARED,
-			   u->file_fd, 0);
+	u->file_map = mmap(NULL, u->max_attempts * UP_BLOCK, PROT_READ,
+			   MAP_SHARED, u->file_fd, 0);
 	if (u->file_map == MAP_FAILED) {
 		u->file_map = NULL;
 		return -errno;
@@ -366,14 +370,15 @@ static int up_file_setup(struct up *u)
 		err = -posix_fadvise(u->file_fd, 0, 0, POSIX_FADV_DONTNEED);
 		if (err)
 			return err;
-		if (mincore(u->file_map, u->max_attempts * UP_BLOCK, u->vec) < 0)
+		if (mincore(u->file_map, u->max_attempts * UP_BLOCK, u->vec) <
+		    0)
 			return -errno;
 		for (b = 0, resident = 0; b < u->max_attempts; b++)
 			resident += u->vec[b] & 1;
 		if (!resident)
 			return 0;
 	}
-	return -EOPNOTSUPP;	/* a file system that keeps its pages: tmpfs */
+	return -EOPNOTSUPP; /* a file system that keeps its pages: tmpfs */
 }
 
 static uint64_t up_file_resident(struct up *u, uint64_t from)
@@ -468,12 +473,16 @@ static void up_stage_arm(struct up *u)
 	st->wake_ipi_ns = st->switch_in_ns = 0;
 	st->ipis = st->self_ipis = 0;
 	/* the program overwrites it with the event's CPU */
-	st->event_cpu = (uint32_t)(u->uring &&
-				   u->cfg->block_kind == UPCALL_BLOCK_NANOSLEEP ?
-				   u->cfg->sched_cpu : u->cfg->cpu);
-	__atomic_store_n(&st->armed, !u->bpf ? UP_ARMED_USER :
+	st->event_cpu =
+		(uint32_t)(u->uring && u->cfg->block_kind ==
+						   UPCALL_BLOCK_NANOSLEEP ?
+				   u->cfg->sched_cpu :
+				   u->cfg->cpu);
+	__atomic_store_n(&st->armed,
+			 !u->bpf		  ? UP_ARMED_USER :
 			 u->kind == UP_KIND_BLOCK ? UP_ARMED_BLOCK :
-			 UP_ARMED_UNBLOCK, __ATOMIC_SEQ_CST);
+						    UP_ARMED_UNBLOCK,
+			 __ATOMIC_SEQ_CST);
 }
 
 static inline void up_stage_disarm(struct up *u)
@@ -494,19 +503,22 @@ static void up_stage_sample(struct up *u, uint64_t t_event, uint64_t t_recv,
 	double *out = u->cfg->anatomy_ns;
 	int k;
 
-	stamp[UPCALL_STAGE_RAISE] = __atomic_load_n(&st->raise_ns, __ATOMIC_ACQUIRE);
-	stamp[UPCALL_STAGE_IRQ_WORK] = __atomic_load_n(&st->irq_work_ns,
-						      __ATOMIC_ACQUIRE);
-	stamp[UPCALL_STAGE_WAKING] = __atomic_load_n(&st->waking_ns, __ATOMIC_ACQUIRE);
-	stamp[UPCALL_STAGE_WAKE_IPI] = __atomic_load_n(&st->wake_ipi_ns,
-						      __ATOMIC_ACQUIRE);
-	stamp[UPCALL_STAGE_SWITCH_IN] = __atomic_load_n(&st->switch_in_ns,
-						       __ATOMIC_ACQUIRE);
+	stamp[UPCALL_STAGE_RAISE] =
+		__atomic_load_n(&st->raise_ns, __ATOMIC_ACQUIRE);
+	stamp[UPCALL_STAGE_IRQ_WORK] =
+		__atomic_load_n(&st->irq_work_ns, __ATOMIC_ACQUIRE);
+	stamp[UPCALL_STAGE_WAKING] =
+		__atomic_load_n(&st->waking_ns, __ATOMIC_ACQUIRE);
+	stamp[UPCALL_STAGE_WAKE_IPI] =
+		__atomic_load_n(&st->wake_ipi_ns, __ATOMIC_ACQUIRE);
+	stamp[UPCALL_STAGE_SWITCH_IN] =
+		__atomic_load_n(&st->switch_in_ns, __ATOMIC_ACQUIRE);
 	stamp[UPCALL_STAGE_USER] = t_recv;
 	for (k = 0; k < UPCALL_NR_STAGES; k++) {
 		t = stamp[k];
 		if (t && t >= prev && t <= t_recv) {
-			out[(uint64_t)k * n + (uint64_t)idx] = (double)(t - prev);
+			out[(uint64_t)k * n + (uint64_t)idx] =
+				(double)(t - prev);
 			u->out->stage_seen[k]++;
 			prev = t;
 		} else {
@@ -533,7 +545,8 @@ static void *up_worker(void *arg)
 	/* until told to stop: a thread that exits while registered would
 	 * report its last switch (TASK_DEAD) as a block */
 	for (i = 0; !err; i++) {
-		while (atomic_load_explicit(&u->go, memory_order_acquire) <= i) {
+		while (atomic_load_explicit(&u->go, memory_order_acquire) <=
+		       i) {
 			if (up_stopped(u))
 				return NULL;
 			up_relax(shared);
@@ -635,7 +648,7 @@ struct up_seen {
 
 struct up_drain {
 	struct up *u;
-	uint64_t first_ns;	/* the first new record of the measured kind */
+	uint64_t first_ns; /* the first new record of the measured kind */
 	uint64_t nr_kind;
 };
 
@@ -645,7 +658,8 @@ static int up_on_record(void *ctx, const void *data, uint32_t len)
 	struct up *u = d->u;
 	const struct up_event *ev = data;
 
-	if (len != sizeof(*ev) || ev->vp != UP_VP || ev->kind > UP_KIND_UNBLOCK) {
+	if (len != sizeof(*ev) || ev->vp != UP_VP ||
+	    ev->kind > UP_KIND_UNBLOCK) {
 		u->out->ring_bad++;
 		return 0;
 	}
@@ -770,9 +784,10 @@ static int up_wait_flag(struct up *u, uint64_t i, struct up_seen *s,
 				__atomic_store_n(&slot->sleeping, 1,
 						 __ATOMIC_SEQ_CST);
 				if (__atomic_load_n(u->kind == UP_KIND_BLOCK ?
-						    &slot->block_seq :
-						    &slot->wake_seq,
-						    __ATOMIC_SEQ_CST) == u->seen) {
+							    &slot->block_seq :
+							    &slot->wake_seq,
+						    __ATOMIC_SEQ_CST) ==
+				    u->seen) {
 					s->slept = true;
 					err = bpf_ring_wait(&u->ring,
 							    u->slice_ms);
@@ -870,9 +885,12 @@ static int up_uring_submit(struct up *u, uint64_t i)
 	case UPCALL_BLOCK_NANOSLEEP:
 		u->uring_deadline = now_ns() + u->cfg->block_ns;
 		up_stage_user_event(u, u->uring_deadline);
-		u->timeout_ts.tv_sec = (int64_t)(u->uring_deadline / 1000000000ull);
-		u->timeout_ts.tv_nsec = (long long)(u->uring_deadline % 1000000000ull);
-		io_uring_prep_timeout(sqe, &u->timeout_ts, 0, IORING_TIMEOUT_ABS);
+		u->timeout_ts.tv_sec =
+			(int64_t)(u->uring_deadline / 1000000000ull);
+		u->timeout_ts.tv_nsec =
+			(long long)(u->uring_deadline % 1000000000ull);
+		io_uring_prep_timeout(sqe, &u->timeout_ts, 0,
+				      IORING_TIMEOUT_ABS);
 		break;
 	default:
 		return -EINVAL;
@@ -1057,8 +1075,8 @@ static int up_iteration(struct up *u, uint64_t i, int64_t idx,
 		has_source = true;
 	} else if (cfg->block_kind == UPCALL_BLOCK_NANOSLEEP) {
 		source = u->uring ? u->uring_deadline :
-			 atomic_load_explicit(&u->deadline_ns,
-					      memory_order_acquire);
+				    atomic_load_explicit(&u->deadline_ns,
+							 memory_order_acquire);
 		has_source = true;
 	}
 	if (u->uring)
@@ -1069,7 +1087,8 @@ static int up_iteration(struct up *u, uint64_t i, int64_t idx,
 		 * worker could run again): count what came after the first */
 		seq_end = up_seq(u->slot, u->kind);
 		if (u->counting && seq_end > seq_start + !void_call)
-			u->out->extra_events += seq_end - seq_start - !void_call;
+			u->out->extra_events +=
+				seq_end - seq_start - !void_call;
 		if (!up_is_ring(cfg->mechanism))
 			u->seen = seq_end;
 		if (u->have_ring) {
@@ -1096,8 +1115,8 @@ static int up_iteration(struct up *u, uint64_t i, int64_t idx,
 	if (u->anatomy)
 		up_stage_sample(u, s.t_event, s.t_recv, idx);
 	if (since_source_ns && has_source && cfg->event == UPCALL_EVENT_UNBLOCK)
-		since_source_ns[idx] = up_delta(s.t_recv, source,
-						&u->out->clamped);
+		since_source_ns[idx] =
+			up_delta(s.t_recv, source, &u->out->clamped);
 	if (s.slept)
 		u->out->slept++;
 	else
@@ -1119,9 +1138,8 @@ static int up_check(const struct upcall_config *cfg,
 	     cfg->event != UPCALL_EVENT_UNBLOCK) ||
 	    !cfg->nr_samples || cfg->warmup + cfg->nr_samples >= UINT32_MAX / 2)
 		return -EINVAL;
-	if (up_is_bpf(m) &&
-	    (!maps || maps->vps_fd < 0 || maps->tids_fd < 0 ||
-	     (!up_is_flag(m) && maps->ring_fd < 0)))
+	if (up_is_bpf(m) && (!maps || maps->vps_fd < 0 || maps->tids_fd < 0 ||
+			     (!up_is_flag(m) && maps->ring_fd < 0)))
 		return -EINVAL;
 	/* the adaptive ring's setting and the anatomy live in the stages */
 	if ((m == UPCALL_BPF_RINGBUF_ADAPTIVE || cfg->anatomy) &&
@@ -1135,7 +1153,7 @@ static int up_check(const struct upcall_config *cfg,
 	if (m == UPCALL_FUTEX_HINT && cfg->event != UPCALL_EVENT_BLOCK)
 		return -EINVAL;
 	if (up_is_uring(m) && (cfg->event != UPCALL_EVENT_UNBLOCK ||
-				       cfg->block_kind == UPCALL_BLOCK_PREAD))
+			       cfg->block_kind == UPCALL_BLOCK_PREAD))
 		return -EINVAL;
 	if (cfg->block_kind == UPCALL_BLOCK_PREAD && !cfg->dir)
 		return -EINVAL;
@@ -1166,15 +1184,17 @@ static int up_setup(struct up *u, const struct upcall_maps *maps,
 			return err;
 	}
 	if (cfg->anatomy || cfg->mechanism == UPCALL_BPF_RINGBUF_ADAPTIVE) {
-		err = up_map_stages(maps->stages_fd, &u->stages, &u->stages_len);
+		err = up_map_stages(maps->stages_fd, &u->stages,
+				    &u->stages_len);
 		if (err)
 			return err;
 		__atomic_store_n(&u->stages->armed, 0, __ATOMIC_SEQ_CST);
-		u->stages->sched_tid = (uint32_t)gettid();	/* we schedule */
+		u->stages->sched_tid = (uint32_t)gettid(); /* we schedule */
 		u->stages->sched_cpu = (uint32_t)cfg->sched_cpu;
 		u->stages->ring_wakeup =
 			cfg->mechanism == UPCALL_BPF_RINGBUF_ADAPTIVE ?
-			UP_RING_ADAPTIVE : UP_RING_FORCE;
+				UP_RING_ADAPTIVE :
+				UP_RING_FORCE;
 		u->anatomy = cfg->anatomy;
 	}
 	if (u->uring)
@@ -1282,8 +1302,9 @@ static int up_teardown(struct up *u, uint64_t base_lost)
 	}
 	if (u->slot) {
 		__atomic_store_n(&u->slot->ring_kinds, 0, __ATOMIC_RELAXED);
-		u->out->ring_lost = __atomic_load_n(&u->slot->ring_lost,
-						    __ATOMIC_ACQUIRE) - base_lost;
+		u->out->ring_lost =
+			__atomic_load_n(&u->slot->ring_lost, __ATOMIC_ACQUIRE) -
+			base_lost;
 	}
 	if (u->vps)
 		munmap(u->vps, u->vps_len);
@@ -1335,7 +1356,8 @@ int upcall_run(struct lab_handshake *hs, const struct upcall_config *cfg,
 	       const struct upcall_maps *maps, double *latency_ns,
 	       double *since_source_ns, struct upcall_counts *out)
 {
-	uint64_t i, taken = 0, base_lost = 0, base_blocks = 0, base_unblocks = 0;
+	uint64_t i, taken = 0, base_lost = 0, base_blocks = 0,
+		    base_unblocks = 0;
 	size_t size = (sizeof(struct up) + LAB_CACHELINE - 1) &
 		      ~(size_t)(LAB_CACHELINE - 1);
 	cpu_set_t saved;
@@ -1364,7 +1386,8 @@ int upcall_run(struct lab_handshake *hs, const struct upcall_config *cfg,
 	u->max_attempts = u->total + u->total / 4 + 64;
 	u->slice_ms = UP_WAIT_SLICE_MS;
 	if ((2 * cfg->block_ns + cfg->run_ns) / 1000000 >= UP_WAIT_SLICE_MS)
-		u->slice_ms = (int)((2 * cfg->block_ns + cfg->run_ns) / 1000000) + 1;
+		u->slice_ms =
+			(int)((2 * cfg->block_ns + cfg->run_ns) / 1000000) + 1;
 	u->kind = cfg->event == UPCALL_EVENT_BLOCK ? UP_KIND_BLOCK :
 						     UP_KIND_UNBLOCK;
 	u->bpf = up_is_bpf(cfg->mechanism);
@@ -1391,17 +1414,18 @@ int upcall_run(struct lab_handshake *hs, const struct upcall_config *cfg,
 				break;
 			if (u->bpf) {
 				base_blocks = up_seq(u->slot, UP_KIND_BLOCK);
-				base_unblocks = up_seq(u->slot, UP_KIND_UNBLOCK);
+				base_unblocks =
+					up_seq(u->slot, UP_KIND_UNBLOCK);
 			}
 			u->counting = true;
 		}
 		if (i == u->max_attempts) {
-			err = -EAGAIN;	/* most calls did not block */
+			err = -EAGAIN; /* most calls did not block */
 			break;
 		}
-		err = up_iteration(u, i, u->counting ?
-				   (int64_t)(taken - cfg->warmup) : -1,
-				   latency_ns, since_source_ns);
+		err = up_iteration(
+			u, i, u->counting ? (int64_t)(taken - cfg->warmup) : -1,
+			latency_ns, since_source_ns);
 		if (err == 0)
 			taken++;
 		else if (err == 1)
@@ -1409,7 +1433,8 @@ int upcall_run(struct lab_handshake *hs, const struct upcall_config *cfg,
 	}
 	if (!err) {
 		if (u->bpf) {
-			out->blocks = up_seq(u->slot, UP_KIND_BLOCK) - base_blocks;
+			out->blocks =
+				up_seq(u->slot, UP_KIND_BLOCK) - base_blocks;
 			out->unblocks = up_seq(u->slot, UP_KIND_UNBLOCK) -
 					base_unblocks;
 		}
@@ -1510,7 +1535,7 @@ int upcall_reset_maps(const struct upcall_maps *maps)
 	for (;;) {
 		memset(&attr, 0, sizeof(attr));
 		attr.map_fd = (uint32_t)maps->tids_fd;
-		attr.key = 0;		/* NULL: the first key */
+		attr.key = 0; /* NULL: the first key */
 		attr.next_key = (uint64_t)(uintptr_t)&next;
 		if (up_bpf(BPF_MAP_GET_NEXT_KEY, &attr) < 0) {
 			if (errno == ENOENT)
@@ -1610,7 +1635,8 @@ static int up_burst_record(void *ctx, const void *data, uint32_t len)
 	struct up_burst *b = ctx;
 	const struct up_event *ev = data;
 
-	if (len != sizeof(*ev) || ev->kind != UP_KIND_BLOCK || ev->vp != UP_VP) {
+	if (len != sizeof(*ev) || ev->kind != UP_KIND_BLOCK ||
+	    ev->vp != UP_VP) {
 		b->out->bad++;
 		return 0;
 	}
@@ -1643,7 +1669,7 @@ int upcall_burst(const struct upcall_maps *maps, int cpu, uint32_t rounds,
 	if (!maps || !rounds)
 		return -EINVAL;
 	b = aligned_alloc(LAB_CACHELINE, (sizeof(*b) + LAB_CACHELINE - 1) &
-			  ~(size_t)(LAB_CACHELINE - 1));
+						 ~(size_t)(LAB_CACHELINE - 1));
 	if (!b)
 		return -ENOMEM;
 	memset(b, 0, sizeof(*b));
@@ -1663,7 +1689,8 @@ int upcall_burst(const struct upcall_maps *maps, int cpu, uint32_t rounds,
 		free(b);
 		return err;
 	}
-	__atomic_store_n(&slot->ring_kinds, 1u << UP_KIND_BLOCK, __ATOMIC_RELAXED);
+	__atomic_store_n(&slot->ring_kinds, 1u << UP_KIND_BLOCK,
+			 __ATOMIC_RELAXED);
 	__atomic_store_n(&slot->ring_if_sleeping, 0, __ATOMIC_SEQ_CST);
 	/* whatever an earlier user of the program left */
 	bpf_ring_consume(&ring, up_burst_record, b);
@@ -1691,7 +1718,8 @@ int upcall_burst(const struct upcall_maps *maps, int cpu, uint32_t rounds,
 	for (r = 0; r < rounds && !err; r++) {
 		/* nobody reads the ring while the round runs */
 		atomic_store(&b->go_round, r + 1);
-		while (atomic_load(&b->done_round) <= r && !atomic_load(&b->err))
+		while (atomic_load(&b->done_round) <= r &&
+		       !atomic_load(&b->err))
 			usleep(200);
 		err = atomic_load(&b->err);
 		n = bpf_ring_consume(&ring, up_burst_record, b);
@@ -1713,8 +1741,8 @@ out:
 	out->kernel_events = up_seq(slot, UP_KIND_BLOCK) - base_seq;
 	out->records = ring.records;
 	out->discarded = ring.discarded;
-	out->lost = __atomic_load_n(&slot->ring_lost, __ATOMIC_ACQUIRE) -
-		    base_lost;
+	out->lost =
+		__atomic_load_n(&slot->ring_lost, __ATOMIC_ACQUIRE) - base_lost;
 	__atomic_store_n(&slot->ring_kinds, 0, __ATOMIC_RELAXED);
 	bpf_ring_close(&ring);
 	munmap(vps, vps_len);
@@ -1756,8 +1784,8 @@ static struct {
 	uint64_t interval;
 	uint64_t n;
 	double *out;
-	_Atomic uint64_t k;		/* expiries so far, overruns included */
-	_Atomic uint64_t taken;		/* samples recorded */
+	_Atomic uint64_t k;	/* expiries so far, overruns included */
+	_Atomic uint64_t taken; /* samples recorded */
 	_Atomic uint64_t overruns;
 	_Atomic uint64_t clamped;
 } up_sig;
@@ -1930,8 +1958,8 @@ static int up_phase_timerfd(struct up_timer *t, uint64_t n, double *out)
 
 static int up_phase_signal(struct up_timer *t, uint64_t n, double *out)
 {
-	uint64_t deadline = now_ns() + 1000000000ull +
-			    (n + 1) * t->interval * 20;
+	uint64_t deadline =
+		now_ns() + 1000000000ull + (n + 1) * t->interval * 20;
 	struct itimerspec its;
 	bool busy = t->kind == UPCALL_TIMER_SIGNAL_BUSY;
 	sigset_t set;
@@ -2059,7 +2087,7 @@ static int up_phase_multishot(struct up_timer *t, uint64_t n, double *out)
 	if (!sqe || n > UINT32_MAX)
 		return -EINVAL;
 	lab_prep_timeout_multishot(sqe, &ts, (unsigned)n);
-	sqe->user_data = 0x6d756c7469ull;	/* "multi" */
+	sqe->user_data = 0x6d756c7469ull; /* "multi" */
 	t_sub = now_ns();
 	do
 		ret = io_uring_submit(&t->ring);
@@ -2076,7 +2104,7 @@ static int up_phase_multishot(struct up_timer *t, uint64_t n, double *out)
 		flags = cqe->flags;
 		io_uring_cqe_seen(&t->ring, cqe);
 		if (res == -EINVAL)
-			return -EOPNOTSUPP;	/* before 6.4 */
+			return -EOPNOTSUPP; /* before 6.4 */
 		if (res != -ETIME)
 			return res < 0 ? res : -EIO;
 		if (flags & IORING_CQE_F_MORE)
@@ -2094,7 +2122,8 @@ static int up_phase_multishot(struct up_timer *t, uint64_t n, double *out)
 		t->counts->cqes_more += more;
 		t->counts->expiries += n;
 		t->counts->clamped += clamped;
-		t->counts->drift_ns = (int64_t)(now - (t_sub + n * t->interval));
+		t->counts->drift_ns =
+			(int64_t)(now - (t_sub + n * t->interval));
 	}
 	/* a timeout that would go on (F_MORE on the last one) is a kernel
 	 * that ignored the count */
@@ -2168,7 +2197,8 @@ int upcall_timer(struct lab_handshake *hs, int kind, int cpu, int rt_priority,
 out:
 	up_timer_teardown(&t);
 	if (changed_policy) {
-		e2 = -pthread_setschedparam(pthread_self(), old_policy, &old_sp);
+		e2 = -pthread_setschedparam(pthread_self(), old_policy,
+					    &old_sp);
 		if (!err)
 			err = e2;
 	}

@@ -12,16 +12,16 @@
 /* How the scheduler learns of the event (lab/families/upcall.py names
  * them as variants; tests/test_upcall.py checks they agree). */
 enum upcall_mechanism {
-	UPCALL_BPF_RINGBUF = 0,		/* epoll on the BPF ring buffer */
-	UPCALL_BPF_FLAG = 1,		/* spin on the mmap'ed BPF array */
-	UPCALL_BPF_FLAG_SLEEP = 2,	/* spin spin_ns, then epoll on the ring */
-	UPCALL_FUTEX_HINT = 3,		/* the worker FUTEX_WAKEs the scheduler */
-	UPCALL_URING_POLL = 4,		/* the call is an SQE; spin on the CQ */
-	UPCALL_URING_WAIT = 5,		/* ...; io_uring_wait_cqe() */
-	UPCALL_URING_EVENTFD = 6,	/* ...; epoll on a registered eventfd */
-	UPCALL_BPF_RINGBUF_ADAPTIVE = 7,	/* bpf_ringbuf, records without
+	UPCALL_BPF_RINGBUF = 0,	   /* epoll on the BPF ring buffer */
+	UPCALL_BPF_FLAG = 1,	   /* spin on the mmap'ed BPF array */
+	UPCALL_BPF_FLAG_SLEEP = 2, /* spin spin_ns, then epoll on the ring */
+	UPCALL_FUTEX_HINT = 3,	   /* the worker FUTEX_WAKEs the scheduler */
+	UPCALL_URING_POLL = 4,	   /* the call is an SQE; spin on the CQ */
+	UPCALL_URING_WAIT = 5,	   /* ...; io_uring_wait_cqe() */
+	UPCALL_URING_EVENTFD = 6,  /* ...; epoll on a registered eventfd */
+	UPCALL_BPF_RINGBUF_ADAPTIVE = 7, /* bpf_ringbuf, records without
 					 * BPF_RB_FORCE_WAKEUP (flags 0) */
-	UPCALL_BPF_FLAG_IDLE = 8,	/* bpf_flag, the scheduler polling at
+	UPCALL_BPF_FLAG_IDLE = 8,	 /* bpf_flag, the scheduler polling at
 					 * SCHED_IDLE: it runs when the CPU
 					 * would otherwise go idle */
 	UPCALL_NR_MECHANISMS = 9
@@ -33,60 +33,60 @@ enum upcall_mechanism {
  * 0 and its time goes to the next one: the rows of a sample sum to its
  * latency); then the IPIs the event's CPU sent during the upcall. */
 enum upcall_stage {
-	UPCALL_STAGE_RAISE = 0,		/* event -> irq_work self-IPI raised */
-	UPCALL_STAGE_IRQ_WORK = 1,	/* -> irq_work_entry on the event's CPU */
-	UPCALL_STAGE_WAKING = 2,	/* -> sched_waking of the scheduler */
-	UPCALL_STAGE_WAKE_IPI = 3,	/* -> IPI to the scheduler's CPU */
-	UPCALL_STAGE_SWITCH_IN = 4,	/* -> sched_switch to the scheduler */
-	UPCALL_STAGE_USER = 5,		/* -> the scheduler's own stamp */
+	UPCALL_STAGE_RAISE = 0,	    /* event -> irq_work self-IPI raised */
+	UPCALL_STAGE_IRQ_WORK = 1,  /* -> irq_work_entry on the event's CPU */
+	UPCALL_STAGE_WAKING = 2,    /* -> sched_waking of the scheduler */
+	UPCALL_STAGE_WAKE_IPI = 3,  /* -> IPI to the scheduler's CPU */
+	UPCALL_STAGE_SWITCH_IN = 4, /* -> sched_switch to the scheduler */
+	UPCALL_STAGE_USER = 5,	    /* -> the scheduler's own stamp */
 	UPCALL_NR_STAGES = 6,
-	UPCALL_ANATOMY_IPIS = 6,	/* row: IPIs sent by the event's CPU */
-	UPCALL_ANATOMY_SELF_IPIS = 7,	/* row: ... to itself */
+	UPCALL_ANATOMY_IPIS = 6,      /* row: IPIs sent by the event's CPU */
+	UPCALL_ANATOMY_SELF_IPIS = 7, /* row: ... to itself */
 	UPCALL_ANATOMY_ROWS = 8
 };
 
 enum upcall_event {
-	UPCALL_EVENT_BLOCK = 0,		/* sched:sched_switch of the worker */
-	UPCALL_EVENT_UNBLOCK = 1	/* sched:sched_waking of the worker */
+	UPCALL_EVENT_BLOCK = 0,	 /* sched:sched_switch of the worker */
+	UPCALL_EVENT_UNBLOCK = 1 /* sched:sched_waking of the worker */
 };
 
 /* What the worker blocks in. */
 enum upcall_block_kind {
-	UPCALL_BLOCK_FUTEX = 0,		/* FUTEX_WAIT until released */
-	UPCALL_BLOCK_NANOSLEEP = 1,	/* clock_nanosleep(TIMER_ABSTIME) */
-	UPCALL_BLOCK_PIPE = 2,		/* read() of an empty pipe */
-	UPCALL_BLOCK_PREAD = 3,		/* pread() of an evicted 4 KiB block */
+	UPCALL_BLOCK_FUTEX = 0,	    /* FUTEX_WAIT until released */
+	UPCALL_BLOCK_NANOSLEEP = 1, /* clock_nanosleep(TIMER_ABSTIME) */
+	UPCALL_BLOCK_PIPE = 2,	    /* read() of an empty pipe */
+	UPCALL_BLOCK_PREAD = 3,	    /* pread() of an evicted 4 KiB block */
 	UPCALL_NR_BLOCK_KINDS = 4
 };
 
 /* The upcall program's maps (lab/families/upcall_bpf.c), as bcc made them;
  * -1 for mechanisms that use none. */
 struct upcall_maps {
-	int ring_fd;		/* lab_upcall_ring: BPF_MAP_TYPE_RINGBUF */
-	int vps_fd;		/* lab_upcall_vps: mmap-able array of VP slots */
-	int tids_fd;		/* lab_upcall_tids: hash, tid -> VP */
-	int stages_fd;		/* lab_upcall_stages: the upcall in flight
+	int ring_fd;   /* lab_upcall_ring: BPF_MAP_TYPE_RINGBUF */
+	int vps_fd;    /* lab_upcall_vps: mmap-able array of VP slots */
+	int tids_fd;   /* lab_upcall_tids: hash, tid -> VP */
+	int stages_fd; /* lab_upcall_stages: the upcall in flight
 				 * (read only with anatomy or the adaptive
 				 * ring: 0 from a caller that sets neither) */
 };
 
 struct upcall_config {
-	int mechanism;		/* enum upcall_mechanism */
-	int event;		/* enum upcall_event (bpf mechanisms) */
-	int block_kind;		/* enum upcall_block_kind */
-	int cpu;		/* the worker and the waker */
-	int sched_cpu;		/* the scheduler: cpu or another one */
-	uint64_t block_ns;	/* nanosleep: its length; futex, pipe (unblock,
+	int mechanism;	     /* enum upcall_mechanism */
+	int event;	     /* enum upcall_event (bpf mechanisms) */
+	int block_kind;	     /* enum upcall_block_kind */
+	int cpu;	     /* the worker and the waker */
+	int sched_cpu;	     /* the scheduler: cpu or another one */
+	uint64_t block_ns;   /* nanosleep: its length; futex, pipe (unblock,
 				 * uring): the waker's delay after the block */
-	uint64_t run_ns;	/* worker: user-space work before each block */
-	uint64_t spin_ns;	/* bpf_flag_sleep: spin budget before epoll */
-	const char *dir;	/* pread: where the file is made (ext4) */
-	uint64_t warmup;	/* unrecorded upcalls before the window */
-	uint64_t nr_samples;	/* upcalls measured */
-	int anatomy;		/* 1: arm lab_upcall_stages for every upcall
+	uint64_t run_ns;     /* worker: user-space work before each block */
+	uint64_t spin_ns;    /* bpf_flag_sleep: spin budget before epoll */
+	const char *dir;     /* pread: where the file is made (ext4) */
+	uint64_t warmup;     /* unrecorded upcalls before the window */
+	uint64_t nr_samples; /* upcalls measured */
+	int anatomy;	     /* 1: arm lab_upcall_stages for every upcall
 				 * (its programs attached) and fill
 				 * anatomy_ns */
-	double *anatomy_ns;	/* UPCALL_ANATOMY_ROWS x nr_samples, row-major */
+	double *anatomy_ns;  /* UPCALL_ANATOMY_ROWS x nr_samples, row-major */
 };
 
 /* Over the measured window unless the comment says otherwise. */
@@ -106,7 +106,7 @@ struct upcall_counts {
 				 * came while another tracing BPF program ran on
 				 * that CPU: the kernel's per-CPU bpf_prog_active
 				 * guard skips nested programs); another call */
-	uint64_t missed_events;	/* sequence numbers skipped: events folded into
+	uint64_t missed_events; /* sequence numbers skipped: events folded into
 				 * one flag update (must be 0) */
 	uint64_t spun;		/* upcalls found by polling */
 	uint64_t slept;		/* upcalls the scheduler slept for */
@@ -114,17 +114,17 @@ struct upcall_counts {
 				 * few ns) recorded as 0 */
 	/* the ring, whole run: every record must be consumed exactly once,
 	 * in order */
-	uint64_t ring_records;	/* consumed */
-	uint64_t ring_lost;	/* the program found no room (must be 0) */
-	uint64_t ring_discarded;	/* BPF_RINGBUF_DISCARD_BIT (must be 0) */
-	uint64_t ring_bad;	/* wrong size, VP, kind or order (must be 0) */
-	uint64_t foreign;	/* records of another thread (must be 0) */
+	uint64_t ring_records;	 /* consumed */
+	uint64_t ring_lost;	 /* the program found no room (must be 0) */
+	uint64_t ring_discarded; /* BPF_RINGBUF_DISCARD_BIT (must be 0) */
+	uint64_t ring_bad;	 /* wrong size, VP, kind or order (must be 0) */
+	uint64_t foreign;	 /* records of another thread (must be 0) */
 	/* pread: measured blocks in the page cache when the window opened */
 	uint64_t resident_before;
 	uint64_t worker_tid;
 	/* anatomy: samples in which each stage's stamp was present */
 	uint64_t stage_seen[6];
-	int32_t sched_policy;	/* the scheduler's policy as it ran */
+	int32_t sched_policy; /* the scheduler's policy as it ran */
 };
 
 /*
@@ -155,14 +155,14 @@ int upcall_run(struct lab_handshake *hs, const struct upcall_config *cfg,
 struct upcall_burst_result {
 	uint64_t blocks;	/* block calls of the registered thread (a
 				 * sleep may end before it blocks) */
-	uint64_t kernel_events;	/* its VP slot's block_seq at the end */
+	uint64_t kernel_events; /* its VP slot's block_seq at the end */
 	uint64_t records;	/* consumed */
 	uint64_t lost;		/* ring_lost of the slot */
 	uint64_t discarded;
-	uint64_t out_of_order;	/* seq not the previous one + 1 (after lost) */
-	uint64_t foreign;	/* records of another tid */
-	uint64_t bad;		/* wrong size or kind */
-	uint64_t max_batch;	/* most records one drain found */
+	uint64_t out_of_order; /* seq not the previous one + 1 (after lost) */
+	uint64_t foreign;      /* records of another tid */
+	uint64_t bad;	       /* wrong size or kind */
+	uint64_t max_batch;    /* most records one drain found */
 };
 
 int upcall_burst(const struct upcall_maps *maps, int cpu, uint32_t rounds,
@@ -205,27 +205,27 @@ int upcall_program_stats(int prog_fd, uint64_t *run_time_ns, uint64_t *run_cnt);
 /* ---- timers: lateness of a periodic expiry (seed 000) ------------------ */
 
 enum upcall_timer_kind {
-	UPCALL_TIMER_NANOSLEEP = 0,	/* clock_nanosleep(TIMER_ABSTIME) */
-	UPCALL_TIMER_TIMERFD = 1,	/* periodic timerfd, read() */
-	UPCALL_TIMER_SIGNAL = 2,	/* POSIX timer, SIGEV_THREAD_ID, the
+	UPCALL_TIMER_NANOSLEEP = 0,   /* clock_nanosleep(TIMER_ABSTIME) */
+	UPCALL_TIMER_TIMERFD = 1,     /* periodic timerfd, read() */
+	UPCALL_TIMER_SIGNAL = 2,      /* POSIX timer, SIGEV_THREAD_ID, the
 					 * handler runs; thread in sigsuspend */
-	UPCALL_TIMER_SIGNAL_BUSY = 3,	/* ... thread busy in user space */
-	UPCALL_TIMER_URING = 4,		/* IORING_OP_TIMEOUT, absolute, re-armed */
-	UPCALL_TIMER_URING_MULTISHOT = 5,	/* IORING_TIMEOUT_MULTISHOT */
+	UPCALL_TIMER_SIGNAL_BUSY = 3, /* ... thread busy in user space */
+	UPCALL_TIMER_URING = 4, /* IORING_OP_TIMEOUT, absolute, re-armed */
+	UPCALL_TIMER_URING_MULTISHOT = 5, /* IORING_TIMEOUT_MULTISHOT */
 	UPCALL_NR_TIMER_KINDS = 6
 };
 
 struct upcall_timer_counts {
-	uint64_t expiries;	/* expiries the measured samples cover */
-	uint64_t overruns;	/* expiries that passed unseen (timerfd count
+	uint64_t expiries;	 /* expiries the measured samples cover */
+	uint64_t overruns;	 /* expiries that passed unseen (timerfd count
 				 * > 1, timer_getoverrun()) */
-	uint64_t clamped;	/* multishot: gaps shorter than the interval */
-	uint64_t sqes;		/* io_uring: SQEs submitted in the window */
-	uint64_t cqes;		/* io_uring: CQEs reaped in the window */
-	uint64_t cqes_more;	/* ... with IORING_CQE_F_MORE */
-	uint64_t timer_slack_ns;	/* the thread's (PR_GET_TIMERSLACK) */
-	int64_t drift_ns;	/* multishot: last CQE minus start + n * interval */
-	int32_t policy;		/* SCHED_OTHER 0, SCHED_FIFO 1 as run */
+	uint64_t clamped;	 /* multishot: gaps shorter than the interval */
+	uint64_t sqes;		 /* io_uring: SQEs submitted in the window */
+	uint64_t cqes;		 /* io_uring: CQEs reaped in the window */
+	uint64_t cqes_more;	 /* ... with IORING_CQE_F_MORE */
+	uint64_t timer_slack_ns; /* the thread's (PR_GET_TIMERSLACK) */
+	int64_t drift_ns; /* multishot: last CQE minus start + n * interval */
+	int32_t policy;	  /* SCHED_OTHER 0, SCHED_FIFO 1 as run */
 	int32_t priority;
 };
 

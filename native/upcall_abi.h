@@ -10,8 +10,8 @@
 
 #include <stdint.h>
 
-#define UP_KIND_BLOCK		0u
-#define UP_KIND_UNBLOCK		1u
+#define UP_KIND_BLOCK	0u
+#define UP_KIND_UNBLOCK 1u
 
 struct up_vp {
 	uint64_t block_seq;
@@ -40,11 +40,11 @@ struct up_event {
 
 /* The upcall in flight, stage by stage (the anatomy: see
  * lab/families/upcall_bpf.c). */
-#define UP_ARMED_BLOCK		1u	/* the block event starts it */
-#define UP_ARMED_UNBLOCK	2u	/* the unblock event starts it */
-#define UP_ARMED_USER		3u	/* C stored the event's time */
-#define UP_RING_FORCE		0u	/* BPF_RB_FORCE_WAKEUP */
-#define UP_RING_ADAPTIVE	1u	/* flags 0 */
+#define UP_ARMED_BLOCK	 1u /* the block event starts it */
+#define UP_ARMED_UNBLOCK 2u /* the unblock event starts it */
+#define UP_ARMED_USER	 3u /* C stored the event's time */
+#define UP_RING_FORCE	 0u /* BPF_RB_FORCE_WAKEUP */
+#define UP_RING_ADAPTIVE 1u /* flags 0 */
 
 struct up_stages {
 	uint64_t event_ns;

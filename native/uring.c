@@ -29,11 +29,12 @@ int lab_uring_probe(uint8_t *supported, int nr_ops, int *last_op,
 	probe = io_uring_get_probe_ring(&ring);
 	if (!probe) {
 		io_uring_queue_exit(&ring);
-		return -EOPNOTSUPP;	/* kernel before 5.6 has no probe */
+		return -EOPNOTSUPP; /* kernel before 5.6 has no probe */
 	}
 	*last_op = probe->last_op;
 	for (i = 0; i < probe->ops_len && i < nr_ops; i++)
-		supported[i] = (probe->ops[i].flags & IO_URING_OP_SUPPORTED) != 0;
+		supported[i] = (probe->ops[i].flags & IO_URING_OP_SUPPORTED) !=
+			       0;
 	io_uring_free_probe(probe);
 	io_uring_queue_exit(&ring);
 	return 0;

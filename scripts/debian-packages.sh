@@ -8,12 +8,13 @@
 #   rt-tests          cyclictest, the reference for timer-upcall lateness
 #   linux-perf        perf bench sched pipe, the reference for the pipe round trip
 #   poppler-utils     pdftotext / pdftoppm: tests read the PDF report
+#   clang-format      `make lint`: the C sources in the kernel's style
 # Usage: scripts/debian-packages.sh [--check]
 set -eu
 
 arch=$(dpkg --print-architecture 2>/dev/null || echo amd64)
 packages="build-essential python3-dev python3-venv liburing-dev python3-bpfcc bpfcc-tools
-linux-headers-$arch bpftool rt-tests linux-perf poppler-utils"
+linux-headers-$arch bpftool rt-tests linux-perf poppler-utils clang-format"
 
 missing=""
 for p in $packages; do

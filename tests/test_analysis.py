@@ -12,11 +12,20 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis import (fmt_value, headline, kernel_view_table, load_run, load_wakeups,
-                      probe_overhead_summary, probe_overhead_table, show_text, summarise,
-                      user_samples)
-from analysis._format import fmt_percent, kernel_view_rows
-from analysis._kernel import kernel_view_line
+from analysis import (
+    fmt_value,
+    headline,
+    kernel_view_table,
+    load_run,
+    load_wakeups,
+    probe_overhead_summary,
+    probe_overhead_table,
+    show_text,
+    summarise,
+    user_samples,
+)
+from analysis._format import fmt_percent
+from analysis._kernel import kernel_view_line, kernel_view_rows
 from analysis._stats import bootstrap_median_ci
 from analysis._views import OVERHEAD_HINT
 from lab import store
@@ -676,7 +685,7 @@ def test_fit_slope_of_a_line():
 
 
 def test_chains_cost_per_atom_on_known_slopes(tmp_path):
-    from analysis.sections.chains import atom_costs, findings_lines, versus_reference, chain_data
+    from analysis.sections.chains import atom_costs, chain_data, findings_lines, versus_reference
     run = load_run(_chains_run(tmp_path, {"syscalls": 250.0, "uring_link": 120.0}))
     costs = atom_costs(run).set_index("variant")
     assert costs.loc["syscalls", "slope"] == pytest.approx(250, abs=1)

@@ -10,7 +10,8 @@ import tempfile
 
 import pytest
 
-from lab import probes, runner, suite as suite_mod
+from lab import probes, runner
+from lab import suite as suite_mod
 from lab.environment import Fact, capabilities
 from lab.probes import headers
 

@@ -22,8 +22,17 @@ import pytest
 
 from lab import probes, store
 
-from .helpers import (LAB, background_lab, lab_bpf_objects, multithreaded_worker, require_probes,
-                      run_dir_of, tracefs_as_found, wait_for, workers_of)
+from .helpers import (
+    LAB,
+    background_lab,
+    lab_bpf_objects,
+    multithreaded_worker,
+    require_probes,
+    run_dir_of,
+    tracefs_as_found,
+    wait_for,
+    workers_of,
+)
 
 N = 10007               # prime: a count that matches is not a coincidence
 SLACK = 32              # the handshake's own system calls and switches, a timer tick

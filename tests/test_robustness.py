@@ -21,8 +21,16 @@ import pytest
 from lab import lock, store
 from lab.probes import tracefs
 
-from .helpers import (any_worker_alive, background_lab, lab_bpf_objects, requires_root,
-                      run_dir_of, run_lab, wait_for, workers_of)
+from .helpers import (
+    any_worker_alive,
+    background_lab,
+    lab_bpf_objects,
+    requires_root,
+    run_dir_of,
+    run_lab,
+    wait_for,
+    workers_of,
+)
 
 # long enough to be caught mid-run, every run short (a Ctrl-C is answered
 # at once); null_syscall needs no second CPU

@@ -13,8 +13,17 @@ import pytest
 
 from lab import store
 
-from .helpers import (LAB, any_worker_alive, background_lab, multithreaded_worker,
-                      requires_root, run_dir_of, wait_for, workers_of)
+from .helpers import (
+    LAB,
+    any_worker_alive,
+    background_lab,
+    multithreaded_worker,
+    requires_root,
+    run_dir_of,
+    wait_for,
+    workers_of,
+)
+
 
 def write_suite(tmp_path, body, name="t"):
     path = tmp_path / f"{name}.toml"

@@ -132,7 +132,8 @@ def test_sweep_is_counted_before_anything_is_expanded(tmp_path, monkeypatch):
     def expanded(self, variant):
         raise AssertionError("points expanded before the count")
     monkeypatch.setattr(suite_mod.FamilySelection, "points", expanded)
-    values = lambda lo, n: "[" + ", ".join(map(str, range(lo, lo + n))) + "]"
+    def values(lo, n):
+        return "[" + ", ".join(map(str, range(lo, lo + n))) + "]"
     path = write(tmp_path, "[suite]\nrepetitions = 1000\nprobe_overhead = true\n"
                            "[baseline]\nvariants = ['uring_nop_batched']\n"
                            f"batch = {values(1, 4096)}\nsamples = {values(10, 1000)}\n"
@@ -238,7 +239,8 @@ def test_points_sweep_only_the_params_a_variant_reads(tmp_path):
 
 def test_plan_interleaves_and_rotates(tmp_path):
     s = suite_mod.load(write(tmp_path, "[suite]\nrepetitions = 3\n"
-                                       "[baseline]\nvariants = ['clock_read', 'null_syscall', 'swapcontext']\n"))
+                                       "[baseline]\nvariants = "
+                                       "['clock_read', 'null_syscall', 'swapcontext']\n"))
     runs, skipped = plan(s, ALL_CAPS)
     assert not skipped
     order = [r.variant for r in runs]

@@ -25,11 +25,18 @@ import time
 import numpy as np
 import pytest
 
-from lab import native, store, suite
+from lab import native, store, suite, upcall_program
 from lab.families import upcall as U
 
-from .helpers import (lab_bpf_objects, require_probes, requires_root, run_dir_of, run_lab,
-                      tracefs_as_found, wait_for)
+from .helpers import (
+    lab_bpf_objects,
+    require_probes,
+    requires_root,
+    run_dir_of,
+    run_lab,
+    tracefs_as_found,
+    wait_for,
+)
 
 # bcc wants bytes for program text; lab.probes hands it str (it converts)
 pytestmark = pytest.mark.filterwarnings("ignore:not a bytes object:DeprecationWarning")
@@ -371,16 +378,16 @@ def test_a_program_handed_over_by_fds_is_reset_attached_and_detached(tmp_path):
     the program, a "worker" attaches through the fds (use_shared), finds
     the maps reset (a stale registration gone) and leaves nothing attached."""
     require_probes()
-    shared = U.SuitePrograms()
+    shared = upcall_program.SuitePrograms()
     try:
-        fds, spec = shared.for_run("upcall", "bpf_ringbuf", params())
+        fds, spec = shared.for_run(U.FAMILY.variant("bpf_ringbuf"), params())
         assert fds and shared.problem is None
-        assert shared.for_run("upcall", "timer_nanosleep", params()) == ((), {})
+        assert shared.for_run(U.FAMILY.variant("timer_nanosleep"), params()) == ((), {})
         # what a killed worker may leave: a thread still registered
         tids = spec["upcall_program"]["maps"]["tids_fd"]
         shared._program.bpf["lab_upcall_tids"][ctypes.c_uint32(4242)] = ctypes.c_uint32(0)
         assert len(shared._program.bpf["lab_upcall_tids"].items()) == 1
-        U.use_shared(spec["upcall_program"])
+        upcall_program.use_shared(spec["upcall_program"])
         try:
             with U.upcall_program("block", anatomy=True) as (program, maps):
                 assert program.bpf is None and maps.tids_fd == tids
@@ -397,7 +404,7 @@ def test_a_program_handed_over_by_fds_is_reset_attached_and_detached(tmp_path):
                 time.sleep(0.0005)
             assert slot[ctypes.c_uint32(0)].block_seq == before
         finally:
-            U.use_shared(None)
+            upcall_program.use_shared(None)
     finally:
         shared.close()
     wait_for(lambda: not upcall_objects(), timeout=10)
@@ -486,7 +493,7 @@ def test_every_variant_runs_through_lab_run(tmp_path):
             assert r["counters"].get(name, 0) == 0, (r["variant"], name)
     # compiled once, by the runner: every worker that needed the program
     # attached the runner's (and every one of them had the anatomy)
-    users = [r for r in runs if U.needs_program("upcall", r["variant"], r["params"])]
+    users = [r for r in runs if upcall_program.needs_program(U.FAMILY.variant(r["variant"]), r["params"])]
     assert users and all(r["counters"]["program_from_runner"] == 1 for r in users)
     assert all("stage_user" in r["n_samples"] for r in users)
     # ... and after the suite run nothing of it is left loaded

@@ -11,28 +11,11 @@ a kernel-view table beside the user-side one) through ``extra_blocks``.
 
 from __future__ import annotations
 
-from typing import Callable
-
-from analysis.sections import generic
-
-Section = Callable[..., None]
-SECTIONS: dict[str, Section] = {}
-
-
-def register(family: str) -> Callable[[Section], Section]:
-    """Decorator: ``@register("baseline")`` makes a function that family's section."""
-    def wrap(fn: Section) -> Section:
-        SECTIONS[family] = fn
-        return fn
-    return wrap
+# the built-in sections register themselves on import (a new family's
+# section module is added to this list)
+from analysis.sections import activations, baseline, chains, generic, msgport, syncfirst, upcall  # noqa: F401
+from analysis.sections.registry import SECTIONS, Section, register  # noqa: F401
 
 
 def section_for(family: str) -> Section:
     return SECTIONS.get(family, generic.render)
-
-
-# the built-in sections register themselves on import
-from analysis.sections import baseline, chains, syncfirst  # noqa: E402,F401
-from analysis.sections import upcall  # noqa: E402,F401
-from analysis.sections import activations  # noqa: E402,F401
-from analysis.sections import msgport  # noqa: E402,F401

@@ -47,14 +47,33 @@ import pandas as pd
 
 from analysis import plots
 from analysis._counters import counter_summary, kernel_per_op, run_table, with_params
-from analysis._format import (NOISY_MARK, fmt_count, fmt_rate, fmt_ratio, fmt_times, fmt_us,
-                              fmt_us_interval, fmt_value)
+from analysis._format import (
+    NOISY_MARK,
+    fmt_count,
+    fmt_rate,
+    fmt_ratio,
+    fmt_times,
+    fmt_us,
+    fmt_us_interval,
+    fmt_value,
+)
 from analysis._kernel import kernel_view_status
 from analysis._pages import Block, Heading, Report, Space, Table, Text
 from analysis._results import Run
-from analysis._views import (cell_kinds, family_summary, headline, is_set, median_ratio,
-                             per_run, plain_param, split_by_axes, swept_axes, user_samples)
-from analysis.sections import generic, register
+from analysis._views import (
+    cell_kinds,
+    family_summary,
+    headline,
+    is_set,
+    median_ratio,
+    per_run,
+    plain_param,
+    split_by_axes,
+    swept_axes,
+    user_samples,
+)
+from analysis.sections import generic
+from analysis.sections.registry import register
 from lab.families import activations as fam
 
 FAMILY = "activations"

@@ -26,8 +26,9 @@ from analysis._format import fmt_ratio, fmt_value
 from analysis._pages import Block, Heading, Report, Space, Text
 from analysis._results import NO_POINT, Run, load_wakeups
 from analysis._stats import NOISY_SPREAD
-from analysis._views import headline, median_ratio, per_run, run_sources
-from analysis.sections import generic, register
+from analysis._views import environment_value, headline, median_ratio, per_run, run_sources
+from analysis.sections import generic
+from analysis.sections.registry import register
 
 FAMILY = "baseline"
 SAME, CROSS = "placement=same_cpu", "placement=cross_cpu"
@@ -63,19 +64,6 @@ def _name(cell) -> str:
 
 def _v(cell) -> str:
     return f"{fmt_value(cell['median'])} {cell['unit']}".rstrip()
-
-
-def environment_value(env: dict, *names: str, contains: tuple[str, ...] = ()):
-    """The first of names present in the environment, else the first key
-    containing every one of ``contains``."""
-    for n in names:
-        if n in env:
-            return n, env[n]
-    if contains:
-        for k, v in env.items():
-            if all(c in k for c in contains):
-                return k, v
-    return None, None
 
 
 def wakeup_text(run: Run, table: pd.DataFrame) -> list[str]:

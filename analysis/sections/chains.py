@@ -31,9 +31,9 @@ from analysis._counters import counter_summary, kernel_per_op, with_params
 from analysis._format import fmt_count, fmt_ratio, fmt_value
 from analysis._pages import Block, Heading, Report, Space, Table, Text
 from analysis._results import Run
-from analysis._views import (cell_kinds, headline, median_ratio, per_run, split_by_axes,
-                             user_samples)
-from analysis.sections import generic, register
+from analysis._views import cell_kinds, headline, median_ratio, per_run, split_by_axes, user_samples
+from analysis.sections import generic
+from analysis.sections.registry import register
 
 FAMILY = "chains"
 REFERENCE = "syscalls"

@@ -11,14 +11,35 @@ import pandas as pd
 
 from analysis import _probe_cost, plots
 from analysis._counters import DERIVED, counter_table
-from analysis._format import (CI_NOTE, NOISY_NOTE, NUMERIC_HEADS, OVERHEAD_NOTE, counter_groups,
-                              kernel_view_rows, overhead_rows, summary_table)
-from analysis._kernel import (kernel_view_notes, kernel_view_status, kernel_view_table,
-                              overhead_sentence, probe_overhead_table)
+from analysis._format import (
+    CI_NOTE,
+    NOISY_NOTE,
+    NUMERIC_HEADS,
+    OVERHEAD_NOTE,
+    counter_groups,
+    overhead_rows,
+    summary_table,
+)
+from analysis._kernel import (
+    kernel_view_notes,
+    kernel_view_rows,
+    kernel_view_status,
+    kernel_view_table,
+    overhead_sentence,
+    probe_overhead_table,
+)
 from analysis._pages import ROWS_PER_PAGE, Block, Heading, Report, Space, Table, Text
 from analysis._results import Run
-from analysis._views import (PAIRED, cell_kinds, family_summary, headline, headline_samples,
-                             is_headline, label, user_side_note)
+from analysis._views import (
+    PAIRED,
+    cell_kinds,
+    family_summary,
+    headline,
+    headline_samples,
+    is_headline,
+    label,
+    user_side_note,
+)
 
 RATIO_NOTE = ("interval: the ratio of the medians' 95% CI bounds taken crosswise "
               "(low / reference high, high / reference low), at least as wide as the ratio's own")

@@ -56,10 +56,19 @@ from analysis._format import NOISY_MARK, fmt_count, fmt_rate, fmt_ratio, fmt_us,
 from analysis._kernel import kernel_view_status
 from analysis._pages import Block, Heading, Report, Space, Table, Text
 from analysis._results import Run
-from analysis._views import (cached_per_run, family_summary, headline,
-                             headline_samples, is_set, median_ratio, plain_param, user_side_note)
-from analysis.sections import generic, register
-from analysis.sections.baseline import environment_value
+from analysis._views import (
+    cached_per_run,
+    environment_value,
+    family_summary,
+    headline,
+    headline_samples,
+    is_set,
+    median_ratio,
+    plain_param,
+    user_side_note,
+)
+from analysis.sections import generic
+from analysis.sections.registry import register
 from lab.families import msgport as fam
 
 FAMILY = "msgport"
@@ -233,7 +242,8 @@ def reply_port_table(run: Run, family: str = FAMILY, seed: int = 0) -> pd.DataFr
     kernel_sqes_per_message, kernel_local_work_runs_per_message and, times
     the batch, kernel_local_work_runs_per_batch: NaN without a kernel
     view).  Rows by op, mode, batch."""
-    return cached_per_run(run, "msgport", ("ports", family, seed), lambda: _reply_port_table(run, family, seed))
+    return cached_per_run(run, "msgport", ("ports", family, seed),
+                          lambda: _reply_port_table(run, family, seed))
 
 
 def _reply_port_table(run: Run, family: str, seed: int) -> pd.DataFrame:

@@ -31,15 +31,22 @@ import numpy as np
 import pandas as pd
 
 from analysis import plots
-from analysis._counters import (counter_summary, kernel_per_op, run_table, throughput_summary,
-                                with_params)
+from analysis._counters import counter_summary, kernel_per_op, run_table, throughput_summary, with_params
 from analysis._format import fmt_percent, fmt_ratio, fmt_value
 from analysis._pages import Block, Heading, Report, Space, Table, Text
 from analysis._results import Run
 from analysis._stats import NOISY_SPREAD
-from analysis._views import (cell_kinds, headline, median_ratio, per_run, plain_param,
-                             split_by_axes, swept_axes)
-from analysis.sections import generic, register
+from analysis._views import (
+    cell_kinds,
+    headline,
+    median_ratio,
+    per_run,
+    plain_param,
+    split_by_axes,
+    swept_axes,
+)
+from analysis.sections import generic
+from analysis.sections.registry import register
 
 FAMILY = "syncfirst"
 SYNC, POOL, SYNCFIRST = "sync", "pool", "syncfirst"

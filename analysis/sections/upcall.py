@@ -50,10 +50,19 @@ from analysis._format import fmt_count, fmt_ratio, fmt_times, fmt_us, fmt_us_int
 from analysis._kernel import kernel_view_status, kernel_view_table
 from analysis._pages import Block, Heading, Report, Space, Table, Text
 from analysis._results import Run, load_wakeups
-from analysis._views import (cached_per_run, cell_kinds, family_summary, headline,
-                             headline_samples, is_set, median_ratio, run_sources)
-from analysis.sections import generic, register
-from analysis.sections.baseline import environment_value
+from analysis._views import (
+    cached_per_run,
+    cell_kinds,
+    environment_value,
+    family_summary,
+    headline,
+    headline_samples,
+    is_set,
+    median_ratio,
+    run_sources,
+)
+from analysis.sections import generic
+from analysis.sections.registry import register
 
 FAMILY = "upcall"
 BASELINE, PINGPONG, HANDOFF = "baseline", "futex_pingpong", "handoff"
@@ -224,7 +233,8 @@ def latency_table(run: Run, family: str = FAMILY, seed: int = 0) -> pd.DataFrame
     kernel's figure >= 0.5 where there is one, else the counter's, else
     whether the mechanism is one of SLEEPING); rows by placement,
     mechanism, event, block kind."""
-    return cached_per_run(run, "upcall", ("latency_table", family, seed), lambda: _latency_table(run, family, seed))
+    return cached_per_run(run, "upcall", ("latency_table", family, seed),
+                          lambda: _latency_table(run, family, seed))
 
 
 def _latency_table(run: Run, family: str, seed: int) -> pd.DataFrame:

@@ -226,8 +226,11 @@ _COUNTS = ("completions", "duplicate_completions", "calls", "blocking_calls", "b
            "ran_while_blocked", "ran_while_kernel_blocked", "max_running_activations", "vp_busy_ns", "cpu_ns",
            "activations", "ready_by_ioctl", "loops_per_us")
 HANDOFF_VARIANTS = ("futex_hint", "syncfirst", "monitor", "upcall")
-# the variants that attach the upcall program (lab.families.upcall.needs_program)
-UPCALL_PROGRAM_VARIANTS = ("upcall", "t4_activations")
+
+
+def _upcall_armed(p: dict[str, Any]) -> bool:
+    """Variant.loads_upcall_program of the variants that arm the block upcall."""
+    return True
 
 
 def _native():
@@ -347,7 +350,7 @@ def _task_variant(variant: str):
         _check(variant, p)
         cpus = vp_cpus(p["vps"], ctx.cpu, ctx.peer_cpu)
         if variant == "upcall":
-            from lab.families.upcall import upcall_program
+            from lab.upcall_program import upcall_program
             # compiled and attached before the C call: outside the window
             with upcall_program("block") as (_, maps):
                 task_ns, handoff_ns, c, window = run_tasks(variant, p, cpus, maps,
@@ -391,7 +394,7 @@ def _table4_variant(variant: str):
 
     def run(p: dict[str, Any], ctx: RunContext) -> Measurement:
         if variant == "t4_activations":
-            from lab.families.upcall import upcall_program
+            from lab.upcall_program import upcall_program
             with upcall_program("block") as (_, maps):
                 out = run_table4(variant, p, ctx.cpu, maps, ctx.handshake)
         else:
@@ -505,7 +508,8 @@ FAMILY = Family(
         Variant("upcall", "BPF block upcall (sched_switch -> ring) wakes the VP's spare "
                 "activation, which takes the VP; the returning one requeues its fiber",
                 _task_variant("upcall"), HANDOFF_WORK, (TASK_LATENCY, HANDOFF),
-                requires=RUNTIME + ("bpf",), peer_helper=_second_vp),
+                requires=RUNTIME + ("bpf",), peer_helper=_second_vp,
+                loads_upcall_program=_upcall_armed),
         Variant("uring", "the call is an IORING_OP_READ; the fiber waits for its CQE, the VP "
                 "never blocks", _task_variant("uring"), WORK, (TASK_LATENCY,),
                 requires=RUNTIME + ("io_uring",), peer_helper=_second_vp),
@@ -517,7 +521,8 @@ FAMILY = Family(
                 requires=RUNTIME),
         Variant("t4_activations", "Table IV with fibers on our activations, the upcall armed "
                 "(FastThreads on scheduler activations)", _table4_variant("t4_activations"),
-                T4_FIBERS, (NS_PER_OP,), requires=RUNTIME + ("bpf",)),
+                T4_FIBERS, (NS_PER_OP,), requires=RUNTIME + ("bpf",),
+                loads_upcall_program=_upcall_armed),
         Variant("t4_pthreads", "Table IV with kernel threads: pthread_create/join, futex "
                 "signal-wait on one CPU (Topaz threads)", _table4_variant("t4_pthreads"),
                 T4_KERNEL, (NS_PER_OP,)),

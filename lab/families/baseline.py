@@ -14,9 +14,11 @@ from typing import Any
 from lab.model import Family, Measurement, Metric, Param, RunContext, Variant
 
 NS_PER_OP = Metric("ns_per_op", "ns", "time per operation (mean over ops_per_sample)")
-NS_PER_SWITCH = Metric("ns_per_switch", "ns", "time per context switch (mean over ops_per_sample round trips)")
+NS_PER_SWITCH = Metric("ns_per_switch", "ns",
+                       "time per context switch (mean over ops_per_sample round trips)")
 ROUND_TRIP = Metric("round_trip", "ns", "one round trip, timed alone")
-HANDOFF = Metric("handoff", "ns", "one-way handoff: waker's stamp before the wake to wakee's stamp after it runs")
+HANDOFF = Metric("handoff", "ns",
+                 "one-way handoff: waker's stamp before the wake to wakee's stamp after it runs")
 
 PARAMS = (
     Param("samples", 2000, "samples", "recorded samples per run", low=10, high=10_000_000,

@@ -17,9 +17,9 @@ migrates, so the probe never runs on its events.
 
 from __future__ import annotations
 
-from lab.families import baseline as B
 from typing import Any
 
+from lab.families import baseline as B
 from lab.model import Family, Measurement, Metric, RunContext, Variant
 
 PARAMS = tuple(p for p in B.PARAMS if p.name in ("samples", "warmup", "ops_per_sample"))

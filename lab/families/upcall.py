@@ -129,6 +129,7 @@ alike.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import re
 import shutil
@@ -136,10 +137,17 @@ import subprocess
 from typing import Any
 
 from lab.model import Family, Measurement, Metric, Param, RunContext, Variant
+from lab.upcall_program import (
+    ANATOMY_FNS,
+    BLOCK_FN,
+    WAKE_FN,
+    bpf_stats,
+    program_misses,
+    program_stats,
+    upcall_program,
+)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-PROGRAM = os.path.join(HERE, "upcall_bpf.c")
-RING_PAGES = 16                 # the ring's data area: 64 KiB
 PREAD_MAX_BLOCKS = 32768        # 128 MiB of scratch file for pread
 CYCLICTEST = "cyclictest"
 PM_QOS = "/dev/cpu_dma_latency"
@@ -278,209 +286,7 @@ def _check(variant: str, p: dict[str, Any]) -> None:
 
 # Its functions, each a raw tracepoint program (the upcall program's
 # header says why not perf-event tracepoints): (function, tracepoint).
-BLOCK_FN = ("lab_upcall_block", "sched_switch")
-WAKE_FN = ("lab_upcall_wake", "sched_waking")
-# the anatomy: the stage stamps of the upcall in flight (anatomy = true)
-ANATOMY_FNS = (("lab_upcall_a_switch", "sched_switch"), ("lab_upcall_a_waking", "sched_waking"),
-               ("lab_upcall_a_ipi", "ipi_send_cpu"), ("lab_upcall_a_ipi_mask", "ipi_send_cpumask"),
-               ("lab_upcall_a_irq_work", "irq_work_entry"))
-FUNCTIONS = (BLOCK_FN, WAKE_FN) + ANATOMY_FNS
-# struct upcall_maps field -> the program's map
-MAPS = {"ring_fd": "lab_upcall_ring", "vps_fd": "lab_upcall_vps", "tids_fd": "lab_upcall_tids",
-        "stages_fd": "lab_upcall_stages"}
-
-
-def program_text(ring_pages: int = RING_PAGES) -> str:
-    """lab/families/upcall_bpf.c with its ring size (pages, a power of 2).
-    lab.probes.compile_program gives it the running kernel's field offsets
-    (LAB_OFF_<struct>_<field>, lab.probes.btf)."""
-    if ring_pages < 1 or ring_pages & (ring_pages - 1):
-        raise ValueError(f"ring_pages must be a power of 2, got {ring_pages}")
-    with open(PROGRAM) as f:
-        return f"#define LAB_UPCALL_RING_PAGES {ring_pages}\n" + f.read()
-
-
-def load_functions(bpf: Any) -> dict[str, int]:
-    """Load every function of the compiled program as a raw tracepoint
-    program (bcc keeps them and closes them in cleanup()): name -> fd."""
-    import bcc
-    return {name: bpf.load_func(name.encode(), bcc.BPF.RAW_TRACEPOINT).fd
-            for name, _ in FUNCTIONS}
-
-
-class Program:
-    """The upcall program as one run uses it: its functions' fds, its maps'
-    fds, and (loaded in this process) the bcc module, whose tables the
-    tests read: ``program["lab_upcall_vps"]``."""
-
-    def __init__(self, progs: dict[str, int], maps: dict[str, int], bpf: Any = None):
-        self.progs, self.maps, self.bpf = progs, maps, bpf
-        self.attached: list[str] = []       # functions attached for this run
-
-    def __getitem__(self, table: str) -> Any:
-        if self.bpf is None:
-            raise KeyError(f"{table}: the program was loaded by the runner; its tables are "
-                           "reached through their fds (Program.maps)")
-        return self.bpf[table]
-
-
-# Set in a worker the runner started with the program it loaded for the
-# suite (lab.worker: spec["upcall_program"]): {"progs": {name: fd}, "maps":
-# {field: fd}}; None: compile in this process.
-_shared: dict[str, dict[str, int]] | None = None
-
-
-def use_shared(handed: dict[str, dict[str, int]] | None) -> None:
-    global _shared
-    _shared = handed
-
-
-@contextlib.contextmanager
-def upcall_program(event: str | None = "block", ring_pages: int = RING_PAGES,
-                   anatomy: bool = False):
-    """The upcall program attached for one run: its block function on
-    sched_switch, for unblock upcalls its waking function too (the waking
-    of a thread counts only after a block it saw), and with ``anatomy``
-    the stage programs.  Yields (Program, cffi ``struct upcall_maps *``).
-    The program the runner loaded for the suite when it handed one over
-    (its maps reset first), else compiled here; detached (and, if
-    compiled here, unloaded) on every way out."""
-    from lab import probes, signals
-    from lab.native import NativeError, check
-    ffi, lib = _native()
-    # event None: the anatomy alone (mechanisms without a program)
-    wanted = ([BLOCK_FN] if event else []) + ([WAKE_FN] if event == "unblock" else []) + \
-        (list(ANATOMY_FNS) if anatomy else [])
-    with contextlib.ExitStack() as stack:
-        if _shared is not None and ring_pages == RING_PAGES:
-            program = Program(_shared["progs"], _shared["maps"])
-        else:
-            try:
-                bpf = stack.enter_context(probes.bpf_program(program_text(ring_pages),
-                                                             "the upcall program"))
-                program = Program(load_functions(bpf), {k: bpf[name].map_fd
-                                                        for k, name in MAPS.items()}, bpf)
-            except probes.ProbeError as e:
-                raise NativeError(f"upcall program: {e}") from None
-        maps = ffi.new("struct upcall_maps *", program.maps)
-        # a program shared by the suite's runs holds what the last run left
-        check(lib.upcall_reset_maps(maps), "upcall program: resetting its maps")
-        links: list[int] = []
-        try:
-            for name, tracepoint in wanted:
-                links.append(check(lib.upcall_attach(program.progs[name], tracepoint.encode()),
-                                   f"upcall program: attaching {name} to {tracepoint}"))
-                program.attached.append(name)
-            yield program, maps
-        finally:
-            with signals.held():        # closing a link detaches it
-                for fd in links:
-                    os.close(fd)
-
-
-@contextlib.contextmanager
-def bpf_stats():
-    """The kernel's run-time accounting of BPF programs, on while the
-    context lives (BPF_ENABLE_STATS: off again when its fd closes)."""
-    from lab.native import check
-    _, lib = _native()
-    fd = check(lib.upcall_enable_stats(), "BPF_ENABLE_STATS")
-    try:
-        yield
-    finally:
-        os.close(fd)
-
-
-def program_stats(program: Program, names: list[str]) -> tuple[int, int]:
-    """(run_time_ns, run_cnt) summed over the named functions."""
-    from lab.native import check
-    ffi, lib = _native()
-    total_ns = total_runs = 0
-    for name in names:
-        ns, runs = ffi.new("uint64_t *"), ffi.new("uint64_t *")
-        check(lib.upcall_program_stats(program.progs[name], ns, runs), "bpf_prog_info")
-        total_ns += int(ns[0])
-        total_runs += int(runs[0])
-    return total_ns, total_runs
-
-
-def needs_program(family: str, variant: str, params: dict[str, Any]) -> bool:
-    """Does a run of (family, variant, params) load the upcall program?
-    (The runner compiles it once for all such runs: SuitePrograms.)"""
-    if family == "upcall":
-        return variant in MECHANISMS and (variant.startswith("bpf") or
-                                          bool(params.get("anatomy")))
-    if family == "activations":
-        from lab.families import activations
-        return variant in activations.UPCALL_PROGRAM_VARIANTS
-    return False
-
-
-class SuitePrograms:
-    """The upcall program compiled and loaded once per suite run, by the
-    runner, before the first run that needs it; every such worker gets the
-    functions' and maps' fds (pass_fds, their numbers in its spec) and
-    attaches for its own run only.  bcc patches the maps' fds into the
-    instructions when it compiles, so no compiled program outlives the
-    suite run: there is no cache across suite runs.  If it cannot be
-    loaded here, workers compile it themselves (and fail saying why)."""
-
-    def __init__(self) -> None:
-        self._stack = contextlib.ExitStack()
-        self._program: Program | None = None
-        self.problem: str | None = None
-        self.compile_s: float | None = None
-
-    def for_run(self, family: str, variant: str, params: dict[str, Any]
-                ) -> tuple[tuple[int, ...], dict[str, Any]]:
-        """(fds to pass, spec entries) for one run."""
-        if not needs_program(family, variant, params):
-            return (), {}
-        if self._program is None and self.problem is None:
-            self._load()
-        if self._program is None:
-            return (), {}
-        p = self._program
-        return (tuple(p.progs.values()) + tuple(p.maps.values()),
-                {"upcall_program": {"progs": dict(p.progs), "maps": dict(p.maps)}})
-
-    def _load(self) -> None:
-        import time
-
-        from lab import probes
-        t0 = time.monotonic()
-        try:
-            bpf = self._stack.enter_context(probes.bpf_program(program_text(),
-                                                               "the upcall program"))
-            self._program = Program(load_functions(bpf), {k: bpf[name].map_fd
-                                                          for k, name in MAPS.items()}, bpf)
-        except Exception as e:      # bcc's own errors are plain Exceptions
-            # the workers then compile it themselves, and fail saying why
-            self._stack.close()
-            self.problem = str(e)
-        self.compile_s = round(time.monotonic() - t0, 3)
-
-    def close(self) -> None:
-        self._program = None
-        self._stack.close()
-
-
 # ---- block and unblock upcalls -----------------------------------------------
-
-def program_misses(program: Program) -> int:
-    """Times the kernel skipped the run's attached functions instead of
-    running them (bpf_prog_info.recursion_misses): a raw tracepoint program
-    is not run when its tracepoint fires (in an interrupt) while the same
-    program runs on that CPU."""
-    from lab.native import check
-    ffi, lib = _native()
-    total = 0
-    for name in program.attached:
-        misses = ffi.new("uint64_t *")
-        check(lib.upcall_program_misses(program.progs[name], misses), "bpf_prog_info")
-        total += int(misses[0])
-    return total
-
 
 def run_upcalls(mechanism: str, p: dict[str, Any], cpu: int, sched_cpu: int, scratch_dir: str,
                 maps: Any = None, handshake: Any = None, anatomy: dict | None = None):
@@ -553,7 +359,7 @@ def _measure_upcalls(mechanism: str, p: dict[str, Any], ctx: RunContext, sched_c
     mechanisms; the anatomy's stage functions), BPF run-time stats, pm_qos.
     (latency, since, counts, anatomy dict or None, program costs)."""
     bpf = mechanism.startswith("bpf")
-    anatomy = {} if p.get("anatomy") else None
+    anatomy: dict[str, Any] | None = {} if p.get("anatomy") else None
     costs: dict[str, float] = {}
     with pm_qos(p.get("pm_qos", False)):
         if not bpf and anatomy is None:
@@ -751,6 +557,21 @@ TIMER = ("interval_us", "rt_priority", "pm_qos") + SIZES
 NEEDS_BPF = ("bpf",)
 NEEDS_URING = ("io_uring",)
 
+def _loading_program(variants: tuple[Variant, ...]) -> tuple[Variant, ...]:
+    """The mechanisms' variants with Variant.loads_upcall_program: the BPF
+    mechanisms at every point, the others with the anatomy (its stage
+    programs); the timers never."""
+    def always(p: dict[str, Any]) -> bool:
+        return True
+
+    def with_anatomy(p: dict[str, Any]) -> bool:
+        return bool(p.get("anatomy"))
+
+    return tuple(dataclasses.replace(v, loads_upcall_program=always if v.name.startswith("bpf")
+                                     else with_anatomy) if v.name in MECHANISMS else v
+                 for v in variants)
+
+
 FAMILY = Family(
     name="upcall",
     summary="the kernel telling user-level scheduling code of an event: eBPF on scheduler "
@@ -761,7 +582,7 @@ FAMILY = Family(
     params=PARAMS,
     reference="futex_hint",
     check_point=point_problem,
-    variants=(
+    variants=_loading_program((
         Variant("bpf_ringbuf", "BPF program on sched_switch / sched_waking -> ring buffer "
                 "(BPF_RB_FORCE_WAKEUP); the scheduler sleeps in epoll, consumes in C",
                 _upcall_variant("bpf_ringbuf"), BPF, BPF_METRICS, requires=NEEDS_BPF),
@@ -808,5 +629,5 @@ FAMILY = Family(
                 requires=NEEDS_URING),
         Variant("cyclictest", "rt-tests' cyclictest, same interval, CPU and policy: the "
                 "standard tool's clock_nanosleep numbers", _cyclictest, TIMER, (LATENESS,)),
-    ),
+    )),
 )

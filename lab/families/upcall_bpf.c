@@ -4,7 +4,7 @@
  * blocked or became runnable again -- scheduler activations' upcalls,
  * built from eBPF on scheduler tracepoints because Linux has no upcall.
  *
- * Compiled once per suite run by the runner (lab/families/upcall.py,
+ * Compiled once per suite run by the runner (lab/upcall_program.py,
  * SuitePrograms), which hands the loaded programs' and maps' fds to each
  * worker that needs them; the worker attaches for its run only.  Without a
  * runner (tests, notebooks) the worker process compiles it itself.  The
@@ -82,29 +82,29 @@
 #endif
 #define LAB_UPCALL_VPS 64
 
-#define LAB_UPCALL_BLOCK 0
+#define LAB_UPCALL_BLOCK   0
 #define LAB_UPCALL_UNBLOCK 1
 
 /* lab_upcall_stages.armed: which event starts the upcall in flight */
-#define LAB_ARMED_BLOCK 1	/* the block event (kind 0) */
-#define LAB_ARMED_UNBLOCK 2	/* the unblock event (kind 1) */
-#define LAB_ARMED_USER 3	/* C stored the event's time itself */
+#define LAB_ARMED_BLOCK	  1 /* the block event (kind 0) */
+#define LAB_ARMED_UNBLOCK 2 /* the unblock event (kind 1) */
+#define LAB_ARMED_USER	  3 /* C stored the event's time itself */
 
 /* lab_upcall_stages.ring_wakeup */
-#define LAB_RING_FORCE 0	/* BPF_RB_FORCE_WAKEUP: every record wakes */
-#define LAB_RING_ADAPTIVE 1	/* flags 0: wake only a consumer that caught up */
+#define LAB_RING_FORCE	  0 /* BPF_RB_FORCE_WAKEUP: every record wakes */
+#define LAB_RING_ADAPTIVE 1 /* flags 0: wake only a consumer that caught up */
 
 /* one VP's slot: 64 bytes, mapped by the scheduler */
 struct lab_upcall_vp {
-	u64 block_seq;		/* block events published */
-	u64 block_ns;		/* kernel time of the last one */
-	u64 wake_seq;		/* unblock events published */
+	u64 block_seq; /* block events published */
+	u64 block_ns;  /* kernel time of the last one */
+	u64 wake_seq;  /* unblock events published */
 	u64 wake_ns;
-	u64 ring_lost;		/* ring records that found no room */
-	u32 blocked;		/* 1 from a block to its waking */
-	u32 sleeping;		/* scheduler: 1 while (about to be) in epoll */
-	u32 ring_kinds;		/* scheduler: bit k: events of kind k to the ring */
-	u32 ring_if_sleeping;	/* scheduler: 1: only while sleeping is set */
+	u64 ring_lost;	/* ring records that found no room */
+	u32 blocked;	/* 1 from a block to its waking */
+	u32 sleeping;	/* scheduler: 1 while (about to be) in epoll */
+	u32 ring_kinds; /* scheduler: bit k: events of kind k to the ring */
+	u32 ring_if_sleeping; /* scheduler: 1: only while sleeping is set */
 	u32 block_cpu;
 	u32 wake_cpu;
 };
@@ -112,12 +112,12 @@ struct lab_upcall_vp {
 /* one ring record: 32 bytes */
 struct lab_upcall_event {
 	u64 ktime_ns;
-	u64 seq;		/* the slot's sequence number of this kind */
+	u64 seq; /* the slot's sequence number of this kind */
 	u32 tid;
 	u16 vp;
 	u8 kind;
 	u8 cpu;
-	u32 state;		/* block: prev_state; unblock: 0 */
+	u32 state; /* block: prev_state; unblock: 0 */
 	u32 pad;
 };
 
@@ -129,13 +129,13 @@ struct lab_upcall_stages {
 	u64 waking_ns;
 	u64 wake_ipi_ns;
 	u64 switch_in_ns;
-	u32 armed;		/* scheduler: LAB_ARMED_*, 0: nothing in flight */
-	u32 sched_tid;		/* scheduler: its own tid */
-	u32 event_cpu;		/* the program (or C): where the event was */
-	u32 sched_cpu;		/* scheduler: its CPU */
-	u32 ipis;		/* IPIs the event's CPU sent after the event */
-	u32 self_ipis;		/* ... to itself */
-	u32 ring_wakeup;	/* scheduler: LAB_RING_* for VP 0's records */
+	u32 armed;	 /* scheduler: LAB_ARMED_*, 0: nothing in flight */
+	u32 sched_tid;	 /* scheduler: its own tid */
+	u32 event_cpu;	 /* the program (or C): where the event was */
+	u32 sched_cpu;	 /* scheduler: its CPU */
+	u32 ipis;	 /* IPIs the event's CPU sent after the event */
+	u32 self_ipis;	 /* ... to itself */
+	u32 ring_wakeup; /* scheduler: LAB_RING_* for VP 0's records */
 	u32 pad;
 };
 
@@ -202,7 +202,8 @@ static __always_inline void lab_upcall_stage_event(u32 vp, u32 kind, u64 now)
 	if (vp != 0 || !(st = lab_upcall_in_flight()))
 		return;
 	if (st->armed != (kind == LAB_UPCALL_BLOCK ? LAB_ARMED_BLOCK :
-			  LAB_ARMED_UNBLOCK) || st->event_ns)
+						     LAB_ARMED_UNBLOCK) ||
+	    st->event_ns)
 		return;
 	st->event_cpu = bpf_get_smp_processor_id();
 	st->event_ns = now;
@@ -218,7 +219,7 @@ int lab_upcall_block(struct bpf_raw_tracepoint_args *ctx)
 
 	if (ctx->args[0] || !(state & 0xff))
 		return 0;
-	tid = (u32)bpf_get_current_pid_tgid();	/* prev is current */
+	tid = (u32)bpf_get_current_pid_tgid(); /* prev is current */
 	vpp = lab_upcall_tids.lookup(&tid);
 	if (!vpp)
 		return 0;

@@ -80,8 +80,8 @@ def _structs(path: str = VMLINUX) -> dict[str, dict[str, int]]:
 
     wanted = {s for s, _ in FIELDS}
     found: dict[str, dict[str, int]] = {}
-    for type_id, items in enumerate(members):
-        if items is not None and names[type_id]:
+    for type_id, fields in enumerate(members):
+        if fields is not None and names[type_id]:
             n = name(names[type_id])
             if n in wanted and n not in found:
                 found[n] = {}

@@ -46,21 +46,23 @@
  * it) and LAB_FIRST_KERNEL_SLOT come from lab/probes/__init__.py */
 /* a watched thread's state and counts, one array slot per thread */
 struct lab_thread {
-	u64 voluntary;		/* switches: blocked */
-	u64 involuntary;	/* switches: preempted */
-	u64 offcpu_ns;		/* switches: switch out to next switch in */
-	u64 out_ns;		/* switches: when it last switched out, or 0 */
+	u64 voluntary;	 /* switches: blocked */
+	u64 involuntary; /* switches: preempted */
+	u64 offcpu_ns;	 /* switches: switch out to next switch in */
+	u64 out_ns;	 /* switches: when it last switched out, or 0 */
 	u64 syscalls;
 	u64 migrations;
-	u64 waking_ns;		/* wakeups: sched_waking of a pending wake-up, or 0 */
-	u64 wakeup_ns;		/* wakeups: its sched_wakeup */
+	u64 waking_ns; /* wakeups: sched_waking of a pending wake-up, or 0 */
+	u64 wakeup_ns; /* wakeups: its sched_wakeup */
 	u32 waker_cpu;
-	u32 tid;		/* whose slot this is */
+	u32 tid; /* whose slot this is */
 };
 
-BPF_F_TABLE("array", u32, u64, lab_tid_slot, LAB_PID_MAX / 4 + 1, BPF_F_MMAPABLE);
-BPF_F_TABLE("array", u32, struct lab_thread, lab_threads, LAB_SLOTS, BPF_F_MMAPABLE);
-BPF_ARRAY(lab_ctl, u64, 2);		/* [0] window open, [1] next kernel slot */
+BPF_F_TABLE("array", u32, u64, lab_tid_slot, LAB_PID_MAX / 4 + 1,
+	    BPF_F_MMAPABLE);
+BPF_F_TABLE("array", u32, struct lab_thread, lab_threads, LAB_SLOTS,
+	    BPF_F_MMAPABLE);
+BPF_ARRAY(lab_ctl, u64, 2); /* [0] window open, [1] next kernel slot */
 BPF_PERCPU_ARRAY(lab_hits, u64, LAB_NR_HITS);
 
 static __always_inline int lab_window_open(void)
@@ -78,7 +80,7 @@ static __always_inline struct lab_thread *lab_thread_of(u32 tid)
 	u64 *w;
 
 	if (!tid)
-		return 0;	/* the idle task */
+		return 0; /* the idle task */
 	w = lab_tid_slot.lookup(&word);
 	if (!w)
 		return 0;
@@ -127,7 +129,7 @@ int lab_newtask(struct bpf_raw_tracepoint_args *ctx)
 		return 0;
 	slot = __sync_fetch_and_add(next, 1);
 	if (slot >= LAB_SLOTS)
-		slot = LAB_SLOTS - 1;	/* shared by the threads past the last */
+		slot = LAB_SLOTS - 1; /* shared by the threads past the last */
 	t = lab_threads.lookup(&slot);
 	if (t)
 		t->tid = tid;

@@ -13,11 +13,11 @@
  * the submitter, its task work, and the io-wq and SQPOLL threads, which its
  * process creates and so are watched too.
  */
-#define LAB_URING_PUNTED	0
-#define LAB_URING_POLL_ARMED	1
-#define LAB_URING_TASK_WORK	2
-#define LAB_URING_LOCAL_WORK	3
-#define LAB_URING_NR		4
+#define LAB_URING_PUNTED     0
+#define LAB_URING_POLL_ARMED 1
+#define LAB_URING_TASK_WORK  2
+#define LAB_URING_LOCAL_WORK 3
+#define LAB_URING_NR	     4
 
 BPF_PERCPU_ARRAY(lab_uring, u64, LAB_URING_NR);
 

@@ -9,9 +9,10 @@ int lab_migrate(struct bpf_raw_tracepoint_args *ctx)
 {
 	struct lab_thread *t;
 
-	if (!lab_window_open() || !(t = lab_thread_of(lab_task_pid(ctx->args[0]))))
+	if (!lab_window_open() ||
+	    !(t = lab_thread_of(lab_task_pid(ctx->args[0]))))
 		return 0;
-	__sync_fetch_and_add(&t->migrations, 1);	/* from any CPU */
+	__sync_fetch_and_add(&t->migrations, 1); /* from any CPU */
 	lab_hit(LAB_HIT_MIGRATIONS);
 	return 0;
 }

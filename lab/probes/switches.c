@@ -13,12 +13,14 @@
  * records of prev (current: its pid needs no read) and next, 0 for a
  * thread the run does not own.
  */
-static __always_inline void lab_switches_on_switch(struct bpf_raw_tracepoint_args *ctx,
-						   struct lab_thread *prev,
-						   struct lab_thread *next, u64 now)
+static __always_inline void
+lab_switches_on_switch(struct bpf_raw_tracepoint_args *ctx,
+		       struct lab_thread *prev, struct lab_thread *next,
+		       u64 now)
 {
 	if (prev) {
-		if (!ctx->args[0] && (ctx->args[3] & 0xff))	/* !preempt, prev_state */
+		if (!ctx->args[0] &&
+		    (ctx->args[3] & 0xff)) /* !preempt, prev_state */
 			prev->voluntary += 1;
 		else
 			prev->involuntary += 1;

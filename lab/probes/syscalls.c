@@ -19,7 +19,7 @@ int lab_sys_enter(struct bpf_raw_tracepoint_args *ctx)
 
 	if (!lab_window_open() || !(t = lab_thread_of(lab_current_tid())))
 		return 0;
-	t->syscalls += 1;	/* only the thread itself writes it */
+	t->syscalls += 1; /* only the thread itself writes it */
 	nr = (u32)ctx->args[1];
 	n = lab_sys_by_nr.lookup(&nr);
 	if (n)

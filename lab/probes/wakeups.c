@@ -29,7 +29,8 @@ int lab_waking(struct bpf_raw_tracepoint_args *ctx)
 {
 	struct lab_thread *t;
 
-	if (!lab_window_open() || !(t = lab_thread_of(lab_task_pid(ctx->args[0]))))
+	if (!lab_window_open() ||
+	    !(t = lab_thread_of(lab_task_pid(ctx->args[0]))))
 		return 0;
 	t->waking_ns = bpf_ktime_get_ns();
 	t->wakeup_ns = 0;
@@ -42,7 +43,8 @@ int lab_wakeup(struct bpf_raw_tracepoint_args *ctx)
 {
 	struct lab_thread *t;
 
-	if (!lab_window_open() || !(t = lab_thread_of(lab_task_pid(ctx->args[0]))))
+	if (!lab_window_open() ||
+	    !(t = lab_thread_of(lab_task_pid(ctx->args[0]))))
 		return 0;
 	if (t->waking_ns)
 		t->wakeup_ns = bpf_ktime_get_ns();
@@ -51,7 +53,8 @@ int lab_wakeup(struct bpf_raw_tracepoint_args *ctx)
 }
 
 /* from the one sched_switch program (sched_switch.c): next is running */
-static __always_inline void lab_wakeups_on_switch(struct lab_thread *next, u64 now)
+static __always_inline void lab_wakeups_on_switch(struct lab_thread *next,
+						  u64 now)
 {
 	struct lab_wake_event *ev;
 	u64 *count;
@@ -60,14 +63,15 @@ static __always_inline void lab_wakeups_on_switch(struct lab_thread *next, u64 n
 
 	lab_hit(LAB_HIT_WAKEUPS);
 	if (!next->waking_ns)
-		return;		/* back from a preemption, not a wake-up */
+		return; /* back from a preemption, not a wake-up */
 	count = lab_wake_count.lookup(&zero);
 	if (count) {
 		idx = __sync_fetch_and_add(count, 1);
 		ev = lab_wake_events.lookup(&idx);
 		if (ev) {
 			ev->waking_to_run_ns = now - next->waking_ns;
-			ev->wakeup_to_run_ns = next->wakeup_ns ? now - next->wakeup_ns : 0;
+			ev->wakeup_to_run_ns =
+				next->wakeup_ns ? now - next->wakeup_ns : 0;
 			ev->tid = next->tid;
 			ev->waker_cpu = next->waker_cpu;
 			ev->run_cpu = bpf_get_smp_processor_id();

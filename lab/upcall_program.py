@@ -1,0 +1,227 @@
+"""The upcall program: lab/families/upcall_bpf.c, raw tracepoints that
+tell a user-level scheduler that one of its threads blocked or woke (a
+BPF ring buffer record or an mmap'ed flag), with the anatomy's stage
+stamps.  Two families load it: ``upcall`` (the upcall's latency) and
+``activations`` (its runtime hands a blocked activation's VP to a spare).
+
+The runner compiles it once per suite run (SuitePrograms) and hands each
+worker that needs it the programs' and maps' fds; a worker without a
+runner compiles it itself (upcall_program).  Which runs need it, each
+family says (lab.model.Variant.loads_upcall_program).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from lab.model import Variant
+
+PROGRAM = os.path.join(os.path.dirname(os.path.abspath(__file__)), "families", "upcall_bpf.c")
+RING_PAGES = 16                 # the ring's data area: 64 KiB
+
+
+def _native():
+    from lab import native
+    return native.load()
+
+
+BLOCK_FN = ("lab_upcall_block", "sched_switch")
+WAKE_FN = ("lab_upcall_wake", "sched_waking")
+# the anatomy: the stage stamps of the upcall in flight (anatomy = true)
+ANATOMY_FNS = (("lab_upcall_a_switch", "sched_switch"), ("lab_upcall_a_waking", "sched_waking"),
+               ("lab_upcall_a_ipi", "ipi_send_cpu"), ("lab_upcall_a_ipi_mask", "ipi_send_cpumask"),
+               ("lab_upcall_a_irq_work", "irq_work_entry"))
+FUNCTIONS = (BLOCK_FN, WAKE_FN) + ANATOMY_FNS
+# struct upcall_maps field -> the program's map
+MAPS = {"ring_fd": "lab_upcall_ring", "vps_fd": "lab_upcall_vps", "tids_fd": "lab_upcall_tids",
+        "stages_fd": "lab_upcall_stages"}
+
+
+def program_text(ring_pages: int = RING_PAGES) -> str:
+    """lab/families/upcall_bpf.c with its ring size (pages, a power of 2).
+    lab.probes.compile_program gives it the running kernel's field offsets
+    (LAB_OFF_<struct>_<field>, lab.probes.btf)."""
+    if ring_pages < 1 or ring_pages & (ring_pages - 1):
+        raise ValueError(f"ring_pages must be a power of 2, got {ring_pages}")
+    with open(PROGRAM) as f:
+        return f"#define LAB_UPCALL_RING_PAGES {ring_pages}\n" + f.read()
+
+
+def load_functions(bpf: Any) -> dict[str, int]:
+    """Load every function of the compiled program as a raw tracepoint
+    program (bcc keeps them and closes them in cleanup()): name -> fd."""
+    import bcc
+    return {name: bpf.load_func(name.encode(), bcc.BPF.RAW_TRACEPOINT).fd
+            for name, _ in FUNCTIONS}
+
+
+class Program:
+    """The upcall program as one run uses it: its functions' fds, its maps'
+    fds, and (loaded in this process) the bcc module, whose tables the
+    tests read: ``program["lab_upcall_vps"]``."""
+
+    def __init__(self, progs: dict[str, int], maps: dict[str, int], bpf: Any = None):
+        self.progs, self.maps, self.bpf = progs, maps, bpf
+        self.attached: list[str] = []       # functions attached for this run
+
+    def __getitem__(self, table: str) -> Any:
+        if self.bpf is None:
+            raise KeyError(f"{table}: the program was loaded by the runner; its tables are "
+                           "reached through their fds (Program.maps)")
+        return self.bpf[table]
+
+
+# Set in a worker the runner started with the program it loaded for the
+# suite (lab.worker: spec["upcall_program"]): {"progs": {name: fd}, "maps":
+# {field: fd}}; None: compile in this process.
+_shared: dict[str, dict[str, int]] | None = None
+
+
+def use_shared(handed: dict[str, dict[str, int]] | None) -> None:
+    global _shared
+    _shared = handed
+
+
+@contextlib.contextmanager
+def upcall_program(event: str | None = "block", ring_pages: int = RING_PAGES,
+                   anatomy: bool = False):
+    """The upcall program attached for one run: its block function on
+    sched_switch, for unblock upcalls its waking function too (the waking
+    of a thread counts only after a block it saw), and with ``anatomy``
+    the stage programs.  Yields (Program, cffi ``struct upcall_maps *``).
+    The program the runner loaded for the suite when it handed one over
+    (its maps reset first), else compiled here; detached (and, if
+    compiled here, unloaded) on every way out."""
+    from lab import probes, signals
+    from lab.native import NativeError, check
+    ffi, lib = _native()
+    # event None: the anatomy alone (mechanisms without a program)
+    wanted = ([BLOCK_FN] if event else []) + ([WAKE_FN] if event == "unblock" else []) + \
+        (list(ANATOMY_FNS) if anatomy else [])
+    with contextlib.ExitStack() as stack:
+        if _shared is not None and ring_pages == RING_PAGES:
+            program = Program(_shared["progs"], _shared["maps"])
+        else:
+            try:
+                bpf = stack.enter_context(probes.bpf_program(program_text(ring_pages),
+                                                             "the upcall program"))
+                program = Program(load_functions(bpf), {k: bpf[name].map_fd
+                                                        for k, name in MAPS.items()}, bpf)
+            except probes.ProbeError as e:
+                raise NativeError(f"upcall program: {e}") from None
+        maps = ffi.new("struct upcall_maps *", program.maps)
+        # a program shared by the suite's runs holds what the last run left
+        check(lib.upcall_reset_maps(maps), "upcall program: resetting its maps")
+        links: list[int] = []
+        try:
+            for name, tracepoint in wanted:
+                links.append(check(lib.upcall_attach(program.progs[name], tracepoint.encode()),
+                                   f"upcall program: attaching {name} to {tracepoint}"))
+                program.attached.append(name)
+            yield program, maps
+        finally:
+            with signals.held():        # closing a link detaches it
+                for fd in links:
+                    os.close(fd)
+
+
+@contextlib.contextmanager
+def bpf_stats():
+    """The kernel's run-time accounting of BPF programs, on while the
+    context lives (BPF_ENABLE_STATS: off again when its fd closes)."""
+    from lab.native import check
+    _, lib = _native()
+    fd = check(lib.upcall_enable_stats(), "BPF_ENABLE_STATS")
+    try:
+        yield
+    finally:
+        os.close(fd)
+
+
+def program_stats(program: Program, names: list[str]) -> tuple[int, int]:
+    """(run_time_ns, run_cnt) summed over the named functions."""
+    from lab.native import check
+    ffi, lib = _native()
+    total_ns = total_runs = 0
+    for name in names:
+        ns, runs = ffi.new("uint64_t *"), ffi.new("uint64_t *")
+        check(lib.upcall_program_stats(program.progs[name], ns, runs), "bpf_prog_info")
+        total_ns += int(ns[0])
+        total_runs += int(runs[0])
+    return total_ns, total_runs
+
+
+def needs_program(variant: Variant, params: dict[str, Any]) -> bool:
+    """Does a run of variant at params load the upcall program?  (Its
+    family says so: Variant.loads_upcall_program.  The runner compiles it
+    once for all such runs: SuitePrograms.)"""
+    return variant.loads_upcall_program is not None and variant.loads_upcall_program(params)
+
+
+class SuitePrograms:
+    """The upcall program compiled and loaded once per suite run, by the
+    runner, before the first run that needs it; every such worker gets the
+    functions' and maps' fds (pass_fds, their numbers in its spec) and
+    attaches for its own run only.  bcc patches the maps' fds into the
+    instructions when it compiles, so no compiled program outlives the
+    suite run: there is no cache across suite runs.  If it cannot be
+    loaded here, workers compile it themselves (and fail saying why)."""
+
+    def __init__(self) -> None:
+        self._stack = contextlib.ExitStack()
+        self._program: Program | None = None
+        self.problem: str | None = None
+        self.compile_s: float | None = None
+
+    def for_run(self, variant: Variant, params: dict[str, Any]
+                ) -> tuple[tuple[int, ...], dict[str, Any]]:
+        """(fds to pass, spec entries) for one run of variant at params."""
+        if not needs_program(variant, params):
+            return (), {}
+        if self._program is None and self.problem is None:
+            self._load()
+        if self._program is None:
+            return (), {}
+        p = self._program
+        return (tuple(p.progs.values()) + tuple(p.maps.values()),
+                {"upcall_program": {"progs": dict(p.progs), "maps": dict(p.maps)}})
+
+    def _load(self) -> None:
+        import time
+
+        from lab import probes
+        t0 = time.monotonic()
+        try:
+            bpf = self._stack.enter_context(probes.bpf_program(program_text(),
+                                                               "the upcall program"))
+            self._program = Program(load_functions(bpf), {k: bpf[name].map_fd
+                                                          for k, name in MAPS.items()}, bpf)
+        except Exception as e:      # bcc's own errors are plain Exceptions
+            # the workers then compile it themselves, and fail saying why
+            self._stack.close()
+            self.problem = str(e)
+        self.compile_s = round(time.monotonic() - t0, 3)
+
+    def close(self) -> None:
+        self._program = None
+        self._stack.close()
+
+
+def program_misses(program: Program) -> int:
+    """Times the kernel skipped the run's attached functions instead of
+    running them (bpf_prog_info.recursion_misses): a raw tracepoint program
+    is not run when its tracepoint fires (in an interrupt) while the same
+    program runs on that CPU."""
+    from lab.native import check
+    ffi, lib = _native()
+    total = 0
+    for name in program.attached:
+        misses = ffi.new("uint64_t *")
+        check(lib.upcall_program_misses(program.progs[name], misses), "bpf_prog_info")
+        total += int(misses[0])
+    return total
+
+
