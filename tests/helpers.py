@@ -103,6 +103,12 @@ def run_lab(args, timeout=300, **kw):
     return subprocess.run(LAB + list(args), capture_output=True, text=True, timeout=timeout, **kw)
 
 
+# perf record's buffer per CPU (-m) in the tests that compare perf with the
+# probes: it holds every event of their runs unread, since with the CPUs
+# busy perf's reader may not run before the end, and a full buffer drops
+PERF_BUFFER = "16M"
+
+
 @contextlib.contextmanager
 def tracefs_as_found():
     """perf mounts tracefs when it needs it and leaves it mounted, which

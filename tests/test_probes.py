@@ -24,6 +24,7 @@ from lab import probes, store
 
 from .helpers import (
     LAB,
+    PERF_BUFFER,
     background_lab,
     lab_bpf_objects,
     multithreaded_worker,
@@ -307,7 +308,10 @@ def test_perf_sees_every_switch_the_probes_count(tmp_path):
     suite.write_text(PERF_SUITE)
     data, out = tmp_path / "perf.data", tmp_path / "res"
     with tracefs_as_found():
-        rec = subprocess.run([perf, "record", "-q", "-a", "-e", "sched:sched_switch", "-o",
+        # a buffer that holds the whole run: with the CPUs busy, perf's own
+        # reader may not run until the end, and a full buffer drops events
+        rec = subprocess.run([perf, "record", "-q", "-a", "-m", PERF_BUFFER, "-e",
+                              "sched:sched_switch", "-o",
                               str(data), "--", *LAB, "run", str(suite), "--out", str(out),
                               "--quiet"], capture_output=True, text=True, timeout=300)
     assert rec.returncode == 0, rec.stderr
@@ -320,9 +324,10 @@ def test_perf_sees_every_switch_the_probes_count(tmp_path):
                 ["key", "value"]].itertuples(index=False):
             counted[int(key.split()[0][4:])] += int(value)
     assert sum(counted.values()) >= 2 * N
-    script = subprocess.run([perf, "script", "-i", str(data), "-F", "trace"],
-                            capture_output=True, text=True, timeout=300)
+    script = subprocess.run([perf, "script", "-i", str(data), "-F", "trace",
+                             "--show-lost-events"], capture_output=True, text=True, timeout=300)
     assert script.returncode == 0, script.stderr
+    assert "LOST" not in script.stdout, "perf dropped events (its buffer filled up)"
     seen = dict.fromkeys(counted, 0)
     for m in re.finditer(r"prev_pid=(\d+) ", script.stdout):
         tid = int(m.group(1))

@@ -29,6 +29,7 @@ from lab import native, store, suite, upcall_program
 from lab.families import upcall as U
 
 from .helpers import (
+    PERF_BUFFER,
     lab_bpf_objects,
     require_probes,
     requires_root,
@@ -434,8 +435,9 @@ def test_perf_sees_every_switch_of_the_worker_while_the_program_runs(tmp_path):
     data = tmp_path / "perf.data"
     child = [sys.executable, "-c", PERF_CHILD % N, str(tmp_path)]
     with tracefs_as_found():
-        rec = subprocess.run([perf, "record", "-q", "-e", "sched:sched_switch", "-o", str(data),
-                              "--"] + child, capture_output=True, text=True, cwd=REPO,
+        # a buffer that holds the whole run (helpers.PERF_BUFFER)
+        rec = subprocess.run([perf, "record", "-q", "-m", PERF_BUFFER, "-e", "sched:sched_switch",
+                              "-o", str(data), "--"] + child, capture_output=True, text=True, cwd=REPO,
                              timeout=120)
     assert rec.returncode == 0, rec.stderr
     result = json.loads(rec.stdout.strip().splitlines()[-1])
