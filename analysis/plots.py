@@ -19,14 +19,14 @@ MAX_CDF_POINTS = 2000       # order statistics drawn per curve; the data are not
 DECADE = 10.0
 
 
-def _spans_decades(values: Sequence[float]) -> bool:
+def spans_decades(values: Sequence[float]) -> bool:
     v = np.asarray([x for x in values if x is not None and np.isfinite(x)], dtype=float)
     if v.size == 0 or (v <= 0).any():
         return False
     return v.max() / v.min() > DECADE
 
 
-def _colors(n: int):
+def palette(n: int):
     import matplotlib as mpl
     cmap = mpl.colormaps["tab10" if n <= 10 else "tab20"]
     return [cmap(i % cmap.N) for i in range(n)]
@@ -35,19 +35,19 @@ def _colors(n: int):
 _STYLES = ("-", "--", "-.", ":")
 
 
-def _axis_label(name: str, unit: str, log: bool) -> str:
+def axis_label(name: str, unit: str, log: bool) -> str:
     text = f"{name} [{unit}]" if unit else name
     return text + (" (log scale)" if log else "")
 
 
-def _units(df: pd.DataFrame) -> str:
+def unit_of(df: pd.DataFrame) -> str:
     if "unit" not in df.columns:
         return ""
     units = [u for u in dict.fromkeys(df["unit"].astype(str)) if u]
     return "/".join(units)
 
 
-def _legend_right(ax, fontsize: float = 8):
+def legend_right(ax, fontsize: float = 8):
     """A legend right of the axes: it never hides a curve."""
     handles, labels = ax.get_legend_handles_labels()
     if handles:
@@ -55,7 +55,7 @@ def _legend_right(ax, fontsize: float = 8):
                   fontsize=fontsize, frameon=False, borderaxespad=0.0)
 
 
-def _legend_below(ax, ncol: int = 2, fontsize: float = 8, order: Sequence[str] = (), **kw):
+def legend_below(ax, ncol: int = 2, fontsize: float = 8, order: Sequence[str] = (), **kw):
     """A legend under the axes: it never hides a curve."""
     handles, labels = ax.get_legend_handles_labels()
     if order:
@@ -86,7 +86,7 @@ def cdf(ax, samples_df: pd.DataFrame, metric: str | None = None,
         by.append("metric")
     groups = [(k if isinstance(k, tuple) else (k,), g)
               for k, g in df.groupby(by, observed=True, sort=True)] if len(df) else []
-    colors = _colors(len(groups))
+    colors = palette(len(groups))
     curves = []
     for i, (key, g) in enumerate(groups):
         names = dict(zip(by, (str(k) for k in key)))
@@ -96,8 +96,8 @@ def cdf(ax, samples_df: pd.DataFrame, metric: str | None = None,
         curves.append((text, g["value"].to_numpy(dtype=float),
                        {"color": colors[i], "linestyle": _STYLES[(i // 10) % len(_STYLES)]}))
     name = metrics[0] if len(metrics) == 1 else "value"
-    units = _units(df)
-    return cdf_curves(ax, curves, xlabel=lambda is_log: _axis_label(name, units, is_log),
+    units = unit_of(df)
+    return cdf_curves(ax, curves, xlabel=lambda is_log: axis_label(name, units, is_log),
                       ylabel="fraction of samples \u2264 x", log=log, title=title,
                       legend=legend, max_points=max_points, clip_tail=clip_tail)
 
@@ -128,7 +128,7 @@ def bars(ax, summary_df: pd.DataFrame, log: bool | None = None, title: str | Non
     hi = df["ci_high"].to_numpy(float)
     p99 = df["p99"].to_numpy(float)
     if log is None:
-        log = _spans_decades(np.concatenate([lo, med, p99])) if n else False
+        log = spans_decades(np.concatenate([lo, med, p99])) if n else False
     if log:
         ax.set_xscale("log")
         positive = np.concatenate([lo, med])[np.concatenate([lo, med]) > 0]
@@ -146,13 +146,13 @@ def bars(ax, summary_df: pd.DataFrame, log: bool | None = None, title: str | Non
     if log:
         top = np.nanmax(np.concatenate([hi, p99])) if n else 10
         ax.set_xlim(left, top * 1.6)
-    ax.set_xlabel(_axis_label("median", _units(df), log))
+    ax.set_xlabel(axis_label("median", unit_of(df), log))
     ax.grid(True, which="major", axis="x", color="0.85", linewidth=0.6)
     ax.set_axisbelow(True)
     if title:
         ax.set_title(title, parse_math=False)
     if legend:
-        _legend_below(ax, ncol=3, fontsize=8, order=("median", "95% CI of the median", "p99"))
+        legend_below(ax, ncol=3, fontsize=8, order=("median", "95% CI of the median", "p99"))
     return ax
 
 
@@ -194,7 +194,7 @@ def ratio(ax, summary_df: pd.DataFrame, reference_variant: str, log: bool | None
     hi = df["ratio_high"].to_numpy(float)
     finite_hi = np.where(np.isfinite(hi), hi, r)
     if log is None:
-        log = _spans_decades(np.concatenate([r, lo[lo > 0], [1.0]]))
+        log = spans_decades(np.concatenate([r, lo[lo > 0], [1.0]]))
     ax.errorbar(r, y, xerr=[np.maximum(r - np.nan_to_num(lo, nan=0.0), 0),
                             np.maximum(finite_hi - r, 0)],
                 fmt="o", color="#3182bd", ecolor="black", elinewidth=1.0, capsize=3,
@@ -221,13 +221,13 @@ def ratio(ax, summary_df: pd.DataFrame, reference_variant: str, log: bool | None
     ax.set_yticks(y)
     ax.set_yticklabels(_row_labels(df), fontsize=8)
     ax.set_ylim(-0.6, n - 0.4)
-    ax.set_xlabel(_axis_label(f"median / {reference_variant} median", "", log))
+    ax.set_xlabel(axis_label(f"median / {reference_variant} median", "", log))
     ax.grid(True, which="major", axis="x", color="0.85", linewidth=0.6)
     ax.set_axisbelow(True)
     if title:
         ax.set_title(title, parse_math=False)
     if legend:
-        _legend_below(ax, ncol=2, fontsize=8)
+        legend_below(ax, ncol=2, fontsize=8)
     return ax
 
 
@@ -249,7 +249,7 @@ def cdf_curves(ax, curves: Sequence[tuple[str, Sequence[float], dict]],
     kept = [(name, x, style) for name, x, style in kept if x.size]
     everything = np.concatenate([x for _, x, _ in kept]) if kept else np.array([])
     if log is None:
-        log = _spans_decades([everything.min(), everything.max()]) if everything.size else False
+        log = spans_decades([everything.min(), everything.max()]) if everything.size else False
     for name, x, style in kept:
         n = x.size
         y = np.arange(1, n + 1) / n
@@ -279,7 +279,7 @@ def cdf_curves(ax, curves: Sequence[tuple[str, Sequence[float], dict]],
     if title:
         ax.set_title(title, parse_math=False)
     if legend:
-        _legend_right(ax)
+        legend_right(ax)
     return ax
 
 

@@ -1,13 +1,15 @@
 """cffi builder for lab._native (out-of-line API mode).
 
 setup.py names this module in ``cffi_modules``; pip's build runs it.  The
-cdef is native/lab_native.h with its preprocessor lines dropped, so the C
-files and Python always agree on one declaration of each function.
+cdef is the API headers (native/lab_native.h and one per family) as the C
+preprocessor expands them, so the C files and Python always agree on one
+declaration of each function, struct and enum.
 """
 
 import glob
 import os
 import platform
+import subprocess
 
 from cffi import FFI
 
@@ -28,11 +30,20 @@ def api_headers():
 
 
 def _cdef_text():
+    # The preprocessor expands what cffi's parser cannot (an X-macro list
+    # that declares a struct's counters once); #include lines go first,
+    # because cffi knows the standard types and the system headers'
+    # declarations would only be noise to it.
     text = []
     for name in api_headers():
         with open(os.path.join(NATIVE, name), encoding="utf-8") as f:
-            text.append("".join(line for line in f if not line.lstrip().startswith("#")))
-    return "\n".join(text)
+            text.append("".join(line for line in f if not line.lstrip().startswith("#include")))
+    cc = os.environ.get("CC", "cc").split()
+    out = subprocess.run(cc + ["-E", "-P", "-x", "c", "-"], input="\n".join(text),
+                         capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise RuntimeError(f"native/build.py: preprocessing the API headers failed: {out.stderr.strip()}")
+    return out.stdout
 
 
 ffibuilder = FFI()

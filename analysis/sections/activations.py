@@ -1010,7 +1010,7 @@ def section_blocks(run: Run, family: str = FAMILY) -> list[Block]:
 
 def variant_colors() -> dict[str, Any]:
     """One colour per task variant, the same in every figure."""
-    return dict(zip(TASK_VARIANTS, plots._colors(len(TASK_VARIANTS))))
+    return dict(zip(TASK_VARIANTS, plots.palette(len(TASK_VARIANTS))))
 
 
 MARKERS = dict(zip(TASK_VARIANTS, "osD^v<>"))
@@ -1111,7 +1111,7 @@ def throughput_plot(ax, rows: pd.DataFrame, colors: dict | None = None,
         values += list(low) + list(high)
     _symlog_p(ax, rows[P])
     finite = [v for v in values if np.isfinite(v) and v > 0]
-    log = plots._spans_decades(finite)
+    log = plots.spans_decades(finite)
     if log:
         ax.set_yscale("log")
         plots.plain_log_ticks(ax, "y")
@@ -1119,7 +1119,7 @@ def throughput_plot(ax, rows: pd.DataFrame, colors: dict | None = None,
         ax.set_ylim(0, max(finite) * 1.08 if finite else 1)
         from matplotlib.ticker import FuncFormatter
         ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
-    ax.set_ylabel(plots._axis_label("steps/s, median over the runs", "", log))
+    ax.set_ylabel(plots.axis_label("steps/s, median over the runs", "", log))
     ax.grid(True, which="major", color="0.88", linewidth=0.6)
     if title:
         ax.set_title(title, parse_math=False)
@@ -1204,7 +1204,7 @@ def handoff_cdf_plot(ax, run: Run, rows: pd.DataFrame, family: str = FAMILY,
         ax.axvline(ringbuf_ns / 1000, color="0.35", linestyle=":", linewidth=1.1, zorder=0,
                    label=f"bpf_ringbuf block upcall\n(upcall family), {fmt_us(ringbuf_ns)} us")
     plots.plain_log_ticks(ax, "x")
-    plots._legend_right(ax, fontsize=7)
+    plots.legend_right(ax, fontsize=7)
 
 
 def handoff_figures(report: Report, family: str = FAMILY) -> None:

@@ -411,7 +411,7 @@ def findings_blocks(run: Run, family: str = FAMILY) -> list[Block]:
 
 def _colors(run: Run, family: str) -> dict[str, Any]:
     names = list(run.families[family]["variants"])
-    return dict(zip(names, plots._colors(len(names))))
+    return dict(zip(names, plots.palette(len(names))))
 
 
 def chain_time_plot(ax, rows: pd.DataFrame, colors: dict | None = None, title: str | None = None,
@@ -488,7 +488,7 @@ def _paged_figures(report: Report, family: str, groups: list, title: str, captio
                            caption=caption) as (fig, axes):
             for ax, (combo, rows) in zip(axes, chunk):
                 chain_time_plot(ax, rows, colors, title=combo_label(combo), **plot_kw)
-            plots._legend_right(axes[len(chunk) - 1])
+            plots.legend_right(axes[len(chunk) - 1])
 
 
 def time_figures(report: Report, family: str = FAMILY) -> None:

@@ -1065,8 +1065,8 @@ def section_blocks(run: Run, family: str = FAMILY) -> list[Block]:
 def mode_colors() -> dict[str, Any]:
     """One colour per reply-port mode and per PPC transport (they never share
     a figure)."""
-    return {**dict(zip(PORTS, plots._colors(len(PORTS)))),
-            **dict(zip(PPC_ROWS, plots._colors(len(PPC_ROWS))))}
+    return {**dict(zip(PORTS, plots.palette(len(PORTS)))),
+            **dict(zip(PPC_ROWS, plots.palette(len(PPC_ROWS))))}
 
 
 MARKERS = dict(zip(PORTS, "osD^v"))
@@ -1106,7 +1106,7 @@ def port_batch_plot(ax, rows: pd.DataFrame, value: str = "median", ylabel: str =
         ax.set_xlim(batches[0] / 2, batches[0] * 2)
     ax.set_xlabel("batch: messages per io_uring_enter() (log scale)")
     finite = [v for v in values if np.isfinite(v) and v > 0]
-    log = plots._spans_decades(finite)
+    log = plots.spans_decades(finite)
     if log:
         ax.set_yscale("log")
         plots.plain_log_ticks(ax, "y")
@@ -1219,7 +1219,7 @@ def ppc_figure(report: Report, family: str = FAMILY) -> None:
 def live_curves(run: Run, rows: pd.DataFrame, family: str = FAMILY) -> list[tuple]:
     """plots.cdf_curves input: each live row's user-side samples in us."""
     samples = headline_samples(run, family)
-    colors = dict(zip(LIVE, plots._colors(len(LIVE))))
+    colors = dict(zip(LIVE, plots.palette(len(LIVE))))
     curves = []
     for _, r in rows.iterrows():
         values = samples.loc[(samples["variant"].astype(str) == r["variant"])
@@ -1262,7 +1262,7 @@ def live_figure(report: Report, family: str = FAMILY) -> None:
                              xlabel=f"{rows['metric'].iloc[0]} [us]", log=True, title=title,
                              legend=False)
             plots.plain_log_ticks(ax, "x")
-            plots._legend_below(ax, ncol=1, fontsize=7)
+            plots.legend_below(ax, ncol=1, fontsize=7)
 
 
 __all__ = ["reply_port_table", "cheapest_port", "poll_against_sync", "port_lines",

@@ -587,7 +587,7 @@ def variant_colors(run: Run, family: str = FAMILY) -> dict[str, Any]:
     takes its file-read namesake's (recv_pool is pool's colour)."""
     names = list(run.families[family]["variants"])
     own = [n for n in names if not (n.startswith("recv_") and n[5:] in names)]
-    colors = dict(zip(own, plots._colors(len(own))))
+    colors = dict(zip(own, plots.palette(len(own))))
     for n in names:
         colors.setdefault(n, colors.get(n[5:]))
     return colors
@@ -613,7 +613,7 @@ def _x_range(x) -> float:
 
 
 def _log_if_decades(ax, values, axis: str = "y") -> bool:
-    log = plots._spans_decades([v for v in values if v is not None and np.isfinite(v) and v > 0])
+    log = plots.spans_decades([v for v in values if v is not None and np.isfinite(v) and v > 0])
     if log:
         (ax.set_yscale if axis == "y" else ax.set_xscale)("log")
         plots.plain_log_ticks(ax, axis)
@@ -643,11 +643,11 @@ def crossover_plot(ax_latency, ax_throughput, rows: pd.DataFrame, colors: dict |
                   part["throughput_ci_high"], **style)
         lat_values += list(part["ci_low"]) + list(part["ci_high"]) + list(part["median"])
         thr_values += list(part["throughput_ci_low"]) + list(part["throughput_ci_high"])
-    unit = plots._units(rows) or "ns"
+    unit = plots.unit_of(rows) or "ns"
     log = _log_if_decades(ax_latency, lat_values)
-    ax_latency.set_ylabel(plots._axis_label("median latency per read", unit, log))
+    ax_latency.set_ylabel(plots.axis_label("median latency per read", unit, log))
     log = _log_if_decades(ax_throughput, thr_values)
-    ax_throughput.set_ylabel(plots._axis_label("throughput", "reads/s", log))
+    ax_throughput.set_ylabel(plots.axis_label("throughput", "reads/s", log))
     for ax in (ax_latency, ax_throughput):
         ax.set_xlabel("page-cache hit ratio (fraction of the measured blocks cached)")
         ax.grid(True, which="major", color="0.88", linewidth=0.6)
@@ -655,7 +655,7 @@ def crossover_plot(ax_latency, ax_throughput, rows: pd.DataFrame, colors: dict |
     if title:
         ax_latency.set_title(f"{title}: latency", parse_math=False)
         ax_throughput.set_title(f"{title}: throughput", parse_math=False)
-    plots._legend_right(ax_throughput)
+    plots.legend_right(ax_throughput)
     return ax_latency, ax_throughput
 
 
@@ -743,7 +743,7 @@ def blocked_figure(report: Report, family: str = FAMILY) -> None:
                 ax.set_xlabel("page-cache hit ratio")
                 ax.set_ylabel("context switches per read")
                 ax.grid(True, color="0.88", linewidth=0.6)
-        plots._legend_right(axes[len(groups) - 1])
+        plots.legend_right(axes[len(groups) - 1])
 
 
 def socket_figure(report: Report, family: str = FAMILY) -> None:
@@ -769,11 +769,11 @@ def socket_figure(report: Report, family: str = FAMILY) -> None:
                 values += list(rows["ci_low"]) + list(rows["ci_high"])
             log = _log_if_decades(ax, values)
             ax.set_xlabel("ready_probability (chance the message is sent before the call)")
-            ax.set_ylabel(plots._axis_label(f"median {metric}", plots._units(part) or "ns", log))
+            ax.set_ylabel(plots.axis_label(f"median {metric}", plots.unit_of(part) or "ns", log))
             ax.set_xticks(sorted(set(part[READY])))
             ax.grid(True, color="0.88", linewidth=0.6)
             ax.set_title(metric, parse_math=False)
-        plots._legend_right(axes[len(metrics) - 1])
+        plots.legend_right(axes[len(metrics) - 1])
 
 
 __all__ = ["crossover_data", "crossover_groups", "crossover_plot", "blocked_fraction",

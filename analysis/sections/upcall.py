@@ -848,7 +848,7 @@ def anatomy_figure(report: Report, family: str = FAMILY) -> None:
     if data.empty:
         return
     placements = [p for p in PLACEMENTS if (data["placement"] == p).any()]
-    colors = dict(zip(STAGES, plots._colors(len(STAGES))))
+    colors = dict(zip(STAGES, plots.palette(len(STAGES))))
     with report.figure(f"{family}: anatomy of an upcall", nrows=len(placements),
                        caption="Median of each kernel stage per mechanism and point (stacked "
                                "bars, us; runs with anatomy = true, user-side samples pooled), "
@@ -870,7 +870,7 @@ def anatomy_figure(report: Report, family: str = FAMILY) -> None:
                               for _, r in rows.iterrows()], fontsize=6.5)
             ax.set_xlabel("us")
             ax.set_title(_placement_title(placement), fontsize=9)
-            plots._legend_right(ax, fontsize=7)
+            plots.legend_right(ax, fontsize=7)
 
 
 def latency_blocks(run: Run, family: str = FAMILY) -> list[Block]:
@@ -1230,8 +1230,8 @@ def section_blocks(run: Run, family: str = FAMILY) -> list[Block]:
 def variant_colors() -> dict[str, Any]:
     """One colour per mechanism, the same in every figure, and one per timer
     variant (they never share a figure with the mechanisms)."""
-    return {**dict(zip(MECHANISMS, plots._colors(len(MECHANISMS)))),
-            **dict(zip(TIMERS, plots._colors(len(TIMERS))))}
+    return {**dict(zip(MECHANISMS, plots.palette(len(MECHANISMS)))),
+            **dict(zip(TIMERS, plots.palette(len(TIMERS))))}
 
 
 def _line_style(event: str, other_index: int) -> str:
@@ -1312,7 +1312,7 @@ def latency_figures(report: Report, family: str = FAMILY) -> None:
                 plots.cdf_curves(ax, cdf_lines(run, rows, family), xlabel="upcall latency [us]",
                                  log=True, title=_placement_title(placement), legend=False)
                 plots.plain_log_ticks(ax, "x")
-                plots._legend_right(ax, fontsize=7)
+                plots.legend_right(ax, fontsize=7)
     with report.figure(f"{family}: upcall latency medians", ncols=len(placements),
                        caption="Median of every mechanism and point (bars), 95% CI of the "
                                "median (whiskers) and p99 (diamonds), user-side runs, log x; "
@@ -1362,7 +1362,7 @@ def timer_figure(report: Report, family: str = FAMILY) -> None:
             plots.cdf_curves(axes[j], curves, xlabel="lateness [us]", log=True,
                              title=point_text(point), legend=False)
             plots.plain_log_ticks(axes[j], "x")
-            plots._legend_below(axes[j], ncol=1, fontsize=7)
+            plots.legend_below(axes[j], ncol=1, fontsize=7)
 
 
 __all__ = ["latency_table", "anatomy_table", "anatomy_lines", "best_sleeping_kernel_upcall",
