@@ -3,6 +3,7 @@
 import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -149,3 +150,12 @@ def _lab_bpf_objects():
         names += [f"{kind} {o.get('name')}" for o in json.loads(out or "[]")
                   if str(o.get("name", "")).startswith("lab_")]
     return names
+
+
+def pdf_text(path: str) -> str:
+    """The text of a PDF report, wrapped lines joined again."""
+    if shutil.which("pdftotext") is None:
+        pytest.skip("pdftotext (poppler-utils) is not installed")
+    out = subprocess.run(["pdftotext", "-layout", path, "-"], capture_output=True, text=True,
+                         check=True).stdout
+    return " ".join(out.split())

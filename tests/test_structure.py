@@ -95,3 +95,42 @@ def test_no_import_cycle_in_lab_or_analysis():
     modules = _modules()
     assert "lab.runner" in modules and "analysis.sections.generic" in modules
     assert _cycles(_imports(modules)) == []
+
+
+# What draws: a family's analysis (analysis.families.*) must reach none of it,
+# so a notebook or another tool can take its tables without a renderer.
+DRAWING = ("matplotlib", "analysis.plots", "analysis._pages", "analysis.report",
+           "analysis.sections")
+
+
+def _imported_names(path: str) -> set[str]:
+    """Every module name the source at path imports, inside or outside PACKAGES."""
+    with open(path) as f:
+        tree = ast.parse(f.read(), path)
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.add(node.module)
+    return names
+
+
+def _draws(name: str) -> bool:
+    return any(name == d or name.startswith(d + ".") for d in DRAWING)
+
+
+def test_a_familys_analysis_reaches_nothing_that_draws():
+    modules = _modules()
+    graph = _imports(modules)
+    families = [m for m in modules if m.startswith("analysis.families.")]
+    assert families, "no analysis.families modules found"
+    for start in families:
+        seen, todo = set(), [start]
+        while todo:
+            m = todo.pop()
+            if m not in seen:
+                seen.add(m)
+                todo.extend(graph[m])
+        drawing = sorted(n for m in seen for n in _imported_names(modules[m]) | {m} if _draws(n))
+        assert drawing == [], f"{start} reaches {drawing}"

@@ -11,10 +11,16 @@ a kernel-view table beside the user-side one) through ``extra_blocks``.
 
 from __future__ import annotations
 
-# the built-in sections register themselves on import (a new family's
-# section module is added to this list)
-from analysis.sections import activations, baseline, chains, generic, msgport, syncfirst, upcall  # noqa: F401
+import importlib
+import pkgutil
+
+from analysis.sections import generic
 from analysis.sections.registry import SECTIONS, Section, register  # noqa: F401
+
+# Every module of this package is a section and registers itself when
+# imported, so a new family's section is found by its presence alone.
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
 
 
 def section_for(family: str) -> Section:

@@ -1,20 +1,29 @@
-"""The experiment families.  Adding one: write native/<name>.c (declared in
-native/<name>.h), lab/families/<name>.py building a ``FAMILY``, add its
-name to ORDER below, a report section in analysis/sections/ (the generic section
-renders any family until then) and a notebook (README: "Adding a family")."""
+"""The experiment families: every module of this package that builds a
+``FAMILY`` is one, found by its presence (README: "Adding a family"), so a
+new family edits no list here or anywhere else."""
 
 from __future__ import annotations
 
 import importlib
-import importlib.util
+import pkgutil
 
 from lab.model import Family
 
-# Report order.  A family is present once its module exists, so families
-# can be developed side by side without touching this file.
+# The built-in families' report order; a family not named here follows
+# them in alphabetical order.
 ORDER = ("baseline", "syncfirst", "chains", "upcall", "activations", "msgport", "probe_cost")
-FAMILY_NAMES = tuple(n for n in ORDER
-                     if importlib.util.find_spec(f"lab.families.{n}") is not None)
+
+
+def _family_modules() -> tuple[str, ...]:
+    # modules only: upcall_bpf.c and the like are not Python, and a
+    # package or a private module (leading underscore) is not a family
+    found = {m.name for m in pkgutil.iter_modules(__path__)
+             if not m.ispkg and not m.name.startswith("_")}
+    return (tuple(n for n in ORDER if n in found)
+            + tuple(sorted(found.difference(ORDER))))
+
+
+FAMILY_NAMES = _family_modules()
 
 
 def get(name: str) -> Family:
