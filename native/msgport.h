@@ -1,8 +1,14 @@
 /*
- * Family `msgport` (msgport.c): system calls as messages with reply ports
- * (DragonFly, seed 001) and protected procedure calls (K42, seed 004), on
- * io_uring and its neighbours.  Part of the cffi cdef (see lab_native.h
- * for the rules such a header follows).
+ * Family `msgport`: system calls as messages with reply ports (DragonFly,
+ * seed 001: msgport_port.c), live messages (seed 001: msgport_live.c) and
+ * protected procedure calls (K42, seed 004: msgport_ppc.c), on io_uring and
+ * its neighbours.  Part of the cffi cdef (see lab_native.h for the rules
+ * such a header follows).
+ *
+ * These enums and structs are the only declaration of the family's modes,
+ * ops, kinds, transports and counters: lab/families/msgport.py reads their
+ * names from cffi (an enumerator's name, prefix stripped and lower-cased,
+ * is the name a suite uses), so a new one here is a new one there.
  */
 #ifndef LAB_MSGPORT_H
 #define LAB_MSGPORT_H
@@ -68,9 +74,8 @@ int msgport_port(struct lab_handshake *hs, int mode, int op, uint32_t batch,
 
 /*
  * Test hook for DEFER_TASKRUN: submit one request whose completion comes
- * from outside the caller (source 0: a read of an empty pipe that another
- * thread then writes; source 1: a 1 ms timeout), stay out of io_uring for
- * hold_us after the event, look at the CQ, then flush
+ * from outside the caller (enum msgport_defer_source), stay out of
+ * io_uring for hold_us after the event, look at the CQ, then flush
  * (io_uring_get_events) and look again.  defer 0 is the control: a ring
  * without DEFER_TASKRUN, whose task work runs on any return to user space.
  */
@@ -81,6 +86,13 @@ struct msgport_defer_report {
 	uint32_t taskrun_after;
 	int32_t res;	/* the request's result */
 	uint32_t flags; /* ring setup flags used */
+};
+
+/* Where msgport_defer_check's completion comes from. */
+enum msgport_defer_source {
+	MSGPORT_DEFER_PIPE,   /* a read of an empty pipe another thread
+			       * writes */
+	MSGPORT_DEFER_TIMEOUT /* a 1 ms timeout */
 };
 
 int msgport_defer_check(int source, int defer, uint32_t hold_us,

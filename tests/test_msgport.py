@@ -197,7 +197,7 @@ def test_bad_arguments_are_refused():
     port = ffi.new("struct msgport_port_counts *")
     EINVAL = -errno.EINVAL
     assert lib.msgport_port(hs(), 0, 0, 0, ffi.NULL, CPU, 0, 4, out, port) == EINVAL
-    assert lib.msgport_port(hs(), 0, 0, 1025, ffi.NULL, CPU, 0, 4, out, port) == EINVAL
+    assert lib.msgport_port(hs(), 0, 0, msgport.MAX_BATCH + 1, ffi.NULL, CPU, 0, 4, out, port) == EINVAL
     assert lib.msgport_port(hs(), 9, 0, 1, ffi.NULL, CPU, 0, 4, out, port) == EINVAL
     assert lib.msgport_port(hs(), 0, 1, 1, ffi.NULL, CPU, 0, 4, out, port) == EINVAL  # no dir
     live = ffi.new("struct msgport_live_counts *")

@@ -71,7 +71,9 @@ allowed and the scheduler places them (mostly on one CPU: see the probes'
 migrations and wake-to-run), so only the same_cpu rows compare like with
 like.
 
-The C side is native/msgport.c.
+The C side is native/msgport_port.c, msgport_live.c and msgport_ppc.c;
+native/msgport.h declares the modes, ops, kinds, transports and counters
+once, and this module reads their names from cffi.
 """
 
 from __future__ import annotations
@@ -96,14 +98,37 @@ NS_PER_CALL = Metric("ns_per_call", "ns",
                      "a batch of calls, first send to last reply, / batch; perf bench: its "
                      "usecs/op (a round trip) of one invocation")
 
-MODES = ("poll", "wait", "eventfd", "deferred", "sync")     # enum msgport_mode
-OPS = ("nop", "read", "pipe_write", "pipe_read")            # enum msgport_op
-LIVE = ("live_multishot_timeout", "live_oneshot_timeout",   # enum msgport_live_kind
-        "live_multishot_poll", "live_oneshot_poll")
-TRANSPORTS = ("msg_ring", "futex", "eventfd", "pipe", "unix_socket")   # enum msgport_transport
+
+def _native():
+    from lab import native
+    return native.load()
+
+
+def _enum(ctype: str, prefix: str) -> dict[str, int]:
+    """A C enum of native/msgport.h as {name: value} in the enum's order; the
+    name is the enumerator's without its prefix, lower-cased
+    (MSGPORT_OP_PIPE_READ -> pipe_read)."""
+    names = _native()[0].typeof(ctype).elements
+    return {names[value].removeprefix(prefix).lower(): value for value in sorted(names)}
+
+
+def _fields(ctype: str) -> tuple[str, ...]:
+    """The field names of a C struct of native/msgport.h, in its order."""
+    return tuple(name for name, _ in _native()[0].typeof(ctype).fields)
+
+
+_MODE = _enum("enum msgport_mode", "MSGPORT_")
+_OP = _enum("enum msgport_op", "MSGPORT_OP_")
+_LIVE_KIND = _enum("enum msgport_live_kind", "MSGPORT_")
+_TRANSPORT = _enum("enum msgport_transport", "MSGPORT_PPC_")
+_DEFER_SOURCE = _enum("enum msgport_defer_source", "MSGPORT_DEFER_")
+MODES = tuple(_MODE)                # port_<mode>
+OPS = tuple(_OP)
+LIVE = tuple(_LIVE_KIND)            # the live variants' names
+TRANSPORTS = tuple(_TRANSPORT)      # ppc_<transport>
+MAX_BATCH = int(_native()[1].MSGPORT_MAX_BATCH)
 PERF = "perf"
 TASKSET = "taskset"
-MAX_BATCH = 1024                # MSGPORT_MAX_BATCH
 
 PARAMS = (
     Param("op", "nop", "",
@@ -144,18 +169,10 @@ PARAMS = (
           high=100_000, axis=False),
 )
 
-_PORT_COUNTS = ("messages", "completions", "bad_completions", "submissions", "reap_syscalls",
-                "source_syscalls", "untimed_syscalls", "taskrun_flagged", "ready_at_submit")
-_LIVE_COUNTS = ("submissions", "cancels", "completions", "completions_more",
-                "max_per_submission", "consume_syscalls", "signals", "drift_ns", "clamped")
-_PPC_COUNTS = ("requests", "replies", "duplicate_replies", "missing_replies",
-               "unexpected_replies", "server_requests", "server_drains", "window_requests",
-               "server_tgid")
-
-
-def _native():
-    from lab import native
-    return native.load()
+_PORT_COUNTS = _fields("struct msgport_port_counts")
+_LIVE_COUNTS = _fields("struct msgport_live_counts")
+_PPC_COUNTS = _fields("struct msgport_ppc_counts")
+_DEFER_REPORT = _fields("struct msgport_defer_report")
 
 
 def _peer_cpu(p: dict[str, Any], cpu: int, peer_cpu: int) -> int:
@@ -198,7 +215,7 @@ def run_port(mode: str, p: dict[str, Any], cpu: int, scratch_dir: str, handshake
     out = np.zeros(p["samples"])
     counts = ffi.new("struct msgport_port_counts *")
     directory = ffi.new("char[]", scratch_dir.encode())
-    check(lib.msgport_port(handshake, MODES.index(mode), OPS.index(p["op"]), p["batch"],
+    check(lib.msgport_port(handshake, _MODE[mode], _OP[p["op"]], p["batch"],
                            directory, cpu, p["warmup"], p["samples"], double_ptr(ffi, out),
                            counts), f"msgport/port_{mode}")
     return out, {k: int(getattr(counts, k)) for k in _PORT_COUNTS}
@@ -248,11 +265,9 @@ def defer_check(source: str, defer: bool, hold_us: int = 5000) -> dict[str, int]
     from lab.native import check
     ffi, lib = _native()
     report = ffi.new("struct msgport_defer_report *")
-    check(lib.msgport_defer_check(("pipe", "timeout").index(source), int(defer), hold_us,
-                                  report), "msgport_defer_check")
-    return {k: int(getattr(report, k)) for k in ("cq_ready_before", "taskrun_before",
-                                                 "cq_ready_after", "taskrun_after", "res",
-                                                 "flags")}
+    check(lib.msgport_defer_check(_DEFER_SOURCE[source], int(defer), hold_us, report),
+          "msgport_defer_check")
+    return {k: int(getattr(report, k)) for k in _DEFER_REPORT}
 
 
 # ---- live messages -----------------------------------------------------------------
@@ -267,7 +282,7 @@ def run_live(kind: str, p: dict[str, Any], cpu: int, peer_cpu: int, handshake: A
         handshake = standalone_handshake()
     out = np.zeros(p["samples"])
     counts = ffi.new("struct msgport_live_counts *")
-    check(lib.msgport_live(handshake, LIVE.index(kind), p.get("count", 1),
+    check(lib.msgport_live(handshake, _LIVE_KIND[kind], p.get("count", 1),
                            p["interval_us"] * 1000, cpu, _peer_cpu(p, cpu, peer_cpu),
                            p["warmup"], p["samples"], double_ptr(ffi, out), counts),
           f"msgport/{kind}")
@@ -304,6 +319,8 @@ def _live_variant(kind: str):
         if wrong:
             raise NativeError(f"live messages did not run as built: {wrong}")
         n = p["samples"]
+        # max_per_submission goes to the manifest under a name that says
+        # what it counts, beside completions_per_submission
         counters = {k: float(c[k]) for k in _LIVE_COUNTS if k != "max_per_submission"}
         counters["completions_per_submission"] = c["completions"] / c["submissions"]
         counters["max_completions_per_submission"] = float(c["max_per_submission"])
@@ -331,7 +348,7 @@ def run_ppc(transport: str, p: dict[str, Any], cpu: int, peer_cpu: int,
         handshake = standalone_handshake()
     out = np.zeros(p["samples"])
     counts = ffi.new("struct msgport_ppc_counts *")
-    rc = lib.msgport_ppc(handshake, TRANSPORTS.index(transport), int(p["mode"] == "async"),
+    rc = lib.msgport_ppc(handshake, _TRANSPORT[transport], int(p["mode"] == "async"),
                          int(p["peer"] == "process"), cpu, _peer_cpu(p, cpu, peer_cpu),
                          p["batch"], p["warmup"], p["samples"], double_ptr(ffi, out), counts)
     c = {k: int(getattr(counts, k)) for k in _PPC_COUNTS}
@@ -348,6 +365,7 @@ def _ppc_variant(transport: str):
         import numpy as np
         _check(f"ppc_{transport}", p)
         out, c = run_ppc(transport, p, ctx.cpu, ctx.peer_cpu, ctx.handshake)
+        # server_tgid is a pid for the probes, not a count
         counters = {k: float(c[k]) for k in _PPC_COUNTS if k != "server_tgid"}
         counters["calls_per_drain"] = c["server_requests"] / max(1, c["server_drains"])
         counters["calls_per_second"] = 1e9 / float(np.mean(out))

@@ -1,0 +1,799 @@
+/*
+ * Family `msgport`, protected procedure calls (K42, seed 004).
+ *
+ * K42's PPC is a call into another address space (or thread) and back:
+ * synchronous (send the request, wait for the reply) or asynchronous (a
+ * one-way stream the receiver drains).  Here: a client and a server, as
+ * two threads or two processes, on one CPU or two, over
+ * IORING_OP_MSG_RING between their rings (5.18), a futex or an eventfd
+ * doorbell on shared-memory queues, a pair of pipes, a unix stream socket.
+ * Every request carries a sequence number, the server echoes it and the
+ * client checks that each gets exactly one reply.
+ *
+ * Build: part of lab._native (native/build.py), -luring -lpthread.
+ */
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+
+#include "compat_uring.h"
+#include "msgport_internal.h"
+
+#define PPC_QCAP 2048		    /* > MSGPORT_MAX_BATCH + 1: never full */
+#define PPC_STOP ((1ull << 63) - 1) /* the last message */
+#define PPC_OWN	 (1ull << 63)	    /* user_data of our own MSG_RING SQEs */
+
+/* A single-producer single-consumer queue in shared memory; tail is the
+ * futex word (or the eventfd's companion): what the consumer waits on. */
+struct ppc_queue {
+	_Alignas(LAB_CACHELINE) _Atomic uint32_t tail;
+	_Alignas(LAB_CACHELINE) _Atomic uint32_t head;
+	_Alignas(LAB_CACHELINE) uint64_t slot[PPC_QCAP];
+};
+
+/* MAP_SHARED: the same memory for a server thread or a forked server. */
+struct ppc_shared {
+	struct ppc_queue req, rep;
+	_Alignas(LAB_CACHELINE) _Atomic uint32_t ready;
+	_Atomic int32_t server_ring_fd;
+	_Atomic int32_t server_err;
+	_Atomic uint64_t server_requests;
+	_Atomic uint64_t server_drains;
+};
+
+struct ppc {
+	int transport;
+	bool async;
+	bool process;
+	uint32_t batch;
+	int server_cpu;
+	struct ppc_shared *sh;
+	int c_rfd, c_wfd; /* stream: client reads replies, writes requests */
+	int s_rfd, s_wfd; /* the server's ends */
+	int efd_req, efd_rep;
+	struct io_uring cring; /* msg_ring: the client's reply port */
+	bool have_cring;
+	int s_ring_fd;	       /* msg_ring: the server's ring, as we see it */
+	bool own_s_ring_fd;    /* ours to close */
+	struct io_uring sring; /* process msg_ring: the server's ring, made
+				 * before fork; the child uses it */
+	bool have_sring;
+	pthread_t thread;
+	bool have_thread;
+	pid_t child;
+	uint64_t *buf; /* PPC_QCAP reply words */
+	uint8_t *seen; /* the current batch's replies */
+	uint64_t next_seq;
+	struct msgport_ppc_counts *c;
+};
+
+static inline long ppc_futex(struct ppc *p, _Atomic uint32_t *word, int op,
+			     uint32_t val)
+{
+	/* shared futexes for processes (keyed by the page), private ones
+	 * (keyed by the mm) for threads */
+	return syscall(SYS_futex, (uint32_t *)word,
+		       op | (p->process ? 0 : FUTEX_PRIVATE_FLAG), val, NULL,
+		       NULL, 0);
+}
+
+static void ppc_ring_bell(struct ppc *p, struct ppc_queue *q, int efd)
+{
+	uint64_t one = 1;
+
+	/* (an eventfd write fails only on counter overflow: never here) */
+	if (p->transport == MSGPORT_PPC_FUTEX)
+		ppc_futex(p, &q->tail, FUTEX_WAKE, 1);
+	else
+		lab_keep(write(efd, &one, sizeof(one)));
+}
+
+/* Sleep until the queue holds something past `head`. */
+static int ppc_wait_bell(struct ppc *p, struct ppc_queue *q, int efd,
+			 uint32_t head)
+{
+	uint64_t v;
+
+	while (atomic_load_explicit(&q->tail, memory_order_acquire) == head) {
+		if (p->transport == MSGPORT_PPC_FUTEX) {
+			if (ppc_futex(p, &q->tail, FUTEX_WAIT, head) < 0 &&
+			    errno != EAGAIN && errno != EINTR)
+				return -errno;
+		} else if (read(efd, &v, sizeof(v)) < 0 && errno != EINTR) {
+			return -errno;
+		}
+	}
+	return 0;
+}
+
+/* ---- the server ----------------------------------------------------------- */
+
+static int ppc_serve_stream(struct ppc *p, uint64_t *buf)
+{
+	size_t have, k, i;
+	ssize_t n;
+	bool stop;
+	int err;
+
+	for (;;) {
+		n = read_some(p->s_rfd, buf, PPC_QCAP * sizeof(uint64_t));
+		if (n == -EPIPE)
+			return 0; /* the client is gone */
+		if (n < 0)
+			return (int)n;
+		have = (size_t)n;
+		/* a stream may cut a word: read the rest of it */
+		while (have % sizeof(uint64_t)) {
+			n = read_some(p->s_rfd, (char *)buf + have,
+				      sizeof(uint64_t) -
+					      have % sizeof(uint64_t));
+			if (n < 0)
+				return (int)n;
+			have += (size_t)n;
+		}
+		atomic_fetch_add(&p->sh->server_drains, 1);
+		k = have / sizeof(uint64_t);
+		stop = false;
+		for (i = 0; i < k; i++)
+			if (buf[i] == PPC_STOP) {
+				stop = true;
+				k = i;
+				break;
+			}
+		atomic_fetch_add(&p->sh->server_requests, k);
+		/* the replies to everything drained, in one write */
+		if (k) {
+			err = write_full(p->s_wfd, buf, k * sizeof(uint64_t));
+			if (err)
+				return err;
+		}
+		if (stop)
+			return 0;
+	}
+}
+
+static int ppc_serve_queue(struct ppc *p)
+{
+	struct ppc_queue *req = &p->sh->req, *rep = &p->sh->rep;
+	uint32_t head = 0, tail, rtail = 0, k;
+	bool stop;
+	int err;
+
+	for (;;) {
+		err = ppc_wait_bell(p, req, p->efd_req, head);
+		if (err)
+			return err;
+		tail = atomic_load_explicit(&req->tail, memory_order_acquire);
+		atomic_fetch_add(&p->sh->server_drains, 1);
+		stop = false;
+		for (k = 0; head != tail; head++) {
+			uint64_t s = req->slot[head % PPC_QCAP];
+
+			if (s == PPC_STOP) {
+				stop = true;
+				head++;
+				break;
+			}
+			rep->slot[(rtail + k) % PPC_QCAP] = s;
+			k++;
+		}
+		atomic_store_explicit(&req->head, head, memory_order_release);
+		atomic_fetch_add(&p->sh->server_requests, k);
+		if (k) {
+			rtail += k;
+			atomic_store_explicit(&rep->tail, rtail,
+					      memory_order_release);
+			ppc_ring_bell(p, rep, p->efd_rep);
+		}
+		if (stop)
+			return 0;
+	}
+}
+
+/* A server thread tells the client its ring (or why there is none). */
+static void ppc_publish_ring(struct ppc *p, int fd, int err)
+{
+	atomic_store(&p->sh->server_ring_fd, fd);
+	atomic_store(&p->sh->server_err, err);
+	atomic_store_explicit(&p->sh->ready, 1, memory_order_release);
+	ppc_futex(p, &p->sh->ready, FUTEX_WAKE, 1);
+}
+
+/*
+ * The server's ring.  A server thread makes its own; a server process
+ * uses the one its parent made before fork(), because a ring fd cannot be
+ * handed to another process afterwards: the kernel refuses io_uring files
+ * in SCM_RIGHTS (-EINVAL, net/core/scm.c, since "io_uring/af_unix: disable
+ * sending io_uring over sockets", Linux 6.7).  The parent only keeps a dup
+ * of its fd as a MSG_RING target and unmaps the ring; the client's ring is
+ * MADV_DONTFORK, so the child gets only its fd.  Neither ring is
+ * SINGLE_ISSUER: that would tie each to the task that created it.
+ * Replies go back by IORING_OP_MSG_RING to the client's ring fd;
+ * IOSQE_CQE_SKIP_SUCCESS (5.17) keeps the sender's own CQE off its ring
+ * unless the message fails.
+ */
+static int ppc_serve_ring(struct ppc *p)
+{
+	struct io_uring local, *ring = &p->sring;
+	struct io_uring_cqe *cqe;
+	struct io_uring_sqe *sqe;
+	unsigned head, n;
+	uint64_t k;
+	bool stop = false;
+	int ret;
+
+	if (!p->process) {
+		ring = &local;
+		ret = io_uring_queue_init(ring_entries(2 * (p->batch + 2)),
+					  ring, 0);
+		ppc_publish_ring(p, ret < 0 ? -1 : ring->ring_fd,
+				 ret < 0 ? ret : 0);
+		if (ret < 0)
+			return ret;
+	}
+	while (!stop) {
+		/* reply to the last drain and wait for the next request in
+		 * one enter: K42's "reply and wait" */
+		do
+			ret = io_uring_submit_and_wait(ring, 1);
+		while (ret == -EINTR);
+		if (ret < 0)
+			goto out;
+		atomic_fetch_add(&p->sh->server_drains, 1);
+		n = 0;
+		k = 0;
+		io_uring_for_each_cqe(ring, head, cqe)
+		{
+			uint64_t s = cqe->user_data;
+
+			n++;
+			if (s & PPC_OWN) {
+				ret = cqe->res < 0 ? cqe->res : -EIO;
+				continue;
+			}
+			if (s == PPC_STOP) {
+				stop = true;
+				continue;
+			}
+			sqe = io_uring_get_sqe(ring);
+			if (!sqe) {
+				ret = -EBUSY;
+				continue;
+			}
+			io_uring_prep_msg_ring(sqe, p->cring.ring_fd, 0, s, 0);
+			sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+			sqe->user_data = PPC_OWN | s;
+			k++;
+		}
+		io_uring_cq_advance(ring, n);
+		atomic_fetch_add(&p->sh->server_requests, k);
+		if (ret < 0)
+			goto out;
+	}
+	ret = io_uring_submit(ring); /* the last replies */
+	ret = ret < 0 ? ret : 0;
+out:
+	/* a server process just exits: the kernel tears its ring down */
+	if (!p->process)
+		io_uring_queue_exit(ring);
+	return ret;
+}
+
+static int ppc_serve(struct ppc *p)
+{
+	uint64_t buf[PPC_QCAP];
+
+	switch (p->transport) {
+	case MSGPORT_PPC_MSG_RING:
+		return ppc_serve_ring(p);
+	case MSGPORT_PPC_FUTEX:
+	case MSGPORT_PPC_EVENTFD:
+		return ppc_serve_queue(p);
+	default:
+		return ppc_serve_stream(p, buf);
+	}
+}
+
+static void *ppc_server_thread(void *arg)
+{
+	struct ppc *p = arg;
+	int err = ppc_serve(p);
+
+	if (err)
+		atomic_store(&p->sh->server_err, err);
+	return NULL;
+}
+
+/* ---- the client ----------------------------------------------------------- */
+
+static void ppc_account(struct ppc *p, uint64_t base, uint32_t n, uint64_t s,
+			uint32_t *got)
+{
+	if (s < base) {
+		/* every earlier request has had its reply already */
+		p->c->duplicate_replies++;
+	} else if (s >= base + n) {
+		p->c->unexpected_replies++;
+	} else if (p->seen[s - base]) {
+		p->c->duplicate_replies++;
+	} else {
+		p->seen[s - base] = 1;
+		p->c->replies++;
+		(*got)++;
+	}
+}
+
+/* Send n requests base.. with one kernel entry (msg_ring: and wait for n
+ * completions in the same enter). */
+static int ppc_send(struct ppc *p, uint64_t base, uint32_t n, bool wait)
+{
+	struct io_uring_sqe *sqe;
+	struct ppc_queue *q;
+	uint32_t i, tail;
+	int ret;
+
+	switch (p->transport) {
+	case MSGPORT_PPC_MSG_RING:
+		for (i = 0; i < n; i++) {
+			sqe = io_uring_get_sqe(&p->cring);
+			if (!sqe)
+				return -EBUSY;
+			io_uring_prep_msg_ring(sqe, p->s_ring_fd, 0, base + i,
+					       0);
+			sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+			sqe->user_data = PPC_OWN | (base + i);
+		}
+		do
+			ret = wait ? io_uring_submit_and_wait(&p->cring, n) :
+				     io_uring_submit(&p->cring);
+		while (ret == -EINTR);
+		return ret < 0 ? ret : 0;
+	case MSGPORT_PPC_FUTEX:
+	case MSGPORT_PPC_EVENTFD:
+		q = &p->sh->req;
+		tail = atomic_load_explicit(&q->tail, memory_order_relaxed);
+		for (i = 0; i < n; i++)
+			q->slot[(tail + i) % PPC_QCAP] = base + i;
+		atomic_store_explicit(&q->tail, tail + n, memory_order_release);
+		ppc_ring_bell(p, q, p->efd_req);
+		return 0;
+	default:
+		for (i = 0; i < n; i++)
+			p->buf[i] = base + i;
+		return write_full(p->c_wfd, p->buf, n * sizeof(uint64_t));
+	}
+}
+
+/* Take the replies that are there (waiting for at least one). */
+static int ppc_recv(struct ppc *p, uint64_t base, uint32_t n, uint32_t *got)
+{
+	struct io_uring_cqe *cqe;
+	struct ppc_queue *q;
+	uint32_t head, tail;
+	unsigned h, seen = 0;
+	size_t have, i;
+	ssize_t r;
+	int ret = 0;
+
+	switch (p->transport) {
+	case MSGPORT_PPC_MSG_RING:
+		if (!io_uring_cq_ready(&p->cring)) {
+			ret = io_uring_enter(p->cring.ring_fd, 0, n - *got,
+					     IORING_ENTER_GETEVENTS, NULL);
+			if (ret < 0 && ret != -EINTR)
+				return ret;
+			ret = 0;
+		}
+		io_uring_for_each_cqe(&p->cring, h, cqe)
+		{
+			seen++;
+			if (cqe->user_data & PPC_OWN)
+				ret = cqe->res < 0 ? cqe->res : -EIO;
+			else
+				ppc_account(p, base, n, cqe->user_data, got);
+		}
+		io_uring_cq_advance(&p->cring, seen);
+		return ret;
+	case MSGPORT_PPC_FUTEX:
+	case MSGPORT_PPC_EVENTFD:
+		q = &p->sh->rep;
+		head = atomic_load_explicit(&q->head, memory_order_relaxed);
+		ret = ppc_wait_bell(p, q, p->efd_rep, head);
+		if (ret)
+			return ret;
+		tail = atomic_load_explicit(&q->tail, memory_order_acquire);
+		for (; head != tail; head++)
+			ppc_account(p, base, n, q->slot[head % PPC_QCAP], got);
+		atomic_store_explicit(&q->head, head, memory_order_release);
+		return 0;
+	default:
+		r = read_some(p->c_rfd, p->buf, PPC_QCAP * sizeof(uint64_t));
+		if (r < 0)
+			return (int)r;
+		have = (size_t)r;
+		while (have % sizeof(uint64_t)) {
+			r = read_some(p->c_rfd, (char *)p->buf + have,
+				      sizeof(uint64_t) -
+					      have % sizeof(uint64_t));
+			if (r < 0)
+				return (int)r;
+			have += (size_t)r;
+		}
+		for (i = 0; i < have / sizeof(uint64_t); i++)
+			ppc_account(p, base, n, p->buf[i], got);
+		return 0;
+	}
+}
+
+/* One call (sync) or one batch of calls (async): a sample. */
+static int ppc_call(struct ppc *p, double *sample)
+{
+	uint32_t n = p->async ? p->batch : 1, got = 0;
+	uint64_t base = p->next_seq, t0, t1;
+	int err;
+
+	memset(p->seen, 0, n);
+	t0 = now_ns();
+	err = ppc_send(p, base, n, true);
+	p->c->requests += n;
+	p->next_seq += n;
+	while (!err && got < n)
+		err = ppc_recv(p, base, n, &got);
+	t1 = now_ns();
+	if (err)
+		return err;
+	if (sample)
+		*sample = (double)(t1 - t0) / n;
+	return 0;
+}
+
+/* After the server has ended: any reply still queued is one too many. */
+static void ppc_leftovers(struct ppc *p)
+{
+	struct io_uring_cqe *cqe;
+	uint32_t head, tail, got = 0;
+	unsigned h, seen = 0;
+	uint64_t end = p->next_seq;
+	ssize_t r;
+
+	switch (p->transport) {
+	case MSGPORT_PPC_MSG_RING:
+		io_uring_for_each_cqe(&p->cring, h, cqe)
+		{
+			seen++;
+			if (!(cqe->user_data & PPC_OWN))
+				ppc_account(p, end, 0, cqe->user_data, &got);
+		}
+		io_uring_cq_advance(&p->cring, seen);
+		return;
+	case MSGPORT_PPC_FUTEX:
+	case MSGPORT_PPC_EVENTFD:
+		head = atomic_load(&p->sh->rep.head);
+		tail = atomic_load(&p->sh->rep.tail);
+		for (; head != tail; head++)
+			ppc_account(p, end, 0, p->sh->rep.slot[head % PPC_QCAP],
+				    &got);
+		return;
+	default:
+		if (fcntl(p->c_rfd, F_SETFL, O_NONBLOCK) < 0)
+			return;
+		while ((r = read(p->c_rfd, p->buf,
+				 PPC_QCAP * sizeof(uint64_t))) > 0) {
+			size_t i;
+
+			/* a cut word counts as one reply too many */
+			for (i = 0; i < ((size_t)r + 7) / sizeof(uint64_t); i++)
+				ppc_account(p, end, 0, p->buf[i], &got);
+		}
+		return;
+	}
+}
+
+/* ---- set-up and tear-down ------------------------------------------------- */
+
+static int ppc_msg_ring_supported(struct io_uring *ring)
+{
+	struct io_uring_probe *probe = io_uring_get_probe_ring(ring);
+	int ok;
+
+	if (!probe)
+		return -EOPNOTSUPP;
+	ok = io_uring_opcode_supported(probe, IORING_OP_MSG_RING);
+	io_uring_free_probe(probe);
+	return ok ? 0 : -EOPNOTSUPP;
+}
+
+static void close_fd(int *fd)
+{
+	if (*fd >= 0)
+		close(*fd);
+	*fd = -1;
+}
+
+static int ppc_init(struct ppc *p, int transport, bool async, bool process,
+		    uint32_t batch, int server_cpu,
+		    struct msgport_ppc_counts *c)
+{
+	int fds[2], err;
+
+	memset(p, 0, sizeof(*p));
+	p->transport = transport;
+	p->async = async;
+	p->process = process;
+	p->batch = async ? batch : 1;
+	p->server_cpu = server_cpu;
+	p->c = c;
+	p->c_rfd = p->c_wfd = p->s_rfd = p->s_wfd = -1;
+	p->efd_req = p->efd_rep = -1;
+	p->s_ring_fd = -1;
+	p->child = -1;
+
+	p->sh = mmap(NULL, sizeof(*p->sh), PROT_READ | PROT_WRITE,
+		     MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (p->sh == MAP_FAILED) {
+		p->sh = NULL;
+		return -errno;
+	}
+	atomic_store(&p->sh->server_ring_fd, -1);
+	p->buf = calloc(PPC_QCAP, sizeof(uint64_t));
+	p->seen = calloc(MSGPORT_MAX_BATCH, 1);
+	if (!p->buf || !p->seen)
+		return -ENOMEM;
+
+	switch (transport) {
+	case MSGPORT_PPC_MSG_RING:
+		err = io_uring_queue_init(ring_entries(2 * (p->batch + 2)),
+					  &p->cring, 0);
+		if (err < 0)
+			return err;
+		p->have_cring = true;
+		err = ppc_msg_ring_supported(&p->cring);
+		if (err)
+			return err;
+		if (!process)
+			return 0;
+		/* the child inherits the fd (its MSG_RING target), not the
+		 * ring's memory */
+		err = io_uring_ring_dontfork(&p->cring);
+		if (err < 0)
+			return err;
+		err = io_uring_queue_init(ring_entries(2 * (p->batch + 2)),
+					  &p->sring, 0);
+		if (err < 0)
+			return err;
+		p->have_sring = true;
+		p->s_ring_fd = fcntl(p->sring.ring_fd, F_DUPFD_CLOEXEC, 0);
+		if (p->s_ring_fd < 0)
+			return -errno;
+		p->own_s_ring_fd = true;
+		return 0;
+	case MSGPORT_PPC_FUTEX:
+		return 0;
+	case MSGPORT_PPC_EVENTFD:
+		p->efd_req = eventfd(0, EFD_CLOEXEC);
+		p->efd_rep = eventfd(0, EFD_CLOEXEC);
+		return p->efd_req < 0 || p->efd_rep < 0 ? -errno : 0;
+	case MSGPORT_PPC_PIPE:
+		if (pipe2(fds, O_CLOEXEC) < 0)
+			return -errno;
+		p->s_rfd = fds[0];
+		p->c_wfd = fds[1];
+		if (pipe2(fds, O_CLOEXEC) < 0)
+			return -errno;
+		p->c_rfd = fds[0];
+		p->s_wfd = fds[1];
+		return 0;
+	case MSGPORT_PPC_UNIX_SOCKET:
+		if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) < 0)
+			return -errno;
+		p->c_rfd = fds[0];
+		p->c_wfd = dup(fds[0]);
+		p->s_rfd = fds[1];
+		p->s_wfd = dup(fds[1]);
+		return p->c_wfd < 0 || p->s_wfd < 0 ? -errno : 0;
+	}
+	return -EINVAL;
+}
+
+/* The client's side of set-up once the server runs: its ring fd. */
+static int ppc_server_ready(struct ppc *p)
+{
+	if (p->transport != MSGPORT_PPC_MSG_RING || p->process)
+		return 0;
+	int err;
+
+	while (!atomic_load_explicit(&p->sh->ready, memory_order_acquire))
+		ppc_futex(p, &p->sh->ready, FUTEX_WAIT, 0);
+	err = atomic_load(&p->sh->server_err);
+	if (err)
+		return err;
+	/* our own reference: the ring outlives a server thread that ended */
+	p->s_ring_fd =
+		fcntl(atomic_load(&p->sh->server_ring_fd), F_DUPFD_CLOEXEC, 0);
+	if (p->s_ring_fd < 0)
+		return -errno;
+	p->own_s_ring_fd = true;
+	return 0;
+}
+
+static int ppc_start_server(struct ppc *p, int client_cpu)
+{
+	int err;
+
+	if (!p->process) {
+		err = start_thread_on(&p->thread, p->server_cpu,
+				      ppc_server_thread, p);
+		if (err)
+			return err;
+		p->have_thread = true;
+		return 0;
+	}
+	/* the child inherits the forking thread's CPU: fork from there */
+	err = lab_pin_self(p->server_cpu);
+	if (err)
+		return err;
+	p->child = fork();
+	if (p->child < 0) {
+		err = -errno;
+		lab_pin_self(client_cpu);
+		return err;
+	}
+	if (p->child == 0) {
+		/* The server process never returns into Python. */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		close_fd(&p->c_rfd);
+		close_fd(&p->c_wfd);
+		err = ppc_serve(p);
+		if (err)
+			atomic_store(&p->sh->server_err, err);
+		_exit(err ? 1 : 0);
+	}
+	err = lab_pin_self(client_cpu);
+	if (err)
+		return err;
+	/* the parent keeps only the client's ends: EOF reaches the server */
+	close_fd(&p->s_rfd);
+	close_fd(&p->s_wfd);
+	if (p->have_sring) {
+		/* the child's now: keep only the fd dup'ed as a target */
+		io_uring_queue_exit(&p->sring);
+		p->have_sring = false;
+	}
+	return 0;
+}
+
+/* End the server: the STOP message through the transport itself. */
+static int ppc_stop_server(struct ppc *p)
+{
+	uint64_t stop = PPC_STOP;
+	int err = 0, status;
+
+	if (!p->have_thread && p->child <= 0)
+		return 0;
+	switch (p->transport) {
+	case MSGPORT_PPC_MSG_RING:
+		if (p->s_ring_fd >= 0)
+			err = ppc_send(p, PPC_STOP, 1, false);
+		break;
+	case MSGPORT_PPC_FUTEX:
+	case MSGPORT_PPC_EVENTFD:
+		err = ppc_send(p, PPC_STOP, 1, false);
+		break;
+	default:
+		err = write_full(p->c_wfd, &stop, sizeof(stop));
+		/* and end of file, whatever happens (the socket's read end is
+		 * the same socket: shut its sending side) */
+		if (p->transport == MSGPORT_PPC_UNIX_SOCKET)
+			shutdown(p->c_wfd, SHUT_WR);
+		close_fd(&p->c_wfd);
+		break;
+	}
+	if (p->have_thread) {
+		if (err && p->transport == MSGPORT_PPC_MSG_RING) {
+			/* no way to reach the server's ring: leave it */
+			pthread_detach(p->thread);
+		} else {
+			pthread_join(p->thread, NULL);
+		}
+		p->have_thread = false;
+	} else {
+		if (err)
+			kill(p->child, SIGKILL);
+		while (waitpid(p->child, &status, 0) < 0 && errno == EINTR)
+			;
+		if (!err && !(WIFEXITED(status) && WEXITSTATUS(status) == 0))
+			err = atomic_load(&p->sh->server_err) ?: -ECHILD;
+		p->child = -1;
+	}
+	if (!err)
+		err = atomic_load(&p->sh->server_err);
+	return err;
+}
+
+static void ppc_deinit(struct ppc *p)
+{
+	close_fd(&p->c_rfd);
+	close_fd(&p->c_wfd);
+	close_fd(&p->s_rfd);
+	close_fd(&p->s_wfd);
+	close_fd(&p->efd_req);
+	close_fd(&p->efd_rep);
+	if (p->have_sring)
+		io_uring_queue_exit(&p->sring);
+	if (p->own_s_ring_fd)
+		close_fd(&p->s_ring_fd);
+	if (p->have_cring)
+		io_uring_queue_exit(&p->cring);
+	free(p->buf);
+	free(p->seen);
+	if (p->sh)
+		munmap(p->sh, sizeof(*p->sh));
+}
+
+int msgport_ppc(struct lab_handshake *hs, int transport, int async, int process,
+		int cpu, int server_cpu, uint32_t batch, uint64_t warmup,
+		uint64_t nr_samples, double *ns_per_call,
+		struct msgport_ppc_counts *out)
+{
+	struct ppc p;
+	cpu_set_t saved;
+	uint64_t s;
+	int err, stop_err;
+
+	if (transport < MSGPORT_PPC_MSG_RING ||
+	    transport > MSGPORT_PPC_UNIX_SOCKET || batch < 1 ||
+	    batch > MSGPORT_MAX_BATCH || nr_samples < 1 || !ns_per_call || !out)
+		return -EINVAL;
+	memset(out, 0, sizeof(*out));
+	err = lab_pin_saving(cpu, &saved);
+	if (err)
+		return err;
+	err = ppc_init(&p, transport, async, process, batch, server_cpu, out);
+	if (err)
+		goto out;
+	err = ppc_start_server(&p, cpu);
+	if (err)
+		goto out;
+	out->server_tgid = p.process ? p.child : getpid();
+	err = ppc_server_ready(&p);
+	for (s = 0; !err && s < warmup + nr_samples; s++) {
+		if (s == warmup) {
+			err = lab_handshake_ready(
+				hs, p.process ? &p.child : NULL, p.process);
+			if (err)
+				break;
+		}
+		err = ppc_call(&p,
+			       s >= warmup ? &ns_per_call[s - warmup] : NULL);
+	}
+	if (!err)
+		err = lab_handshake_done(hs);
+	stop_err = ppc_stop_server(&p);
+	if (!err)
+		err = stop_err;
+	ppc_leftovers(&p);
+	out->server_requests = atomic_load(&p.sh->server_requests);
+	out->server_drains = atomic_load(&p.sh->server_drains);
+	out->missing_replies = out->requests - out->replies;
+	out->window_requests = nr_samples * p.batch;
+	if (!err &&
+	    (out->missing_replies || out->duplicate_replies ||
+	     out->unexpected_replies || out->server_requests != out->requests))
+		err = -EIO;
+out:
+	/* a server that never got going is stopped here too */
+	if (p.sh && (p.have_thread || p.child > 0))
+		ppc_stop_server(&p);
+	ppc_deinit(&p);
+	lab_unpin(&saved);
+	return err;
+}
