@@ -1,7 +1,9 @@
 /*
  * Family `activations` (seeds 000, 002, 004): scheduler activations on
- * Linux -- an M:N fiber runtime with handoff on block -- and the thread
- * operations of the 1992 paper's Table IV.
+ * Linux -- an M:N fiber runtime with handoff on block.  What it measures:
+ * a task's latency and the handoff's, from block to a spare running
+ * fibers on the VP, with each way to survive a blocking call below.
+ * Table IV's thread operations on this runtime are activations_table4.c.
  *
  * Anderson et al. give user-level threads the speed of a user-level
  * scheduler and the behaviour of kernel threads when they block: the
@@ -57,10 +59,6 @@
 #include <fcntl.h>
 #include <linux/bpf.h>
 #include <poll.h>
-#include <pthread.h>
-#include <signal.h>
-#include <stdatomic.h>
-#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -70,25 +68,14 @@
 #include <sys/prctl.h>
 #include <sys/timerfd.h>
 #include <sys/uio.h>
-#include <sys/wait.h>
 
-#include "activations.h"
-#include "bpf_ring.h"
-#include "compat_uring.h"
-#include "internal.h"
-#include "upcall_abi.h"
+#include "activations_internal.h"
 
 #ifndef TFD_IOC_SET_TICKS
 #define TFD_IOC_SET_TICKS _IOW('T', 0, uint64_t) /* Linux 3.17 */
 #endif
 
 #define ACT_STACK_SIZE (64 * 1024)
-#define ACT_MAX_VPS    64
-#define ACT_MAX_SLOTS  64 /* lab_upcall_vps entries */
-#define ACT_MAX_FIBERS 4096
-/* Every wait is ended by a wake-up (a push, a stop); the timeout is only
- * a safety net, long enough not to add switches to the window. */
-#define ACT_WAIT_SLICE_MS 1000
 /* A phase that makes no progress for this long has hung: fail. */
 #define ACT_PHASE_TIMEOUT_NS (120ull * 1000000000ull)
 /* monitor: a VP in a call with nothing else to run is left alone this
@@ -104,147 +91,6 @@ size_t activations_slot_size(void)
 {
 	return sizeof(struct up_vp);
 }
-
-enum act_fiber_state {
-	FS_RUN = 0,
-	FS_PARK,  /* no task left in this phase */
-	FS_LOST,  /* its activation lost the VP during the call */
-	FS_WAIT,  /* waits for a CQE (uring) or a peer (Table IV) */
-	FS_EXIT,  /* Table IV: body done, back to the pool */
-	FS_YIELD, /* a task done: the VP's other fibers go first */
-};
-
-struct act_rt;
-struct act_vp;
-struct act_activation;
-
-struct act_fiber {
-	struct lab_fiber ctx;
-	struct act_fiber *next; /* ready queue / pool link */
-	struct act_rt *rt;
-	struct act_vp *vp;	    /* home VP */
-	struct act_activation *act; /* who runs it (set at dispatch) */
-	void (*body)(struct act_fiber *);
-	int state;
-	int tfd;
-	int32_t res;	     /* uring: the CQE's result */
-	uint64_t ticks;	     /* the call's read buffer */
-	uint64_t release_ns; /* its next task's release: the phase
-					 * start, then its last completion */
-	/* Table IV */
-	void (*fn)(struct act_fiber *);
-	struct act_fiber *joiner;
-	struct act_fiber *peer;
-};
-
-/* Counters of one thread, written only by it (summed while quiescent). */
-struct act_stats {
-	uint64_t calls, blocking_calls, block_events, eagain, handoffs, retakes;
-	uint64_t lost_vps, spare_wakeups, idle_spare_wakeups, stale_upcalls;
-	uint64_t ring_records, ring_bad, pokes, monitor_ticks, monitor_retakes;
-	uint64_t inline_completions, ran_while_blocked, busy_ns, completions;
-	uint64_t duplicates, handoff_dropped, ran_while_kernel_blocked;
-};
-
-struct act_activation {
-	struct lab_fiber sched; /* its own context: the thread stack */
-	struct act_rt *rt;
-	struct act_vp *vp; /* the VP (and CPU) it belongs to */
-	struct act_fiber *cur;
-	struct act_fiber *thread_fiber; /* pthreads: the task's timerfd */
-	pthread_t thread;
-	bool have_thread;
-	bool owns;   /* only its own thread reads/writes */
-	bool on;     /* in fiber code (instrumented) */
-	uint32_t id; /* slot index in lab_upcall_vps */
-	_Atomic int32_t tid;
-	_Atomic uint64_t entry_seq; /* upcall: block_seq when the call began */
-	_Atomic uint32_t in_sys;    /* upcall: inside a fiber's call */
-	uint64_t t_on;
-	uint64_t handoff_from; /* a VP taken: its event time, until
-					 * the first dispatch records it */
-	struct act_stats st;
-};
-
-struct act_vp {
-	_Alignas(LAB_CACHELINE) _Atomic uint64_t owner;
-	_Atomic uint64_t since_ns; /* monitor: when the owner's call began */
-	_Atomic uint64_t t_event;  /* event time for whoever takes it free */
-	_Alignas(LAB_CACHELINE) pthread_mutex_t lock; /* ready queue, pool */
-	struct act_fiber *head, *tail;
-	struct act_fiber *pool;	    /* Table IV: exited fibers */
-	_Atomic uint32_t work_word; /* bumped on every push */
-	_Atomic uint32_t idle;	    /* owner sleeps on work_word */
-	_Alignas(LAB_CACHELINE) _Atomic uint32_t spare_word;
-	_Atomic uint32_t ring_waiter; /* upcall: a spare watches the ring */
-	_Atomic int32_t in_call;      /* its fibers inside their call */
-	uint32_t index;
-	int cpu;
-	int efd, epfd;	      /* upcall: poke, epoll(ring, efd) */
-	struct io_uring ring; /* uring: only its thread submits */
-	_Atomic uint32_t have_ring;
-	int ring_err;
-	uint32_t waiting; /* uring: SQEs without a CQE */
-};
-
-struct act_t4 {
-	int op;
-	uint64_t warmup, nr_samples;
-	uint32_t ops;
-	double *out;
-	struct lab_handshake *hs;
-	_Atomic int err;
-	_Atomic uint32_t done;
-};
-
-struct act_rt {
-	const struct activations_config *cfg;
-	int variant;
-	bool instrument; /* running count, busy time, samples */
-	bool ready_by_ioctl;
-	bool nowait_by_poll; /* kernel before 6.9: poll, not RWF_NOWAIT */
-	uint64_t work_loops;
-	uint32_t nr_vps, nr_acts, nr_fibers;
-	struct act_vp *vps;
-	struct act_activation *acts;
-	struct act_fiber *fibers; /* nr_fibers + Table IV extras */
-	uint32_t nr_fibers_alloc;
-
-	_Alignas(LAB_CACHELINE) _Atomic uint64_t next_task;
-	_Atomic uint64_t phase_end;
-	_Atomic uint32_t parked;
-	_Atomic uint32_t phase_word;   /* pthreads: bumped per phase */
-	_Atomic uint32_t phase_active; /* monitor runs while 1 */
-	_Atomic uint32_t stop;
-	_Atomic uint32_t started;
-	_Atomic uint32_t go;
-	_Atomic int err;
-
-	_Alignas(LAB_CACHELINE) _Atomic int32_t running;
-	_Atomic int32_t max_running;
-	_Alignas(LAB_CACHELINE) _Atomic uint64_t nr_handoff;
-	_Atomic uint32_t counting;
-	double *task_ns, *handoff_ns;
-	uint64_t handoff_cap;
-	uint64_t warmup_tasks;
-	_Atomic uint32_t *done; /* per task: times completed */
-
-	/* upcall */
-	struct up_vp *slots;
-	size_t slots_len;
-	struct bpf_ring ring;
-	bool have_ring;
-	_Alignas(LAB_CACHELINE) _Atomic uint32_t ring_busy;
-	int tids_fd;
-	uint64_t base_lost;
-
-	/* monitor */
-	pthread_t monitor;
-	bool have_monitor;
-	struct act_stats monitor_st;
-
-	struct act_t4 t4;
-};
 
 /* ---- small helpers ------------------------------------------------------ */
 
@@ -269,16 +115,6 @@ static void act_fail(struct act_rt *rt, int err)
 	/* the main thread waits for the phase's end: tell it now */
 	futex_wake((uint32_t *)&rt->parked, INT32_MAX);
 	futex_wake((uint32_t *)&rt->t4.done, INT32_MAX);
-}
-
-static int act_futex_wait_ms(_Atomic uint32_t *word, uint32_t expected, int ms)
-{
-	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
-
-	if (syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT_PRIVATE, expected,
-		    &ts, NULL, 0) < 0)
-		return -errno;
-	return 0;
 }
 
 static inline uint64_t ow_next(uint64_t w, uint32_t id1, bool sys)
@@ -395,7 +231,7 @@ static inline void act_run_off(struct act_activation *a)
 		return;
 	a->on = false;
 	atomic_fetch_sub(&a->rt->running, 1);
-	a->st.busy_ns += now_ns() - a->t_on;
+	a->st.vp_busy_ns += now_ns() - a->t_on;
 }
 
 static void act_record_handoff(struct act_activation *a)
@@ -419,24 +255,7 @@ static void act_record_handoff(struct act_activation *a)
 	a->handoff_from = 0;
 }
 
-/* ---- a VP's ready queue ------------------------------------------------- */
-
-static void vp_push(struct act_vp *vp, struct act_fiber *f)
-{
-	pthread_mutex_lock(&vp->lock);
-	f->next = NULL;
-	if (vp->tail)
-		vp->tail->next = f;
-	else
-		vp->head = f;
-	vp->tail = f;
-	pthread_mutex_unlock(&vp->lock);
-	/* after the push, then look for a sleeping owner; the owner says it
-	 * sleeps, then looks at the queue: one of us sees the other */
-	atomic_fetch_add(&vp->work_word, 1);
-	if (atomic_load(&vp->idle))
-		futex_wake((uint32_t *)&vp->work_word, 1);
-}
+/* ---- a VP's ready queue (vp_push: activations_internal.h) --------------- */
 
 static struct act_fiber *vp_pop(struct act_vp *vp)
 {
@@ -761,7 +580,7 @@ static int act_task(struct act_rt *rt, struct act_fiber *f, uint64_t task)
 	a = f->act;
 	a->st.completions++;
 	if (atomic_fetch_add(&rt->done[task], 1))
-		a->st.duplicates++;
+		a->st.duplicate_completions++;
 	if (task >= rt->warmup_tasks)
 		rt->task_ns[task - rt->warmup_tasks] = (double)(t1 - t0);
 	return 0;
@@ -1118,7 +937,7 @@ static void *act_main(void *arg)
 static void *act_monitor_main(void *arg)
 {
 	struct act_rt *rt = arg;
-	struct act_stats *st = &rt->monitor_st;
+	struct activations_counts *st = &rt->monitor_st;
 	uint64_t period = rt->cfg->monitor_ns, next, now, w, since;
 	struct act_vp *vp;
 	struct timespec ts;
@@ -1287,7 +1106,7 @@ static int act_upcall_setup(struct act_rt *rt)
 }
 
 /* Start every thread; register the activations with the upcall program. */
-static int act_start(struct act_rt *rt)
+int act_start(struct act_rt *rt)
 {
 	const struct activations_config *cfg = rt->cfg;
 	uint64_t deadline = now_ns() + 10000000000ull;
@@ -1363,7 +1182,7 @@ static void act_wake_all(struct act_rt *rt)
 	}
 }
 
-static void act_teardown(struct act_rt *rt)
+void act_teardown(struct act_rt *rt)
 {
 	uint32_t i, key;
 
@@ -1409,12 +1228,27 @@ static void act_teardown(struct act_rt *rt)
 	free((void *)rt->done);
 }
 
+struct act_rt *act_rt_create(const struct activations_config *cfg)
+{
+	/* aligned_alloc() wants a multiple of the alignment */
+	size_t size = (sizeof(struct act_rt) + LAB_CACHELINE - 1) &
+		      ~(size_t)(LAB_CACHELINE - 1);
+	struct act_rt *rt = aligned_alloc(LAB_CACHELINE, size);
+
+	if (!rt)
+		return NULL;
+	memset(rt, 0, size);
+	rt->cfg = cfg;
+	rt->variant = cfg->variant;
+	rt->tids_fd = -1;
+	return rt;
+}
+
 /*
- * Allocate VPs, activations (per VP: an owner and `spares` spares) and
- * fibers (nr_fibers workload fibers plus `extra` for Table IV, each with
- * a timerfd).  rt->variant, cfg, instrument set by the caller.
+ * Per VP an owner and `spares` spares; every fiber gets a timerfd.
+ * rt->instrument is the caller's to set.
  */
-static int act_setup(struct act_rt *rt, uint32_t extra)
+int act_setup(struct act_rt *rt, uint32_t extra)
 {
 	const struct activations_config *cfg = rt->cfg;
 	uint32_t i, per_vp;
@@ -1536,20 +1370,28 @@ static int act_phase(struct act_rt *rt, uint64_t begin, uint64_t end)
 	return atomic_load(&rt->err);
 }
 
-static void act_sum(struct act_rt *rt, struct act_stats *sum)
+/* Every thread's counts, the monitor's too (quiescent: between phases). */
+static void act_sum(struct act_rt *rt, struct activations_counts *sum)
 {
-	const uint64_t *src;
-	uint64_t *dst = (uint64_t *)sum;
-	size_t k, n = sizeof(*sum) / sizeof(uint64_t);
+	const struct activations_counts *c;
 	uint32_t i;
 
 	memset(sum, 0, sizeof(*sum));
 	for (i = 0; i <= rt->nr_acts; i++) {
-		src = i < rt->nr_acts ? (const uint64_t *)&rt->acts[i].st :
-					(const uint64_t *)&rt->monitor_st;
-		for (k = 0; k < n; k++)
-			dst[k] += __atomic_load_n(&src[k], __ATOMIC_RELAXED);
+		c = i < rt->nr_acts ? &rt->acts[i].st : &rt->monitor_st;
+#define ACT_ADD(name) sum->name += __atomic_load_n(&c->name, __ATOMIC_RELAXED);
+		ACTIVATIONS_COUNTERS(ACT_ADD)
+#undef ACT_ADD
 	}
+}
+
+static void act_delta(struct activations_counts *out,
+		      const struct activations_counts *before,
+		      const struct activations_counts *after)
+{
+#define ACT_SUB(name) out->name = after->name - before->name;
+	ACTIVATIONS_COUNTERS(ACT_SUB)
+#undef ACT_SUB
 }
 
 static uint64_t act_cpu_ns(void)
@@ -1591,10 +1433,8 @@ int activations_run(struct lab_handshake *hs,
 		    double *handoff_ns, uint64_t handoff_cap,
 		    struct activations_counts *out)
 {
-	size_t size = (sizeof(struct act_rt) + LAB_CACHELINE - 1) &
-		      ~(size_t)(LAB_CACHELINE - 1);
-	struct act_stats before, after;
-	uint64_t cpu0 = 0, lost = 0, i, total;
+	struct activations_counts before, after;
+	uint64_t cpu0 = 0, cpu_ns, loops, lost = 0, i, total;
 	cpu_set_t saved;
 	struct act_rt *rt;
 	int err, e2;
@@ -1606,22 +1446,18 @@ int activations_run(struct lab_handshake *hs,
 	err = lab_pin_saving(cfg->vp_cpus[0], &saved);
 	if (err)
 		return err;
-	rt = aligned_alloc(LAB_CACHELINE, size);
+	rt = act_rt_create(cfg);
 	if (!rt) {
 		lab_unpin(&saved);
 		return -ENOMEM;
 	}
-	memset(rt, 0, size);
-	rt->cfg = cfg;
-	rt->variant = cfg->variant;
 	rt->instrument = true;
-	rt->tids_fd = -1;
 	rt->task_ns = task_ns;
 	rt->handoff_ns = handoff_ns;
 	rt->handoff_cap = handoff_ns ? handoff_cap : 0;
 	rt->warmup_tasks = cfg->warmup_tasks;
-	out->loops_per_us = act_calibrate();
-	rt->work_loops = cfg->work_ns * out->loops_per_us / 1000;
+	loops = act_calibrate();
+	rt->work_loops = cfg->work_ns * loops / 1000;
 
 	err = act_setup(rt, 0);
 	if (!err)
@@ -1644,36 +1480,16 @@ int activations_run(struct lab_handshake *hs,
 	atomic_store(&rt->counting, 1);
 	err = act_phase(rt, cfg->warmup_tasks, total);
 	atomic_store(&rt->counting, 0);
-	out->cpu_ns = act_cpu_ns() - cpu0;
+	cpu_ns = act_cpu_ns() - cpu0;
 	if (!err)
 		err = lab_handshake_done(hs);
 	if (err)
 		goto out;
 	act_sum(rt, &after);
-#define D(field) (after.field - before.field)
-	out->completions = D(completions);
-	out->duplicate_completions = D(duplicates);
-	out->calls = D(calls);
-	out->blocking_calls = D(blocking_calls);
-	out->block_events = D(block_events);
-	out->eagain = D(eagain);
-	out->handoffs = D(handoffs);
-	out->handoff_dropped = D(handoff_dropped);
-	out->retakes = D(retakes);
-	out->lost_vps = D(lost_vps);
-	out->spare_wakeups = D(spare_wakeups);
-	out->idle_spare_wakeups = D(idle_spare_wakeups);
-	out->stale_upcalls = D(stale_upcalls);
-	out->ring_records = D(ring_records);
-	out->ring_bad = D(ring_bad);
-	out->pokes = D(pokes);
-	out->monitor_ticks = D(monitor_ticks);
-	out->monitor_retakes = D(monitor_retakes);
-	out->inline_completions = D(inline_completions);
-	out->ran_while_blocked = D(ran_while_blocked);
-	out->ran_while_kernel_blocked = D(ran_while_kernel_blocked);
-	out->vp_busy_ns = D(busy_ns);
-#undef D
+	act_delta(out, &before, &after);
+	/* the (window) counts of ACTIVATIONS_COUNTERS */
+	out->cpu_ns = cpu_ns;
+	out->loops_per_us = loops;
 	out->handoff_samples = atomic_load(&rt->nr_handoff);
 	if (out->handoff_samples > rt->handoff_cap)
 		out->handoff_samples = rt->handoff_cap;
@@ -1696,367 +1512,6 @@ out:
 	if (!err || err == -ECANCELED)
 		err = e2 ? e2 : err;
 	free(rt);
-	lab_unpin(&saved);
-	return err;
-}
-
-/* ---- Table IV: Null Fork and Signal-Wait ------------------------------------------ */
-
-static void t4_null(struct act_fiber *f)
-{
-	lab_keep(f);
-}
-
-/* A pooled fiber: a "fork" hands it a body; it runs it, wakes its joiner
- * and exits back to the pool (stacks are reused, as FastThreads did). */
-static void t4_pool_body(struct act_fiber *f)
-{
-	struct act_fiber *j;
-
-	for (;;) {
-		f->fn(f);
-		j = f->joiner;
-		f->joiner = NULL;
-		if (j)
-			vp_push(f->vp, j);
-		f->state = FS_EXIT;
-		lab_fiber_switch(&f->ctx, &f->act->sched);
-	}
-}
-
-/* Signal-Wait's other side: signal the measuring fiber back, then wait. */
-static void t4_partner_body(struct act_fiber *f)
-{
-	for (;;) {
-		vp_push(f->vp, f->peer);
-		f->state = FS_WAIT;
-		lab_fiber_switch(&f->ctx, &f->act->sched);
-	}
-}
-
-static void t4_fork_join(struct act_fiber *self)
-{
-	struct act_vp *vp = self->vp;
-	struct act_fiber *c;
-
-	pthread_mutex_lock(&vp->lock);
-	c = vp->pool;
-	vp->pool = c->next;
-	pthread_mutex_unlock(&vp->lock);
-	c->fn = t4_null;
-	c->joiner = self;
-	vp_push(vp, c);
-	self->state = FS_WAIT; /* join: the child's exit requeues us */
-	lab_fiber_switch(&self->ctx, &self->act->sched);
-}
-
-static void t4_signal_wait(struct act_fiber *self)
-{
-	vp_push(self->vp, self->peer);
-	self->state = FS_WAIT;
-	lab_fiber_switch(&self->ctx, &self->act->sched);
-}
-
-static void t4_measure_body(struct act_fiber *f)
-{
-	struct act_t4 *t = &f->rt->t4;
-	uint64_t s, i, t0;
-	double per;
-	int err = 0;
-
-	/* signal-wait: an operation is half a round trip */
-	per = (double)t->ops * (t->op == ACT_T4_SIGNAL_WAIT ? 2.0 : 1.0);
-	for (s = 0; s < t->warmup + t->nr_samples; s++) {
-		if (s == t->warmup &&
-		    (err = lab_handshake_ready(t->hs, NULL, 0)))
-			break;
-		t0 = now_ns();
-		for (i = 0; i < t->ops; i++) {
-			if (t->op == ACT_T4_NULL_FORK)
-				t4_fork_join(f);
-			else
-				t4_signal_wait(f);
-		}
-		if (s >= t->warmup)
-			t->out[s - t->warmup] = (double)(now_ns() - t0) / per;
-	}
-	if (!err)
-		err = lab_handshake_done(t->hs);
-	atomic_store(&t->err, err);
-	atomic_store(&t->done, 1);
-	futex_wake((uint32_t *)&t->done, 1);
-	f->state = FS_PARK;
-	lab_fiber_switch(&f->ctx, &f->act->sched);
-	abort();
-}
-
-static int t4_fibers(struct lab_handshake *hs, bool activations, int op,
-		     int cpu, uint64_t warmup, uint64_t nr_samples,
-		     uint32_t ops, int ring_fd, int vps_fd, int tids_fd,
-		     double *out)
-{
-	size_t size = (sizeof(struct act_rt) + LAB_CACHELINE - 1) &
-		      ~(size_t)(LAB_CACHELINE - 1);
-	struct activations_config cfg;
-	struct act_fiber *m, *c;
-	struct act_rt *rt;
-	uint32_t d, i;
-	int err;
-
-	memset(&cfg, 0, sizeof(cfg));
-	cfg.variant = activations ? ACT_UPCALL : ACT_NONE;
-	cfg.nr_vps = 1;
-	cfg.vp_cpus = &cpu;
-	/* one spare asleep on the ring: the upcall armed, never fired */
-	cfg.spares = activations ? 1 : 0;
-	cfg.concurrency = 1; /* not run: Table IV has its own fibers */
-	cfg.ring_fd = ring_fd;
-	cfg.vps_fd = vps_fd;
-	cfg.tids_fd = tids_fd;
-	rt = aligned_alloc(LAB_CACHELINE, size);
-	if (!rt)
-		return -ENOMEM;
-	memset(rt, 0, size);
-	rt->cfg = &cfg;
-	rt->variant = cfg.variant;
-	rt->tids_fd = -1;
-	rt->t4.op = op;
-	rt->t4.warmup = warmup;
-	rt->t4.nr_samples = nr_samples;
-	rt->t4.ops = ops;
-	rt->t4.out = out;
-	rt->t4.hs = hs;
-	/* fiber 0 is the unused workload fiber; then the measuring fiber,
-	 * its Signal-Wait partner, two pooled children */
-	err = act_setup(rt, 4);
-	if (!err)
-		err = act_start(rt);
-	if (err)
-		goto out;
-	rt->nr_fibers = 0;
-	m = &rt->fibers[1];
-	m->body = t4_measure_body;
-	rt->fibers[2].body = t4_partner_body;
-	rt->fibers[2].peer = m;
-	m->peer = &rt->fibers[2];
-	for (i = 3; i < 5; i++) {
-		c = &rt->fibers[i];
-		c->body = t4_pool_body;
-		c->next = rt->vps[0].pool;
-		rt->vps[0].pool = c;
-	}
-	atomic_store(&rt->go, 1);
-	futex_wake((uint32_t *)&rt->go, INT32_MAX);
-	vp_push(&rt->vps[0], m);
-	while (!(d = atomic_load(&rt->t4.done)) && !atomic_load(&rt->err))
-		act_futex_wait_ms(&rt->t4.done, 0, ACT_WAIT_SLICE_MS);
-	err = atomic_load(&rt->t4.err);
-	if (!err)
-		err = atomic_load(&rt->err);
-out:
-	act_teardown(rt);
-	free(rt);
-	return err;
-}
-
-static void *t4_null_thread(void *arg)
-{
-	return arg;
-}
-
-static int t4_pthreads_fork(struct lab_handshake *hs, uint64_t warmup,
-			    uint64_t nr_samples, double *out)
-{
-	uint64_t s, t0;
-	pthread_t t;
-	int err;
-
-	for (s = 0; s < warmup + nr_samples; s++) {
-		if (s == warmup && (err = lab_handshake_ready(hs, NULL, 0)))
-			return err;
-		t0 = now_ns();
-		/* born with our affinity: the same CPU */
-		err = -pthread_create(&t, NULL, t4_null_thread, NULL);
-		if (err)
-			return err;
-		pthread_join(t, NULL);
-		if (s >= warmup)
-			out[s - warmup] = (double)(now_ns() - t0);
-	}
-	return lab_handshake_done(hs);
-}
-
-static int t4_processes_fork(struct lab_handshake *hs, uint64_t warmup,
-			     uint64_t nr_samples, double *out)
-{
-	uint64_t s, t0;
-	int status, err;
-	pid_t pid;
-
-	for (s = 0; s < warmup + nr_samples; s++) {
-		if (s == warmup && (err = lab_handshake_ready(hs, NULL, 0)))
-			return err;
-		t0 = now_ns();
-		/* a copy of this (Python) process's page tables: what a
-		 * process costs a program of this size */
-		pid = fork();
-		if (pid < 0)
-			return -errno;
-		if (pid == 0)
-			_exit(0);
-		if (waitpid(pid, &status, 0) < 0)
-			return -errno;
-		if (s >= warmup)
-			out[s - warmup] = (double)(now_ns() - t0);
-		if (!WIFEXITED(status) || WEXITSTATUS(status))
-			return -ECHILD;
-	}
-	return lab_handshake_done(hs);
-}
-
-/*
- * Signal-Wait between two kernel threads or processes on one CPU: a futex
- * word (private for threads, in MAP_SHARED memory for processes) whose
- * value says whose turn it is; each side wakes the other, then waits.
- */
-struct t4_turn {
-	_Alignas(LAB_CACHELINE) _Atomic uint32_t turn;
-	_Atomic uint32_t stop;
-	int shared;
-};
-
-static void t4_wait_turn(struct t4_turn *t, uint32_t mine)
-{
-	uint32_t seen;
-
-	while ((seen = atomic_load(&t->turn)) != mine && !atomic_load(&t->stop))
-		syscall(SYS_futex, (uint32_t *)&t->turn,
-			t->shared ? FUTEX_WAIT : FUTEX_WAIT_PRIVATE, seen, NULL,
-			NULL, 0);
-}
-
-static void t4_pass_turn(struct t4_turn *t, uint32_t to)
-{
-	atomic_store(&t->turn, to);
-	syscall(SYS_futex, (uint32_t *)&t->turn,
-		t->shared ? FUTEX_WAKE : FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
-}
-
-static void t4_pong(struct t4_turn *t)
-{
-	for (;;) {
-		t4_wait_turn(t, 1);
-		if (atomic_load(&t->stop))
-			return;
-		t4_pass_turn(t, 0);
-	}
-}
-
-static void *t4_pong_thread(void *arg)
-{
-	t4_pong(arg);
-	return NULL;
-}
-
-static int t4_kernel_signal_wait(struct lab_handshake *hs, bool processes,
-				 uint64_t warmup, uint64_t nr_samples,
-				 double *out)
-{
-	struct t4_turn *t;
-	pthread_t thread;
-	pid_t child = -1;
-	uint64_t s, t0;
-	int err = 0, status;
-
-	t = mmap(NULL, sizeof(*t), PROT_READ | PROT_WRITE,
-		 (processes ? MAP_SHARED : MAP_PRIVATE) | MAP_ANONYMOUS, -1, 0);
-	if (t == MAP_FAILED)
-		return -errno;
-	memset(t, 0, sizeof(*t));
-	t->shared = processes;
-	if (processes) {
-		child = fork();
-		if (child < 0) {
-			err = -errno;
-			goto out;
-		}
-		if (child == 0) {
-			t4_pong(t);
-			_exit(0);
-		}
-	} else {
-		err = -pthread_create(&thread, NULL, t4_pong_thread, t);
-		if (err)
-			goto out;
-	}
-	for (s = 0; s < warmup + nr_samples; s++) {
-		if (s == warmup &&
-		    (err = lab_handshake_ready(hs, processes ? &child : NULL,
-					       processes ? 1 : 0)))
-			break;
-		t0 = now_ns();
-		t4_pass_turn(t, 1);
-		t4_wait_turn(t, 0);
-		if (s >= warmup)
-			out[s - warmup] = (double)(now_ns() - t0) / 2.0;
-	}
-	if (!err)
-		err = lab_handshake_done(hs);
-	atomic_store(&t->stop, 1);
-	t4_pass_turn(t, 1);
-	if (processes) {
-		if (waitpid(child, &status, 0) < 0 && !err)
-			err = -errno;
-	} else {
-		pthread_join(thread, NULL);
-	}
-out:
-	munmap(t, sizeof(*t));
-	return err;
-}
-
-int activations_table4(struct lab_handshake *hs, int kind, int op, int cpu,
-		       uint64_t warmup, uint64_t nr_samples,
-		       uint32_t ops_per_sample, int ring_fd, int vps_fd,
-		       int tids_fd, double *ns_per_op)
-{
-	cpu_set_t saved;
-	int err;
-
-	if (kind < 0 || kind >= ACT_T4_NR_KINDS || op < 0 ||
-	    op >= ACT_T4_NR_OPS || !nr_samples || !ops_per_sample || cpu < 0 ||
-	    cpu >= CPU_SETSIZE)
-		return -EINVAL;
-	if (kind == ACT_T4_FIBERS_ACTIVATIONS &&
-	    (ring_fd < 0 || vps_fd < 0 || tids_fd < 0))
-		return -EINVAL;
-	if (kind <= ACT_T4_FIBERS_ACTIVATIONS && !lab_fiber_supported())
-		return -ENOTSUP;
-	err = lab_pin_saving(cpu, &saved);
-	if (err)
-		return err;
-	switch (kind) {
-	case ACT_T4_FIBERS:
-	case ACT_T4_FIBERS_ACTIVATIONS:
-		err = t4_fibers(hs, kind == ACT_T4_FIBERS_ACTIVATIONS, op, cpu,
-				warmup, nr_samples, ops_per_sample, ring_fd,
-				vps_fd, tids_fd, ns_per_op);
-		break;
-	case ACT_T4_PTHREADS:
-		err = op == ACT_T4_NULL_FORK ?
-			      t4_pthreads_fork(hs, warmup, nr_samples,
-					       ns_per_op) :
-			      t4_kernel_signal_wait(hs, false, warmup,
-						    nr_samples, ns_per_op);
-		break;
-	default:
-		err = op == ACT_T4_NULL_FORK ?
-			      t4_processes_fork(hs, warmup, nr_samples,
-						ns_per_op) :
-			      t4_kernel_signal_wait(hs, true, warmup,
-						    nr_samples, ns_per_op);
-		break;
-	}
 	lab_unpin(&saved);
 	return err;
 }

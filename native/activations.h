@@ -1,17 +1,17 @@
 /*
- * Family `activations` (activations.c): scheduler activations on Linux, an
- * M:N fiber runtime with handoff on block, and the operations of the 1992
- * paper's Table IV (seeds 000, 002, 004).  Part of the cffi cdef (see
- * lab_native.h for the rules such a header follows: plain declarations
- * only).
+ * Family `activations`: scheduler activations on Linux, an M:N fiber
+ * runtime with handoff on block (activations.c), and the operations of
+ * the 1992 paper's Table IV (activations_table4.c); seeds 000, 002, 004.
+ * Part of the cffi cdef, as the preprocessor expands it (native/build.py):
+ * declarations, and the macros that make them.
  */
 #ifndef LAB_ACTIVATIONS_H
 #define LAB_ACTIVATIONS_H
 
 #include "lab_native.h"
 
-/* What happens when a fiber blocks in the kernel (lab/families/
- * activations.py names them as variants; the tests check they agree). */
+/* What happens when a fiber blocks in the kernel.  Python names the
+ * variants after these enumerators: ACT_FUTEX_HINT is "futex_hint". */
 enum activations_variant {
 	ACT_NONE = 0, /* nothing: the VP is lost until the call returns */
 	ACT_FUTEX_HINT =
@@ -22,6 +22,13 @@ enum activations_variant {
 	ACT_URING = 5,	   /* the call is an io_uring SQE: never blocks */
 	ACT_PTHREADS = 6,  /* one kernel thread per in-flight task */
 	ACT_NR_VARIANTS = 7
+};
+
+/* What activations_run() accepts (it refuses a config beyond them). */
+enum activations_limits {
+	ACT_MAX_VPS = 64,     /* a record's pokes are a bit per VP */
+	ACT_MAX_SLOTS = 64,   /* lab_upcall_vps entries: one per activation */
+	ACT_MAX_FIBERS = 4096 /* fibers (pthreads: threads) */
 };
 
 struct activations_config {
@@ -43,42 +50,82 @@ struct activations_config {
 	int tids_fd;
 };
 
-/* Over the measured window. */
+/*
+ * The runtime's counts over the measured window, declared once: this list
+ * makes struct activations_counts, each thread's own counts (the same
+ * struct), their sum and the window's delta (activations.c), and the
+ * counters Python stores (read from cffi).  Counts marked (window) are set
+ * once for the window; every other one is counted by the thread that saw
+ * it.
+ */
+#define ACTIVATIONS_COUNTERS(X)                                                \
+	/* measured tasks completed (= tasks) */                               \
+	X(completions)                                                         \
+	/* a task completed twice (must be 0) */                               \
+	X(duplicate_completions)                                               \
+	/* blocking-call sites executed */                                     \
+	X(calls)                                                               \
+	/* ... drawn to block (probability p) */                               \
+	X(blocking_calls)                                                      \
+	/* upcall: calls the kernel saw block */                               \
+	X(block_events)                                                        \
+	/* syncfirst: RWF_NOWAIT said EAGAIN */                                \
+	X(eagain)                                                              \
+	/* VPs a spare took over */                                            \
+	X(handoffs)                                                            \
+	/* (window) handoff_ns entries written */                              \
+	X(handoff_samples)                                                     \
+	/* handoffs beyond handoff_cap */                                      \
+	X(handoff_dropped)                                                     \
+	/* a returning activation got its VP back */                           \
+	X(retakes)                                                             \
+	/* ... found it taken: fiber requeued */                               \
+	X(lost_vps)                                                            \
+	/* futex wake-ups of spares */                                         \
+	X(spare_wakeups)                                                       \
+	/* ... that found nothing to take */                                   \
+	X(idle_spare_wakeups)                                                  \
+	/* ring records whose call had returned */                             \
+	X(stale_upcalls)                                                       \
+	/* ring records consumed */                                            \
+	X(ring_records)                                                        \
+	/* (window) records the ring had no room for */                        \
+	X(ring_lost)                                                           \
+	/* records of a wrong size or slot */                                  \
+	X(ring_bad)                                                            \
+	/* eventfd pokes for another VP's record */                            \
+	X(pokes)                                                               \
+	/* monitor: checks made */                                             \
+	X(monitor_ticks)                                                       \
+	/* monitor: VPs taken from a stuck call */                             \
+	X(monitor_retakes)                                                     \
+	/* uring: CQE already there at submit (the call did not block) */      \
+	X(inline_completions)                                                  \
+	/* dispatches on a VP while another fiber of that VP was in its      \
+	 * call: the point of handoff (0 for none; uring: waiting for its    \
+	 * CQE) */ \
+	X(ran_while_blocked)                                                   \
+	/* upcall: ... while the kernel had another activation of that VP    \
+	 * blocked in the call (its slot's block_seq moved) */ \
+	X(ran_while_kernel_blocked)                                            \
+	/* (window) most activations in fiber code at once (<= nr_vps) */      \
+	X(max_running_activations)                                             \
+	/* sum over VPs of time in fiber code */                               \
+	X(vp_busy_ns)                                                          \
+	/* (window) process CPU time */                                        \
+	X(cpu_ns)                                                              \
+	/* (window) kernel threads of the runtime */                           \
+	X(activations)                                                         \
+	/* (window) 1: TFD_IOC_SET_TICKS readies calls */                      \
+	X(ready_by_ioctl)                                                      \
+	/* (window) spin calibration */                                        \
+	X(loops_per_us)
+
+#define ACTIVATIONS_COUNTER_FIELD(name) uint64_t name;
 struct activations_counts {
-	uint64_t completions;		/* measured tasks completed (= tasks) */
-	uint64_t duplicate_completions; /* a task completed twice (must be 0) */
-	uint64_t calls;			/* blocking-call sites executed */
-	uint64_t blocking_calls;	/* ... drawn to block (probability p) */
-	uint64_t block_events;		/* upcall: calls the kernel saw block */
-	uint64_t eagain;		/* syncfirst: RWF_NOWAIT said EAGAIN */
-	uint64_t handoffs;		/* VPs a spare took over */
-	uint64_t handoff_samples;	/* handoff_ns entries written */
-	uint64_t handoff_dropped;	/* handoffs beyond handoff_cap */
-	uint64_t retakes;	/* a returning activation got its VP back */
-	uint64_t lost_vps;	/* ... found it taken: fiber requeued */
-	uint64_t spare_wakeups; /* futex wake-ups of spares */
-	uint64_t idle_spare_wakeups; /* ... that found nothing to take */
-	uint64_t stale_upcalls;	     /* ring records whose call had returned */
-	uint64_t ring_records;	     /* ring records consumed */
-	uint64_t ring_lost;	     /* records the ring had no room for */
-	uint64_t ring_bad;	     /* records of a wrong size or slot */
-	uint64_t pokes;		     /* eventfd pokes for another VP's record */
-	uint64_t monitor_ticks;	     /* monitor: checks made */
-	uint64_t monitor_retakes;    /* monitor: VPs taken from a stuck call */
-	uint64_t inline_completions; /* uring: CQE already there at submit */
-	uint64_t ran_while_blocked;  /* dispatches on a VP while another
-					 * fiber of that VP was in its call */
-	uint64_t ran_while_kernel_blocked; /* upcall: ... while the kernel
-						 * had another activation of
-						 * that VP blocked in a call */
-	uint64_t max_running_activations;  /* most activations in fiber
-						 * code at once (<= nr_vps) */
-	uint64_t vp_busy_ns;	 /* sum over VPs of time in fiber code */
-	uint64_t cpu_ns;	 /* process CPU time in the window */
-	uint64_t activations;	 /* kernel threads of the runtime */
-	uint64_t ready_by_ioctl; /* 1: TFD_IOC_SET_TICKS readies calls */
-	uint64_t loops_per_us;	 /* spin calibration */
+	ACTIVATIONS_COUNTERS(ACTIVATIONS_COUNTER_FIELD)
 };
+#undef ACTIVATIONS_COUNTER_FIELD
 
 /*
  * Run warmup_tasks, open the window, run tasks more, close it.  task_ns
@@ -91,15 +138,18 @@ int activations_run(struct lab_handshake *hs,
 		    double *handoff_ns, uint64_t handoff_cap,
 		    struct activations_counts *out);
 
-/* Table IV of Anderson et al. (1992): who does the operation. */
+/* Table IV of Anderson et al. (1992): who does the operation.  Python
+ * names the variants after these enumerators: ACT_T4_FIBERS is
+ * "t4_fibers". */
 enum activations_table_kind {
-	ACT_T4_FIBERS = 0,	       /* our runtime, no kernel support */
-	ACT_T4_FIBERS_ACTIVATIONS = 1, /* ... with the upcall armed */
+	ACT_T4_FIBERS = 0,	/* our runtime, no kernel support */
+	ACT_T4_ACTIVATIONS = 1, /* ... on activations, the upcall armed */
 	ACT_T4_PTHREADS = 2,
 	ACT_T4_PROCESSES = 3,
 	ACT_T4_NR_KINDS = 4
 };
 
+/* Python's op names: ACT_T4_NULL_FORK is "null_fork". */
 enum activations_table_op {
 	ACT_T4_NULL_FORK = 0,	/* create, run a null body, join */
 	ACT_T4_SIGNAL_WAIT = 1, /* signal a waiter, then wait */
@@ -110,7 +160,7 @@ enum activations_table_op {
  * One Table IV operation on cpu, in ns per operation: fibers average
  * ops_per_sample operations per sample, threads and processes time each
  * one alone (signal-wait: half a round trip).  The ring/vps/tids fds are
- * the upcall program's (fibers_activations), else -1.
+ * the upcall program's (ACT_T4_ACTIVATIONS), else -1.
  */
 int activations_table4(struct lab_handshake *hs, int kind, int op, int cpu,
 		       uint64_t warmup, uint64_t nr_samples,

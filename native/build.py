@@ -14,10 +14,10 @@ import subprocess
 from cffi import FFI
 
 NATIVE = os.path.dirname(os.path.abspath(__file__))
-# Headers the C files share but Python does not see; every other header is
-# an API header (lab_native.h first, then one per family) and goes to cdef.
-PRIVATE_HEADERS = {"internal.h", "compat_uring.h", "bpf_ring.h", "upcall_abi.h",
-                   "msgport_internal.h"}
+# Headers the C files share but Python does not see, and a family's own
+# <family>_internal.h; every other header is an API header (lab_native.h
+# first, then one per family) and goes to cdef.
+PRIVATE_HEADERS = {"internal.h", "compat_uring.h", "bpf_ring.h", "upcall_abi.h"}
 # pip builds quietly, so a warning would pass unseen: tests/test_native.py
 # compiles every C file with these flags and -Werror
 COMPILE_ARGS = ["-std=gnu11", "-O2", "-g", "-Wall", "-Wextra", "-Wno-unused-parameter",
@@ -26,7 +26,8 @@ COMPILE_ARGS = ["-std=gnu11", "-O2", "-g", "-Wall", "-Wextra", "-Wno-unused-para
 
 def api_headers():
     names = sorted(os.path.basename(p) for p in glob.glob(os.path.join(NATIVE, "*.h")))
-    names = [n for n in names if n not in PRIVATE_HEADERS and n != "lab_native.h"]
+    names = [n for n in names if n not in PRIVATE_HEADERS and not n.endswith("_internal.h")
+             and n != "lab_native.h"]
     return ["lab_native.h"] + names
 
 

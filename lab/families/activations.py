@@ -101,17 +101,9 @@ spare (upcall).  **Counters:** ``throughput_steps_per_s`` and
 ``throughput_tasks_per_s`` over the window; ``vp_idle_fraction``: the
 share of VP time no activation ran fiber code (blocked calls, handoffs,
 empty queues); ``cpu_busy_fraction``: process CPU time over vps x window;
-``handoffs``, ``blocking_calls`` (drawn), ``block_events`` (upcall: calls
-the kernel saw block), ``eagain``, ``stale_upcalls``, ``retakes`` (the
-VP came back to the caller), ``lost_vps`` (it did not: fiber requeued),
-``spare_wakeups``, ``ran_while_blocked`` (dispatches on a VP while another
-of its fibers was inside its call: the point of handoff; 0 for none;
-uring: waiting for its CQE), ``ran_while_kernel_blocked`` (upcall: the
-same, when the kernel's own block_seq in the slot shows that other
-activation blocked in the call),
-``max_running_activations`` (most activations in fiber code at once,
-never more than vps), ``completions`` (= tasks) and
-``duplicate_completions`` (0).  A run whose mechanics break (a task done
+and the runtime's own counts, declared once, each with what it means, in
+native/activations.h (``ACTIVATIONS_COUNTERS``; Python reads their names
+from cffi).  A run whose mechanics break (a task done
 twice or not at all, more than vps activations running fibers, a lost or
 bad ring record) fails with the reason.  One operation is one task, so the
 probes' switches and syscalls per op are per task.
@@ -165,13 +157,27 @@ TABLE_IV_COLUMNS = {"t4_fibers": "FastThreads on Topaz threads",
                     "t4_activations": "FastThreads on Scheduler Activations",
                     "t4_pthreads": "Topaz threads", "t4_processes": "Ultrix processes"}
 
-# enums of native/activations.h (tests/test_activations.py checks they agree)
-VARIANTS = {"none": 0, "futex_hint": 1, "syncfirst": 2, "monitor": 3, "upcall": 4, "uring": 5,
-            "pthreads": 6}
-T4_KINDS = {"t4_fibers": 0, "t4_activations": 1, "t4_pthreads": 2, "t4_processes": 3}
-T4_OPS = ("null_fork", "signal_wait")
 
-MAX_SLOTS = 64                  # lab_upcall_vps entries: one per activation
+def _native():
+    from lab import native
+    return native.load()
+
+
+def _enum_values(enum: str, prefix: str) -> dict[str, int]:
+    """A C enum's values, in order, by their Python names: the enumerator
+    without prefix, in lower case (ACT_FUTEX_HINT: "futex_hint"); the
+    ACT_*NR_* count is not one of them."""
+    ffi, _ = _native()
+    return {name[len(prefix):].lower(): value
+            for value, name in sorted(ffi.typeof(enum).elements.items()) if "NR_" not in name}
+
+
+# declared in native/activations.h
+VARIANTS = _enum_values("enum activations_variant", "ACT_")
+T4_KINDS = _enum_values("enum activations_table_kind", "ACT_")
+T4_OPS = tuple(_enum_values("enum activations_table_op", "ACT_T4_"))
+_, _lib = _native()
+MAX_SLOTS = _lib.ACT_MAX_SLOTS
 MAX_HANDOFF_SAMPLES = 1_000_000
 
 TASK_LATENCY = Metric("task_latency", "ns",
@@ -190,10 +196,10 @@ PARAMS = (
           "i-th of [cpu, peer_cpu, other CPUs]; pthreads: the CPUs its threads may use",
           low=1, high=len(USABLE_CPUS)),
     Param("spares", 4, "per VP", "spare activations per VP, created before the window "
-          "(futex_hint, syncfirst, monitor, upcall; upcall: vps x (1 + spares) <= 64)",
+          f"(futex_hint, syncfirst, monitor, upcall; upcall: vps x (1 + spares) <= {MAX_SLOTS})",
           low=0, high=31),
     Param("concurrency", 8, "fibers", "fibers, i.e. tasks in flight (pthreads: threads)",
-          low=1, high=4096),
+          low=1, high=_lib.ACT_MAX_FIBERS),
     Param("tasks", 1000, "tasks", "measured tasks per run: one task_latency sample each",
           low=1, high=1_000_000, axis=False),
     Param("warmup_tasks", 100, "tasks", "tasks run before the measured window",
@@ -219,23 +225,12 @@ PARAMS = (
           "(threads and processes are timed one at a time)", low=1, high=100_000, axis=False),
 )
 
-_COUNTS = ("completions", "duplicate_completions", "calls", "blocking_calls", "block_events",
-           "eagain", "handoffs", "handoff_samples", "handoff_dropped", "retakes", "lost_vps",
-           "spare_wakeups", "idle_spare_wakeups", "stale_upcalls", "ring_records", "ring_lost",
-           "ring_bad", "pokes", "monitor_ticks", "monitor_retakes", "inline_completions",
-           "ran_while_blocked", "ran_while_kernel_blocked", "max_running_activations", "vp_busy_ns", "cpu_ns",
-           "activations", "ready_by_ioctl", "loops_per_us")
 HANDOFF_VARIANTS = ("futex_hint", "syncfirst", "monitor", "upcall")
 
 
 def _upcall_armed(p: dict[str, Any]) -> bool:
     """Variant.loads_upcall_program of the variants that arm the block upcall."""
     return True
-
-
-def _native():
-    from lab import native
-    return native.load()
 
 
 def vp_cpus(vps: int, cpu: int, peer_cpu: int) -> list[int]:
@@ -302,7 +297,7 @@ def run_tasks(variant: str, p: dict[str, Any], cpus: list[int], maps: Any = None
     rc = lib.activations_run(handshake, cfg, double_ptr(ffi, task_ns),
                              double_ptr(ffi, handoff_ns), handoff_cap, counts)
     check(rc, f"activations/{variant}")
-    c = {k: int(getattr(counts, k)) for k in _COUNTS}
+    c = {k: int(getattr(counts, k)) for k, _ in ffi.typeof("struct activations_counts").fields}
     window = int(handshake.window_end_ns - handshake.window_begin_ns)
     return task_ns, handoff_ns[:c["handoff_samples"]], c, window
 
@@ -325,6 +320,7 @@ def expected_mechanics(variant: str, p: dict[str, Any], c: dict[str, int]) -> st
 def derived_counters(variant: str, p: dict[str, Any], c: dict[str, int],
                      window_ns: int) -> dict[str, float]:
     """The counters a run stores: the counts, plus throughput and fractions."""
+    # loops_per_us calibrates the work, it measures nothing
     counters = {k: float(v) for k, v in c.items() if k not in ("loops_per_us",)}
     seconds = max(window_ns, 1) / 1e9
     vps = p["vps"]
