@@ -42,3 +42,21 @@ def standalone_handshake() -> Any:
     (tests, notebooks): no pipes, the window is still stamped."""
     ffi, _ = load()
     return ffi.new("struct lab_handshake *", {"ready_fd": -1, "go_fd": -1})
+
+
+# A family's C header is the one declaration of its enums and counter
+# structs; Python reads them through cffi with these two.
+
+def enum_values(ctype: str, prefix: str) -> dict[str, int]:
+    """A C enum as {name: value} in value order.  The name is the
+    enumerator without prefix, lower-cased (ACT_FUTEX_HINT with prefix
+    "ACT_": "futex_hint"); a count enumerator (one containing "NR_", like
+    ACT_NR_VARIANTS) is not a value."""
+    names = load()[0].typeof(ctype).elements
+    return {names[v].removeprefix(prefix).lower(): v for v in sorted(names)
+            if "NR_" not in names[v]}
+
+
+def struct_fields(ctype: str) -> tuple[str, ...]:
+    """A C struct's field names, in declaration order."""
+    return tuple(name for name, _ in load()[0].typeof(ctype).fields)

@@ -136,6 +136,7 @@ import os
 from typing import Any
 
 from lab.model import USABLE_CPUS, Family, Measurement, Metric, Param, RunContext, Variant
+from lab.native import enum_values, struct_fields
 
 # Anderson, Bershad, Lazowska, Levy: "Scheduler Activations: Effective
 # Kernel Support for the User-Level Management of Parallelism", ACM TOCS
@@ -163,19 +164,10 @@ def _native():
     return native.load()
 
 
-def _enum_values(enum: str, prefix: str) -> dict[str, int]:
-    """A C enum's values, in order, by their Python names: the enumerator
-    without prefix, in lower case (ACT_FUTEX_HINT: "futex_hint"); the
-    ACT_*NR_* count is not one of them."""
-    ffi, _ = _native()
-    return {name[len(prefix):].lower(): value
-            for value, name in sorted(ffi.typeof(enum).elements.items()) if "NR_" not in name}
-
-
 # declared in native/activations.h
-VARIANTS = _enum_values("enum activations_variant", "ACT_")
-T4_KINDS = _enum_values("enum activations_table_kind", "ACT_")
-T4_OPS = tuple(_enum_values("enum activations_table_op", "ACT_T4_"))
+VARIANTS = enum_values("enum activations_variant", "ACT_")
+T4_KINDS = enum_values("enum activations_table_kind", "ACT_")
+T4_OPS = tuple(enum_values("enum activations_table_op", "ACT_T4_"))
 _, _lib = _native()
 MAX_SLOTS = _lib.ACT_MAX_SLOTS
 MAX_HANDOFF_SAMPLES = 1_000_000
@@ -297,7 +289,7 @@ def run_tasks(variant: str, p: dict[str, Any], cpus: list[int], maps: Any = None
     rc = lib.activations_run(handshake, cfg, double_ptr(ffi, task_ns),
                              double_ptr(ffi, handoff_ns), handoff_cap, counts)
     check(rc, f"activations/{variant}")
-    c = {k: int(getattr(counts, k)) for k, _ in ffi.typeof("struct activations_counts").fields}
+    c = {k: int(getattr(counts, k)) for k in struct_fields("struct activations_counts")}
     window = int(handshake.window_end_ns - handshake.window_begin_ns)
     return task_ns, handoff_ns[:c["handoff_samples"]], c, window
 

@@ -84,6 +84,7 @@ import subprocess
 from typing import Any
 
 from lab.model import Family, Measurement, Metric, Param, RunContext, Variant
+from lab.native import enum_values, struct_fields
 
 NS_PER_MESSAGE = Metric("ns_per_message", "ns",
                         "one batch, first SQE prepared to last reply reaped, / batch "
@@ -104,24 +105,11 @@ def _native():
     return native.load()
 
 
-def _enum(ctype: str, prefix: str) -> dict[str, int]:
-    """A C enum of native/msgport.h as {name: value} in the enum's order; the
-    name is the enumerator's without its prefix, lower-cased
-    (MSGPORT_OP_PIPE_READ -> pipe_read)."""
-    names = _native()[0].typeof(ctype).elements
-    return {names[value].removeprefix(prefix).lower(): value for value in sorted(names)}
-
-
-def _fields(ctype: str) -> tuple[str, ...]:
-    """The field names of a C struct of native/msgport.h, in its order."""
-    return tuple(name for name, _ in _native()[0].typeof(ctype).fields)
-
-
-_MODE = _enum("enum msgport_mode", "MSGPORT_")
-_OP = _enum("enum msgport_op", "MSGPORT_OP_")
-_LIVE_KIND = _enum("enum msgport_live_kind", "MSGPORT_")
-_TRANSPORT = _enum("enum msgport_transport", "MSGPORT_PPC_")
-_DEFER_SOURCE = _enum("enum msgport_defer_source", "MSGPORT_DEFER_")
+_MODE = enum_values("enum msgport_mode", "MSGPORT_")
+_OP = enum_values("enum msgport_op", "MSGPORT_OP_")
+_LIVE_KIND = enum_values("enum msgport_live_kind", "MSGPORT_")
+_TRANSPORT = enum_values("enum msgport_transport", "MSGPORT_PPC_")
+_DEFER_SOURCE = enum_values("enum msgport_defer_source", "MSGPORT_DEFER_")
 MODES = tuple(_MODE)                # port_<mode>
 OPS = tuple(_OP)
 LIVE = tuple(_LIVE_KIND)            # the live variants' names
@@ -169,10 +157,10 @@ PARAMS = (
           high=100_000, axis=False),
 )
 
-_PORT_COUNTS = _fields("struct msgport_port_counts")
-_LIVE_COUNTS = _fields("struct msgport_live_counts")
-_PPC_COUNTS = _fields("struct msgport_ppc_counts")
-_DEFER_REPORT = _fields("struct msgport_defer_report")
+_PORT_COUNTS = struct_fields("struct msgport_port_counts")
+_LIVE_COUNTS = struct_fields("struct msgport_live_counts")
+_PPC_COUNTS = struct_fields("struct msgport_ppc_counts")
+_DEFER_REPORT = struct_fields("struct msgport_defer_report")
 
 
 def _peer_cpu(p: dict[str, Any], cpu: int, peer_cpu: int) -> int:
