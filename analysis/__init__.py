@@ -12,10 +12,13 @@ all go through these functions, so they agree on every number.
     throughput_summary(run, "chains")   # operations per second over each run's window
 
 Plots are in analysis.plots, the PDF in analysis.report (imported on use:
-they pull in matplotlib).  A family's own analysis is in its report section:
-analysis.sections.syncfirst (the crossover, how often a call went async,
-the seed's claims), analysis.sections.chains (time per chain against k, the
-cost per atom, stop on failure).
+they pull in matplotlib).  A family's own analysis (its data and findings,
+no matplotlib) is in analysis.families.<family>: analysis.families.syncfirst
+(the crossover, how often a call went async, the seed's claims),
+analysis.families.chains (time per chain against k, the cost per atom, stop
+on failure), analysis.families.msgport (reply ports, flushsys(), live
+messages, PPC); its report layout (pages, tables, figures) is in
+analysis.sections.<family>.
 """
 
 from analysis._counters import counter_summary, counter_table, kernel_per_op, run_table, throughput_summary

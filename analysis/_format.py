@@ -43,6 +43,17 @@ def fmt_ratio(x: float) -> str:
     return f"{x:.3g}x" if x < 100 else f"{x:.0f}x"
 
 
+def fmt_finite(x: float | None) -> str:
+    """fmt_value, and "-" for a value that is not finite (inf too): a cell
+    with nothing measured in it."""
+    return fmt_value(x) if x is not None and math.isfinite(x) else "-"
+
+
+def fmt_ratio_interval(low: float, high: float) -> str:
+    """The 95% interval of a ratio of medians: ``1.02x..1.31x``."""
+    return f"{fmt_ratio(low)}..{fmt_ratio(high)}"
+
+
 def fmt_interval(low: float, high: float, sep: str = "..") -> str:
     return f"{fmt_value(low)}{sep}{fmt_value(high)}"
 

@@ -136,7 +136,7 @@ def wake_to_run(run: Run, family: str) -> pd.DataFrame:
     per_run = kernel_metric_summary(run, family)
     per_run = {(str(r.variant), str(r.point), str(r.metric)): r.median
                for r in per_run.itertuples(index=False) if str(r.metric).startswith("wake_to_run")}
-    rows = []
+    rows: list[tuple[str, str, int, float, float, str | None]] = []
     for variant, point in dict.fromkeys(zip(src["variant"].astype(str), src["point"].astype(str))):
         if (variant, point) in pooled:
             n, p50, p99 = pooled[(variant, point)]

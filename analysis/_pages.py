@@ -13,11 +13,14 @@ import functools
 import textwrap
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import numpy as np
 
 from analysis._results import Run
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 PAGE_W, PAGE_H = 11.69, 8.27            # A4 landscape, inches
 MARGIN_X, MARGIN_TOP, MARGIN_BOTTOM = 0.6, 0.55, 0.65
@@ -102,7 +105,7 @@ def _line_class():
 
         # (measure, dpi, font) -> ({character: (ascent, descent)}, the font's);
         # a FontProperties hashes slowly, so once a line, not once a character
-        _measured: dict = {}
+        _measured: dict[tuple, tuple[dict[str, tuple[float, float]], tuple[float, float]]] = {}
 
         def _simple(self) -> bool:
             text = self.get_text()
@@ -122,9 +125,10 @@ def _line_class():
             got = self._measured.get(key)
             if got is None:
                 ft = font_manager.get_font(font_manager.findfont(prop))
-                table = ft.get_sfnt_table("OS/2")
-                scale = 1 / ft.get_sfnt_table("head")["unitsPerEm"] * prop.get_size_in_points() \
-                    * dpi / 72
+                table, head = ft.get_sfnt_table("OS/2"), ft.get_sfnt_table("head")
+                # findfont() gives TrueType / OpenType fonts: both tables are there
+                assert table is not None and head is not None
+                scale = 1 / head["unitsPerEm"] * prop.get_size_in_points() * dpi / 72
                 # a key that nobody changes later
                 got = self._measured[key[:2] + (prop.copy(),)] = (
                     {}, (table["sTypoAscender"] * scale, -table["sTypoDescender"] * scale))
@@ -285,7 +289,9 @@ def _pdf_text_writer():
             yield item.ft_object, item.char, item.glyph_index, item.x, item.y, item.prev_kern
 
     def write(renderer, gc, x, y, s, prop, mtext) -> bool:
-        pdf = getattr(renderer.draw_text, "__self__", None)
+        # the PDF renderer's own state (its file, fonts, graphics context):
+        # matplotlib's private API, typed as what it is, unknown
+        pdf: Any = getattr(renderer.draw_text, "__self__", None)
         if (getattr(renderer.draw_text, "__func__", None) is not draw_text
                 or not hasattr(pdf, "file")
                 or mpl.rcParams["pdf.fonttype"] != 42 or mpl.rcParams["pdf.use14corefonts"]
@@ -322,8 +328,8 @@ def _pdf_text_writer():
                        Op.selectfont)
                 pdf._setup_textpos(0.0, 0, 0, 0, 0, 0)
                 size_kerns = kerns.setdefault(fontsize, {})
-                chunk = []
-                codes = []
+                chunk: list[bytes] = []     # TJ operands: kerns, and escaped codes between them
+                codes: list[bytes] = []
                 for ch, prev_kern in zip(s, char_kerns):
                     if prev_kern:
                         if codes:
@@ -345,8 +351,8 @@ def _pdf_text_writer():
         output(Op.gsave)
         output(*rot, x, y, Op.concat_matrix)
         output(Op.begin_text)
-        chunk: list = []                # TJ operands: kerns, and escaped codes between them
-        codes: list = []
+        chunk = []
+        codes = []
 
         def show():
             if codes:
@@ -562,7 +568,7 @@ class Report:
         self.pdf = pdf
         self.title = title
         self.pages = 0
-        self._fig = None
+        self._fig: Figure | None = None        # the text page being filled
         self._y = 0.0
 
     # -- pages ---------------------------------------------------------------
@@ -573,12 +579,12 @@ class Report:
         _put(fig, 1 - MARGIN_X / PAGE_W, 0.3 / PAGE_H, f"page {self.pages}", fontsize=FOOT_SIZE,
              color="0.4", ha="right", family=SANS)
 
-    def _new_text_page(self):
+    def _new_text_page(self) -> Figure:
         from matplotlib.figure import Figure
         self.end_page()
-        self._fig = Figure(figsize=(PAGE_W, PAGE_H))
+        fig = self._fig = Figure(figsize=(PAGE_W, PAGE_H))
         self._y = MARGIN_TOP
-        return self._fig
+        return fig
 
     def end_page(self) -> None:
         """Finish the current text page (the next block starts a new one)."""
@@ -590,9 +596,11 @@ class Report:
     def _room(self) -> float:
         return PAGE_H - MARGIN_BOTTOM - self._y
 
-    def _need(self, height: float) -> None:
+    def _need(self, height: float) -> Figure:
+        """The text page, with room for ``height`` (a new one if not)."""
         if self._fig is None or self._room() < height:
-            self._new_text_page()
+            return self._new_text_page()
+        return self._fig
 
     # -- flowed text and tables ----------------------------------------------
     def flow(self, blocks: Sequence[Block], new_page: bool = True) -> None:
@@ -676,7 +684,7 @@ class Report:
         while i < len(cells) or first:
             # at least the header and one row on this page
             need = caption_h + header_h + (row_height(cells[i]) if i < len(cells) else 0)
-            self._need(need)
+            fig = self._need(need)
             if t.caption:
                 lines = m.caption_lines if first else [m.caption_lines[0] + " (continued)"]
                 for line in lines:
@@ -689,21 +697,21 @@ class Report:
             self._y += header_h
             x0, y0 = _inch_to_fig(MARGIN_X, self._y)
             x1, _ = _inch_to_fig(MARGIN_X + table_w, self._y)
-            self._fig.add_artist(Line2D([x0, x1], [y0, y0], color="0.3", linewidth=0.6))
+            fig.add_artist(Line2D([x0, x1], [y0, y0], color="0.3", linewidth=0.6))
             rows_here = 0
             while i < len(cells) and rows_here < t.max_rows and self._room() >= row_height(cells[i]):
                 h = row_height(cells[i])
                 warn = bool(t.highlight[i]) if t.highlight is not None else False
                 if rows_here % 2 == 1:
                     fx, fy = _inch_to_fig(MARGIN_X - 0.05, self._y + h)
-                    self._fig.add_artist(Rectangle((fx, fy), (table_w + 0.1) / PAGE_W, h / PAGE_H,
+                    fig.add_artist(Rectangle((fx, fy), (table_w + 0.1) / PAGE_W, h / PAGE_H,
                                                    color="0.94", zorder=-1, linewidth=0))
                 draw_row(cells[i], False, "#a63603" if warn else "black")
                 self._y += h
                 i += 1
                 rows_here += 1
             x0, y0 = _inch_to_fig(MARGIN_X, self._y)
-            self._fig.add_artist(Line2D([x0, x1], [y0, y0], color="0.3", linewidth=0.6))
+            fig.add_artist(Line2D([x0, x1], [y0, y0], color="0.3", linewidth=0.6))
             first = False
             if i < len(cells):
                 self._new_text_page()
@@ -719,13 +727,15 @@ class Report:
         """A page holding a grid of axes: ``with report.figure(...) as (fig, axes):``.
         The page is written when the block ends; unused axes are hidden."""
         from matplotlib.figure import Figure
+        from matplotlib.layout_engine import ConstrainedLayoutEngine
 
         self.end_page()
         caption_lines = _wrap(caption, PAGE_W - 2 * MARGIN_X, 8, False) if caption else []
         bottom = (0.45 + len(caption_lines) * 8 * LINE / 72) / PAGE_H
-        fig = Figure(figsize=(PAGE_W, PAGE_H), layout="constrained")
-        fig.get_layout_engine().set(rect=(MARGIN_X / PAGE_W * 0.5, bottom, 1 - MARGIN_X / PAGE_W,
-                                          1 - bottom - 0.25 / PAGE_H), w_pad=0.08, h_pad=0.1)
+        layout = ConstrainedLayoutEngine(rect=(MARGIN_X / PAGE_W * 0.5, bottom,
+                                               1 - MARGIN_X / PAGE_W, 1 - bottom - 0.25 / PAGE_H),
+                                         w_pad=0.08, h_pad=0.1)
+        fig = Figure(figsize=(PAGE_W, PAGE_H), layout=layout)
         fig.suptitle(title, fontsize=13, weight="bold", family=SANS, parse_math=False)
         axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).reshape(-1)
         yield fig, axes

@@ -231,7 +231,8 @@ def report_blocks(run: Run, family: str) -> list:
     header, rows = prediction_rows(run, family)
     if not rows:
         return []
+    sentence = prediction_sentence(run, family)
     return [Heading("Probe overhead: predicted against measured", size=12, keep_with_next=0.8),
             Table(header, rows, caption="What attaching the probes was predicted to cost "
                   "this workload, and what it cost", notes=[PREDICTION_NOTE]),
-            Text(prediction_sentence(run, family), size=10), Space(0.1)]
+            *([Text(sentence, size=10)] if sentence else []), Space(0.1)]

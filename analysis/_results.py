@@ -280,11 +280,11 @@ def _load_samples(run_dir: str, runs: pd.DataFrame, runs_meta: list[dict[str, An
     metric_cats = list(dict.fromkeys(metric_order + categories(metric_names)))
     unit_cats = categories(unit_names)
     metric, unit = recoded(metric_names, metric_cats), recoded(unit_names, unit_cats)
-    rows = _joined(rows, np.int64)
+    run_of_sample = _joined(rows, np.int64)
     sample = _joined(samples, np.int64).astype(np.int64, copy=False)
     value = _joined(values, np.float64)
 
-    base = runs.iloc[rows].reset_index(drop=True)
+    base = runs.iloc[run_of_sample].reset_index(drop=True)
     out = pd.DataFrame({
         "run_id": base["run_id"],
         "family": base["family"],

@@ -149,7 +149,9 @@ def _chunked(header: list[str], rows: list[list[str]], right: list[bool], width:
     ``keep`` columns) where one would be wider than ``width``."""
     widths = [max([len(h)] + [len(r[i]) for r in rows]) + 2 for i, h in enumerate(header)]
     fixed = sum(widths[:keep]) + 4
-    chunks, current, used = [], [], fixed
+    chunks: list[list[int]] = []
+    current: list[int] = []
+    used = fixed
     for i in range(keep, len(header)):
         if current and used + widths[i] > width:
             chunks.append(current)

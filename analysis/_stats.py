@@ -200,6 +200,7 @@ def _bootstrap_cells(cells: list[_Cell], resamples: int = RESAMPLES,
 
     def intervals(batch: list[_Cell]) -> list[tuple[float, float]]:
         width = max(c.reps for c in batch)
+        ranks: _CountTable | _PooledRanks
         if (sum(c.n for c in batch) + len(batch)) * width <= BATCH_ENTRIES:
             ranks = _CountTable(batch, width)
         else:

@@ -6,7 +6,7 @@ share them.  Axes switch to log scale when the data span more than a decade
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -17,9 +17,11 @@ from analysis._views import ratio_to, reference_rows
 
 MAX_CDF_POINTS = 2000       # order statistics drawn per curve; the data are not altered
 DECADE = 10.0
+# what the figures take as a set of values: a list, or the samples' own array
+Values = Sequence[float] | np.ndarray
 
 
-def spans_decades(values: Sequence[float]) -> bool:
+def spans_decades(values: Values) -> bool:
     v = np.asarray([x for x in values if x is not None and np.isfinite(x)], dtype=float)
     if v.size == 0 or (v <= 0).any():
         return False
@@ -231,7 +233,7 @@ def ratio(ax, summary_df: pd.DataFrame, reference_variant: str, log: bool | None
     return ax
 
 
-def cdf_curves(ax, curves: Sequence[tuple[str, Sequence[float], dict]],
+def cdf_curves(ax, curves: Sequence[tuple[str, Values, dict[str, Any]]],
                xlabel: str | Callable[[bool], str], ylabel: str = "fraction \u2264 x",
                log: bool | None = None, title: str | None = None, legend: bool = True,
                max_points: int = MAX_CDF_POINTS, clip_tail: float | None = 0.999):

@@ -14,7 +14,7 @@ import sys
 from typing import Any
 
 from analysis._kernel import kernel_view_line, kernel_view_status
-from analysis._pages import Heading, Report, Space, Table, Text
+from analysis._pages import Block, Heading, Report, Space, Table, Text
 from analysis._results import Run, load_run
 from analysis._views import alongside_lines, not_ok_lines, skipped_lines, status_counts
 from lab.store import atomic_output
@@ -104,10 +104,10 @@ def title_blocks(run: Run) -> list:
     return blocks
 
 
-def problem_blocks(run: Run) -> list:
+def problem_blocks(run: Run) -> list[Block]:
     skipped = skipped_lines(run)
     bad = not_ok_lines(run)
-    blocks = [Heading("Skipped variants and runs without samples", size=14)]
+    blocks: list[Block] = [Heading("Skipped variants and runs without samples", size=14)]
     blocks.append(Text("Skipped (not run on this machine):", bold=True))
     blocks += [Text(line, indent=0.2, hanging="    ") for line in skipped] or \
         [Text("none", indent=0.2)]

@@ -578,7 +578,7 @@ def test_show_text_has_the_counters(tiny_run):
 # -- syncfirst ------------------------------------------------------------------------------------
 
 def test_crossover_data_matches_the_headline(tiny_run):
-    from analysis.sections.syncfirst import crossover_data
+    from analysis.families.syncfirst import crossover_data
     run = load_run(tiny_run)
     data = crossover_data(run)
     assert not data.duplicated(["variant", "hit_ratio"]).any()
@@ -603,7 +603,7 @@ def test_crossover_data_matches_the_headline(tiny_run):
 
 def test_blocked_fraction_is_eagain_over_reads(tiny_run):
     from analysis._views import run_sources
-    from analysis.sections.syncfirst import blocked_fraction
+    from analysis.families.syncfirst import blocked_fraction
     run = load_run(tiny_run)
     manifest = store.read_manifest(tiny_run)
     user = set(run_sources(run).query("user_side")["run_id"])
@@ -641,7 +641,7 @@ def test_blocked_fraction_is_eagain_over_reads(tiny_run):
 
 
 def test_seed_claims_say_when_a_point_is_missing(run_copy):
-    from analysis.sections.syncfirst import claim_lines
+    from analysis.families.syncfirst import claim_lines
 
     def drop_cold(m):
         for r in m["runs"]:
@@ -677,7 +677,7 @@ def _chains_run(tmp_path, slopes: dict[str, float], ks=(1, 2, 4, 8), reps: int =
 
 
 def test_fit_slope_of_a_line():
-    from analysis.sections.chains import fit_slope, nearest_k
+    from analysis.families.chains import fit_slope, nearest_k
     k = np.array([1, 2, 4, 8, 16])
     assert fit_slope(k, 300 + 70 * k) == (pytest.approx(70), pytest.approx(300))
     assert all(np.isnan(fit_slope([4, 4], [1, 2])))
@@ -685,7 +685,7 @@ def test_fit_slope_of_a_line():
 
 
 def test_chains_cost_per_atom_on_known_slopes(tmp_path):
-    from analysis.sections.chains import atom_costs, chain_data, findings_lines, versus_reference
+    from analysis.families.chains import atom_costs, chain_data, findings_lines, versus_reference
     run = load_run(_chains_run(tmp_path, {"syscalls": 250.0, "uring_link": 120.0}))
     costs = atom_costs(run).set_index("variant")
     assert costs.loc["syscalls", "slope"] == pytest.approx(250, abs=1)
@@ -702,8 +702,8 @@ def test_chains_cost_per_atom_on_known_slopes(tmp_path):
 
 
 def test_report_has_the_seed_003_sections(run_copy, tmp_path):
+    from analysis.families.chains import stop_on_failure
     from analysis.report import write_report
-    from analysis.sections.chains import stop_on_failure
     run_dir = run_copy()
     words = _pdf_text(write_report(run_dir, str(tmp_path / "seed003.pdf")))
     assert "Family syncfirst" in words and "Family chains" in words

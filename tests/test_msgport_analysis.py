@@ -1,4 +1,4 @@
-"""The msgport family's report section (analysis/sections/msgport.py) on
+"""The msgport family's analysis (analysis/families/msgport.py) on
 synthetic results folders whose numbers are known in advance: the reply-port
 table paired mode x batch per op with the kernel view and the workers'
 counters, the deferred port's flushes, multishot against one-shot, the PPC
@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from analysis import load_run
-from analysis.sections import msgport as mp
+from analysis.families import msgport as mp
 from lab.families import msgport as fam
 from tests.synthetic import HALTPOLL, SyntheticRun, exact_median, variant_params
 from tests.test_analysis import _pdf_text

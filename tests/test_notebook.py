@@ -194,7 +194,7 @@ def msgport_run(tmp_path_factory) -> str:
 def test_msgport_notebook_runs(msgport_run, monkeypatch):
     import shutil
 
-    from analysis.sections import msgport as mp
+    from analysis.families import msgport as mp
     outputs = _execute("msgport", msgport_run, monkeypatch)
     text, html = _text(outputs), _html(outputs)
     assert msgport_run in text

@@ -179,13 +179,15 @@ def overhead_blocks(run: Run, family: str) -> list[Block]:
     if table.empty:
         return []
     header, rows, right = overhead_rows(table)
+    # no sentence when no row has a finite overhead (medians of zero)
+    sentence = overhead_sentence(run, family)
     # the heading goes with the table (see Report.flow), the summary under it
     return [Heading("Probe overhead", size=12, keep_with_next=0.8),
             Table(header, rows, right=right, highlight=table["noisy"].tolist(),
                   caption="Headline medians with probes attached against without "
                           "(interleaved twins of every repetition)",
                   notes=[OVERHEAD_NOTE], max_rows=ROWS_PER_PAGE),
-            Text(overhead_sentence(run, family), size=10, bold=True), Space(0.1),
+            *([Text(sentence, size=10, bold=True)] if sentence else []), Space(0.1),
             *_probe_cost.report_blocks(run, family)]
 
 
