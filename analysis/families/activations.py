@@ -42,7 +42,7 @@ one line where the missing part would be.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -108,7 +108,7 @@ def _whose(name: str) -> str:
     return f"{name}'" if name.endswith("s") else f"{name}'s"
 
 
-def point_label(row, data: pd.DataFrame, axes=()) -> str:
+def point_label(row: pd.Series, data: pd.DataFrame, axes: Iterable[str] = ()) -> str:
     """``p=0.1``, or ``vps=1 p=0.1`` where data sweeps other ``axes`` too
     (group_axes())."""
     parts = [f"{a}={plain_param(row[a])}" for a in swept_axes(data, axes) if is_set(row.get(a))]
@@ -122,7 +122,7 @@ def group_axes(run: Run, family: str = FAMILY) -> list[str]:
     return [name for name, d in params.items() if d.get("axis", True) and name not in (P, "op")]
 
 
-def groups(data: pd.DataFrame, axes) -> list[tuple[dict[str, Any], pd.DataFrame]]:
+def groups(data: pd.DataFrame, axes: Iterable[str]) -> list[tuple[dict[str, Any], pd.DataFrame]]:
     """data split into one frame per combination of the swept ``axes``
     (besides p); a variant that does not read an axis (none has no spares)
     is in every group."""
@@ -134,7 +134,7 @@ def axis_values_text(group: dict[str, Any]) -> str:
     return " ".join(f"{k}={v}" for k, v in group.items())
 
 
-def nearest_p(ps, target: float = TARGET_P) -> float | None:
+def nearest_p(ps: Iterable[Any], target: float = TARGET_P) -> float | None:
     """The p closest to ``target`` (the lower one on a tie), None if none."""
     ps = sorted({float(p) for p in ps if is_set(p)})
     if not ps:
@@ -142,7 +142,7 @@ def nearest_p(ps, target: float = TARGET_P) -> float | None:
     return min(ps, key=lambda p: (abs(p - target), p))
 
 
-def _at_same_point(row, ref, axes) -> bool:
+def _at_same_point(row: pd.Series, ref: pd.Series, axes: Iterable[str]) -> bool:
     """Whether ``ref`` is at row's point: the same p, and every axis both
     read has the same value."""
     if not math.isclose(float(row[P]), float(ref[P])):
@@ -154,7 +154,7 @@ def _at_same_point(row, ref, axes) -> bool:
     return True
 
 
-def _variant_order(frame: pd.DataFrame, axes) -> pd.DataFrame:
+def _variant_order(frame: pd.DataFrame, axes: Iterable[str]) -> pd.DataFrame:
     order = {v: i for i, v in enumerate(TASK_VARIANTS)}
     keys = pd.DataFrame({"v": frame["variant"].map(order).fillna(99)}, index=frame.index)
     for a in axes:
@@ -220,7 +220,7 @@ def table_iv(measured_ns: dict[tuple[str, str], float]) -> list[dict[str, Any]]:
 
 def format_table_iv(rows: list[dict[str, Any]]) -> str:
     """The rows of table_iv() as a text table (the paper's beside ours)."""
-    def num(x, fmt: str) -> str:
+    def num(x: float | None, fmt: str) -> str:
         return "-" if x is None else format(x, fmt)
 
     lines = [f"{'operation':<12} {'column (ours)':<56} {'1992 us':>8} {'today us':>9} "
@@ -266,7 +266,7 @@ T4_COLUMNS = ["op", "column", "variant", "paper_us", "ours_us", "ours_ci_low_us"
 
 
 def table_iv_data(run: Run, family: str = FAMILY, seed: int = 0) -> pd.DataFrame:
-    """Table IV with today's numbers beside the paper's: the family's
+    """Table IV with today's numbers beside the paper's: the
     table_iv() rows (op, column, variant, paper_us, ours_us, paper_ratio,
     ours_ratio: each column over the first, fibers, one) from the headline
     medians of ns_per_op (the user-side runs), with ours_ci_low_us /
@@ -311,7 +311,7 @@ def table_iv_data(run: Run, family: str = FAMILY, seed: int = 0) -> pd.DataFrame
     return pd.DataFrame(out, columns=T4_COLUMNS)
 
 
-def _table_iv_row(data: pd.DataFrame, op: str, variant: str):
+def _table_iv_row(data: pd.DataFrame, op: str, variant: str) -> pd.Series | None:
     hit = data[(data["op"] == op) & (data["variant"] == variant)]
     return None if hit.empty else hit.iloc[0]
 
@@ -435,7 +435,7 @@ def task_data(run: Run, family: str = FAMILY, seed: int = 0) -> pd.DataFrame:
     return _variant_order(data, axes)
 
 
-def best_throughput_at(rows: pd.DataFrame, p: float):
+def best_throughput_at(rows: pd.DataFrame, p: float) -> pd.Series | None:
     """The row with the highest median throughput at p (None if none)."""
     here = rows[np.isclose(rows[P].astype(float), p)
                 & np.isfinite(rows["throughput"].astype(float))]
@@ -476,7 +476,7 @@ def handoff_data(run: Run, family: str = FAMILY, seed: int = 0) -> pd.DataFrame:
     return _variant_order(data, axes)
 
 
-def handoff_pairs(data: pd.DataFrame, axes) -> list[dict[str, Any]]:
+def handoff_pairs(data: pd.DataFrame, axes: Iterable[str]) -> list[dict[str, Any]]:
     """upcall's handoff against futex_hint's at every point where both
     handed off: {group, p, upcall, futex_hint (rows), ratio, low, high}."""
     out = []
@@ -498,7 +498,7 @@ SHARE_EDGES_NS = (10_000.0, 50_000.0)
 
 
 def handoff_shares(run: Run, rows: pd.DataFrame, family: str = FAMILY,
-                   edges=SHARE_EDGES_NS) -> pd.DataFrame:
+                   edges: tuple[float, float] = SHARE_EDGES_NS) -> pd.DataFrame:
     """Per handoff_data row: the share of its handoffs (user-side samples)
     below edges[0], between the edges and above edges[1] (``below``,
     ``between``, ``above``): where a distribution has several modes, its
@@ -584,11 +584,11 @@ def mechanics_data(run: Run, family: str = FAMILY) -> pd.DataFrame:
     for (variant, point), part in table.groupby(["variant", "point"], observed=True, sort=False):
         user = part[part["user_side"]]
 
-        def col(name, frame=part):
+        def col(name: str, frame: pd.DataFrame = part) -> pd.Series:
             return frame[name].astype(float) if name in frame.columns \
                 else pd.Series(math.nan, index=frame.index)
 
-        def median(name):
+        def median(name: str) -> float:
             values = col(name, user).dropna()
             return float(values.median()) if len(values) else math.nan
 
@@ -709,7 +709,7 @@ def _probe_note(run: Run, family: str) -> str:
     return "The runs had no probes attached (no kernel view)."
 
 
-def throughput_lines(data: pd.DataFrame, axes) -> list[str]:
+def throughput_lines(data: pd.DataFrame, axes: Sequence[str]) -> list[str]:
     """The best variant by throughput at p = 0.1 (or the nearest p) and every
     variant against none and pthreads there, per group."""
     if data.empty:
@@ -719,7 +719,7 @@ def throughput_lines(data: pd.DataFrame, axes) -> list[str]:
         where = f", {axis_values_text(group)}" if group else ""
         p = nearest_p(rows[P])
         best = best_throughput_at(rows, p) if p is not None else None
-        if best is None:
+        if p is None or best is None:
             lines.append(f"No throughput counter in this run{where}.")
             continue
         note = "" if math.isclose(p, TARGET_P) else \
@@ -762,7 +762,8 @@ def throughput_lines(data: pd.DataFrame, axes) -> list[str]:
     return lines
 
 
-def handoff_lines(run: Run, handoffs: pd.DataFrame, axes, seed: int = 0) -> list[str]:
+def handoff_lines(run: Run, handoffs: pd.DataFrame, axes: Sequence[str],
+                  seed: int = 0) -> list[str]:
     """upcall's handoff against futex_hint's at p = 0.1 (or the nearest p
     where both handed off), and the upcall family's bpf_ringbuf block upcall
     beside it when the run has one."""
@@ -781,6 +782,7 @@ def handoff_lines(run: Run, handoffs: pd.DataFrame, axes, seed: int = 0) -> list
             by_group.setdefault(axis_values_text(pair["group"]), []).append(pair)
         for where, mine in by_group.items():
             p = nearest_p([x["p"] for x in mine])
+            assert p is not None            # every group holds a pair, so a p
             pair = next(x for x in mine if math.isclose(x["p"], p))
             chosen = chosen or pair
             u, h = pair["upcall"], pair["futex_hint"]
@@ -819,7 +821,7 @@ def handoff_lines(run: Run, handoffs: pd.DataFrame, axes, seed: int = 0) -> list
     return lines
 
 
-def little_lines(data: pd.DataFrame, axes=()) -> list[str]:
+def little_lines(data: pd.DataFrame, axes: Iterable[str] = ()) -> list[str]:
     """Little's law against the counters: mean task latency against
     concurrency / throughput (a point named by ``axes``, group_axes())."""
     ok = data[np.isfinite(data["latency_mean"].astype(float))
@@ -855,3 +857,13 @@ def findings_lines(run: Run, family: str = FAMILY, seed: int = 0) -> list[str]:
     lines += table_iv_lines(table_iv_data(run, family, seed))
     lines.append(_probe_note(run, family))
     return lines
+
+
+__all__ = ["table_iv", "table_iv_medians", "table_iv_from_run", "format_table_iv",
+           "table_iv_data", "table_iv_lines", "task_data", "handoff_data", "handoff_pairs",
+           "ringbuf_reference", "mechanics_data", "mechanics_lines", "findings_lines",
+           "throughput_lines", "handoff_lines", "little_lines", "groups", "group_axes",
+           "axis_values_text", "point_label", "p_text", "nearest_p", "throughput_pivot",
+           "handoff_shares", "handoff_share_lines", "PAPER_CITATION", "PAPER_COLUMNS",
+           "PAPER_TABLE_IV_US", "TABLE_IV_COLUMNS", "NO_TABLE_IV_LINE", "NO_TASKS_LINE",
+           "NO_RINGBUF_LINE"]

@@ -38,7 +38,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 import pandas as pd
@@ -129,7 +129,7 @@ def fmt_fraction(x: float) -> str:
 
 # -- upcall latency ----------------------------------------------------------------------------
 
-def effective_event(variant: str, event) -> str:
+def effective_event(variant: str, event: Any) -> str:
     """The upcall an event-less mechanism makes: futex_hint tells of a
     block, a uring CQE of an unblock; the bpf variants say (``event``)."""
     if variant == "futex_hint":
@@ -139,7 +139,7 @@ def effective_event(variant: str, event) -> str:
     return str(event)
 
 
-def _python_scalar(value):
+def _python_scalar(value: Any) -> Any:
     if isinstance(value, (np.bool_, bool)):
         return bool(value)
     if isinstance(value, np.integer):
@@ -253,7 +253,8 @@ def _latency_table(run: Run, family: str, seed: int) -> pd.DataFrame:
     return in_table_order(data)[columns + [c for c in data.columns if c not in columns]]
 
 
-def best_upcall(data: pd.DataFrame, placement: str, sleeping_only: bool = False):
+def best_upcall(data: pd.DataFrame, placement: str,
+                sleeping_only: bool = False) -> pd.Series | None:
     """The row with the lowest median at a placement (None if none);
     ``sleeping_only``: among the rows whose scheduler slept for its upcalls
     (latency_table's ``sleeps``), which leave their CPU to other work."""
@@ -265,11 +266,11 @@ def best_upcall(data: pd.DataFrame, placement: str, sleeping_only: bool = False)
     return rows.loc[rows["median"].astype(float).idxmin()]
 
 
-def _same_cell(a, b) -> bool:
+def _same_cell(a: pd.Series, b: pd.Series) -> bool:
     return (a["variant"], a["point"]) == (b["variant"], b["point"])
 
 
-def row_label(row) -> str:
+def row_label(row: pd.Series) -> str:
     """``bpf_ringbuf block nanosleep same_cpu`` (and its other parameters)."""
     parts = [str(row["variant"]), str(row["event"]), str(row["block_kind"]), str(row["placement"])]
     if row.get("other"):
@@ -289,7 +290,7 @@ def block_kinds(data: pd.DataFrame) -> list[str]:
 _TID_KEY = re.compile(r"^tid=(\d+)\b")
 
 
-def scheduler_tids(run: Run, run_ids) -> dict[int, int]:
+def scheduler_tids(run: Run, run_ids: Iterable[int]) -> dict[int, int]:
     """Per run: the scheduler thread's id.  The scheduler is the thread that
     calls upcall_run(), the worker process's main thread, which exists before
     every other thread of the run (its tid is the process id, the others'
@@ -321,7 +322,7 @@ RUN_PERCENTILES = "all threads, median of the runs' p50"
 
 
 def scheduler_wakeups(run: Run, family: str = FAMILY,
-                      variants=MECHANISMS) -> pd.DataFrame:
+                      variants: Iterable[str] = MECHANISMS) -> pd.DataFrame:
     """Per mechanism variant and point with a kernel view (the runs with
     probes): the upcall median of those runs (``upcall_median``, ns) beside
     the probes' wake-to-run median (``wake_median``: sched_waking of the
@@ -337,7 +338,7 @@ def scheduler_wakeups(run: Run, family: str = FAMILY,
                    lambda: _scheduler_wakeups(run, family, variants))
 
 
-def _scheduler_wakeups(run: Run, family: str, variants) -> pd.DataFrame:
+def _scheduler_wakeups(run: Run, family: str, variants: Iterable[str]) -> pd.DataFrame:
     columns = ["variant", "point", "mechanism", "event", "block_kind", "placement", "other",
                "kernel_reps", "upcall_median", "wake_median", "wake_n", "wakeups_per_upcall",
                "before_wake", "wake_of"]
@@ -425,7 +426,7 @@ def since_source_table(run: Run, family: str = FAMILY, seed: int = 0) -> pd.Data
                            "latency", "since_source", "since_source_p99", *URING_CQE]]
 
 
-def _match_median(rows: pd.DataFrame, row) -> float:
+def _match_median(rows: pd.DataFrame, row: pd.Series) -> float:
     keep = (rows["block_kind"] == row["block_kind"]) & (rows["placement"] == row["placement"])
     if "block_us" in rows.columns and is_set(row.get("block_us")):
         keep &= rows["block_us"].astype(str) == str(_python_scalar(row["block_us"]))
@@ -461,7 +462,7 @@ def timer_rows(run: Run, family: str = FAMILY, seed: int = 0) -> pd.DataFrame:
     return data
 
 
-def timer_point(row) -> tuple:
+def timer_point(row: pd.Series) -> tuple:
     return tuple(row[a] for a in TIMER_AXES)
 
 
@@ -642,7 +643,7 @@ def _anatomy_table(run: Run, family: str) -> pd.DataFrame:
                                on=["variant", "point"], how="inner"))
 
 
-def best_sleeping_kernel_upcall(anatomy: pd.DataFrame, placement: str = SAME):
+def best_sleeping_kernel_upcall(anatomy: pd.DataFrame, placement: str = SAME) -> pd.Series | None:
     """The anatomy row of the fastest kernel-initiated upcall whose
     scheduler slept for it, at a placement (None if none)."""
     rows = anatomy[(anatomy["placement"] == placement)
@@ -652,7 +653,8 @@ def best_sleeping_kernel_upcall(anatomy: pd.DataFrame, placement: str = SAME):
     return rows.loc[rows["latency_median"].astype(float).idxmin()]
 
 
-def our_handoff(anatomy: pd.DataFrame, placement: str = SAME, like=None):
+def our_handoff(anatomy: pd.DataFrame, placement: str = SAME,
+                like: pd.Series | None = None) -> pd.Series | None:
     """The futex handoff measured by the same code (HANDOFF_OF_OURS), at a
     placement, preferring the row whose other parameters match ``like``'s."""
     rows = anatomy[(anatomy["variant"] == HANDOFF_OF_OURS[0])
@@ -902,3 +904,12 @@ def findings_lines(run: Run, family: str = FAMILY) -> list[str]:
               if line.startswith("Best sleeping kernel-initiated")]
     lines.append(probe_text(run, family))
     return lines
+
+
+__all__ = ["latency_table", "anatomy_table", "anatomy_lines", "best_sleeping_kernel_upcall",
+           "our_handoff", "handoff_reference", "best_upcall", "wake_check", "scheduler_tids",
+           "scheduler_wakeups", "since_source_table", "timer_rows", "timer_pivot",
+           "cyclictest_pairs", "must_be_zero", "mechanics_table", "findings_lines", "paper_lines",
+           "timer_lines", "handoff_lines", "crosscheck_lines", "probe_text", "block_kinds",
+           "row_label", "in_table_order", "fmt_fraction", "NO_HANDOFF_LINE", "PAPER_QUOTE",
+           "PAPER_SOURCE"]

@@ -18,7 +18,7 @@ tables:
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -206,10 +206,12 @@ def handoff_blocks(run: Run, family: str = FAMILY) -> list[Block]:
              "before its FUTEX_WAKE, monitor from the call's start (its period is in it)",
              "user-side runs, repetitions pooled; 95% CI: of the median, hierarchical "
              f"bootstrap; {NOISY_MARK}: the repetitions' medians spread more than 10%"]
-    return [heading, Table(header, rows, right=right, highlight=data["noisy"].tolist(),
-                           caption="Handoff latency per variant and point", notes=notes,
-                           max_rows=TASK_ROWS_PER_PAGE)] + \
-        [Text(line, size=9.5, indent=0.15) for line in handoff_share_lines(run, data, family)]
+    blocks: list[Block] = [heading, Table(header, rows, right=right,
+                                          highlight=data["noisy"].tolist(),
+                                          caption="Handoff latency per variant and point",
+                                          notes=notes, max_rows=TASK_ROWS_PER_PAGE)]
+    return blocks + [Text(line, size=9.5, indent=0.15)
+                     for line in handoff_share_lines(run, data, family)]
 
 
 def task_latency_blocks(run: Run, family: str = FAMILY) -> list[Block]:
@@ -268,10 +270,11 @@ def mechanics_blocks(run: Run, family: str = FAMILY) -> list[Block]:
              "same, when the kernel's block_seq showed that activation blocked; "
              "stale_upcalls: ring records whose call had returned when read; eagain_fraction "
              "(syncfirst): calls refused by RWF_NOWAIT"]
-    return [Heading("Mechanics: did the runtime run as built?", size=12, keep_with_next=1.2)] \
-        + [b for line in mechanics_lines(data, run, family)
-           for b in (Text(line, size=9.5, indent=0.15), Space(0.04))] \
-        + [Space(0.08), Table(header, rows, right=right, caption="The runtime's own counts per "
+    blocks: list[Block] = [Heading("Mechanics: did the runtime run as built?", size=12,
+                                   keep_with_next=1.2)]
+    for line in mechanics_lines(data, run, family):
+        blocks += [Text(line, size=9.5, indent=0.15), Space(0.04)]
+    return blocks + [Space(0.08), Table(header, rows, right=right, caption="The runtime's own counts per "
                               "variant and point", notes=notes, max_rows=TASK_ROWS_PER_PAGE)]
 
 
@@ -292,7 +295,7 @@ def variant_colors() -> dict[str, Any]:
 MARKERS = dict(zip(TASK_VARIANTS, "osD^v<>"))
 
 
-def table_iv_plot(axes, data: pd.DataFrame) -> None:
+def table_iv_plot(axes: Sequence[Any] | np.ndarray, data: pd.DataFrame) -> None:
     """One panel per operation: the paper's figure and today's median (95%
     CI whiskers) per column, log y in us."""
     for ax, op in zip(axes, T4_OPS):
@@ -350,7 +353,7 @@ def table_iv_figure(report: Report, family: str = FAMILY) -> None:
         table_iv_plot(axes, data)
 
 
-def _symlog_p(ax, ps) -> None:
+def _symlog_p(ax: Any, ps: Iterable[Any]) -> None:
     ps = sorted({float(p) for p in ps})
     positive = [p for p in ps if p > 0]
     if ps and ps[0] == 0 and positive:
@@ -367,7 +370,7 @@ def _symlog_p(ax, ps) -> None:
     ax.set_xlabel("p: probability that a step's call blocks" + scale)
 
 
-def throughput_plot(ax, rows: pd.DataFrame, colors: dict | None = None,
+def throughput_plot(ax: Any, rows: pd.DataFrame, colors: dict | None = None,
                     title: str | None = None) -> None:
     """Median steps/s against p, one line per variant, whiskers the lowest
     and highest run."""
@@ -401,7 +404,7 @@ def throughput_plot(ax, rows: pd.DataFrame, colors: dict | None = None,
         ax.set_title(title, parse_math=False)
 
 
-def vp_idle_plot(ax, rows: pd.DataFrame, colors: dict | None = None,
+def vp_idle_plot(ax: Any, rows: pd.DataFrame, colors: dict | None = None,
                  title: str | None = None) -> None:
     """The VP idle fraction (median over the runs) against p, one line per
     variant that has VPs."""
@@ -470,7 +473,7 @@ def handoff_curves(run: Run, rows: pd.DataFrame, family: str = FAMILY,
     return curves
 
 
-def handoff_cdf_plot(ax, run: Run, rows: pd.DataFrame, family: str = FAMILY,
+def handoff_cdf_plot(ax: Any, run: Run, rows: pd.DataFrame, family: str = FAMILY,
                      title: str | None = None, ringbuf_ns: float | None = None) -> None:
     """The CDF of each row's handoffs [us], log x; ``ringbuf_ns``: the
     upcall family's bpf_ringbuf block upcall median, drawn as a line."""
@@ -508,3 +511,7 @@ def handoff_figures(report: Report, family: str = FAMILY) -> None:
             for ax, p in zip(axes, ps):
                 handoff_cdf_plot(ax, run, rows[np.isclose(rows[P].astype(float), p)], family,
                                  title=f"p = {p_text(p)}", ringbuf_ns=ringbuf_ns)
+
+
+__all__ = ["render", "section_blocks", "table_iv_plot", "throughput_plot", "vp_idle_plot",
+           "handoff_curves", "handoff_cdf_plot", "variant_colors"]

@@ -143,7 +143,7 @@ def latency_blocks(run: Run, family: str = FAMILY) -> list[Block]:
     return blocks
 
 
-def _latency_row(r, has_ratio: bool, has_woken: bool) -> list[str]:
+def _latency_row(r: pd.Series, has_ratio: bool, has_woken: bool) -> list[str]:
     row = [r["mechanism"], r["event"], r["block_kind"], r["placement"], r["other"] or "-",
            str(r["n"]), str(r["reps"]), fmt_us(r["median"]), fmt_us(r["p90"]), fmt_us(r["p99"]),
            fmt_us_interval(r["ci_low"], r["ci_high"]), fmt_us_interval(r["rep_min"], r["rep_max"])]
@@ -187,7 +187,7 @@ def anatomy_blocks(run: Run, family: str = FAMILY) -> list[Block]:
     return blocks
 
 
-def _stage_cell(r, stage: str) -> str:
+def _stage_cell(r: pd.Series, stage: str) -> str:
     """median (lowest..highest repetition's), or '-' for a stage that never happened."""
     if r[f"{stage}_seen"] == 0:
         return "-"
@@ -532,3 +532,7 @@ def timer_figure(report: Report, family: str = FAMILY) -> None:
                              title=timer_point_text(point), legend=False)
             plots.plain_log_ticks(axes[j], "x")
             plots.legend_below(axes[j], ncol=1, fontsize=7)
+
+
+__all__ = ["render", "section_blocks", "latency_blocks", "cdf_lines", "bars_frame",
+           "variant_colors"]
