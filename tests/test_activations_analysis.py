@@ -141,6 +141,31 @@ def test_table_iv_pairs_each_column_with_the_paper(synthetic):
     assert "Signal-Wait today: t4_fibers 0.0800 us, 462x faster than 1992's 37 us" in text
 
 
+def test_table_iv_counts_the_runs_every_other_number_counts(tmp_path):
+    """A cell measured with and without probes takes the runs without; a
+    cell measured only with probes takes those (run_sources' rule), in the
+    plain rows as in the report's table."""
+    from lab.families.activations import FAMILY
+    synth = SyntheticRun(tmp_path / "t4-mixed", probed=True)
+    for rep in range(REPS):
+        for variant, op, median, unprobed in (("t4_fibers", "null_fork", 260.0, False),
+                                              ("t4_fibers", "null_fork", 200.0, True),
+                                              ("t4_processes", "null_fork", 700000.0, False)):
+            params = variant_params(FAMILY, variant, op=op, samples=TASKS)
+            entry = synth.add("activations", variant, params,
+                              {"ns_per_op": _values(median, seed=rep)}, rep, {}, TASKS, 10**7)
+            entry["kernel_view"] = not unprobed
+    run = load_run(synth.write("t4-mixed", {"activations": FAMILY}, REPS))
+    data = act.table_iv_data(run).set_index(["op", "variant"])
+    rows = {(r["op"], r["variant"]): r for r in act.table_iv_from_run(run.path)}
+    assert rows[("null_fork", "t4_fibers")]["ours_us"] == pytest.approx(0.2)
+    assert rows[("null_fork", "t4_processes")]["ours_us"] == pytest.approx(700.0)
+    assert rows[("null_fork", "t4_processes")]["ours_ratio"] == pytest.approx(3500.0)
+    for key, r in rows.items():
+        ours = data.loc[key, "ours_us"]
+        assert (r["ours_us"] is None and math.isnan(ours)) or r["ours_us"] == pytest.approx(ours)
+
+
 def test_paper_table_is_quoted_and_kept_apart():
     assert act.PAPER_TABLE_IV_US["null_fork"]["Ultrix processes"] == 11300
     assert act.PAPER_TABLE_IV_US["signal_wait"]["FastThreads on Scheduler Activations"] == 42
