@@ -98,18 +98,6 @@ def test_every_parameter_has_a_default_unit_and_range():
         assert prm.check(prm.default) == prm.default
 
 
-def test_paper_table_is_quoted_and_kept_apart():
-    assert A.PAPER_TABLE_IV_US["null_fork"]["Ultrix processes"] == 11300
-    assert A.PAPER_TABLE_IV_US["signal_wait"]["FastThreads on Scheduler Activations"] == 42
-    rows = A.table_iv({("t4_fibers", "null_fork"): 200.0,
-                       ("t4_processes", "null_fork"): 400000.0})
-    fork = {r["variant"]: r for r in rows if r["op"] == "null_fork"}
-    assert fork["t4_processes"]["ours_ratio"] == pytest.approx(2000.0)
-    assert fork["t4_processes"]["paper_ratio"] == pytest.approx(11300 / 34)
-    assert fork["t4_pthreads"]["ours_us"] is None           # not measured: not invented
-    assert "Anderson" in A.format_table_iv(rows)
-
-
 def test_thorough_suite_parses_and_covers_every_variant():
     s = suite.load(os.path.join(REPO, "experiments", "activations.toml"))
     assert s.settings["probe_overhead"]

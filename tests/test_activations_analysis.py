@@ -1,9 +1,10 @@
-"""The activations family's report section (analysis/sections/activations.py)
-on synthetic results folders whose numbers are known in advance: Table IV
-paired with the paper's column by column and the ratios between them, the
-throughput table against p with its ratios to none and pthreads, the
-handoff comparison, the mechanics, the PDF naming every variant, and the
-one line a run without Table IV or without p = 0.1 gets.  No root needed."""
+"""The activations family's analysis (analysis/families/activations.py)
+and report section on synthetic results folders whose numbers are known in
+advance: Table IV paired with the paper's column by column and the ratios
+between them, the throughput table against p with its ratios to none and
+pthreads, the handoff comparison, the mechanics, the PDF naming every
+variant, and the one line a run without Table IV or without p = 0.1 gets.
+No root needed."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import numpy as np
 import pytest
 
 from analysis import load_run
-from analysis.sections import activations as act
+from analysis.families import activations as act
 from lab.families import activations as fam
 from tests.synthetic import SyntheticRun, exact_median, variant_params
 from tests.test_analysis import _pdf_text
@@ -116,20 +117,20 @@ def test_table_iv_pairs_each_column_with_the_paper(synthetic):
     assert len(data) == 8
     assert list(data["op"]) == ["null_fork"] * 4 + ["signal_wait"] * 4
     for _, r in data.iterrows():
-        assert r["column"] == fam.TABLE_IV_COLUMNS[r["variant"]]
-        assert r["paper_us"] == fam.PAPER_TABLE_IV_US[r["op"]][r["column"]]
+        assert r["column"] == act.TABLE_IV_COLUMNS[r["variant"]]
+        assert r["paper_us"] == act.PAPER_TABLE_IV_US[r["op"]][r["column"]]
         ours = T4[(r["variant"], r["op"])] / 1000
         assert r["ours_us"] == pytest.approx(ours)
         assert r["ours_ci_low_us"] <= r["ours_us"] <= r["ours_ci_high_us"]
-        first = fam.PAPER_TABLE_IV_US[r["op"]][fam.PAPER_COLUMNS[0]]
+        first = act.PAPER_TABLE_IV_US[r["op"]][act.PAPER_COLUMNS[0]]
         assert r["paper_ratio"] == pytest.approx(r["paper_us"] / first)
         assert r["ours_ratio"] == pytest.approx(ours / (T4[("t4_fibers", r["op"])] / 1000))
         assert r["speedup"] == pytest.approx(r["paper_us"] / ours)
         assert r["speedup_low"] <= r["speedup"] <= r["speedup_high"]
         if r["variant"] != "t4_fibers":
             assert r["ours_ratio_low"] <= r["ours_ratio"] <= r["ours_ratio_high"]
-    # the family's own helper, reading the folder itself, agrees
-    ours = {(r["op"], r["variant"]): r["ours_us"] for r in fam.table_iv_from_run(synthetic.path)}
+    # the plain rows, read from the folder itself, agree
+    ours = {(r["op"], r["variant"]): r["ours_us"] for r in act.table_iv_from_run(synthetic.path)}
     assert all(ours[(r["op"], r["variant"])] == pytest.approx(r["ours_us"])
                for _, r in data.iterrows())
     text = " ".join(act.table_iv_lines(data))
@@ -138,6 +139,43 @@ def test_table_iv_pairs_each_column_with_the_paper(synthetic):
         in text
     assert "t4_processes 700 us (3,500x fibers; 1992: 332x), 16.1x faster" in text
     assert "Signal-Wait today: t4_fibers 0.0800 us, 462x faster than 1992's 37 us" in text
+
+
+def test_table_iv_counts_the_runs_every_other_number_counts(tmp_path):
+    """A cell measured with and without probes takes the runs without; a
+    cell measured only with probes takes those (run_sources' rule), in the
+    plain rows as in the report's table."""
+    from lab.families.activations import FAMILY
+    synth = SyntheticRun(tmp_path / "t4-mixed", probed=True)
+    for rep in range(REPS):
+        for variant, op, median, unprobed in (("t4_fibers", "null_fork", 260.0, False),
+                                              ("t4_fibers", "null_fork", 200.0, True),
+                                              ("t4_processes", "null_fork", 700000.0, False)):
+            params = variant_params(FAMILY, variant, op=op, samples=TASKS)
+            entry = synth.add("activations", variant, params,
+                              {"ns_per_op": _values(median, seed=rep)}, rep, {}, TASKS, 10**7)
+            entry["kernel_view"] = not unprobed
+    run = load_run(synth.write("t4-mixed", {"activations": FAMILY}, REPS))
+    data = act.table_iv_data(run).set_index(["op", "variant"])
+    rows = {(r["op"], r["variant"]): r for r in act.table_iv_from_run(run.path)}
+    assert rows[("null_fork", "t4_fibers")]["ours_us"] == pytest.approx(0.2)
+    assert rows[("null_fork", "t4_processes")]["ours_us"] == pytest.approx(700.0)
+    assert rows[("null_fork", "t4_processes")]["ours_ratio"] == pytest.approx(3500.0)
+    for key, r in rows.items():
+        ours = data.loc[key, "ours_us"]
+        assert (r["ours_us"] is None and math.isnan(ours)) or r["ours_us"] == pytest.approx(ours)
+
+
+def test_paper_table_is_quoted_and_kept_apart():
+    assert act.PAPER_TABLE_IV_US["null_fork"]["Ultrix processes"] == 11300
+    assert act.PAPER_TABLE_IV_US["signal_wait"]["FastThreads on Scheduler Activations"] == 42
+    rows = act.table_iv({("t4_fibers", "null_fork"): 200.0,
+                         ("t4_processes", "null_fork"): 400000.0})
+    fork = {r["variant"]: r for r in rows if r["op"] == "null_fork"}
+    assert fork["t4_processes"]["ours_ratio"] == pytest.approx(2000.0)
+    assert fork["t4_processes"]["paper_ratio"] == pytest.approx(11300 / 34)
+    assert fork["t4_pthreads"]["ours_us"] is None           # not measured: not invented
+    assert "Anderson" in act.format_table_iv(rows)
 
 
 def test_throughput_table_and_ratios(synthetic):

@@ -1,8 +1,9 @@
-"""The upcall family's report section (analysis/sections/upcall.py) on
-synthetic results folders whose medians are known in advance: the ratio to
-the futex handoff, the timer table's pairing with cyclictest, the one line
-a run without a handoff gets, the scheduler's wake-ups in the kernel view,
-and the PDF naming every variant.  No root needed."""
+"""The upcall family's analysis (analysis/families/upcall.py) and report
+section (analysis/sections/upcall.py) on synthetic results folders whose
+medians are known in advance: the ratio to the futex handoff, the timer
+table's pairing with cyclictest, the one line a run without a handoff gets,
+the scheduler's wake-ups in the kernel view, and the PDF naming every
+variant.  No root needed."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ import numpy as np
 import pytest
 
 from analysis import load_run
-from analysis.sections import upcall as up
+from analysis.families import upcall as up
+from analysis.sections import upcall as up_section
 from lab import store
 from tests.synthetic import HALTPOLL, SyntheticRun, exact_median, variant_params
 from tests.test_analysis import _pdf_text
@@ -213,7 +215,7 @@ def test_a_run_without_the_handoff_says_so_in_one_line(tmp_path):
         assert up.handoff_lines(run) == [up.NO_HANDOFF_LINE]
         assert up.findings_lines(run).count(up.NO_HANDOFF_LINE) == 1
         assert 'add [baseline] variants=["futex_pingpong"]' in up.NO_HANDOFF_LINE
-        blocks = up.latency_blocks(run)
+        blocks = up_section.latency_blocks(run)
         tables = [b for b in blocks if hasattr(b, "header")]
         assert tables and all("/ handoff" not in t.header for t in tables)
 

@@ -1,1 +1,2 @@
-"""A family's analysis: its data and findings, no matplotlib; the report lays them out in analysis.sections."""
+"""A family's analysis: its data and findings, no matplotlib; the report lays
+them out in analysis.sections."""

@@ -125,38 +125,17 @@ loaded, the activation registered, a spare asleep on the ring -- so
 whatever the machinery costs on these paths is in it (the paper: 34 vs
 37 us; here the user-level fast path touches no activation state, see the
 report).  Fibers average ``ops_per_sample`` operations per sample; threads
-and processes are timed one operation at a time.  ``PAPER_TABLE_IV_US``
-quotes the paper's numbers, ``table_iv()`` sets ours beside them with the
-ratios between columns; they never enter the measured data.
+and processes are timed one operation at a time.  The paper's numbers are
+quoted, and ours set beside them, by analysis (analysis.families.activations:
+PAPER_TABLE_IV_US, table_iv()); they never enter the measured data.
 """
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from lab.model import USABLE_CPUS, Family, Measurement, Metric, Param, RunContext, Variant
 from lab.native import enum_values, struct_fields
-
-# Anderson, Bershad, Lazowska, Levy: "Scheduler Activations: Effective
-# Kernel Support for the User-Level Management of Parallelism", ACM TOCS
-# 10(1), 1992, Table IV: thread operation latencies (usec), CVAX Firefly.
-PAPER_CITATION = ("T. E. Anderson, B. N. Bershad, E. D. Lazowska, H. M. Levy, \"Scheduler "
-                  "Activations: Effective Kernel Support for the User-Level Management of "
-                  "Parallelism\", ACM TOCS 10(1):53-79, 1992, Table IV (usec, CVAX Firefly)")
-PAPER_COLUMNS = ("FastThreads on Topaz threads", "FastThreads on Scheduler Activations",
-                 "Topaz threads", "Ultrix processes")
-PAPER_TABLE_IV_US = {
-    "null_fork": {"FastThreads on Topaz threads": 34, "FastThreads on Scheduler Activations": 37,
-                  "Topaz threads": 948, "Ultrix processes": 11300},
-    "signal_wait": {"FastThreads on Topaz threads": 37,
-                    "FastThreads on Scheduler Activations": 42,
-                    "Topaz threads": 441, "Ultrix processes": 1840},
-}
-# our variant -> the paper's column it stands beside
-TABLE_IV_COLUMNS = {"t4_fibers": "FastThreads on Topaz threads",
-                    "t4_activations": "FastThreads on Scheduler Activations",
-                    "t4_pthreads": "Topaz threads", "t4_processes": "Ultrix processes"}
 
 
 def _native():
@@ -392,65 +371,6 @@ def _table4_variant(variant: str):
                            counters={"ops_averaged": float(per_sample)})
 
     return run
-
-
-def table_iv(measured_ns: dict[tuple[str, str], float]) -> list[dict[str, Any]]:
-    """Table IV with today's numbers beside the paper's.
-
-    measured_ns maps (variant, op) -> a median in ns per operation (e.g.
-    from a results folder); rows are (op, column) with the paper's usec,
-    ours in usec, and each column's ratio to the first (user-level
-    threads) column, in 1992 and here.  Missing measurements are None."""
-    rows = []
-    for op in T4_OPS:
-        base_ours = measured_ns.get(("t4_fibers", op))
-        base_paper = PAPER_TABLE_IV_US[op][PAPER_COLUMNS[0]]
-        for variant, column in TABLE_IV_COLUMNS.items():
-            ours = measured_ns.get((variant, op))
-            paper = PAPER_TABLE_IV_US[op][column]
-            rows.append({
-                "op": op, "column": column, "variant": variant,
-                "paper_us": paper, "ours_us": None if ours is None else ours / 1000.0,
-                "paper_ratio": paper / base_paper,
-                "ours_ratio": (None if ours is None or not base_ours else ours / base_ours),
-            })
-    return rows
-
-
-def format_table_iv(rows: list[dict[str, Any]]) -> str:
-    """The rows of table_iv() as a text table (the paper's beside ours)."""
-    def num(x, fmt):
-        return "-" if x is None else format(x, fmt)
-
-    lines = [f"{'operation':<12} {'column (ours)':<56} {'1992 us':>8} {'today us':>9} "
-             f"{'1992 x':>7} {'today x':>8}"]
-    for r in rows:
-        lines.append(f"{r['op']:<12} {r['column'] + ' (' + r['variant'] + ')':<56} "
-                     f"{r['paper_us']:>8} {num(r['ours_us'], '9.3f')} "
-                     f"{r['paper_ratio']:>7.1f} {num(r['ours_ratio'], '8.1f')}")
-    lines.append(f"1992: {PAPER_CITATION}; x: ratio to the first column of the same row group")
-    return "\n".join(lines)
-
-
-def table_iv_from_run(run_dir: str) -> list[dict[str, Any]]:
-    """table_iv() from a results folder: the median over every sample of
-    every ok run of each (t4 variant, op); unprobed twins are preferred
-    where the suite ran both."""
-    import numpy as np
-    import pandas as pd
-
-    from lab import store
-    manifest = store.read_manifest(run_dir)
-    runs = [r for r in manifest["runs"] if r.get("family") == "activations"
-            and r["variant"] in T4_KINDS and r["status"] == "ok"]
-    if any(not r.get("kernel_view") for r in runs):
-        runs = [r for r in runs if not r.get("kernel_view")]
-    values: dict[tuple[str, str], list] = {}
-    for r in runs:
-        s = pd.read_parquet(os.path.join(run_dir, r["samples_file"]))
-        values.setdefault((r["variant"], r["params"]["op"]), []).append(
-            s[s.metric == NS_PER_OP.name].value.to_numpy())
-    return table_iv({k: float(np.median(np.concatenate(v))) for k, v in values.items()})
 
 
 # ---- the family ------------------------------------------------------------------------
