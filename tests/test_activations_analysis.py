@@ -16,8 +16,8 @@ import pytest
 from analysis import load_run
 from analysis.families import activations as act
 from lab.families import activations as fam
+from tests.helpers import pdf_text
 from tests.synthetic import SyntheticRun, exact_median, variant_params
-from tests.test_analysis import _pdf_text
 
 REPS = 3
 STEPS = 20
@@ -263,7 +263,7 @@ def test_mechanics(synthetic):
 def test_report_names_every_activations_variant(tmp_path):
     from analysis.report import write_report
     run_dir = activations_results(tmp_path)
-    words = _pdf_text(write_report(run_dir, str(tmp_path / "activations.pdf")))
+    words = pdf_text(write_report(run_dir, str(tmp_path / "activations.pdf")))
     section = words[words.index("What this run shows"):]
     for variant in fam.FAMILY.variants:
         assert variant.name in section, variant.name
@@ -288,7 +288,7 @@ def test_a_run_without_table_iv_or_p_01_says_so_in_one_line(tmp_path):
     assert "At p = 0 (this run has no p = 0.1 point; 0 is the nearest), the most steps per " \
            "second: upcall, 340,000 steps/s" in text
     assert "Handoff at p = 0.5: upcall 32.0 us" in text
-    words = _pdf_text(write_report(run_dir, str(tmp_path / "partial.pdf")))
+    words = pdf_text(write_report(run_dir, str(tmp_path / "partial.pdf")))
     assert words.count("This run has no Table IV measurement") == 2    # findings, and its table
     assert "activations: Table IV" not in words
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
-import subprocess
 
 import numpy as np
 import pandas as pd
@@ -30,7 +28,7 @@ from analysis._stats import bootstrap_median_ci
 from analysis._views import OVERHEAD_HINT
 from lab import store
 from tests.conftest import SYNTH_OPS
-from tests.helpers import requires_root
+from tests.helpers import pdf_text, requires_root
 from tests.synthetic import SyntheticRun
 
 FAILURE_REASON = "worker exited with status 3: injected failure for the report test"
@@ -44,14 +42,6 @@ def _edit_manifest(run_dir: str, edit) -> dict:
     with open(path, "w") as f:
         json.dump(manifest, f)
     return manifest
-
-
-def _pdf_text(path: str) -> str:
-    if shutil.which("pdftotext") is None:
-        pytest.skip("pdftotext (poppler-utils) is not installed")
-    out = subprocess.run(["pdftotext", "-layout", path, "-"], capture_output=True, text=True,
-                         check=True).stdout
-    return " ".join(out.split())         # wrapped lines joined again
 
 
 # -- loading ------------------------------------------------------------------
@@ -230,7 +220,7 @@ def test_failed_and_skipped_are_listed_with_reasons(run_copy):
 
     from analysis.report import write_report
     pdf = write_report(run_dir)
-    words = _pdf_text(pdf)
+    words = pdf_text(pdf)
     assert FAILURE_REASON in words
     assert "io_uring: disabled by kernel.io_uring_disabled=2" in words
 
@@ -242,7 +232,7 @@ def test_report_holds_every_variant_and_headline_median(run_copy, tmp_path):
     run_dir = run_copy()
     out = str(tmp_path / "tiny.pdf")
     assert write_report(run_dir, out) == out
-    words = _pdf_text(out)
+    words = pdf_text(out)
     tokens = set(words.split())
     run = load_run(run_dir)
     for variant in run.families["baseline"]["variants"]:
@@ -271,7 +261,7 @@ def test_report_of_a_run_whose_family_has_no_ok_run(make_run):
     run = load_run(run_dir)
     assert run.samples.empty
     assert "timed out after 30 s" in show_text(run)
-    words = _pdf_text(write_report(run_dir))
+    words = pdf_text(write_report(run_dir))
     assert "timed out after 30 s" in words and "worker crashed" in words
 
 
@@ -494,7 +484,7 @@ def test_report_of_a_probed_run_has_the_kernel_view(run_copy, tmp_path):
     from analysis.report import write_report
     run_dir = run_copy()
     out = str(tmp_path / "probed.pdf")
-    words = _pdf_text(write_report(run_dir, out))
+    words = pdf_text(write_report(run_dir, out))
     assert "Kernel view" in words and "Probe overhead" in words
     run = load_run(run_dir)
     tokens = set(words.split())
@@ -513,7 +503,7 @@ def test_no_kernel_view_says_why(tiny_run_without_probes, tmp_path):
     assert reason and "--probes=none" in reason
     assert run.metrics.empty and not run.runs["kernel_view"].any()
     assert f"no kernel view: {reason}" in show_text(run)
-    words = _pdf_text(write_report(tiny_run_without_probes, str(tmp_path / "none.pdf")))
+    words = pdf_text(write_report(tiny_run_without_probes, str(tmp_path / "none.pdf")))
     assert f"no kernel view: {reason}" in words
     assert "Probe overhead" not in words
 
@@ -705,7 +695,7 @@ def test_report_has_the_seed_003_sections(run_copy, tmp_path):
     from analysis.families.chains import stop_on_failure
     from analysis.report import write_report
     run_dir = run_copy()
-    words = _pdf_text(write_report(run_dir, str(tmp_path / "seed003.pdf")))
+    words = pdf_text(write_report(run_dir, str(tmp_path / "seed003.pdf")))
     assert "Family syncfirst" in words and "Family chains" in words
     # the seed's claims, quoted, beside a sentence with this run's numbers
     assert "19.2%" in words and "33.9%" in words

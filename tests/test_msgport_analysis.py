@@ -17,8 +17,8 @@ import pytest
 from analysis import load_run
 from analysis.families import msgport as mp
 from lab.families import msgport as fam
+from tests.helpers import pdf_text
 from tests.synthetic import HALTPOLL, SyntheticRun, exact_median, variant_params
-from tests.test_analysis import _pdf_text
 
 REPS = 3
 SAMPLES = 40                # samples per port / ppc run
@@ -317,7 +317,7 @@ def test_findings(synthetic):
 def test_report_names_every_msgport_variant(tmp_path):
     from analysis.report import write_report
     run_dir = msgport_results(tmp_path)
-    words = _pdf_text(write_report(run_dir, str(tmp_path / "msgport.pdf")))
+    words = pdf_text(write_report(run_dir, str(tmp_path / "msgport.pdf")))
     section = words[words.index("What this run shows"):]
     for variant in fam.FAMILY.variants:
         assert variant.name in section, variant.name
@@ -359,7 +359,7 @@ def test_a_run_without_ppc_says_so_in_one_line(tmp_path):
     table = mp.reply_port_table(run)
     assert table["kernel_syscalls_per_message"].isna().all()
     assert table["syscalls_per_message"].notna().all()
-    words = _pdf_text(write_report(run_dir, str(tmp_path / "noppc.pdf")))
+    words = pdf_text(write_report(run_dir, str(tmp_path / "noppc.pdf")))
     assert "no kernel view: synthetic" in words
     assert "This run has no PPC variant" in words
     assert "msgport: PPC round trips" not in words

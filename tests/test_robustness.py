@@ -25,6 +25,7 @@ from .helpers import (
     any_worker_alive,
     background_lab,
     lab_bpf_objects,
+    pdf_text,
     requires_root,
     run_dir_of,
     run_lab,
@@ -199,8 +200,7 @@ def test_a_run_beside_another_lab_worker_is_flagged(tmp_path):
         assert f"pid {stranger.pid}" in shown.stdout
         report = run_lab(["report", run_dir_of(out)], timeout=300)
         assert report.returncode == 0, report.stderr
-        text = subprocess.run(["pdftotext", "-layout", report.stdout.strip(), "-"],
-                              capture_output=True, text=True, check=True).stdout
+        text = pdf_text(report.stdout.strip())
         assert "runs had another lab measurement beside them" in text
     finally:
         stranger.kill()

@@ -17,8 +17,8 @@ from analysis import load_run
 from analysis.families import upcall as up
 from analysis.sections import upcall as up_section
 from lab import store
+from tests.helpers import pdf_text
 from tests.synthetic import HALTPOLL, SyntheticRun, exact_median, variant_params
-from tests.test_analysis import _pdf_text
 
 SAME, CROSS = "same_cpu", "cross_cpu"
 REPS = 3
@@ -266,7 +266,7 @@ def test_report_names_every_upcall_variant(tmp_path):
     from analysis.report import write_report
     from lab.families.upcall import FAMILY
     run_dir = upcall_results(tmp_path)
-    words = _pdf_text(write_report(run_dir, str(tmp_path / "upcall.pdf")))
+    words = pdf_text(write_report(run_dir, str(tmp_path / "upcall.pdf")))
     section = words[words.index("Upcall latency by mechanism"):]
     for variant in FAMILY.variants:
         assert variant.name in section, variant.name
