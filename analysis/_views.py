@@ -391,3 +391,15 @@ def environment_value(env: dict, *names: str, contains: tuple[str, ...] = ()):
             if all(c in k for c in contains):
                 return k, v
     return None, None
+
+
+def halted_vcpu_clause(env: dict) -> str | None:
+    """Why a cross-CPU wake-up is slow on this guest, as one clause that a
+    family's findings set into its own sentence; None unless the cpuidle
+    driver is haltpoll (the facts come from the run's environment)."""
+    _, driver = environment_value(env, "power.cpuidle_driver", contains=("cpuidle", "driver"))
+    if driver != "haltpoll":
+        return None
+    _, poll = environment_value(env, "power.haltpoll_guest_poll_ns", contains=("guest", "poll"))
+    return ("the cpuidle driver is haltpoll" + (" with guest halt polling off" if poll == 0 else "")
+            + ": an idle vCPU halts, and waking it costs a VM exit and entry")

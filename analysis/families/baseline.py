@@ -24,7 +24,14 @@ import pandas as pd
 from analysis._format import fmt_ratio, fmt_ratio_interval, fmt_value
 from analysis._results import NO_POINT, Run, load_wakeups
 from analysis._stats import NOISY_SPREAD
-from analysis._views import environment_value, headline, median_ratio, per_run, run_sources
+from analysis._views import (
+    environment_value,
+    halted_vcpu_clause,
+    headline,
+    median_ratio,
+    per_run,
+    run_sources,
+)
 
 FAMILY = "baseline"
 SAME, CROSS = "placement=same_cpu", "placement=cross_cpu"
@@ -73,19 +80,12 @@ def wakeup_text(run: Run, table: pd.DataFrame) -> list[str]:
     key, driver = environment_value(env, "power.cpuidle_driver", contains=("cpuidle", "driver"))
     if driver == "haltpoll" and min(gaps) > 1:
         _, virt = environment_value(env, "system.virtualization", contains=("virtuali",))
-        poll_key, poll = environment_value(env, "power.haltpoll_guest_poll_ns",
-                                           contains=("guest", "poll"))
         where = f" on {virt}" if virt else ""
         text = (f"Why: the environment reports the {driver} cpuidle driver ({key}){where}: "
-                "this is a virtual machine guest. ")
-        if poll == 0:
-            text += (f"Guest halt polling is off ({poll_key} = 0): an idle vCPU halts at once, "
-                     "and waking it")
-        else:
-            text += "Waking a halted vCPU"
-        text += (" takes an inter-processor interrupt through the hypervisor and a vCPU "
-                 "re-entry, while on one CPU the handoff is a plain context switch. That is the "
-                 "cross-CPU / same-CPU gap measured above.")
+                f"this is a virtual machine guest, and {halted_vcpu_clause(env)}. Across "
+                "CPUs the handoff waits for that wake-up (an inter-processor interrupt through "
+                "the hypervisor); on one CPU it is a plain context switch. That is the "
+                "cross-CPU / same-CPU gap measured above.")
         lines.append(text)
     elif driver:
         lines.append(f"A cross-CPU round trip includes waking the peer CPU from idle "

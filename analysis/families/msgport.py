@@ -54,8 +54,8 @@ from analysis._format import fmt_count, fmt_finite, fmt_rate, fmt_ratio, fmt_rat
 from analysis._results import Run
 from analysis._views import (
     cached_per_run,
-    environment_value,
     family_summary,
+    halted_vcpu_clause,
     headline,
     is_set,
     median_ratio,
@@ -720,14 +720,9 @@ def cross_same_lines(run: Run, rt: pd.DataFrame) -> list[str]:
     if len(woke):
         text += (f"; the kernel counted {fmt_finite(float(woke.median()))} wake-ups across CPUs per "
                  "cross_cpu round trip (median over those rows)")
-    _, driver = environment_value(run.environment, "power.cpuidle_driver",
-                                  contains=("cpuidle", "driver"))
-    _, poll = environment_value(run.environment, "power.haltpoll_guest_poll_ns",
-                                contains=("guest", "poll"))
-    if driver == "haltpoll":
-        text += (". The cpuidle driver is haltpoll" + (" with guest halt polling off" if poll == 0
-                                                        else "")
-                 + ": an idle vCPU halts, and waking it costs a VM exit and entry")
+    halted = halted_vcpu_clause(run.environment)
+    if halted:
+        text += ". " + halted[0].upper() + halted[1:]
     lines = [text + "."]
     if same is None or cross is None:
         lines.append(NO_BASELINE_LINE)

@@ -50,8 +50,8 @@ from analysis._results import Run, load_wakeups
 from analysis._views import (
     cached_per_run,
     cell_kinds,
-    environment_value,
     family_summary,
+    halted_vcpu_clause,
     headline,
     is_set,
     median_ratio,
@@ -891,14 +891,9 @@ def findings_lines(run: Run, family: str = FAMILY) -> list[str]:
                      + ("they carry the wake-up of the other CPU"
                         if carry > len(pairs) / 2 else
                         "most do not carry the other CPU's wake-up"))
-        _, driver = environment_value(run.environment, "power.cpuidle_driver",
-                                      contains=("cpuidle", "driver"))
-        _, poll = environment_value(run.environment, "power.haltpoll_guest_poll_ns",
-                                    contains=("guest", "poll"))
-        if driver == "haltpoll":
-            text += (" (cpuidle driver haltpoll" + (", guest halt polling off" if poll == 0
-                                                    else "")
-                     + ": an idle vCPU halts, and waking it costs a VM exit and entry)")
+        halted = halted_vcpu_clause(run.environment)
+        if halted:
+            text += f" ({halted})"
         lines.append(text + ".")
     lines += [line for line in anatomy_lines(run, family)
               if line.startswith("Best sleeping kernel-initiated")]
