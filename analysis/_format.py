@@ -223,3 +223,8 @@ def counter_groups(table: pd.DataFrame) -> tuple[list[tuple[list[str], list[list
                 for i in index]
         out.append((header, rows, [False, False] + [True] * len(has)))
     return out, constant
+
+
+def fmt_fraction(x: float) -> str:
+    """A fraction of 0..1 (slept, idle, wake-ups per upcall) to three places, or -."""
+    return f"{float(x):.3f}" if x is not None and math.isfinite(float(x)) else "-"

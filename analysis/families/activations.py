@@ -48,7 +48,16 @@ import numpy as np
 import pandas as pd
 
 from analysis._counters import counter_summary, kernel_per_op, run_table, with_params
-from analysis._format import fmt_count, fmt_rate, fmt_ratio, fmt_times, fmt_us, fmt_us_interval, fmt_value
+from analysis._format import (
+    fmt_count,
+    fmt_fraction,
+    fmt_rate,
+    fmt_ratio,
+    fmt_times,
+    fmt_us,
+    fmt_us_interval,
+    fmt_value,
+)
 from analysis._results import Run, load_run
 from analysis._views import (
     cell_kinds,
@@ -63,11 +72,10 @@ from analysis._views import (
     user_samples,
 )
 from analysis.families.upcall import FAMILY as UPCALL_FAMILY
-from analysis.families.upcall import fmt_fraction
 from lab.families import activations as fam
 
 FAMILY = "activations"
-TASK_VARIANTS = ("none", "futex_hint", "syncfirst", "monitor", "upcall", "uring", "pthreads")
+TASK_VARIANTS = tuple(fam.VARIANTS)       # the task variants, in enum activations_variant order
 HANDOFF_VARIANTS = tuple(fam.HANDOFF_VARIANTS)
 T4_OPS = tuple(fam.T4_OPS)
 OP_NAMES = {"null_fork": "Null Fork", "signal_wait": "Signal-Wait"}

@@ -44,7 +44,7 @@ import numpy as np
 import pandas as pd
 
 from analysis._counters import counter_summary, run_table, with_params
-from analysis._format import fmt_ratio, fmt_times, fmt_us, fmt_us_interval
+from analysis._format import fmt_fraction, fmt_ratio, fmt_times, fmt_us, fmt_us_interval
 from analysis._kernel import kernel_view_table
 from analysis._results import Run, load_wakeups
 from analysis._views import (
@@ -120,11 +120,6 @@ PAPER_QUOTE = ("On the CVAX Firefly, two user-level threads signalling and waiti
                "Signal-Wait of Topaz kernel threads (Table IV). The authors attribute the "
                "difference to their prototype (written in Modula-2+, not tuned), not to the "
                "design.")
-
-
-def fmt_fraction(x: float) -> str:
-    """A fraction of 0..1 (slept, idle, wake-ups per upcall) to three places, or -."""
-    return f"{float(x):.3f}" if x is not None and math.isfinite(float(x)) else "-"
 
 
 # -- upcall latency ----------------------------------------------------------------------------

@@ -24,7 +24,16 @@ import numpy as np
 import pandas as pd
 
 from analysis import plots
-from analysis._format import NOISY_MARK, fmt_count, fmt_rate, fmt_ratio, fmt_us, fmt_us_interval, fmt_value
+from analysis._format import (
+    NOISY_MARK,
+    fmt_count,
+    fmt_fraction,
+    fmt_rate,
+    fmt_ratio,
+    fmt_us,
+    fmt_us_interval,
+    fmt_value,
+)
 from analysis._kernel import kernel_view_status
 from analysis._pages import Block, Heading, Report, Space, Table, Text
 from analysis._results import Run
@@ -58,7 +67,6 @@ from analysis.families.activations import (
     task_data,
     throughput_pivot,
 )
-from analysis.families.upcall import fmt_fraction
 from analysis.sections import generic
 from analysis.sections.registry import register
 

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from analysis import plots
-from analysis._format import fmt_count, fmt_ratio, fmt_us, fmt_us_interval
+from analysis._format import fmt_count, fmt_fraction, fmt_ratio, fmt_us, fmt_us_interval
 from analysis._kernel import kernel_view_status
 from analysis._pages import Block, Heading, Report, Space, Table, Text
 from analysis._results import Run
@@ -53,7 +53,6 @@ from analysis.families.upcall import (
     block_kinds,
     crosscheck_lines,
     findings_lines,
-    fmt_fraction,
     handoff_lines,
     handoff_reference,
     in_table_order,
