@@ -36,8 +36,8 @@ COUNTER_COLUMNS = ["run_id", "family", "variant", "point", "repetition", "kernel
 # Run.metrics columns: the run it belongs to, then the probes' tidy rows (lab/store.py)
 METRIC_COLUMNS = ["run_id", "family", "variant", "point", "repetition", "kernel_view", "probe",
                   "metric", "key", "value"]
-# the wake-up records' columns (lab/probes/wakeups.c, stored by lab/store.write_wakeups)
-WAKEUP_COLUMNS = ["waking_to_run_ns", "wakeup_to_run_ns", "tid", "waker_cpu", "run_cpu"]
+# the wake-up records' columns (as lab.store writes them)
+WAKEUP_COLUMNS = list(store.WAKEUP_COLUMNS)
 
 
 @dataclass
@@ -166,16 +166,18 @@ def load_run(run_dir: str) -> Run:
             df[param_column(name)] = _param_series([(e.get("params") or {}).get(name) for e in entries])
         return df
 
-    runs = table(runs_meta, {"run_id": pd.Series([int(r["id"]) for r in runs_meta], dtype="int64")})
-    runs["repetition"] = pd.Series([int(r.get("repetition", 0)) for r in runs_meta], dtype="int64")
-    # runs stored before the kernel view existed had no probes
-    runs["kernel_view"] = pd.Series([bool(r.get("kernel_view", False)) for r in runs_meta],
-                                    dtype="bool")
-    runs["status"] = pd.Series([r.get("status", store.PENDING) for r in runs_meta], dtype="str")
-    runs["reason"] = pd.Series([r.get("reason") for r in runs_meta], dtype="object")
-    runs["duration_s"] = pd.Series([r.get("duration_s") for r in runs_meta], dtype="float64")
-    runs["ops"] = pd.Series([r.get("ops") for r in runs_meta], dtype="Int64")
-    runs["window_ns"] = pd.Series([r.get("window_ns") for r in runs_meta], dtype="Int64")
+    def column(name: str, dtype: str) -> pd.Series:
+        # a field an older folder lacks reads as its default (lab.store.RunRecord)
+        return pd.Series(store.run_column(runs_meta, name), dtype=dtype)
+
+    runs = table(runs_meta, {"run_id": column("id", "int64")})
+    runs["repetition"] = column("repetition", "int64")
+    runs["kernel_view"] = column("kernel_view", "bool")
+    runs["status"] = column("status", "str")
+    runs["reason"] = column("reason", "object")
+    runs["duration_s"] = column("duration_s", "float64")
+    runs["ops"] = column("ops", "Int64")
+    runs["window_ns"] = column("window_ns", "Int64")
     runs["throughput"] = _throughput(runs["ops"], runs["window_ns"])
     runs = runs[_RUN_COLUMNS + [param_column(n) for n in param_names]]
 
@@ -346,7 +348,7 @@ def _read_samples(path: str, run_dir: str, meta: dict[str, Any]):
         if not stat.S_ISREG(os.stat(path).st_mode):
             raise store.ResultsError(f"{path}: not a file, but the manifest names it as the "
                                      f"samples of run {run_id}; {fix}")
-        table = _read_parquet(path, ["metric", "sample", "value"])
+        table = _read_parquet(path, list(store.SAMPLE_COLUMNS))
     except FileNotFoundError:
         raise store.ResultsError(
             f"{path}: missing, but the manifest lists run {run_id} as ok; {fix}") from None
@@ -418,7 +420,7 @@ def _load_metrics(run_dir: str, runs: pd.DataFrame) -> pd.DataFrame:
     if not os.path.exists(path):
         return _empty_metrics()
     try:
-        table = _read_parquet(path, ["run_id", "probe", "metric", "key", "value"])
+        table = _read_parquet(path, list(store.METRIC_COLUMNS))
     except Exception as e:          # pyarrow raises several types for a bad file
         raise store.ResultsError(f"{path}: unreadable probe metrics ({_one_line(e)}); delete "
                                  "it to read the folder without the kernel view") from None

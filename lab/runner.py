@@ -74,6 +74,68 @@ class NoObserver:
         pass
 
 
+@dataclass
+class WorkerOutcome:
+    """How a run's worker ended: ok (with the kernel view of its window, if
+    probed), failed or timed out, and why."""
+    status: str                 # store.OK, store.FAILED or store.TIMEOUT
+    reason: str | None = None
+    view: Any = None            # a lab.probes.KernelView, of an ok probed run
+
+
+class _RunFailed(Exception):
+    """This run cannot go on (its probes failed, its worker did not start):
+    it fails with this reason, and the suite goes on."""
+
+
+@contextlib.contextmanager
+def _probe_step():
+    """Around one call into the observer: what the probe layer raises
+    (ProbeError; OSError from the kernel: bpf(), tracefs, /proc) fails the
+    run.  Anything else is a bug and keeps its traceback."""
+    from lab.probes import ProbeError
+    try:
+        yield
+    except (ProbeError, OSError) as e:
+        raise _RunFailed(f"probes: {e}") from e
+
+
+class _Handshake:
+    """The runner's ends of struct lab_handshake (native/lab_native.h): the
+    worker writes "ready <tgid>..." and "done" on ready_fd and waits for
+    "go" and "ack" on go_fd.  On leaving, every end still open is closed."""
+
+    def __init__(self) -> None:
+        self._fds: dict[str, int] = {}
+        self._fds["ready_r"], self._fds["ready_w"] = os.pipe()
+        self._fds["go_r"], self._fds["go_w"] = os.pipe()
+        # the worker's ends, as its spec names them (struct lab_handshake)
+        self.worker_ends = {"ready_fd": self._fds["ready_w"], "go_fd": self._fds["go_r"]}
+
+    def handed_over(self) -> None:
+        """The worker holds its ends: ours go, so its exit is EOF here."""
+        self._close("ready_w", "go_r")
+
+    def lines(self, deadline: float):
+        return _lines(self._fds["ready_r"], deadline)
+
+    def answer(self, word: str) -> None:
+        os.write(self._fds["go_w"], word.encode() + b"\n")
+
+    def _close(self, *names: str) -> None:
+        for name in names:
+            fd = self._fds.pop(name, None)
+            if fd is not None:
+                os.close(fd)
+
+    def __enter__(self) -> _Handshake:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with signals.held():        # cleanup finishes whole
+            self._close(*list(self._fds))
+
+
 def plan(suite: Suite, capabilities: dict[str, str | None],
          kernel_view: bool = False) -> tuple[list[PlannedRun], list[dict]]:
     """Expand the suite into runs, interleaved across variants and points.
@@ -167,7 +229,7 @@ def git_revision() -> str:
         return "unknown (git unavailable)"
 
 
-def _selection_record(tables) -> dict[str, Any]:
+def _selection_record(tables) -> store.SelectionRecord:
     """A family's tables as the manifest keeps them: the union of variants
     and of each parameter's values (in the order the suite gives them,
     which the report follows) and every table as written."""
@@ -187,25 +249,22 @@ def new_manifest(suite: Suite, runs: list[PlannedRun], skipped: list[dict],
                  environment: dict[str, Any], capabilities: dict[str, str | None],
                  kernel_view: dict[str, Any]) -> dict[str, Any]:
     from lab import __version__
-    return {
-        "format": store.FORMAT,
-        "format_version": store.FORMAT_VERSION,
-        "suite": {"name": suite.name, "path": suite.path, "description": suite.description,
-                  "settings": suite.settings,
-                  "families": {n: _selection_record(tables)
-                               for n, tables in suite.families.items()}},
-        "package_version": __version__,
-        "git_revision": git_revision(),
-        "started_at": store.now_iso(),
-        "ended_at": None,
-        "status": "running",
-        "environment": environment,
-        "capabilities": capabilities,
-        "kernel_view": kernel_view,         # probes: enabled, which, headers, or why not
-        "families": {n: tables[0].family.describe() for n, tables in suite.families.items()},
-        "skipped": skipped,
-        "runs": [asdict(r) for r in runs],
-    }
+    return store.new_manifest(
+        suite={"name": suite.name, "path": suite.path, "description": suite.description,
+               "settings": suite.settings,
+               "families": {n: _selection_record(tables)
+                            for n, tables in suite.families.items()}},
+        package_version=__version__,
+        git_revision=git_revision(),
+        started_at=store.now_iso(),
+        ended_at=None,
+        status="running",
+        environment=environment,
+        capabilities=capabilities,
+        kernel_view=kernel_view,        # probes: enabled, which, headers, or why not
+        families={n: tables[0].family.describe() for n, tables in suite.families.items()},
+        skipped=skipped,
+        runs=[asdict(r) for r in runs])
 
 
 class Runner:
@@ -308,15 +367,14 @@ class Runner:
         shared = self._shared.for_run(families.get(run.family).variant(run.variant), run.params)
         t0 = time.monotonic()
         try:
-            ok, reason, view = self._spawn_and_converse(run, scratch, output, observer, shared)
+            outcome = self._spawn_and_converse(run, scratch, output, observer, shared)
             run.duration_s = round(time.monotonic() - t0, 3)
             company.update(lock.other_measurements())
             run.alongside = sorted(company) or None
-            if not ok:
-                run.status = store.TIMEOUT if reason.startswith("timed out") else store.FAILED
-                run.reason = reason
+            if outcome.status != store.OK:
+                run.status, run.reason = outcome.status, outcome.reason
                 return
-            self._collect(run, output, view)
+            self._collect(run, output, outcome.view)
         finally:
             # the worker is gone (_spawn_and_converse ends it on every way out)
             shutil.rmtree(scratch, ignore_errors=True)
@@ -333,62 +391,79 @@ class Runner:
         _kill_orphans()
 
     def _spawn_and_converse(self, run: PlannedRun, scratch: str, output: str,
-                            observer: RunObserver, shared=((), {})) -> tuple[bool, str, Any]:
-        ready_r, ready_w = os.pipe()
-        go_r, go_w = os.pipe()
-        spec = {"family": run.family, "variant": run.variant, "params": run.params,
-                "cpu": run.cpu, "peer_cpu": run.peer_cpu, "ready_fd": ready_w, "go_fd": go_r,
-                "output": output, "scratch_dir": scratch, **shared[1]}
+                            observer: RunObserver, shared=((), {})) -> WorkerOutcome:
+        """Start the run's worker, arm the observer for its measured window
+        (the handshake), and wait for it, at most the run's timeout.  On
+        every way out the worker and whatever it started are gone."""
         stderr_path = os.path.join(scratch, "stderr")
-        proc = None
-        view = None
         try:
-            with open(stderr_path, "wb") as err_file:
-                # own session: Ctrl-C reaches only the runner, which then
-                # kills the worker's whole process group itself
-                proc = self._worker = subprocess.Popen(
-                    WORKER_COMMAND, stdin=subprocess.PIPE, env=_worker_environment(),
-                    stdout=subprocess.DEVNULL, stderr=err_file,
-                    pass_fds=(ready_w, go_r) + shared[0],
-                    start_new_session=True)
-            # watched before it reads its spec: nothing it sets up is missed
-            observer.track(proc.pid)
-            os.close(ready_w)
-            os.close(go_r)
-            ready_w = go_r = -1
-            assert proc.stdin is not None       # stdin=PIPE
-            proc.stdin.write(json.dumps(spec).encode())
-            proc.stdin.close()
-
-            deadline = time.monotonic() + self.timeout
-            for line in _lines(ready_r, deadline):
-                if line.startswith("ready"):
-                    observer.arm([int(x) for x in line.split()[1:]])
-                    os.write(go_w, b"go\n")
-                elif line == "done":
-                    view = observer.disarm()
-                    os.write(go_w, b"ack\n")
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise subprocess.TimeoutExpired(proc.args, self.timeout)
-            proc.wait(timeout=remaining)
+            with _Handshake() as handshake, self._worker_process(
+                    tuple(handshake.worker_ends.values()) + tuple(shared[0]), stderr_path,
+                    observer) as proc:
+                spec = {"family": run.family, "variant": run.variant, "params": run.params,
+                        "cpu": run.cpu, "peer_cpu": run.peer_cpu, **handshake.worker_ends,
+                        "output": output, "scratch_dir": scratch, **shared[1]}
+                # watched before it reads its spec: nothing it sets up is missed
+                with _probe_step():
+                    observer.track(proc.pid)
+                handshake.handed_over()
+                try:
+                    assert proc.stdin is not None       # stdin=PIPE
+                    with proc.stdin:
+                        proc.stdin.write(json.dumps(spec).encode())
+                    view = self._converse(proc, handshake, observer)
+                except BrokenPipeError:
+                    view = None     # worker died mid-handshake: its exit status says why
         except subprocess.TimeoutExpired:
-            return False, f"timed out after {self.timeout:g} s", None
-        except BrokenPipeError:
-            pass        # worker died mid-handshake: its exit status says why
-        except Exception as e:      # the probes failed: this run fails, the suite goes on
-            return False, f"probes: {e}", None     # (the finally ends the worker)
+            return WorkerOutcome(store.TIMEOUT, f"timed out after {self.timeout:g} s")
+        except _RunFailed as e:         # this run fails, the suite goes on
+            return WorkerOutcome(store.FAILED, str(e))
+        if proc.returncode == 0:
+            return WorkerOutcome(store.OK, view=view)
+        return WorkerOutcome(store.FAILED, _failure_reason(proc.returncode, stderr_path))
+
+    @contextlib.contextmanager
+    def _worker_process(self, fds: tuple[int, ...], stderr_path: str, observer: RunObserver):
+        """The worker process, given fds, in its own session (Ctrl-C reaches
+        only the runner, which kills the worker's whole group itself).  On
+        leaving, held against signals: the observer forgets it, and it and
+        its orphans are killed (pyperf's popen_killer, for a process group)."""
+        try:
+            try:
+                with open(stderr_path, "wb") as err_file:
+                    proc = self._worker = subprocess.Popen(
+                        WORKER_COMMAND, stdin=subprocess.PIPE, env=_worker_environment(),
+                        stdout=subprocess.DEVNULL, stderr=err_file, pass_fds=fds,
+                        start_new_session=True)
+            except OSError as e:
+                raise _RunFailed(f"cannot start the worker: {e}") from e
+            yield proc
         finally:
             with signals.held():
                 observer.untrack()
-                for fd in (ready_r, ready_w, go_r, go_w):
-                    if fd >= 0:
-                        os.close(fd)
                 self._end_worker()
-        assert proc is not None     # every way here passed the Popen
-        if proc.returncode == 0:
-            return True, "", view
-        return False, _failure_reason(proc.returncode, stderr_path), None
+
+    def _converse(self, proc: subprocess.Popen, handshake: _Handshake,
+                  observer: RunObserver) -> Any:
+        """The runner's side of the handshake until the worker exits: arm on
+        "ready", read the kernel view on "done" (returned; None unprobed).
+        TimeoutExpired past the run's timeout."""
+        view = None
+        deadline = time.monotonic() + self.timeout
+        for line in handshake.lines(deadline):
+            if line.startswith("ready"):
+                with _probe_step():
+                    observer.arm([int(x) for x in line.split()[1:]])
+                handshake.answer("go")
+            elif line == "done":
+                with _probe_step():
+                    view = observer.disarm()
+                handshake.answer("ack")
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise subprocess.TimeoutExpired(proc.args, self.timeout)
+        proc.wait(timeout=remaining)
+        return view
 
     def _collect(self, run: PlannedRun, output: str, view: Any) -> None:
         import numpy as np

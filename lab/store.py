@@ -1,12 +1,15 @@
-"""Stored results: one folder per suite run.
+"""Stored results: one folder per suite run.  This module owns the results
+format: its version, its schema, writing it and reading it (the runner,
+analysis and the tests' builders go through it); CHANGELOG.md keeps its
+history, and tests/data/results-v1/ is a folder every later version must
+still read, or refuse in one line.
 
     results/<YYYYmmdd-HHMMSS>-<suite>/
-        manifest.json       what ran, where, with which versions; per-run status
+        manifest.json       what ran, where, with which versions; per-run status (Manifest)
         suite.toml          the suite file as it was when the run started
-        samples/run-NNNN.parquet   one file per finished run: metric, sample, value
-        metrics.parquet     what the kernel saw per run (probes): run_id, probe,
-                            metric, key ("" for the run's total), value
-        kernel/run-NNNN-wakeups.parquet   each wake-up of the run's threads
+        samples/run-NNNN.parquet   one file per finished run (SAMPLE_COLUMNS)
+        metrics.parquet     what the kernel saw per run, the probes' counts (METRIC_COLUMNS)
+        kernel/run-NNNN-wakeups.parquet   each wake-up of the run's threads (WAKEUP_COLUMNS)
 
 Every file is written to a temporary name and renamed into place, so a
 reader (or a Ctrl-C) never sees half a file; the manifest is rewritten after
@@ -29,15 +32,21 @@ import stat
 import tempfile
 import types
 import typing
-from typing import Any
+from typing import Any, Required, TypedDict
 
 FORMAT = "upcall-lab/results"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 SUITE_COPY = "suite.toml"
 SAMPLES_DIR = "samples"
-METRICS = "metrics.parquet"     # the probes' per-run counts: run_id, probe, metric, key, value
+METRICS = "metrics.parquet"     # the probes' per-run counts
 KERNEL_DIR = "kernel"           # the probes' per-run records (wake-ups)
+
+# the files' columns: written here, read by analysis/_results.py
+SAMPLE_COLUMNS = ("metric", "sample", "value")
+METRIC_COLUMNS = ("run_id", "probe", "metric", "key", "value")     # "" key: the run's total
+# a wake-up record (lab/probes/wakeups.c, as lab.probes reads it)
+WAKEUP_COLUMNS = ("waking_to_run_ns", "wakeup_to_run_ns", "tid", "waker_cpu", "run_cpu")
 
 # run status values
 PENDING, OK, FAILED, TIMEOUT, INTERRUPTED = "pending", "ok", "failed", "timeout", "interrupted"
@@ -101,6 +110,7 @@ def create_run_dir(root: str, suite_name: str) -> str:
 
 
 def write_manifest(run_dir: str, manifest: dict[str, Any]) -> None:
+    """Write manifest (made by new_manifest) as run_dir's manifest.json."""
     data = json.dumps(manifest, indent=1, sort_keys=False, default=str).encode()
     atomic_write(os.path.join(run_dir, MANIFEST), data + b"\n")
 
@@ -145,67 +155,111 @@ def read_manifest(run_dir: str) -> dict[str, Any]:
 
 # -- the manifest's schema ---------------------------------------------------------
 #
-# lab.runner.new_manifest writes a manifest; show, report, the notebooks and
-# --resume read it.  What they may rely on is checked here, once, on read, so
-# a damaged folder is one line (ResultsError) and never a KeyError deep in
-# pandas.  A run's fields are RunRecord's (below; what --resume rebuilds with
-# lab.runner.PlannedRun(**run)): the store reads their names and types from
-# the dataclass rather than listing them again.
+# Declared once, here, as the types below: new_manifest writes by them (the
+# runner and the tests' builders make every manifest with it), and
+# read_manifest checks by them (validate_manifest), so show, report, the
+# notebooks and --resume may index what they declare without guarding and a
+# damaged folder is one line (ResultsError), never a KeyError deep in pandas.
+# A key is Required or absent-means-older-folder; keys not declared are
+# notes for people, left alone.  Adding a key is one line here (and one in
+# CHANGELOG.md).  A run's fields are RunRecord's (below; what --resume
+# rebuilds with lab.runner.PlannedRun(**run)).
 
-# top level: key -> (type, required); the other keys are the runner's notes
-_MANIFEST_KEYS: dict[str, tuple[Any, bool]] = {
-    "suite": (dict, True),
-    "families": (dict, True),
-    "runs": (list, True),
-    "skipped": (list, False),
-    "environment": (dict, False),
-    "capabilities": (dict, False),
-    "kernel_view": (dict | None, False),     # absent: written before the lab had probes
-    "status": (str, False),
-    "started_at": (str | None, False),
-    "ended_at": (str | None, False),
-    "package_version": (str, False),
-    "git_revision": (str, False),
-}
-_SUITE_KEYS: dict[str, tuple[Any, bool]] = {
-    "settings": (dict, True),
-    "name": (str, False),
-    "path": (str, False),
-    "description": (str | None, False),
-    "families": (dict[str, dict], False),
-}
-# suite.families[name]: the swept values, in the suite's order (the report follows it)
-_SELECTION_KEYS: dict[str, tuple[Any, bool]] = {
-    "variants": (list[str], False),
-    "values": (dict[str, list], False),
-    "tables": (list[dict], False),
-}
-# families[name]: lab.model.Family.describe()
-_FAMILY_KEYS: dict[str, tuple[Any, bool]] = {
-    "variants": (dict[str, dict], True),
-    "params": (dict[str, dict], False),
-    "reference": (str | None, False),
-    "summary": (str, False),
-    "seeds": (str, False),
-}
-_VARIANT_KEYS: dict[str, tuple[Any, bool]] = {
-    "headline": (str, True),
-    "metrics": (dict[str, dict], False),
-    "help": (str, False),
-    "probes": (list[str], False),       # the probes its probed runs attach (probe_cost)
-}
-_KERNEL_VIEW_KEYS: dict[str, tuple[Any, bool]] = {
-    "enabled": (bool, False),
-    "probes": (list[str], False),
-    "reason": (str | None, False),
-    "headers": (str | None, False),
-}
-_SKIPPED_KEYS: dict[str, tuple[Any, bool]] = {
-    "family": (str, True),
-    "variant": (str, True),
-    "params": (dict, False),
-    "reason": (str | None, False),
-}
+
+class KernelViewRecord(TypedDict, total=False):
+    """``kernel_view``: the probes of the suite run, or why there were none."""
+    enabled: bool
+    probes: list[str]
+    reason: str | None
+    headers: str | None
+
+
+class VariantRecord(TypedDict, total=False):
+    """``families[name].variants[name]``: lab.model.Family.describe()."""
+    headline: Required[str]
+    metrics: dict[str, dict]
+    help: str
+    probes: list[str]           # the probes its probed runs attach (probe_cost)
+
+
+class FamilyRecord(TypedDict, total=False):
+    """``families[name]``: lab.model.Family.describe(); the report reads a
+    family here, never from the live modules."""
+    variants: Required[dict[str, VariantRecord]]
+    params: dict[str, dict]
+    reference: str | None
+    summary: str
+    seeds: str
+
+
+class SelectionRecord(TypedDict, total=False):
+    """``suite.families[name]``: the swept values, in the suite's order
+    (the report follows it), and every table as written."""
+    variants: list[str]
+    values: dict[str, list]
+    tables: list[dict]
+
+
+class SuiteRecord(TypedDict, total=False):
+    """``suite``: the suite file as run (its settings: lab.suite.SUITE_SETTINGS)."""
+    settings: Required[dict[str, Any]]
+    name: str
+    path: str
+    description: str | None
+    families: dict[str, SelectionRecord]
+
+
+class SkippedRecord(TypedDict, total=False):
+    """``skipped[i]``: a point the runner did not run, and why."""
+    family: Required[str]
+    variant: Required[str]
+    params: dict
+    reason: str | None
+
+
+class Manifest(TypedDict, total=False):
+    """manifest.json, its keys in the order they are written."""
+    format: Required[str]
+    format_version: Required[int]
+    suite: Required[SuiteRecord]
+    package_version: str
+    git_revision: str
+    started_at: str | None
+    ended_at: str | None
+    status: str
+    environment: dict
+    capabilities: dict
+    kernel_view: KernelViewRecord | None    # absent: written before the lab had probes
+    families: Required[dict[str, FamilyRecord]]
+    skipped: list[SkippedRecord]
+    runs: Required[list]                    # of RunRecord's fields, checked strictly
+    stopped_by: str | None                  # what ended a run that did not complete
+    resume_hint: str | None                 # how to finish it
+
+
+def new_manifest(**fields: Any) -> dict[str, Any]:
+    """A manifest of this format version holding fields (Manifest's keys
+    but the format's own two), in Manifest's order: how the runner and the
+    tests' builders make one."""
+    keys = _record_keys(Manifest)
+    unknown = [k for k in fields if k not in keys or k in ("format", "format_version")]
+    if unknown:
+        raise TypeError(f"new_manifest: {unknown[0]!r} is not a manifest key "
+                        f"(lab.store.Manifest)")
+    fields.update(format=FORMAT, format_version=FORMAT_VERSION)
+    return {key: fields[key] for key in keys if key in fields}
+
+
+@functools.lru_cache(maxsize=None)
+def _record_keys(record: type) -> dict[str, tuple[Any, bool]]:
+    """A TypedDict's keys: key -> (type hint, required).  Read through
+    include_extras: under ``from __future__ import annotations`` Python
+    3.11 does not see Required in __required_keys__."""
+    out = {}
+    for key, hint in typing.get_type_hints(record, include_extras=True).items():
+        required = typing.get_origin(hint) is Required
+        out[key] = (typing.get_args(hint)[0] if required else hint, required)
+    return out
 
 
 class _Damaged(Exception):
@@ -266,6 +320,17 @@ def run_fields() -> tuple[str, ...]:
     return tuple(_run_schema()[0])
 
 
+def run_column(runs: list[dict[str, Any]], name: str) -> list[Any]:
+    """Field name of every stored run, RunRecord's default where a run
+    lacks it (a folder written before the field existed)."""
+    field = {f.name: f for f in dataclasses.fields(RunRecord)}[name]
+    if field.default_factory is not dataclasses.MISSING:
+        return [r[name] if name in r else field.default_factory() for r in runs]
+    if field.default is dataclasses.MISSING:
+        return [r[name] for r in runs]      # required: validate_manifest saw it
+    return [r.get(name, field.default) for r in runs]
+
+
 def validate_manifest(manifest: dict[str, Any], run_dir: str) -> None:
     """Raise ResultsError, naming the first damaged field, unless manifest
     (read from run_dir) has the schema every reader relies on."""
@@ -278,30 +343,20 @@ def validate_manifest(manifest: dict[str, Any], run_dir: str) -> None:
 
 
 def _validate(manifest: dict[str, Any], run_dir: str) -> None:
-    _check_keys(manifest, _MANIFEST_KEYS, "")
+    _check_type(manifest, Manifest, "")
     suite = manifest["suite"]
-    _check_keys(suite, _SUITE_KEYS, "suite")
     from lab.suite import SUITE_SETTINGS  # one declaration of the settings and their types
     for setting in SUITE_SETTINGS:
         if setting.name in suite["settings"] and setting.default is not None:
             _check_type(suite["settings"][setting.name], type(setting.default),
                         f"suite.settings.{setting.name}")
-    for name, selection in (suite.get("families") or {}).items():
-        _check_keys(selection, _SELECTION_KEYS, f"suite.families.{name}")
     families = manifest["families"]
     for name, family in families.items():
-        _check_keys(family, _FAMILY_KEYS, f"families.{name}")
-        for variant, described in family["variants"].items():
-            _check_keys(described, _VARIANT_KEYS, f"families.{name}.variants.{variant}")
         for param, described in (family.get("params") or {}).items():
             _check_type(described.get("axis", True), bool,
                         f"families.{name}.params.{param}.axis")
-    if manifest.get("kernel_view") is not None:
-        _check_keys(manifest["kernel_view"], _KERNEL_VIEW_KEYS, "kernel_view")
     for i, entry in enumerate(manifest.get("skipped") or []):
-        where = f"skipped[{i}]"
-        _check_keys(entry, _SKIPPED_KEYS, where)
-        _check_described(families, entry, where)
+        _check_described(families, entry, f"skipped[{i}]")
     hints, required = _run_schema()
     first_with_id: dict[int, int] = {}
     for i, run in enumerate(manifest["runs"]):
@@ -349,11 +404,10 @@ def _check_described(families: dict[str, Any], entry: dict[str, Any], where: str
                                            f"families.{family}.variants")
 
 
-def _check_keys(obj: Any, keys: dict[str, tuple[Any, bool]], where: str) -> None:
-    """obj is an object whose keys listed in keys have their types, and
-    has the required ones; other keys are left alone (notes for people)."""
-    _check_type(obj, dict, where)
-    for key, (hint, required) in keys.items():
+def _check_record(obj: dict[str, Any], record: type, where: str) -> None:
+    """obj's keys that record (a TypedDict) declares have their types, and
+    it has the required ones; other keys are left alone (notes for people)."""
+    for key, (hint, required) in _record_keys(record).items():
         if key in obj:
             _check_type(obj[key], hint, f"{where}.{key}" if where else key)
         elif required:
@@ -374,7 +428,9 @@ def _check_type(value: Any, hint: Any, where: str) -> None:
         raise _Damaged(where, f"{_shown(value)} is not {_describe(hint)}")
     if not _is_type(value, hint):
         raise _Damaged(where, f"{_shown(value)} is not {_describe(hint)}")
-    if origin is dict and args:
+    if typing.is_typeddict(hint):
+        _check_record(value, hint, where)
+    elif origin is dict and args:
         for k, v in value.items():
             _check_type(v, args[1], f"{where}.{k}")
     elif origin is list and args:
@@ -387,6 +443,8 @@ def _is_type(value: Any, hint: Any) -> bool:
     hint = typing.get_origin(hint) or hint
     if hint is Any:
         return True
+    if typing.is_typeddict(hint):
+        return isinstance(value, dict)
     if hint is type(None):
         return value is None
     if hint is bool:
@@ -409,11 +467,16 @@ def _describe(hint: Any) -> str:
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
         return " or ".join(_describe(h) for h in args)
-    if origin is dict and args and args[1] in _TYPE_NAMES:
-        return f"an object of {_TYPE_NAMES[args[1]][1]}"
-    if origin is list and args and args[0] in _TYPE_NAMES:
-        return f"a list of {_TYPE_NAMES[args[0]][1]}"
-    return _TYPE_NAMES.get(origin or hint, (getattr(hint, "__name__", str(hint)),))[0]
+    if origin is dict and args and _json_type(args[1]) in _TYPE_NAMES:
+        return f"an object of {_TYPE_NAMES[_json_type(args[1])][1]}"
+    if origin is list and args and _json_type(args[0]) in _TYPE_NAMES:
+        return f"a list of {_TYPE_NAMES[_json_type(args[0])][1]}"
+    return _TYPE_NAMES.get(_json_type(origin or hint), (getattr(hint, "__name__", str(hint)),))[0]
+
+
+def _json_type(hint: Any) -> Any:
+    """A record (TypedDict) is a JSON object."""
+    return dict if typing.is_typeddict(hint) else hint
 
 
 def _shown(value: Any) -> str:
@@ -510,25 +573,24 @@ def write_samples(run_dir: str, run_id: int, series: dict[str, Any]) -> str:
         metrics.append(np.full(arr.shape[0], metric, dtype=object))
         index.append(np.arange(arr.shape[0], dtype=np.int64))
         values.append(arr)
-    return write_parquet(run_dir, samples_path(run_id), {
-        "metric": pa.array(np.concatenate(metrics) if metrics else [], pa.string()).dictionary_encode(),
-        "sample": pa.array(np.concatenate(index) if index else [], pa.int64()),
-        "value": pa.array(np.concatenate(values) if values else [], pa.float64()),
-    })
+    types = (pa.string(), pa.int64(), pa.float64())
+    arrays = [pa.array(np.concatenate(parts) if parts else [], kind)
+              for parts, kind in zip((metrics, index, values), types)]
+    arrays[0] = arrays[0].dictionary_encode()
+    return write_parquet(run_dir, samples_path(run_id), dict(zip(SAMPLE_COLUMNS, arrays)))
 
 
 def write_metrics(run_dir: str, rows: list[tuple[int, str, str, str, float]]) -> None:
     """Rewrite metrics.parquet with every run's probe rows so far."""
     import pyarrow as pa
 
-    columns: list[tuple] = list(zip(*rows)) if rows else [(), (), (), (), ()]
-    write_parquet(run_dir, METRICS, {
-        "run_id": pa.array(columns[0], pa.int64()),
-        "probe": pa.array(columns[1], pa.string()).dictionary_encode(),
-        "metric": pa.array(columns[2], pa.string()).dictionary_encode(),
-        "key": pa.array(columns[3], pa.string()),
-        "value": pa.array([float(v) for v in columns[4]], pa.float64()),
-    })
+    columns: list[tuple] = list(zip(*rows)) if rows else [()] * len(METRIC_COLUMNS)
+    write_parquet(run_dir, METRICS, dict(zip(METRIC_COLUMNS, (
+        pa.array(columns[0], pa.int64()),
+        pa.array(columns[1], pa.string()).dictionary_encode(),
+        pa.array(columns[2], pa.string()).dictionary_encode(),
+        pa.array(columns[3], pa.string()),
+        pa.array([float(v) for v in columns[4]], pa.float64())))))
 
 
 def read_metric_rows(run_dir: str) -> list[tuple[int, str, str, str, float]]:
@@ -539,14 +601,13 @@ def read_metric_rows(run_dir: str) -> list[tuple[int, str, str, str, float]]:
     if not os.path.exists(path):
         return []
     table = pq.read_table(path).to_pydict()
-    return list(zip(table["run_id"], table["probe"], table["metric"], table["key"],
-                    table["value"]))
+    return list(zip(*(table[c] for c in METRIC_COLUMNS)))
 
 
 def write_wakeups(run_dir: str, run_id: int, records: Any) -> str:
     """A run's wake-up records (a NumPy structured array) as Parquet."""
     rel = os.path.join(KERNEL_DIR, f"run-{run_id:04d}-wakeups.parquet")
-    return write_parquet(run_dir, rel, {name: records[name] for name in records.dtype.names})
+    return write_parquet(run_dir, rel, {name: records[name] for name in WAKEUP_COLUMNS})
 
 
 def latest_run_dir(root: str) -> str:

@@ -3,6 +3,7 @@ statistics are known in advance."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 
@@ -157,13 +158,11 @@ def make_run(tmp_path):
                 status, reason = (statuses or {}).get(run_id, (store.OK, None))
                 values = np.asarray(values, dtype=float)
                 rel = store.write_samples(str(run_dir), run_id, {"lat": values})
-                entry = {"id": run_id, "family": "synth", "variant": variant,
-                         "params": {"samples": len(values), "level": level},
-                         "repetition": rep, "cpu": 0, "peer_cpu": 1, "kernel_view": probed,
-                         "status": status, "reason": reason, "started_at": None,
-                         "duration_s": 0.1, "window_ns": None, "ops": SYNTH_OPS,
-                         "samples_file": rel, "kernel_file": None,
-                         "n_samples": {"lat": int(len(values))}, "counters": {}}
+                entry = dataclasses.asdict(store.RunRecord(
+                    run_id, "synth", variant, {"samples": len(values), "level": level}, rep,
+                    cpu=0, peer_cpu=1, kernel_view=probed, status=status, reason=reason,
+                    duration_s=0.1, ops=SYNTH_OPS, samples_file=rel,
+                    n_samples={"lat": int(len(values))}))
                 if probed and metrics is not None:
                     metric_rows += [(run_id,) + tuple(row) for row in metrics(entry)]
                 records = wakeups(entry) if probed and wakeups is not None else None
@@ -173,22 +172,19 @@ def make_run(tmp_path):
         if metric_rows:
             store.write_metrics(str(run_dir), metric_rows)
         any_probes = any(r["kernel_view"] for r in runs)
-        manifest = {
-            "format": store.FORMAT, "format_version": store.FORMAT_VERSION,
-            "suite": {"name": "synth", "path": "synth.toml", "description": "synthetic",
-                      "settings": {"repetitions": max(len(r) for r in cells.values()),
-                                   "probe_overhead": probe_overhead},
-                      "families": {"synth": {"variants": ["slow", "fast"],
-                                             "values": {"level": ["low", "high"]}}}},
-            "package_version": "test", "git_revision": "test", "started_at": None,
-            "ended_at": None, "status": "complete", "environment": {"power.cpuidle_driver": "menu"},
-            "capabilities": {},
-            "kernel_view": ({"enabled": True, "probes": ["switches", "wakeups", "syscalls"],
-                             "reason": None, "headers": SYNTH_HEADERS, "tracepoints": {}}
-                            if any_probes else {"enabled": False, "probes": [],
-                                                "reason": "synthetic"}),
-            "families": {"synth": SYNTH_FAMILY}, "skipped": [], "runs": runs,
-        }
+        manifest = store.new_manifest(
+            suite={"name": "synth", "path": "synth.toml", "description": "synthetic",
+                   "settings": {"repetitions": max(len(r) for r in cells.values()),
+                                "probe_overhead": probe_overhead},
+                   "families": {"synth": {"variants": ["slow", "fast"],
+                                          "values": {"level": ["low", "high"]}}}},
+            package_version="test", git_revision="test", started_at=None, ended_at=None,
+            status="complete", environment={"power.cpuidle_driver": "menu"}, capabilities={},
+            kernel_view=({"enabled": True, "probes": ["switches", "wakeups", "syscalls"],
+                          "reason": None, "headers": SYNTH_HEADERS, "tracepoints": {}}
+                         if any_probes else {"enabled": False, "probes": [],
+                                             "reason": "synthetic"}),
+            families={"synth": SYNTH_FAMILY}, skipped=[], runs=runs)
         store.write_manifest(str(run_dir), manifest)
         return str(run_dir)
     return make

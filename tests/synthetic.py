@@ -3,6 +3,8 @@ sections' tests: what lab.store writes after a suite, without running one."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from lab import store
@@ -47,12 +49,11 @@ class SyntheticRun:
         only when the folder is probed.  Returns the manifest entry."""
         run_id = len(self.runs) + 1
         rel = store.write_samples(self.run_dir, run_id, series)
-        entry = {"id": run_id, "family": family, "variant": variant, "params": params,
-                 "repetition": rep, "cpu": 0, "peer_cpu": 1, "kernel_view": self.probed,
-                 "status": "ok", "reason": None, "started_at": None, "duration_s": 0.1,
-                 "window_ns": int(window_ns), "ops": ops, "samples_file": rel,
-                 "kernel_file": None, "n_samples": {k: len(v) for k, v in series.items()},
-                 "counters": counters}
+        entry = dataclasses.asdict(store.RunRecord(
+            run_id, family, variant, params, rep, cpu=0, peer_cpu=1, kernel_view=self.probed,
+            status=store.OK, duration_s=0.1, window_ns=int(window_ns), ops=ops,
+            samples_file=rel, n_samples={k: len(v) for k, v in series.items()},
+            counters=counters))
         if self.probed:
             self.metric_rows.extend((run_id, "x", metric, "", float(value))
                                     for metric, value in (kernel or {}).items())
@@ -67,17 +68,15 @@ class SyntheticRun:
         if self.metric_rows:
             store.write_metrics(self.run_dir, self.metric_rows)
         described = {f: family.describe() for f, family in families.items()}
-        manifest = {
-            "format": store.FORMAT, "format_version": store.FORMAT_VERSION,
-            "suite": {"name": name, "path": "x.toml", "description": "synthetic",
-                      "settings": {"repetitions": repetitions, "probe_overhead": False},
-                      "families": {f: {"variants": [], "values": {}} for f in described}},
-            "package_version": "test", "git_revision": "test", "started_at": None,
-            "ended_at": None, "status": "complete", "environment": environment or {},
-            "capabilities": {},
-            "kernel_view": ({"enabled": True, "probes": list(probes), "reason": None,
-                             "headers": "synthetic", "tracepoints": {}} if self.probed else
-                            {"enabled": False, "probes": [], "reason": "synthetic"}),
-            "families": described, "skipped": [], "runs": self.runs}
+        manifest = store.new_manifest(
+            suite={"name": name, "path": "x.toml", "description": "synthetic",
+                   "settings": {"repetitions": repetitions, "probe_overhead": False},
+                   "families": {f: {"variants": [], "values": {}} for f in described}},
+            package_version="test", git_revision="test", started_at=None, ended_at=None,
+            status="complete", environment=environment or {}, capabilities={},
+            kernel_view=({"enabled": True, "probes": list(probes), "reason": None,
+                          "headers": "synthetic", "tracepoints": {}} if self.probed else
+                         {"enabled": False, "probes": [], "reason": "synthetic"}),
+            families=described, skipped=[], runs=self.runs)
         store.write_manifest(self.run_dir, manifest)
         return self.run_dir

@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 
 import pytest
 
@@ -169,3 +170,44 @@ def test_io_uring_disabled_skips_its_variants_with_reason(tmp_path):
     assert [r["variant"] for r in m["runs"]] == ["null_syscall"]
     (skip,) = m["skipped"]
     assert skip["variant"] == "uring_nop" and "EPERM" in skip["reason"]
+
+
+# `lab run` with the observer's arm() raising: what the probe layer raises
+# fails that run, anything else is a bug and stops the suite with its traceback
+_FAILING_ARM = """
+import sys
+from lab import cli, probes, runner
+def arm(self, tgids):
+    raise {error}
+runner.NoObserver.arm = arm
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+def _run_with_failing_arm(tmp_path, error):
+    suite = write_suite(tmp_path, "[suite]\nrepetitions = 2\n"
+                                  "[baseline]\nvariants = ['null_syscall']\nsamples = 50\n")
+    out = str(tmp_path / "res")
+    script = _FAILING_ARM.format(error=error)
+    proc = subprocess.run([sys.executable, "-c", script, "run", suite, "--out", out, "--quiet",
+                           "--probes", "none"], capture_output=True, text=True, timeout=60)
+    return proc, store.read_manifest(run_dir_of(out))
+
+
+def test_probe_failure_fails_the_run_and_the_suite_goes_on(tmp_path):
+    proc, m = _run_with_failing_arm(tmp_path, "probes.ProbeError('lab_ctl is gone')")
+    assert proc.returncode == 0, proc.stderr
+    assert m["status"] == "complete"
+    assert [(r["status"], r["reason"]) for r in m["runs"]] == \
+        [("failed", "probes: lab_ctl is gone")] * 2
+    assert not any_worker_alive()
+
+
+def test_a_bug_beside_the_probes_is_a_bug(tmp_path):
+    proc, m = _run_with_failing_arm(tmp_path, "TypeError('not a probe failure')")
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" in proc.stderr and "TypeError: not a probe failure" in proc.stderr
+    assert m["status"] == "aborted"
+    assert m["stopped_by"] == "TypeError: not a probe failure"
+    assert "probes:" not in json.dumps(m["runs"])
+    assert not any_worker_alive()
