@@ -541,15 +541,31 @@ def _sums(table):
     """A per-CPU array's values summed over the CPUs (a NumPy array)."""
     import numpy as np
     out = np.zeros(len(table), dtype=np.int64)
-    for k, v in table.items_lookup_batch():
-        out[getattr(k, "value", k)] = sum(v)
+    with _bcc_map_call("read", table):
+        for k, v in table.items_lookup_batch():
+            out[getattr(k, "value", k)] = sum(v)
     return out
 
 
 def _zero(table) -> None:
     """Every value of an array (per-CPU or not) back to zero."""
     keys = (table.Key * len(table))(*range(len(table)))
-    table.items_update_batch(keys, (table.Leaf * len(table))())
+    with _bcc_map_call("zero", table):
+        table.items_update_batch(keys, (table.Leaf * len(table))())
+
+
+@contextlib.contextmanager
+def _bcc_map_call(what: str, table):
+    # bcc reports a failed batch syscall as a bare Exception: name it a
+    # ProbeError, which fails that run ("probes: ..."), not the suite
+    try:
+        yield
+    except ProbeError:
+        raise
+    except Exception as e:
+        name = getattr(table, "name", b"?")
+        name = name.decode() if isinstance(name, bytes) else str(name)
+        raise ProbeError(f"cannot {what} BPF map {name}: {e}") from e
 
 
 _READERS: dict[str, Callable[[ProbeSession, KernelView, list], None]] = {
