@@ -14,7 +14,9 @@ from analysis import (
     counter_summary,
     family_summary,
     headline,
+    kernel_view_table,
     load_run,
+    load_wakeups,
     show_text,
     throughput_summary,
 )
@@ -41,8 +43,10 @@ def test_v1_loads():
     assert (run.runs["status"] == store.OK).all()
     assert len(run.runs) == 17 and run.skipped.empty
     assert set(run.samples["run_id"]) == set(run.runs["run_id"])
-    assert run.metrics.empty        # written without probes (README)
     assert not run.counters.empty
+    # written with every probe attached (README): the kernel view reads too
+    assert set(run.metrics["run_id"]) == set(run.runs["run_id"])
+    assert set(load_wakeups(run)["run_id"]) <= set(run.runs["run_id"]) and len(load_wakeups(run))
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -55,6 +59,7 @@ def test_v1_summaries(family):
     assert not family_summary(run, family).empty
     assert not throughput_summary(run, family).empty
     counter_summary(run, family)
+    assert not kernel_view_table(run, family).empty
 
 
 def test_v1_show():
