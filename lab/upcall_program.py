@@ -19,7 +19,10 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from lab.model import Variant
 
-PROGRAM = os.path.join(os.path.dirname(os.path.abspath(__file__)), "families", "upcall_bpf.c")
+HERE = os.path.dirname(os.path.abspath(__file__))
+PROGRAM = os.path.join(HERE, "families", "upcall_bpf.c")
+# the shared memory's layout, included by the program and by native/upcall.c
+HEADER = os.path.join(os.path.dirname(HERE), "native", "upcall_abi.h")
 RING_PAGES = 16                 # the ring's data area: 64 KiB
 
 
@@ -41,13 +44,22 @@ MAPS = {"ring_fd": "lab_upcall_ring", "vps_fd": "lab_upcall_vps", "tids_fd": "la
 
 
 def program_text(ring_pages: int = RING_PAGES) -> str:
-    """lab/families/upcall_bpf.c with its ring size (pages, a power of 2).
-    lab.probes.compile_program gives it the running kernel's field offsets
-    (LAB_OFF_<struct>_<field>, lab.probes.btf)."""
+    """lab/families/upcall_bpf.c with its ring size (pages, a power of 2)
+    and native/upcall_abi.h's text in place of its #include: the text is
+    all bcc compiles, so whatever keys on it (a compiled program kept for
+    reuse) keys on the header's bytes too.  lab.probes.compile_program
+    gives it the running kernel's field offsets (LAB_OFF_<struct>_<field>,
+    lab.probes.btf)."""
     if ring_pages < 1 or ring_pages & (ring_pages - 1):
         raise ValueError(f"ring_pages must be a power of 2, got {ring_pages}")
     with open(PROGRAM) as f:
-        return f"#define LAB_UPCALL_RING_PAGES {ring_pages}\n" + f.read()
+        source = f.read()
+    include = f'#include "{os.path.basename(HEADER)}"\n'
+    if source.count(include) != 1:
+        raise ValueError(f"{PROGRAM} must include {os.path.basename(HEADER)} once")
+    with open(HEADER) as f:
+        header = f.read()
+    return f"#define LAB_UPCALL_RING_PAGES {ring_pages}\n" + source.replace(include, header)
 
 
 def load_functions(bpf: Any) -> dict[str, int]:

@@ -177,7 +177,8 @@ int upcall_burst(const struct upcall_maps *maps, int cpu, uint32_t rounds,
  */
 int upcall_program_misses(int prog_fd, uint64_t *misses);
 
-/* Sizes of the structs shared with the BPF program (tests compare). */
+/* Sizes of the structs shared with the BPF program (upcall_abi.h), for
+ * the tests to hold against the program's maps. */
 size_t upcall_vp_size(void);
 size_t upcall_event_size(void);
 size_t upcall_stages_size(void);
