@@ -16,7 +16,8 @@ from cffi import FFI
 NATIVE = os.path.dirname(os.path.abspath(__file__))
 # Headers the C files share but Python does not see; every other header is
 # an API header (lab_native.h first, then one per family) and goes to cdef.
-PRIVATE_HEADERS = {"internal.h", "compat_uring.h", "bpf_ring.h", "upcall_abi.h"}
+PRIVATE_HEADERS = {"internal.h", "compat_uring.h", "bpf_ring.h", "upcall_abi.h",
+                   "upcall_internal.h"}
 # pip builds quietly, so a warning would pass unseen: tests/test_native.py
 # compiles every C file with these flags and -Werror
 COMPILE_ARGS = ["-std=gnu11", "-O2", "-g", "-Wall", "-Wextra", "-Wno-unused-parameter",
