@@ -22,6 +22,25 @@ def load() -> tuple[Any, Any]:
     return _native.ffi, _native.lib
 
 
+def enum_values(ctype: str, prefix: str) -> dict[str, int]:
+    """A C enum of the API headers as {name: value}, in value order: each
+    enumerator that starts with prefix, by the rest of its name in lower
+    case (``enum_values("enum upcall_event", "UPCALL_EVENT_")`` ->
+    {"block": 0, "unblock": 1}); the count that closes an enum
+    (prefix + ``NR_*``) is not a value."""
+    ffi, _ = load()
+    named = {name[len(prefix):].lower(): value
+             for name, value in ffi.typeof(ctype).relements.items()
+             if name.startswith(prefix) and not name[len(prefix):].startswith("NR_")}
+    return dict(sorted(named.items(), key=lambda item: item[1]))
+
+
+def struct_fields(ctype: str) -> tuple[str, ...]:
+    """The field names of a C struct of the API headers, in its order."""
+    ffi, _ = load()
+    return tuple(name for name, _ in ffi.typeof(ctype).fields)
+
+
 def check(rc: int, what: str) -> int:
     """Turn a negative-errno return into NativeError("what: strerror (ENAME)")."""
     if rc < 0:

@@ -95,7 +95,7 @@ static inline bool up_is_bpf(int m)
 
 static inline bool up_is_uring(int m)
 {
-	return m >= UPCALL_URING_POLL && m <= UPCALL_URING_EVENTFD;
+	return m >= UPCALL_URING_CQE_POLL && m <= UPCALL_URING_CQE_EVENTFD;
 }
 
 /* the mechanisms whose scheduler sleeps in epoll on the ring */
@@ -794,14 +794,14 @@ static int up_uring_setup(struct up *u)
 	int err;
 
 	memset(&p, 0, sizeof(p));
-	if (u->cfg->mechanism == UPCALL_URING_EVENTFD)
+	if (u->cfg->mechanism == UPCALL_URING_CQE_EVENTFD)
 		p.flags = IORING_SETUP_SINGLE_ISSUER |
 			  IORING_SETUP_DEFER_TASKRUN;
 	err = io_uring_queue_init_params(8, &u->ring_u, &p);
 	if (err < 0)
 		return err;
 	u->have_uring = true;
-	if (u->cfg->mechanism != UPCALL_URING_EVENTFD)
+	if (u->cfg->mechanism != UPCALL_URING_CQE_EVENTFD)
 		return 0;
 	u->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (u->efd < 0)
@@ -894,7 +894,7 @@ static int up_wait_uring(struct up *u, uint64_t i, struct up_seen *s)
 	for (;;) {
 		if (io_uring_peek_cqe(&u->ring_u, &cqe) == 0)
 			break;
-		if (u->cfg->mechanism == UPCALL_URING_POLL) {
+		if (u->cfg->mechanism == UPCALL_URING_CQE_POLL) {
 			if ((++n & 1023) == 0 && now_ns() > deadline)
 				return -ETIMEDOUT;
 			up_relax(u->sched_shares_cpu);
@@ -903,7 +903,7 @@ static int up_wait_uring(struct up *u, uint64_t i, struct up_seen *s)
 		if (now_ns() > deadline)
 			return -ETIMEDOUT;
 		s->slept = true;
-		if (u->cfg->mechanism == UPCALL_URING_WAIT) {
+		if (u->cfg->mechanism == UPCALL_URING_CQE_WAIT) {
 			ret = io_uring_wait_cqe_timeout(&u->ring_u, &cqe, &ts);
 			if (ret == 0)
 				break;

@@ -9,16 +9,17 @@
 
 #include "lab_native.h"
 
-/* How the scheduler learns of the event (lab/families/upcall.py names
- * them as variants; tests/test_upcall.py checks they agree). */
+/* How the scheduler learns of the event: each is a variant of
+ * lab/families/upcall.py, named as here without UPCALL_, in lower case
+ * (Python reads the names from cffi). */
 enum upcall_mechanism {
-	UPCALL_BPF_RINGBUF = 0,	   /* epoll on the BPF ring buffer */
-	UPCALL_BPF_FLAG = 1,	   /* spin on the mmap'ed BPF array */
-	UPCALL_BPF_FLAG_SLEEP = 2, /* spin spin_ns, then epoll on the ring */
-	UPCALL_FUTEX_HINT = 3,	   /* the worker FUTEX_WAKEs the scheduler */
-	UPCALL_URING_POLL = 4,	   /* the call is an SQE; spin on the CQ */
-	UPCALL_URING_WAIT = 5,	   /* ...; io_uring_wait_cqe() */
-	UPCALL_URING_EVENTFD = 6,  /* ...; epoll on a registered eventfd */
+	UPCALL_BPF_RINGBUF = 0,	      /* epoll on the BPF ring buffer */
+	UPCALL_BPF_FLAG = 1,	      /* spin on the mmap'ed BPF array */
+	UPCALL_BPF_FLAG_SLEEP = 2,    /* spin spin_ns, then epoll on the ring */
+	UPCALL_FUTEX_HINT = 3,	      /* the worker FUTEX_WAKEs the scheduler */
+	UPCALL_URING_CQE_POLL = 4,    /* the call is an SQE; spin on the CQ */
+	UPCALL_URING_CQE_WAIT = 5,    /* ...; io_uring_wait_cqe() */
+	UPCALL_URING_CQE_EVENTFD = 6, /* ...; epoll on a registered eventfd */
 	UPCALL_BPF_RINGBUF_ADAPTIVE = 7, /* bpf_ringbuf, records without
 					 * BPF_RB_FORCE_WAKEUP (flags 0) */
 	UPCALL_BPF_FLAG_IDLE = 8,	 /* bpf_flag, the scheduler polling at
@@ -123,7 +124,7 @@ struct upcall_counts {
 	uint64_t resident_before;
 	uint64_t worker_tid;
 	/* anatomy: samples in which each stage's stamp was present */
-	uint64_t stage_seen[6];
+	uint64_t stage_seen[UPCALL_NR_STAGES];
 	int32_t sched_policy; /* the scheduler's policy as it ran */
 };
 

@@ -9,6 +9,8 @@
 
 #include "lab_native.h"
 
+/* Each is a variant of lab/families/upcall.py, named as here without
+ * UPCALL_, in lower case. */
 enum upcall_timer_kind {
 	UPCALL_TIMER_NANOSLEEP = 0,   /* clock_nanosleep(TIMER_ABSTIME) */
 	UPCALL_TIMER_TIMERFD = 1,     /* periodic timerfd, read() */
