@@ -38,9 +38,14 @@ ANATOMY_FNS = (("lab_upcall_a_switch", "sched_switch"), ("lab_upcall_a_waking", 
                ("lab_upcall_a_ipi", "ipi_send_cpu"), ("lab_upcall_a_ipi_mask", "ipi_send_cpumask"),
                ("lab_upcall_a_irq_work", "irq_work_entry"))
 FUNCTIONS = (BLOCK_FN, WAKE_FN) + ANATOMY_FNS
-# struct upcall_maps field -> the program's map
-MAPS = {"ring_fd": "lab_upcall_ring", "vps_fd": "lab_upcall_vps", "tids_fd": "lab_upcall_tids",
-        "stages_fd": "lab_upcall_stages"}
+
+
+def maps_of(bpf: Any) -> dict[str, int]:
+    """The compiled program's maps' fds as struct upcall_maps holds them:
+    its field <name>_fd is the program's map lab_upcall_<name>."""
+    from lab.native import struct_fields
+    return {field: bpf["lab_upcall_" + field.removesuffix("_fd")].map_fd
+            for field in struct_fields("struct upcall_maps")}
 
 
 def program_text(ring_pages: int = RING_PAGES) -> str:
@@ -120,8 +125,7 @@ def upcall_program(event: str | None = "block", ring_pages: int = RING_PAGES,
             try:
                 bpf = stack.enter_context(probes.bpf_program(program_text(ring_pages),
                                                              "the upcall program"))
-                program = Program(load_functions(bpf), {k: bpf[name].map_fd
-                                                        for k, name in MAPS.items()}, bpf)
+                program = Program(load_functions(bpf), maps_of(bpf), bpf)
             except probes.ProbeError as e:
                 raise NativeError(f"upcall program: {e}") from None
         maps = ffi.new("struct upcall_maps *", program.maps)
@@ -209,8 +213,7 @@ class SuitePrograms:
         try:
             bpf = self._stack.enter_context(probes.bpf_program(program_text(),
                                                                "the upcall program"))
-            self._program = Program(load_functions(bpf), {k: bpf[name].map_fd
-                                                          for k, name in MAPS.items()}, bpf)
+            self._program = Program(load_functions(bpf), maps_of(bpf), bpf)
         except Exception as e:      # bcc's own errors are plain Exceptions
             # the workers then compile it themselves, and fail saying why
             self._stack.close()

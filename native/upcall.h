@@ -60,8 +60,9 @@ enum upcall_block_kind {
 	UPCALL_NR_BLOCK_KINDS = 4
 };
 
-/* The upcall program's maps (lab/families/upcall_bpf.c), as bcc made them;
- * -1 for mechanisms that use none. */
+/* The upcall program's maps (lab/families/upcall_bpf.c), as bcc made them:
+ * field <name>_fd is map lab_upcall_<name> (lab/upcall_program.py pairs
+ * them by that); -1 for mechanisms that use none. */
 struct upcall_maps {
 	int ring_fd;   /* lab_upcall_ring: BPF_MAP_TYPE_RINGBUF */
 	int vps_fd;    /* lab_upcall_vps: mmap-able array of VP slots */

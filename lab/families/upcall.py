@@ -326,8 +326,8 @@ def run_upcalls(mechanism: str, p: dict[str, Any], cpu: int, sched_cpu: int, scr
         cfg.anatomy_ns = double_ptr(ffi, rows)
     counts = ffi.new("struct upcall_counts *")
     if maps is None:
-        maps = ffi.new("struct upcall_maps *", {"ring_fd": -1, "vps_fd": -1, "tids_fd": -1,
-                                                "stages_fd": -1})
+        maps = ffi.new("struct upcall_maps *",
+                       {field: -1 for field in struct_fields("struct upcall_maps")})
     rc = lib.upcall_run(handshake, cfg, maps, double_ptr(ffi, latency), double_ptr(ffi, since),
                         counts)
     if rc == -errno.EOPNOTSUPP and p["block_kind"] == "pread":

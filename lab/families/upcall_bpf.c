@@ -79,8 +79,9 @@
  */
 #include "upcall_abi.h"
 
+/* the ring's size in pages: lab/upcall_program.py (RING_PAGES) defines it */
 #ifndef LAB_UPCALL_RING_PAGES
-#define LAB_UPCALL_RING_PAGES 16
+#error "LAB_UPCALL_RING_PAGES: compile the text lab/upcall_program.py makes"
 #endif
 
 BPF_HASH(lab_upcall_tids, u32, u32, 256);
