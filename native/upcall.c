@@ -66,26 +66,10 @@
 #include "upcall_internal.h"
 
 #define UP_BLOCK 4096u
-#define UP_VP	 0u /* the worker's virtual processor */
 /* An event that has not come after this never will: fail, do not hang. */
 #define UP_EVENT_TIMEOUT_NS 2000000000ull
 #define UP_WAIT_SLICE_MS    10
 #define UP_EVICT_TRIES	    8
-
-size_t upcall_vp_size(void)
-{
-	return sizeof(struct up_vp);
-}
-
-size_t upcall_event_size(void)
-{
-	return sizeof(struct up_event);
-}
-
-size_t upcall_stages_size(void)
-{
-	return sizeof(struct up_stages);
-}
 
 static inline bool up_is_bpf(int m)
 {
@@ -140,45 +124,7 @@ static int up_futex_wait_ms(_Atomic uint32_t *word, uint32_t expected, int ms)
 	return 0;
 }
 
-/* ---- BPF maps: the VP slots and registration ---------------------------- */
-
-/* Map a BPF_F_MMAPABLE array whose values are value_size bytes and which
- * has more than min_index entries: the VP slots and the stage stamps. */
-static int up_map_array(int fd, size_t value_size, uint32_t min_index,
-			void **map, size_t *len)
-{
-	struct bpf_map_info info;
-	size_t page = (size_t)sysconf(_SC_PAGESIZE);
-	void *m;
-	int err;
-
-	err = lab_bpf_map_info(fd, &info);
-	if (err)
-		return err;
-	if (info.type != BPF_MAP_TYPE_ARRAY ||
-	    !(info.map_flags & BPF_F_MMAPABLE) ||
-	    info.value_size != value_size || info.max_entries <= min_index)
-		return -EINVAL;
-	*len = ((size_t)info.value_size * info.max_entries + page - 1) &
-	       ~(page - 1);
-	m = mmap(NULL, *len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	if (m == MAP_FAILED)
-		return -errno;
-	*map = m;
-	return 0;
-}
-
-static int up_map_slots(int vps_fd, struct up_vp **vps, size_t *len)
-{
-	return up_map_array(vps_fd, sizeof(struct up_vp), UP_VP, (void **)vps,
-			    len);
-}
-
-static int up_map_stages(int stages_fd, struct up_stages **st, size_t *len)
-{
-	return up_map_array(stages_fd, sizeof(struct up_stages), 0, (void **)st,
-			    len);
-}
+/* ---- BPF maps: the VP slots ---------------------------------------------- */
 
 static inline uint64_t up_seq(const struct up_vp *slot, unsigned kind)
 {
@@ -1413,126 +1359,6 @@ int upcall_run(struct lab_handshake *hs, const struct upcall_config *cfg,
 	free(u);
 	lab_unpin(&saved);
 	return err;
-}
-
-int upcall_program_stats(int prog_fd, uint64_t *run_time_ns, uint64_t *run_cnt)
-{
-	struct bpf_prog_info info;
-	int err;
-
-	*run_time_ns = *run_cnt = 0;
-	err = lab_bpf_prog_info(prog_fd, &info);
-	if (err)
-		return err;
-	*run_time_ns = info.run_time_ns;
-	*run_cnt = info.run_cnt;
-	return 0;
-}
-
-/* ---- a program loaded by another process --------------------------------- */
-
-static long up_bpf(int cmd, union bpf_attr *attr)
-{
-	return syscall(SYS_bpf, cmd, attr, sizeof(*attr));
-}
-
-int upcall_attach(int prog_fd, const char *tracepoint)
-{
-	union bpf_attr attr;
-	long fd;
-
-	memset(&attr, 0, sizeof(attr));
-	attr.raw_tracepoint.name = (uint64_t)(uintptr_t)tracepoint;
-	attr.raw_tracepoint.prog_fd = (uint32_t)prog_fd;
-	fd = up_bpf(BPF_RAW_TRACEPOINT_OPEN, &attr);
-	if (fd < 0)
-		return -errno;
-	/* not inherited by what the worker runs (cyclictest, perf) */
-	if (fcntl((int)fd, F_SETFD, FD_CLOEXEC) < 0) {
-		int err = -errno;
-
-		close((int)fd);
-		return err;
-	}
-	return (int)fd;
-}
-
-int upcall_enable_stats(void)
-{
-	union bpf_attr attr;
-	long fd;
-
-	memset(&attr, 0, sizeof(attr));
-	attr.enable_stats.type = BPF_STATS_RUN_TIME;
-	fd = up_bpf(BPF_ENABLE_STATS, &attr);
-	if (fd < 0)
-		return -errno;
-	fcntl((int)fd, F_SETFD, FD_CLOEXEC);
-	return (int)fd;
-}
-
-static int up_drop_record(void *ctx, const void *data, uint32_t len)
-{
-	return 0;
-}
-
-int upcall_reset_maps(const struct upcall_maps *maps)
-{
-	struct up_vp *vps = NULL;
-	struct up_stages *st = NULL;
-	size_t vps_len = 0, st_len = 0;
-	struct bpf_ring ring;
-	union bpf_attr attr;
-	uint32_t key, next;
-	int err, n;
-
-	/* every registered tid: delete the first key until none is left */
-	for (;;) {
-		memset(&attr, 0, sizeof(attr));
-		attr.map_fd = (uint32_t)maps->tids_fd;
-		attr.key = 0; /* NULL: the first key */
-		attr.next_key = (uint64_t)(uintptr_t)&next;
-		if (up_bpf(BPF_MAP_GET_NEXT_KEY, &attr) < 0) {
-			if (errno == ENOENT)
-				break;
-			return -errno;
-		}
-		key = next;
-		err = lab_bpf_map_delete_elem(maps->tids_fd, &key);
-		if (err && err != -ENOENT)
-			return err;
-	}
-	err = up_map_slots(maps->vps_fd, &vps, &vps_len);
-	if (err)
-		return err;
-	memset(vps, 0, vps_len);
-	munmap(vps, vps_len);
-	if (maps->stages_fd >= 0) {
-		err = up_map_stages(maps->stages_fd, &st, &st_len);
-		if (err)
-			return err;
-		memset(st, 0, st_len);
-		munmap(st, st_len);
-	}
-	err = bpf_ring_open(&ring, maps->ring_fd);
-	if (err)
-		return err;
-	n = bpf_ring_consume(&ring, up_drop_record, NULL);
-	bpf_ring_close(&ring);
-	return n < 0 ? n : 0;
-}
-
-int upcall_program_misses(int prog_fd, uint64_t *misses)
-{
-	struct bpf_prog_info info;
-	int err;
-
-	*misses = 0;
-	err = lab_bpf_prog_info(prog_fd, &info);
-	if (err)
-		return err;
-	*misses = info.recursion_misses;
-	return 0;
 }
 
 /* ---- the ring consumer, tested in bulk ----------------------------------- */

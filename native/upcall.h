@@ -1,8 +1,9 @@
 /*
- * Family `upcall` (upcall.c): the kernel running, or waking, user-level
- * scheduling code on an event (seeds 000 and 002); its timers are
- * upcall_timer.h.  Part of the cffi cdef (see lab_native.h for the rules
- * such a header follows: plain declarations only).
+ * Family `upcall` (upcall.c; the upcall program's plumbing, shared with
+ * the activations family, upcall_program.c): the kernel running, or
+ * waking, user-level scheduling code on an event (seeds 000 and 002); its
+ * timers are upcall_timer.h.  Part of the cffi cdef (see lab_native.h for
+ * the rules such a header follows: plain declarations only).
  */
 #ifndef LAB_UPCALL_H
 #define LAB_UPCALL_H

@@ -1,15 +1,27 @@
 /*
  * What the upcall family's C files share and Python does not see: the
- * block/unblock upcalls (upcall.c) and the timers (upcall_timer.c) both
- * spin, sleep to an absolute CLOCK_MONOTONIC deadline and record a stamp
- * minus the time it answers.  Private (native/build.py PRIVATE_HEADERS).
+ * block/unblock upcalls (upcall.c) map the program's arrays
+ * (upcall_program.c), and they and the timers (upcall_timer.c) spin,
+ * sleep to an absolute CLOCK_MONOTONIC deadline and record a stamp minus
+ * the time it answers.  Private (native/build.py PRIVATE_HEADERS).
  */
 #ifndef LAB_UPCALL_INTERNAL_H
 #define LAB_UPCALL_INTERNAL_H
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <time.h>
+
+#include "upcall_abi.h"
+
+#define UP_VP 0u /* the upcall family's worker's virtual processor */
+
+/* The program's mmap-able arrays mapped (munmap *len bytes when done):
+ * the VP slots, which must hold UP_VP's, and the stage stamps.  0 or
+ * -errno (-EINVAL: not such an array).  upcall_program.c. */
+int up_map_slots(int vps_fd, struct up_vp **vps, size_t *len);
+int up_map_stages(int stages_fd, struct up_stages **st, size_t *len);
 
 static inline void up_pause(void)
 {
