@@ -101,10 +101,10 @@ stamp or the sleep's deadline, as uring_cqe measures.  Counters:
 operation is one upcall.  The kernel view's wake-to-run of the scheduler
 thread is the cross-check for the sleeping mechanisms.
 
-**Timer upcalls** (``timer_*``, ``cyclictest``): the lateness of a
-periodic timer of ``interval_us`` on the suite's cpu: when user code runs
-minus the expiry it asked for, on a grid that each phase (warm-up,
-measured) starts from now.  ``timer_nanosleep``: clock_nanosleep
+**Timer upcalls** (``timer_*``, native/upcall_timer.c; ``cyclictest``):
+the lateness of a periodic timer of ``interval_us`` on the suite's cpu:
+when user code runs minus the expiry it asked for, on a grid that each
+phase (warm-up, measured) starts from now.  ``timer_nanosleep``: clock_nanosleep
 (TIMER_ABSTIME); ``timer_timerfd``: a periodic timerfd and read();
 ``timer_signal``: a POSIX timer with SIGEV_THREAD_ID whose handler stamps
 the time (the classic upcall), the thread asleep in sigsuspend;
