@@ -22,6 +22,25 @@ def load() -> tuple[Any, Any]:
     return _native.ffi, _native.lib
 
 
+def enum_values(ctype: str, prefix: str) -> dict[str, int]:
+    """A C enum of the API headers as {name: value}, in value order: each
+    enumerator that starts with prefix, by the rest of its name in lower
+    case (``enum_values("enum upcall_event", "UPCALL_EVENT_")`` ->
+    {"block": 0, "unblock": 1}); the count that closes an enum (an
+    ``NR_`` name: UPCALL_NR_EVENTS, ACT_T4_NR_KINDS) is not a value."""
+    ffi, _ = load()
+    named = {name[len(prefix):].lower(): value
+             for name, value in ffi.typeof(ctype).relements.items()
+             if name.startswith(prefix) and "NR_" not in name[len(prefix):]}
+    return dict(sorted(named.items(), key=lambda item: item[1]))
+
+
+def struct_fields(ctype: str) -> tuple[str, ...]:
+    """The field names of a C struct of the API headers, in its order."""
+    ffi, _ = load()
+    return tuple(name for name, _ in ffi.typeof(ctype).fields)
+
+
 def check(rc: int, what: str) -> int:
     """Turn a negative-errno return into NativeError("what: strerror (ENAME)")."""
     if rc < 0:
@@ -42,21 +61,3 @@ def standalone_handshake() -> Any:
     (tests, notebooks): no pipes, the window is still stamped."""
     ffi, _ = load()
     return ffi.new("struct lab_handshake *", {"ready_fd": -1, "go_fd": -1})
-
-
-# A family's C header is the one declaration of its enums and counter
-# structs; Python reads them through cffi with these two.
-
-def enum_values(ctype: str, prefix: str) -> dict[str, int]:
-    """A C enum as {name: value} in value order.  The name is the
-    enumerator without prefix, lower-cased (ACT_FUTEX_HINT with prefix
-    "ACT_": "futex_hint"); a count enumerator (one containing "NR_", like
-    ACT_NR_VARIANTS) is not a value."""
-    names = load()[0].typeof(ctype).elements
-    return {names[v].removeprefix(prefix).lower(): v for v in sorted(names)
-            if "NR_" not in names[v]}
-
-
-def struct_fields(ctype: str) -> tuple[str, ...]:
-    """A C struct's field names, in declaration order."""
-    return tuple(name for name, _ in load()[0].typeof(ctype).fields)

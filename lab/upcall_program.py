@@ -19,7 +19,10 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from lab.model import Variant
 
-PROGRAM = os.path.join(os.path.dirname(os.path.abspath(__file__)), "families", "upcall_bpf.c")
+HERE = os.path.dirname(os.path.abspath(__file__))
+PROGRAM = os.path.join(HERE, "families", "upcall_bpf.c")
+# the shared memory's layout, included by the program and by native/upcall.c
+HEADER = os.path.join(os.path.dirname(HERE), "native", "upcall_abi.h")
 RING_PAGES = 16                 # the ring's data area: 64 KiB
 
 
@@ -35,19 +38,33 @@ ANATOMY_FNS = (("lab_upcall_a_switch", "sched_switch"), ("lab_upcall_a_waking", 
                ("lab_upcall_a_ipi", "ipi_send_cpu"), ("lab_upcall_a_ipi_mask", "ipi_send_cpumask"),
                ("lab_upcall_a_irq_work", "irq_work_entry"))
 FUNCTIONS = (BLOCK_FN, WAKE_FN) + ANATOMY_FNS
-# struct upcall_maps field -> the program's map
-MAPS = {"ring_fd": "lab_upcall_ring", "vps_fd": "lab_upcall_vps", "tids_fd": "lab_upcall_tids",
-        "stages_fd": "lab_upcall_stages"}
+
+
+def maps_of(bpf: Any) -> dict[str, int]:
+    """The compiled program's maps' fds as struct upcall_maps holds them:
+    its field <name>_fd is the program's map lab_upcall_<name>."""
+    from lab.native import struct_fields
+    return {field: bpf["lab_upcall_" + field.removesuffix("_fd")].map_fd
+            for field in struct_fields("struct upcall_maps")}
 
 
 def program_text(ring_pages: int = RING_PAGES) -> str:
-    """lab/families/upcall_bpf.c with its ring size (pages, a power of 2).
-    lab.probes.compile_program gives it the running kernel's field offsets
-    (LAB_OFF_<struct>_<field>, lab.probes.btf)."""
+    """lab/families/upcall_bpf.c with its ring size (pages, a power of 2)
+    and native/upcall_abi.h's text in place of its #include: the text is
+    all bcc compiles, so whatever keys on it (a compiled program kept for
+    reuse) keys on the header's bytes too.  lab.probes.compile_program
+    gives it the running kernel's field offsets (LAB_OFF_<struct>_<field>,
+    lab.probes.btf)."""
     if ring_pages < 1 or ring_pages & (ring_pages - 1):
         raise ValueError(f"ring_pages must be a power of 2, got {ring_pages}")
     with open(PROGRAM) as f:
-        return f"#define LAB_UPCALL_RING_PAGES {ring_pages}\n" + f.read()
+        source = f.read()
+    include = f'#include "{os.path.basename(HEADER)}"\n'
+    if source.count(include) != 1:
+        raise ValueError(f"{PROGRAM} must include {os.path.basename(HEADER)} once")
+    with open(HEADER) as f:
+        header = f.read()
+    return f"#define LAB_UPCALL_RING_PAGES {ring_pages}\n" + source.replace(include, header)
 
 
 def load_functions(bpf: Any) -> dict[str, int]:
@@ -108,8 +125,7 @@ def upcall_program(event: str | None = "block", ring_pages: int = RING_PAGES,
             try:
                 bpf = stack.enter_context(probes.bpf_program(program_text(ring_pages),
                                                              "the upcall program"))
-                program = Program(load_functions(bpf), {k: bpf[name].map_fd
-                                                        for k, name in MAPS.items()}, bpf)
+                program = Program(load_functions(bpf), maps_of(bpf), bpf)
             except probes.ProbeError as e:
                 raise NativeError(f"upcall program: {e}") from None
         maps = ffi.new("struct upcall_maps *", program.maps)
@@ -197,8 +213,7 @@ class SuitePrograms:
         try:
             bpf = self._stack.enter_context(probes.bpf_program(program_text(),
                                                                "the upcall program"))
-            self._program = Program(load_functions(bpf), {k: bpf[name].map_fd
-                                                          for k, name in MAPS.items()}, bpf)
+            self._program = Program(load_functions(bpf), maps_of(bpf), bpf)
         except Exception as e:      # bcc's own errors are plain Exceptions
             # the workers then compile it themselves, and fail saying why
             self._stack.close()

@@ -44,12 +44,9 @@
  *   pthreads    one kernel thread per in-flight task, same task code, on
  *               the VPs' CPUs; the kernel schedules (no VPs).
  *
- * The owner word of a VP: bits 0-15 the owning activation's id + 1 (0:
- * free), bit 16 OW_SYS (the owner is inside a fiber's blocking call), bits
- * 32-63 a generation bumped on every change, so a CAS from a stale view
- * (a record of a call that already returned, a monitor tick that raced
- * with the return) fails instead of taking a VP from a running owner.
- * Exactly one of "the taker's CAS" and "the returner's CAS" succeeds.
+ * A VP's owner word (its layout: above OW_ID_MASK below) changes by CAS
+ * only: exactly one of "the taker's CAS" and "the returner's CAS"
+ * succeeds.
  *
  * Fibers stay on their home VP (fiber i on VP i % nr_vps), so a VP's
  * blocked fiber is lost capacity of that VP, not hidden by another.
@@ -82,6 +79,17 @@
  * long (Go's retake(): syscallwhen + 10 ms) */
 #define ACT_MONITOR_IDLE_NS 10000000ull
 
+/*
+ * The owner word of a VP, one atomic uint64_t:
+ *   bits 0-15   the owning activation's id + 1; 0: the VP is free
+ *   bit 16      OW_SYS: the owner is inside a fiber's blocking call
+ *   bits 32-63  a generation, bumped on every change, so a CAS from a
+ *               stale view (a record of a call that already returned, a
+ *               monitor tick that raced with the return) fails instead of
+ *               taking a VP from a running owner
+ * A new word is made from the one it replaces, by ow_running(),
+ * ow_in_call() or ow_free(), so the generation always moves on.
+ */
 #define OW_ID_MASK 0xffffull
 #define OW_SYS	   (1ull << 16)
 
@@ -117,14 +125,42 @@ static void act_fail(struct act_rt *rt, int err)
 	futex_wake((uint32_t *)&rt->t4.done, INT32_MAX);
 }
 
-static inline uint64_t ow_next(uint64_t w, uint32_t id1, bool sys)
+static inline uint64_t ow_next(uint64_t w, uint64_t owner)
 {
-	return (((w >> 32) + 1) << 32) | (sys ? OW_SYS : 0) | id1;
+	return (((w >> 32) + 1) << 32) | owner;
 }
 
-static inline uint32_t ow_id1(uint64_t w)
+/* activation id owns the VP and runs fibers on it */
+static inline uint64_t ow_running(uint64_t w, uint32_t id)
 {
-	return (uint32_t)(w & OW_ID_MASK);
+	return ow_next(w, id + 1);
+}
+
+/* activation id owns the VP and is inside a fiber's blocking call */
+static inline uint64_t ow_in_call(uint64_t w, uint32_t id)
+{
+	return ow_next(w, OW_SYS | (id + 1));
+}
+
+static inline uint64_t ow_free(uint64_t w)
+{
+	return ow_next(w, 0);
+}
+
+static inline bool ow_is_free(uint64_t w)
+{
+	return !(w & OW_ID_MASK);
+}
+
+static inline bool ow_is_in_call(uint64_t w)
+{
+	return w & OW_SYS;
+}
+
+/* the owner's id (of a VP that is not free) */
+static inline uint32_t ow_owner(uint64_t w)
+{
+	return (uint32_t)(w & OW_ID_MASK) - 1;
 }
 
 /* splitmix64: decorrelates the per-task streams of one seed */
@@ -368,13 +404,13 @@ static ssize_t act_call_return(struct act_fiber *f, struct act_activation *a,
 	struct act_vp *vp = f->vp;
 	uint64_t w = w_sys;
 
-	if (w_sys && atomic_compare_exchange_strong(
-			     &vp->owner, &w, ow_next(w_sys, a->id + 1, false)))
+	if (w_sys && atomic_compare_exchange_strong(&vp->owner, &w,
+						    ow_running(w_sys, a->id)))
 		goto kept;
 	w = atomic_load(&vp->owner);
-	while (!ow_id1(w)) {
-		if (atomic_compare_exchange_weak(
-			    &vp->owner, &w, ow_next(w, a->id + 1, false))) {
+	while (ow_is_free(w)) {
+		if (atomic_compare_exchange_weak(&vp->owner, &w,
+						 ow_running(w, a->id))) {
 			a->st.retakes++;
 			goto kept;
 		}
@@ -404,8 +440,7 @@ static ssize_t act_call_handoff(struct act_fiber *f, struct act_activation *a,
 	atomic_fetch_add(&vp->in_call, 1);
 	act_run_off(a);
 	atomic_store(&vp->t_event, t_event);
-	atomic_store_explicit(&vp->owner, ow_next(w, 0, false),
-			      memory_order_release);
+	atomic_store_explicit(&vp->owner, ow_free(w), memory_order_release);
 	a->owns = false;
 	atomic_fetch_add(&vp->spare_word, 1);
 	if (futex_wake((uint32_t *)&vp->spare_word, 1) > 0)
@@ -425,7 +460,7 @@ static ssize_t act_call_sys(struct act_fiber *f, struct act_activation *a)
 	uint64_t w = atomic_load(&vp->owner), w_sys, entry = 0;
 	ssize_t n;
 
-	w_sys = ow_next(w, a->id + 1, true);
+	w_sys = ow_in_call(w, a->id);
 	if (slot) {
 		entry = __atomic_load_n(&slot->block_seq, __ATOMIC_ACQUIRE);
 		atomic_store(&a->entry_seq, entry);
@@ -726,8 +761,8 @@ static bool act_take_free(struct act_activation *a)
 	struct act_vp *vp = a->vp;
 	uint64_t w = atomic_load(&vp->owner);
 
-	if (ow_id1(w) || !atomic_compare_exchange_strong(
-				 &vp->owner, &w, ow_next(w, a->id + 1, false)))
+	if (!ow_is_free(w) || !atomic_compare_exchange_strong(
+				      &vp->owner, &w, ow_running(w, a->id)))
 		return false;
 	a->owns = true;
 	a->handoff_from = atomic_load(&vp->t_event);
@@ -827,16 +862,16 @@ static bool act_take_blocked(struct act_activation *a)
 	struct act_activation *b;
 	struct up_vp *slot;
 
-	if (!(w & OW_SYS) || !ow_id1(w))
+	if (!ow_is_in_call(w) || ow_is_free(w))
 		return false;
-	b = &rt->acts[ow_id1(w) - 1];
+	b = &rt->acts[ow_owner(w)];
 	slot = &rt->slots[b->id];
 	if (__atomic_load_n(&slot->block_seq, __ATOMIC_ACQUIRE) ==
 	    atomic_load(&b->entry_seq))
 		return false; /* in the call, not blocked (yet) */
 	t = __atomic_load_n(&slot->block_ns, __ATOMIC_ACQUIRE);
 	if (!atomic_compare_exchange_strong(&vp->owner, &w,
-					    ow_next(w, a->id + 1, false)))
+					    ow_running(w, a->id)))
 		return false; /* it returned first */
 	a->owns = true;
 	a->handoff_from = t;
@@ -966,7 +1001,7 @@ static void *act_monitor_main(void *arg)
 			for (i = 0; i < rt->nr_vps; i++) {
 				vp = &rt->vps[i];
 				w = atomic_load(&vp->owner);
-				if (!(w & OW_SYS))
+				if (!ow_is_in_call(w))
 					continue;
 				since = atomic_load(&vp->since_ns);
 				if (now < since + period)
@@ -978,8 +1013,7 @@ static void *act_monitor_main(void *arg)
 					continue;
 				atomic_store(&vp->t_event, since);
 				if (!atomic_compare_exchange_strong(
-					    &vp->owner, &w,
-					    ow_next(w, 0, false)))
+					    &vp->owner, &w, ow_free(w)))
 					continue; /* it returned */
 				st->monitor_retakes++;
 				atomic_fetch_add(&vp->spare_word, 1);
@@ -1302,7 +1336,7 @@ int act_setup(struct act_rt *rt, uint32_t extra)
 		a->vp = &rt->vps[i % rt->nr_vps];
 		if (rt->variant != ACT_PTHREADS && i < rt->nr_vps) {
 			a->owns = true;
-			atomic_store(&a->vp->owner, ow_next(0, i + 1, false));
+			atomic_store(&a->vp->owner, ow_running(0, i));
 		}
 	}
 

@@ -17,6 +17,12 @@
 #include "internal.h"
 #include "upcall_abi.h"
 
+/* one slot of the upcall program's VP array per activation: the API
+ * header (for Python) cannot include the program's, so the compiler checks
+ * the two agree */
+_Static_assert(ACT_MAX_SLOTS == UP_NR_VPS,
+	       "ACT_MAX_SLOTS is the upcall program's UP_NR_VPS");
+
 /* Every wait is ended by a wake-up (a push, a stop); the timeout is only
  * a safety net, long enough not to add switches to the window. */
 #define ACT_WAIT_SLICE_MS 1000

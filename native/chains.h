@@ -1,7 +1,9 @@
 /*
  * Family `chains` (chains.c): syslet chains (seed 003) rebuilt with linked
  * io_uring SQEs.  Part of the cffi cdef (see lab_native.h for the rules
- * such a header follows).
+ * such a header follows); lab/families/chains.py reads the ops, the ways
+ * to submit and the counts from it by name (CHAINS_OP_READ: op "read",
+ * CHAINS_URING_LINK: variant "uring_link").
  */
 #ifndef LAB_CHAINS_H
 #define LAB_CHAINS_H

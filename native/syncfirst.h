@@ -10,7 +10,8 @@
 
 /*
  * How a call is made.  The same modes serve both workloads (file reads and
- * socket receives); lab/families/syncfirst.py names them as variants.
+ * socket receives); lab/families/syncfirst.py reads them from cffi by
+ * name (SYNCFIRST_NOWAIT_POOL: "nowait_pool") for its variants.
  */
 enum syncfirst_mode {
 	SYNCFIRST_SYNC = 0, /* pread / blocking recv */

@@ -40,9 +40,8 @@
  * thread releases futex and pipe blocks for unblock upcalls, after the
  * program has shown the worker really is off its CPU.
  *
- * And the seed's other use of upcalls, timing "run by the timer interrupt"
- * (000): the lateness of a periodic timer through clock_nanosleep, a
- * timerfd, a POSIX timer's signal handler, and io_uring timeouts.
+ * The seed's other use of upcalls, timing "run by the timer interrupt"
+ * (000), is upcall_timer.c.
  *
  * Build: part of lab._native (native/build.py), -luring -lpthread.
  */
@@ -50,7 +49,6 @@
 #include <linux/bpf.h>
 #include <poll.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -58,37 +56,20 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
-#include <sys/timerfd.h>
 
 #include "upcall.h"
 #include "bpf_ring.h"
 #include "compat_uring.h"
 #include "internal.h"
 #include "upcall_abi.h"
+#include "upcall_internal.h"
 
 #define UP_BLOCK 4096u
-#define UP_VP	 0u /* the worker's virtual processor */
 /* An event that has not come after this never will: fail, do not hang. */
 #define UP_EVENT_TIMEOUT_NS 2000000000ull
 #define UP_WAIT_SLICE_MS    10
 #define UP_EVICT_TRIES	    8
-
-size_t upcall_vp_size(void)
-{
-	return sizeof(struct up_vp);
-}
-
-size_t upcall_event_size(void)
-{
-	return sizeof(struct up_event);
-}
-
-size_t upcall_stages_size(void)
-{
-	return sizeof(struct up_stages);
-}
 
 static inline bool up_is_bpf(int m)
 {
@@ -98,7 +79,7 @@ static inline bool up_is_bpf(int m)
 
 static inline bool up_is_uring(int m)
 {
-	return m >= UPCALL_URING_POLL && m <= UPCALL_URING_EVENTFD;
+	return m >= UPCALL_URING_CQE_POLL && m <= UPCALL_URING_CQE_EVENTFD;
 }
 
 /* the mechanisms whose scheduler sleeps in epoll on the ring */
@@ -113,18 +94,7 @@ static inline bool up_is_flag(int m)
 	return m == UPCALL_BPF_FLAG || m == UPCALL_BPF_FLAG_IDLE;
 }
 
-#ifndef sigev_notify_thread_id
-#define sigev_notify_thread_id _sigev_un._tid
-#endif
-
 /* ---- small helpers ------------------------------------------------------ */
-
-static inline void up_pause(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-	__builtin_ia32_pause();
-#endif
-}
 
 /* A harness wait: on a CPU another thread of the run needs, give it the
  * CPU (a yield keeps the thread runnable: no block, no event). */
@@ -144,25 +114,6 @@ static void up_busy(uint64_t ns)
 		up_pause();
 }
 
-static struct timespec up_ts(uint64_t ns)
-{
-	struct timespec ts = { (time_t)(ns / 1000000000ull),
-			       (long)(ns % 1000000000ull) };
-
-	return ts;
-}
-
-static int up_sleep_until(uint64_t deadline)
-{
-	struct timespec ts = up_ts(deadline);
-	int r;
-
-	while ((r = clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts,
-				    NULL)) == EINTR)
-		;
-	return -r;
-}
-
 static int up_futex_wait_ms(_Atomic uint32_t *word, uint32_t expected, int ms)
 {
 	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
@@ -173,57 +124,7 @@ static int up_futex_wait_ms(_Atomic uint32_t *word, uint32_t expected, int ms)
 	return 0;
 }
 
-static inline double up_delta(uint64_t later, uint64_t earlier,
-			      uint64_t *clamped)
-{
-	/* bpf_ktime_get_ns() and the vDSO read one clock through two paths:
-	 * an immediate observation may come out a few ns "early" */
-	if (later < earlier) {
-		(*clamped)++;
-		return 0.0;
-	}
-	return (double)(later - earlier);
-}
-
-/* ---- BPF maps: the VP slots and registration ---------------------------- */
-
-/* Map a BPF_F_MMAPABLE array whose values are value_size bytes and which
- * has more than min_index entries: the VP slots and the stage stamps. */
-static int up_map_array(int fd, size_t value_size, uint32_t min_index,
-			void **map, size_t *len)
-{
-	struct bpf_map_info info;
-	size_t page = (size_t)sysconf(_SC_PAGESIZE);
-	void *m;
-	int err;
-
-	err = lab_bpf_map_info(fd, &info);
-	if (err)
-		return err;
-	if (info.type != BPF_MAP_TYPE_ARRAY ||
-	    !(info.map_flags & BPF_F_MMAPABLE) ||
-	    info.value_size != value_size || info.max_entries <= min_index)
-		return -EINVAL;
-	*len = ((size_t)info.value_size * info.max_entries + page - 1) &
-	       ~(page - 1);
-	m = mmap(NULL, *len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	if (m == MAP_FAILED)
-		return -errno;
-	*map = m;
-	return 0;
-}
-
-static int up_map_slots(int vps_fd, struct up_vp **vps, size_t *len)
-{
-	return up_map_array(vps_fd, sizeof(struct up_vp), UP_VP, (void **)vps,
-			    len);
-}
-
-static int up_map_stages(int stages_fd, struct up_stages **st, size_t *len)
-{
-	return up_map_array(stages_fd, sizeof(struct up_stages), 0, (void **)st,
-			    len);
-}
+/* ---- BPF maps: the VP slots ---------------------------------------------- */
 
 static inline uint64_t up_seq(const struct up_vp *slot, unsigned kind)
 {
@@ -839,14 +740,14 @@ static int up_uring_setup(struct up *u)
 	int err;
 
 	memset(&p, 0, sizeof(p));
-	if (u->cfg->mechanism == UPCALL_URING_EVENTFD)
+	if (u->cfg->mechanism == UPCALL_URING_CQE_EVENTFD)
 		p.flags = IORING_SETUP_SINGLE_ISSUER |
 			  IORING_SETUP_DEFER_TASKRUN;
 	err = io_uring_queue_init_params(8, &u->ring_u, &p);
 	if (err < 0)
 		return err;
 	u->have_uring = true;
-	if (u->cfg->mechanism != UPCALL_URING_EVENTFD)
+	if (u->cfg->mechanism != UPCALL_URING_CQE_EVENTFD)
 		return 0;
 	u->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (u->efd < 0)
@@ -939,7 +840,7 @@ static int up_wait_uring(struct up *u, uint64_t i, struct up_seen *s)
 	for (;;) {
 		if (io_uring_peek_cqe(&u->ring_u, &cqe) == 0)
 			break;
-		if (u->cfg->mechanism == UPCALL_URING_POLL) {
+		if (u->cfg->mechanism == UPCALL_URING_CQE_POLL) {
 			if ((++n & 1023) == 0 && now_ns() > deadline)
 				return -ETIMEDOUT;
 			up_relax(u->sched_shares_cpu);
@@ -948,7 +849,7 @@ static int up_wait_uring(struct up *u, uint64_t i, struct up_seen *s)
 		if (now_ns() > deadline)
 			return -ETIMEDOUT;
 		s->slept = true;
-		if (u->cfg->mechanism == UPCALL_URING_WAIT) {
+		if (u->cfg->mechanism == UPCALL_URING_CQE_WAIT) {
 			ret = io_uring_wait_cqe_timeout(&u->ring_u, &cqe, &ts);
 			if (ret == 0)
 				break;
@@ -1460,126 +1361,6 @@ int upcall_run(struct lab_handshake *hs, const struct upcall_config *cfg,
 	return err;
 }
 
-int upcall_program_stats(int prog_fd, uint64_t *run_time_ns, uint64_t *run_cnt)
-{
-	struct bpf_prog_info info;
-	int err;
-
-	*run_time_ns = *run_cnt = 0;
-	err = lab_bpf_prog_info(prog_fd, &info);
-	if (err)
-		return err;
-	*run_time_ns = info.run_time_ns;
-	*run_cnt = info.run_cnt;
-	return 0;
-}
-
-/* ---- a program loaded by another process --------------------------------- */
-
-static long up_bpf(int cmd, union bpf_attr *attr)
-{
-	return syscall(SYS_bpf, cmd, attr, sizeof(*attr));
-}
-
-int upcall_attach(int prog_fd, const char *tracepoint)
-{
-	union bpf_attr attr;
-	long fd;
-
-	memset(&attr, 0, sizeof(attr));
-	attr.raw_tracepoint.name = (uint64_t)(uintptr_t)tracepoint;
-	attr.raw_tracepoint.prog_fd = (uint32_t)prog_fd;
-	fd = up_bpf(BPF_RAW_TRACEPOINT_OPEN, &attr);
-	if (fd < 0)
-		return -errno;
-	/* not inherited by what the worker runs (cyclictest, perf) */
-	if (fcntl((int)fd, F_SETFD, FD_CLOEXEC) < 0) {
-		int err = -errno;
-
-		close((int)fd);
-		return err;
-	}
-	return (int)fd;
-}
-
-int upcall_enable_stats(void)
-{
-	union bpf_attr attr;
-	long fd;
-
-	memset(&attr, 0, sizeof(attr));
-	attr.enable_stats.type = BPF_STATS_RUN_TIME;
-	fd = up_bpf(BPF_ENABLE_STATS, &attr);
-	if (fd < 0)
-		return -errno;
-	fcntl((int)fd, F_SETFD, FD_CLOEXEC);
-	return (int)fd;
-}
-
-static int up_drop_record(void *ctx, const void *data, uint32_t len)
-{
-	return 0;
-}
-
-int upcall_reset_maps(const struct upcall_maps *maps)
-{
-	struct up_vp *vps = NULL;
-	struct up_stages *st = NULL;
-	size_t vps_len = 0, st_len = 0;
-	struct bpf_ring ring;
-	union bpf_attr attr;
-	uint32_t key, next;
-	int err, n;
-
-	/* every registered tid: delete the first key until none is left */
-	for (;;) {
-		memset(&attr, 0, sizeof(attr));
-		attr.map_fd = (uint32_t)maps->tids_fd;
-		attr.key = 0; /* NULL: the first key */
-		attr.next_key = (uint64_t)(uintptr_t)&next;
-		if (up_bpf(BPF_MAP_GET_NEXT_KEY, &attr) < 0) {
-			if (errno == ENOENT)
-				break;
-			return -errno;
-		}
-		key = next;
-		err = lab_bpf_map_delete_elem(maps->tids_fd, &key);
-		if (err && err != -ENOENT)
-			return err;
-	}
-	err = up_map_slots(maps->vps_fd, &vps, &vps_len);
-	if (err)
-		return err;
-	memset(vps, 0, vps_len);
-	munmap(vps, vps_len);
-	if (maps->stages_fd >= 0) {
-		err = up_map_stages(maps->stages_fd, &st, &st_len);
-		if (err)
-			return err;
-		memset(st, 0, st_len);
-		munmap(st, st_len);
-	}
-	err = bpf_ring_open(&ring, maps->ring_fd);
-	if (err)
-		return err;
-	n = bpf_ring_consume(&ring, up_drop_record, NULL);
-	bpf_ring_close(&ring);
-	return n < 0 ? n : 0;
-}
-
-int upcall_program_misses(int prog_fd, uint64_t *misses)
-{
-	struct bpf_prog_info info;
-	int err;
-
-	*misses = 0;
-	err = lab_bpf_prog_info(prog_fd, &info);
-	if (err)
-		return err;
-	*misses = info.recursion_misses;
-	return 0;
-}
-
 /* ---- the ring consumer, tested in bulk ----------------------------------- */
 
 struct up_burst {
@@ -1747,461 +1528,5 @@ out:
 	bpf_ring_close(&ring);
 	munmap(vps, vps_len);
 	free(b);
-	return err;
-}
-
-/* ---- timers (seed 000: "more precise timing for user space") ------------- */
-
-/*
- * The seed wants user code run "by the timer interrupt", not whenever the
- * woken process next gets to run.  The closest Linux has is a POSIX
- * timer's signal handler: with the thread busy in user space, the handler
- * runs on the way back from the timer interrupt, no wake-up, no switch;
- * with the thread asleep, it runs after the wake-up like everything else.
- * Every variant here measures the same thing: when user code runs on an
- * expiry minus the expiry it asked for, on a grid t0 + k * interval that
- * each phase (warm-up, measured) starts afresh.
- */
-
-struct up_timer {
-	int kind;
-	uint64_t interval;
-	struct upcall_timer_counts *counts;
-	int tfd;
-	int signo;
-	timer_t timer;
-	bool have_timer;
-	sigset_t old_mask, wait_mask;
-	struct sigaction old_action;
-	bool have_action, have_mask;
-	struct io_uring ring;
-	bool have_ring;
-};
-
-/* A signal handler's world: one timer test at a time per process. */
-static struct {
-	uint64_t t0;
-	uint64_t interval;
-	uint64_t n;
-	double *out;
-	_Atomic uint64_t k;	/* expiries so far, overruns included */
-	_Atomic uint64_t taken; /* samples recorded */
-	_Atomic uint64_t overruns;
-	_Atomic uint64_t clamped;
-} up_sig;
-
-static void up_sig_handler(int sig, siginfo_t *si, void *uc)
-{
-	uint64_t t = now_ns(), k, s, deadline;
-	int ov = si->si_overrun > 0 ? si->si_overrun : 0;
-
-	/* the upcall itself: stamp first, everything else after */
-	k = atomic_load_explicit(&up_sig.k, memory_order_relaxed) + 1 +
-	    (uint64_t)ov;
-	atomic_store_explicit(&up_sig.k, k, memory_order_relaxed);
-	atomic_fetch_add_explicit(&up_sig.overruns, (uint64_t)ov,
-				  memory_order_relaxed);
-	s = atomic_load_explicit(&up_sig.taken, memory_order_relaxed);
-	if (s >= up_sig.n)
-		return;
-	deadline = up_sig.t0 + k * up_sig.interval;
-	if (up_sig.out) {
-		if (t < deadline) {
-			atomic_fetch_add_explicit(&up_sig.clamped, 1,
-						  memory_order_relaxed);
-			up_sig.out[s] = 0.0;
-		} else {
-			up_sig.out[s] = (double)(t - deadline);
-		}
-	}
-	atomic_store_explicit(&up_sig.taken, s + 1, memory_order_release);
-}
-
-static int up_timer_setup(struct up_timer *t)
-{
-	struct sigevent sev;
-	struct sigaction sa;
-	sigset_t set;
-	int err;
-
-	switch (t->kind) {
-	case UPCALL_TIMER_TIMERFD:
-		t->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC);
-		return t->tfd < 0 ? -errno : 0;
-	case UPCALL_TIMER_SIGNAL:
-	case UPCALL_TIMER_SIGNAL_BUSY:
-		t->signo = SIGRTMIN;
-		sigemptyset(&set);
-		sigaddset(&set, t->signo);
-		/* blocked except while a phase waits for it */
-		err = -pthread_sigmask(SIG_BLOCK, &set, &t->old_mask);
-		if (err)
-			return err;
-		t->have_mask = true;
-		t->wait_mask = t->old_mask;
-		sigdelset(&t->wait_mask, t->signo);
-		memset(&sa, 0, sizeof(sa));
-		sa.sa_sigaction = up_sig_handler;
-		sa.sa_flags = SA_SIGINFO | SA_RESTART;
-		sigemptyset(&sa.sa_mask);
-		if (sigaction(t->signo, &sa, &t->old_action) < 0)
-			return -errno;
-		t->have_action = true;
-		memset(&sev, 0, sizeof(sev));
-		sev.sigev_notify = SIGEV_THREAD_ID;
-		sev.sigev_signo = t->signo;
-		sev.sigev_notify_thread_id = gettid();
-		if (timer_create(CLOCK_MONOTONIC, &sev, &t->timer) < 0)
-			return -errno;
-		t->have_timer = true;
-		return 0;
-	case UPCALL_TIMER_URING:
-	case UPCALL_TIMER_URING_MULTISHOT:
-		err = io_uring_queue_init(8, &t->ring, 0);
-		if (err < 0)
-			return err;
-		t->have_ring = true;
-		return 0;
-	}
-	return 0;
-}
-
-/* Throw away a timer signal still queued after the timer stopped. */
-static void up_signal_drain(struct up_timer *t)
-{
-	struct timespec zero = { 0, 0 };
-	sigset_t set;
-
-	sigemptyset(&set);
-	sigaddset(&set, t->signo);
-	while (sigtimedwait(&set, NULL, &zero) > 0)
-		;
-}
-
-static void up_timer_teardown(struct up_timer *t)
-{
-	if (t->tfd >= 0)
-		close(t->tfd);
-	if (t->have_timer) {
-		timer_delete(t->timer);
-		up_signal_drain(t);
-	}
-	/* the default action of a real-time signal is to end the process:
-	 * restore the handler only once nothing can be pending */
-	if (t->have_action)
-		sigaction(t->signo, &t->old_action, NULL);
-	if (t->have_mask)
-		pthread_sigmask(SIG_SETMASK, &t->old_mask, NULL);
-	if (t->have_ring)
-		io_uring_queue_exit(&t->ring);
-}
-
-static int up_phase_nanosleep(struct up_timer *t, uint64_t n, double *out)
-{
-	uint64_t t0 = now_ns(), k, deadline, now, clamped = 0;
-	int err;
-
-	for (k = 0; k < n; k++) {
-		deadline = t0 + (k + 1) * t->interval;
-		err = up_sleep_until(deadline);
-		if (err)
-			return err;
-		now = now_ns();
-		if (out)
-			out[k] = up_delta(now, deadline, &clamped);
-	}
-	if (out) {
-		t->counts->expiries += n;
-		t->counts->clamped += clamped;
-	}
-	return 0;
-}
-
-static int up_phase_timerfd(struct up_timer *t, uint64_t n, double *out)
-{
-	struct itimerspec its;
-	uint64_t t0, k = 0, s, exp, now, clamped = 0;
-	ssize_t r;
-	int err = 0;
-
-	memset(&its, 0, sizeof(its));
-	t0 = now_ns();
-	its.it_value = up_ts(t0 + t->interval);
-	its.it_interval = up_ts(t->interval);
-	if (timerfd_settime(t->tfd, TFD_TIMER_ABSTIME, &its, NULL) < 0)
-		return -errno;
-	for (s = 0; s < n; s++) {
-		do
-			r = read(t->tfd, &exp, sizeof(exp));
-		while (r < 0 && errno == EINTR);
-		now = now_ns();
-		if (r != sizeof(exp)) {
-			err = r < 0 ? -errno : -EIO;
-			break;
-		}
-		/* the timer kept its grid: exp > 1 means expiries passed
-		 * unseen; this read serves the newest */
-		k += exp;
-		if (out) {
-			t->counts->overruns += exp - 1;
-			out[s] = up_delta(now, t0 + k * t->interval, &clamped);
-		}
-	}
-	memset(&its, 0, sizeof(its));
-	timerfd_settime(t->tfd, 0, &its, NULL);
-	if (out) {
-		t->counts->expiries += k;
-		t->counts->clamped += clamped;
-	}
-	return err;
-}
-
-static int up_phase_signal(struct up_timer *t, uint64_t n, double *out)
-{
-	uint64_t deadline =
-		now_ns() + 1000000000ull + (n + 1) * t->interval * 20;
-	struct itimerspec its;
-	bool busy = t->kind == UPCALL_TIMER_SIGNAL_BUSY;
-	sigset_t set;
-	int err = 0;
-
-	up_sig.interval = t->interval;
-	up_sig.n = n;
-	up_sig.out = out;
-	atomic_store(&up_sig.k, 0);
-	atomic_store(&up_sig.taken, 0);
-	atomic_store(&up_sig.overruns, 0);
-	atomic_store(&up_sig.clamped, 0);
-	up_sig.t0 = now_ns();
-	memset(&its, 0, sizeof(its));
-	its.it_value = up_ts(up_sig.t0 + t->interval);
-	its.it_interval = up_ts(t->interval);
-	if (timer_settime(t->timer, TIMER_ABSTIME, &its, NULL) < 0)
-		return -errno;
-	sigemptyset(&set);
-	sigaddset(&set, t->signo);
-	if (busy) {
-		/* the thread computes; the handler interrupts it */
-		pthread_sigmask(SIG_UNBLOCK, &set, NULL);
-		while (atomic_load_explicit(&up_sig.taken,
-					    memory_order_acquire) < n) {
-			up_pause();
-			if (now_ns() > deadline) {
-				err = -ETIMEDOUT;
-				break;
-			}
-		}
-		pthread_sigmask(SIG_BLOCK, &set, NULL);
-	} else {
-		/* asleep with the signal blocked but for the sleep itself */
-		while (atomic_load_explicit(&up_sig.taken,
-					    memory_order_acquire) < n)
-			sigsuspend(&t->wait_mask);
-	}
-	memset(&its, 0, sizeof(its));
-	timer_settime(t->timer, 0, &its, NULL);
-	up_signal_drain(t);
-	if (out) {
-		t->counts->expiries += atomic_load(&up_sig.k);
-		t->counts->overruns += atomic_load(&up_sig.overruns);
-		t->counts->clamped += atomic_load(&up_sig.clamped);
-	}
-	up_sig.out = NULL;
-	return err;
-}
-
-static int up_uring_wait_one(struct io_uring *ring, struct io_uring_cqe **cqe)
-{
-	int ret;
-
-	do
-		ret = io_uring_wait_cqe(ring, cqe);
-	while (ret == -EINTR);
-	return ret;
-}
-
-static int up_phase_uring(struct up_timer *t, uint64_t n, double *out)
-{
-	struct __kernel_timespec ts;
-	struct io_uring_cqe *cqe;
-	struct io_uring_sqe *sqe;
-	uint64_t t0 = now_ns(), k, deadline, now, clamped = 0;
-	int ret, res;
-
-	for (k = 0; k < n; k++) {
-		deadline = t0 + (k + 1) * t->interval;
-		ts.tv_sec = (int64_t)(deadline / 1000000000ull);
-		ts.tv_nsec = (long long)(deadline % 1000000000ull);
-		sqe = io_uring_get_sqe(&t->ring);
-		if (!sqe)
-			return -EBUSY;
-		/* absolute, re-armed every period: the grid is kept */
-		io_uring_prep_timeout(sqe, &ts, 0, IORING_TIMEOUT_ABS);
-		sqe->user_data = k;
-		do
-			ret = io_uring_submit_and_wait(&t->ring, 1);
-		while (ret == -EINTR);
-		now = now_ns();
-		if (ret < 0)
-			return ret;
-		ret = up_uring_wait_one(&t->ring, &cqe);
-		if (ret < 0)
-			return ret;
-		res = cqe->res;
-		io_uring_cqe_seen(&t->ring, cqe);
-		if (res != -ETIME)
-			return res < 0 ? res : -EIO;
-		if (out) {
-			out[k] = up_delta(now, deadline, &clamped);
-			t->counts->sqes++;
-			t->counts->cqes++;
-		}
-	}
-	if (out) {
-		t->counts->expiries += n;
-		t->counts->clamped += clamped;
-	}
-	return 0;
-}
-
-/*
- * One SQE, n CQEs (IORING_TIMEOUT_MULTISHOT, Linux 6.4).  The kernel
- * re-arms the timer relative to when the owner's task work posts a CQE
- * (io_timeout_complete(): hrtimer_start(ts, HRTIMER_MODE_REL)), so there is
- * no fixed grid: each period's lateness is its gap since the previous CQE
- * was seen minus the interval (the re-arm happens just before that CQE
- * becomes visible), and the schedule drifts by their sum (drift_ns).
- */
-static int up_phase_multishot(struct up_timer *t, uint64_t n, double *out)
-{
-	struct __kernel_timespec ts;
-	struct io_uring_cqe *cqe;
-	struct io_uring_sqe *sqe;
-	uint64_t k, t_sub, prev, now = 0, clamped = 0, more = 0;
-	unsigned flags;
-	int ret, res;
-
-	ts.tv_sec = (int64_t)(t->interval / 1000000000ull);
-	ts.tv_nsec = (long long)(t->interval % 1000000000ull);
-	sqe = io_uring_get_sqe(&t->ring);
-	if (!sqe || n > UINT32_MAX)
-		return -EINVAL;
-	lab_prep_timeout_multishot(sqe, &ts, (unsigned)n);
-	sqe->user_data = 0x6d756c7469ull; /* "multi" */
-	t_sub = now_ns();
-	do
-		ret = io_uring_submit(&t->ring);
-	while (ret == -EINTR);
-	if (ret < 0)
-		return ret;
-	prev = t_sub;
-	for (k = 0; k < n; k++) {
-		ret = up_uring_wait_one(&t->ring, &cqe);
-		now = now_ns();
-		if (ret < 0)
-			return ret;
-		res = cqe->res;
-		flags = cqe->flags;
-		io_uring_cqe_seen(&t->ring, cqe);
-		if (res == -EINVAL)
-			return -EOPNOTSUPP; /* before 6.4 */
-		if (res != -ETIME)
-			return res < 0 ? res : -EIO;
-		if (flags & IORING_CQE_F_MORE)
-			more++;
-		if (out)
-			out[k] = up_delta(now, prev + t->interval, &clamped);
-		prev = now;
-		/* the last CQE of the count comes without F_MORE */
-		if (!(flags & IORING_CQE_F_MORE) && k + 1 < n)
-			return -EIO;
-	}
-	if (out) {
-		t->counts->sqes += 1;
-		t->counts->cqes += n;
-		t->counts->cqes_more += more;
-		t->counts->expiries += n;
-		t->counts->clamped += clamped;
-		t->counts->drift_ns =
-			(int64_t)(now - (t_sub + n * t->interval));
-	}
-	/* a timeout that would go on (F_MORE on the last one) is a kernel
-	 * that ignored the count */
-	return more == n ? -EIO : 0;
-}
-
-static int up_timer_phase(struct up_timer *t, uint64_t n, double *out)
-{
-	switch (t->kind) {
-	case UPCALL_TIMER_NANOSLEEP:
-		return up_phase_nanosleep(t, n, out);
-	case UPCALL_TIMER_TIMERFD:
-		return up_phase_timerfd(t, n, out);
-	case UPCALL_TIMER_SIGNAL:
-	case UPCALL_TIMER_SIGNAL_BUSY:
-		return up_phase_signal(t, n, out);
-	case UPCALL_TIMER_URING:
-		return up_phase_uring(t, n, out);
-	case UPCALL_TIMER_URING_MULTISHOT:
-		return up_phase_multishot(t, n, out);
-	}
-	return -EINVAL;
-}
-
-int upcall_timer(struct lab_handshake *hs, int kind, int cpu, int rt_priority,
-		 uint64_t interval_ns, uint64_t warmup, uint64_t nr_samples,
-		 double *lateness_ns, struct upcall_timer_counts *out)
-{
-	struct up_timer t;
-	struct sched_param old_sp, sp;
-	bool changed_policy = false;
-	int old_policy, err, e2;
-	cpu_set_t saved;
-
-	memset(out, 0, sizeof(*out));
-	if (kind < 0 || kind >= UPCALL_NR_TIMER_KINDS || interval_ns < 1000 ||
-	    !nr_samples || rt_priority < 0 || rt_priority > 99)
-		return -EINVAL;
-	err = lab_pin_saving(cpu, &saved);
-	if (err)
-		return err;
-	memset(&t, 0, sizeof(t));
-	t.kind = kind;
-	t.interval = interval_ns;
-	t.counts = out;
-	t.tfd = -1;
-	err = -pthread_getschedparam(pthread_self(), &old_policy, &old_sp);
-	if (!err && rt_priority > 0) {
-		memset(&sp, 0, sizeof(sp));
-		sp.sched_priority = rt_priority;
-		err = -pthread_setschedparam(pthread_self(), SCHED_FIFO, &sp);
-		changed_policy = !err;
-	}
-	if (err)
-		goto out;
-	out->policy = rt_priority > 0 ? SCHED_FIFO : SCHED_OTHER;
-	out->priority = rt_priority;
-	/* SCHED_OTHER sleeps may end up to timer_slack late (coalescing);
-	 * real-time threads get none (6.8+ sets it to 0 on the switch) */
-	out->timer_slack_ns = (uint64_t)prctl(PR_GET_TIMERSLACK, 0, 0, 0, 0);
-
-	err = up_timer_setup(&t);
-	if (!err && warmup)
-		err = up_timer_phase(&t, warmup, NULL);
-	if (!err)
-		err = lab_handshake_ready(hs, NULL, 0);
-	if (!err)
-		err = up_timer_phase(&t, nr_samples, lateness_ns);
-	if (!err)
-		err = lab_handshake_done(hs);
-out:
-	up_timer_teardown(&t);
-	if (changed_policy) {
-		e2 = -pthread_setschedparam(pthread_self(), old_policy,
-					    &old_sp);
-		if (!err)
-			err = e2;
-	}
-	lab_unpin(&saved);
 	return err;
 }

@@ -1,24 +1,26 @@
 /*
- * Family `upcall` (upcall.c): the kernel running, or waking, user-level
- * scheduling code on an event (seeds 000 and 002).  Part of the cffi cdef
- * (see lab_native.h for the rules such a header follows: plain
- * declarations only).
+ * Family `upcall` (upcall.c; the upcall program's plumbing, shared with
+ * the activations family, upcall_program.c): the kernel running, or
+ * waking, user-level scheduling code on an event (seeds 000 and 002); its
+ * timers are upcall_timer.h.  Part of the cffi cdef (see lab_native.h for
+ * the rules such a header follows: plain declarations only).
  */
 #ifndef LAB_UPCALL_H
 #define LAB_UPCALL_H
 
 #include "lab_native.h"
 
-/* How the scheduler learns of the event (lab/families/upcall.py names
- * them as variants; tests/test_upcall.py checks they agree). */
+/* How the scheduler learns of the event: each is a variant of
+ * lab/families/upcall.py, named as here without UPCALL_, in lower case
+ * (Python reads the names from cffi). */
 enum upcall_mechanism {
-	UPCALL_BPF_RINGBUF = 0,	   /* epoll on the BPF ring buffer */
-	UPCALL_BPF_FLAG = 1,	   /* spin on the mmap'ed BPF array */
-	UPCALL_BPF_FLAG_SLEEP = 2, /* spin spin_ns, then epoll on the ring */
-	UPCALL_FUTEX_HINT = 3,	   /* the worker FUTEX_WAKEs the scheduler */
-	UPCALL_URING_POLL = 4,	   /* the call is an SQE; spin on the CQ */
-	UPCALL_URING_WAIT = 5,	   /* ...; io_uring_wait_cqe() */
-	UPCALL_URING_EVENTFD = 6,  /* ...; epoll on a registered eventfd */
+	UPCALL_BPF_RINGBUF = 0,	      /* epoll on the BPF ring buffer */
+	UPCALL_BPF_FLAG = 1,	      /* spin on the mmap'ed BPF array */
+	UPCALL_BPF_FLAG_SLEEP = 2,    /* spin spin_ns, then epoll on the ring */
+	UPCALL_FUTEX_HINT = 3,	      /* the worker FUTEX_WAKEs the scheduler */
+	UPCALL_URING_CQE_POLL = 4,    /* the call is an SQE; spin on the CQ */
+	UPCALL_URING_CQE_WAIT = 5,    /* ...; io_uring_wait_cqe() */
+	UPCALL_URING_CQE_EVENTFD = 6, /* ...; epoll on a registered eventfd */
 	UPCALL_BPF_RINGBUF_ADAPTIVE = 7, /* bpf_ringbuf, records without
 					 * BPF_RB_FORCE_WAKEUP (flags 0) */
 	UPCALL_BPF_FLAG_IDLE = 8,	 /* bpf_flag, the scheduler polling at
@@ -59,8 +61,9 @@ enum upcall_block_kind {
 	UPCALL_NR_BLOCK_KINDS = 4
 };
 
-/* The upcall program's maps (lab/families/upcall_bpf.c), as bcc made them;
- * -1 for mechanisms that use none. */
+/* The upcall program's maps (lab/families/upcall_bpf.c), as bcc made them:
+ * field <name>_fd is map lab_upcall_<name> (lab/upcall_program.py pairs
+ * them by that); -1 for mechanisms that use none. */
 struct upcall_maps {
 	int ring_fd;   /* lab_upcall_ring: BPF_MAP_TYPE_RINGBUF */
 	int vps_fd;    /* lab_upcall_vps: mmap-able array of VP slots */
@@ -123,7 +126,7 @@ struct upcall_counts {
 	uint64_t resident_before;
 	uint64_t worker_tid;
 	/* anatomy: samples in which each stage's stamp was present */
-	uint64_t stage_seen[6];
+	uint64_t stage_seen[UPCALL_NR_STAGES];
 	int32_t sched_policy; /* the scheduler's policy as it ran */
 };
 
@@ -177,7 +180,8 @@ int upcall_burst(const struct upcall_maps *maps, int cpu, uint32_t rounds,
  */
 int upcall_program_misses(int prog_fd, uint64_t *misses);
 
-/* Sizes of the structs shared with the BPF program (tests compare). */
+/* Sizes of the structs shared with the BPF program (upcall_abi.h), for
+ * the tests to hold against the program's maps. */
 size_t upcall_vp_size(void);
 size_t upcall_event_size(void);
 size_t upcall_stages_size(void);
@@ -201,43 +205,5 @@ int upcall_reset_maps(const struct upcall_maps *maps);
  */
 int upcall_enable_stats(void);
 int upcall_program_stats(int prog_fd, uint64_t *run_time_ns, uint64_t *run_cnt);
-
-/* ---- timers: lateness of a periodic expiry (seed 000) ------------------ */
-
-enum upcall_timer_kind {
-	UPCALL_TIMER_NANOSLEEP = 0,   /* clock_nanosleep(TIMER_ABSTIME) */
-	UPCALL_TIMER_TIMERFD = 1,     /* periodic timerfd, read() */
-	UPCALL_TIMER_SIGNAL = 2,      /* POSIX timer, SIGEV_THREAD_ID, the
-					 * handler runs; thread in sigsuspend */
-	UPCALL_TIMER_SIGNAL_BUSY = 3, /* ... thread busy in user space */
-	UPCALL_TIMER_URING = 4, /* IORING_OP_TIMEOUT, absolute, re-armed */
-	UPCALL_TIMER_URING_MULTISHOT = 5, /* IORING_TIMEOUT_MULTISHOT */
-	UPCALL_NR_TIMER_KINDS = 6
-};
-
-struct upcall_timer_counts {
-	uint64_t expiries;	 /* expiries the measured samples cover */
-	uint64_t overruns;	 /* expiries that passed unseen (timerfd count
-				 * > 1, timer_getoverrun()) */
-	uint64_t clamped;	 /* multishot: gaps shorter than the interval */
-	uint64_t sqes;		 /* io_uring: SQEs submitted in the window */
-	uint64_t cqes;		 /* io_uring: CQEs reaped in the window */
-	uint64_t cqes_more;	 /* ... with IORING_CQE_F_MORE */
-	uint64_t timer_slack_ns; /* the thread's (PR_GET_TIMERSLACK) */
-	int64_t drift_ns; /* multishot: last CQE minus start + n * interval */
-	int32_t policy;	  /* SCHED_OTHER 0, SCHED_FIFO 1 as run */
-	int32_t priority;
-};
-
-/*
- * The calling thread, pinned to cpu (SCHED_FIFO at rt_priority if > 0),
- * waits for warmup then nr_samples periodic expiries of interval_ns;
- * lateness_ns: when user code runs minus the intended expiry.  Each phase
- * (warm-up, measured) starts its own schedule from now.  Returns 0 or
- * -errno (-EPERM: rt_priority without the privilege).
- */
-int upcall_timer(struct lab_handshake *hs, int kind, int cpu, int rt_priority,
-		 uint64_t interval_ns, uint64_t warmup, uint64_t nr_samples,
-		 double *lateness_ns, struct upcall_timer_counts *out);
 
 #endif /* LAB_UPCALL_H */

@@ -1,51 +1,68 @@
 /*
- * The upcall program's shared memory, as C sees it: lab/families/upcall_bpf.c
- * declares the same three structs (struct lab_upcall_vp, struct
- * lab_upcall_event, struct lab_upcall_stages); keep them in step, byte for byte (the tests compare
- * the sizes with the BPF map's).  Private: used by upcall.c and
- * activations.c, not seen by cffi.
+ * The upcall program's shared memory, declared once for both of its sides
+ * (libbpf-tools' habit: foo.h included by foo.bpf.c and foo.c).  The BPF
+ * program, lab/families/upcall_bpf.c, includes it: lab/upcall_program.py
+ * puts this file's text in place of that #include, so the program's
+ * source carries these bytes and a change here is a change of the
+ * program.  The C side (upcall.c, activations.c) includes it as usual.
+ * Private: not seen by cffi.
+ *
+ * Types both compilers know: bcc compiles against kernel headers, whose
+ * linux/types.h (in every bcc program) defines uint64_t and friends, and
+ * defines __BPF_TRACING__; user space takes them from stdint.h.
  */
 #ifndef LAB_UPCALL_ABI_H
 #define LAB_UPCALL_ABI_H
 
+#ifndef __BPF_TRACING__
 #include <stdint.h>
+#endif
 
+/* lab_upcall_vps: slots, one per virtual processor (VP) */
+#define UP_NR_VPS 64
+
+/* an event's kind, and bit k of up_vp.ring_kinds */
 #define UP_KIND_BLOCK	0u
 #define UP_KIND_UNBLOCK 1u
 
+/* up_stages.armed: which event starts the upcall in flight */
+#define UP_ARMED_BLOCK	 1u /* the block event (kind 0) */
+#define UP_ARMED_UNBLOCK 2u /* the unblock event (kind 1) */
+#define UP_ARMED_USER	 3u /* C stored the event's time itself */
+
+/* up_stages.ring_wakeup */
+#define UP_RING_FORCE	 0u /* BPF_RB_FORCE_WAKEUP: every record wakes */
+#define UP_RING_ADAPTIVE 1u /* flags 0: wake only a consumer that caught up */
+
+/* one VP's slot, mapped by the scheduler */
 struct up_vp {
-	uint64_t block_seq;
-	uint64_t block_ns;
-	uint64_t wake_seq;
+	uint64_t block_seq; /* block events published */
+	uint64_t block_ns;  /* kernel time of the last one */
+	uint64_t wake_seq;  /* unblock events published */
 	uint64_t wake_ns;
-	uint64_t ring_lost;
-	uint32_t blocked;
-	uint32_t sleeping;
-	uint32_t ring_kinds;
-	uint32_t ring_if_sleeping;
+	uint64_t ring_lost;  /* ring records that found no room */
+	uint32_t blocked;    /* 1 from a block to its waking */
+	uint32_t sleeping;   /* scheduler: 1 while (about to be) in epoll */
+	uint32_t ring_kinds; /* scheduler: bit k: kind k to the ring */
+	uint32_t ring_if_sleeping; /* scheduler: 1: only while sleeping is set */
 	uint32_t block_cpu;
 	uint32_t wake_cpu;
 };
 
+/* one ring record */
 struct up_event {
 	uint64_t ktime_ns;
-	uint64_t seq;
+	uint64_t seq; /* the slot's sequence number of this kind */
 	uint32_t tid;
 	uint16_t vp;
 	uint8_t kind;
 	uint8_t cpu;
-	uint32_t state;
+	uint32_t state; /* block: prev_state; unblock: 0 */
 	uint32_t pad;
 };
 
-/* The upcall in flight, stage by stage (the anatomy: see
- * lab/families/upcall_bpf.c). */
-#define UP_ARMED_BLOCK	 1u /* the block event starts it */
-#define UP_ARMED_UNBLOCK 2u /* the unblock event starts it */
-#define UP_ARMED_USER	 3u /* C stored the event's time */
-#define UP_RING_FORCE	 0u /* BPF_RB_FORCE_WAKEUP */
-#define UP_RING_ADAPTIVE 1u /* flags 0 */
-
+/* The upcall in flight (VP 0, the upcall family's only one), stage by
+ * stage: the anatomy, see lab/families/upcall_bpf.c. */
 struct up_stages {
 	uint64_t event_ns;
 	uint64_t raise_ns;
@@ -53,16 +70,17 @@ struct up_stages {
 	uint64_t waking_ns;
 	uint64_t wake_ipi_ns;
 	uint64_t switch_in_ns;
-	uint32_t armed;
-	uint32_t sched_tid;
-	uint32_t event_cpu;
-	uint32_t sched_cpu;
-	uint32_t ipis;
-	uint32_t self_ipis;
-	uint32_t ring_wakeup;
+	uint32_t armed;	      /* scheduler: UP_ARMED_*, 0: nothing in flight */
+	uint32_t sched_tid;   /* scheduler: its own tid */
+	uint32_t event_cpu;   /* the program (or C): where the event was */
+	uint32_t sched_cpu;   /* scheduler: its CPU */
+	uint32_t ipis;	      /* IPIs the event's CPU sent after the event */
+	uint32_t self_ipis;   /* ... to itself */
+	uint32_t ring_wakeup; /* scheduler: UP_RING_* for VP 0's records */
 	uint32_t pad;
 };
 
+/* the sizes the mappings are checked against, on both sides */
 _Static_assert(sizeof(struct up_vp) == 64, "VP slot is 64 bytes");
 _Static_assert(sizeof(struct up_event) == 32, "event is 32 bytes");
 _Static_assert(sizeof(struct up_stages) == 80, "stages are 80 bytes");

@@ -46,7 +46,7 @@ ffi, lib = native.load()
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TWO_CPUS = len(os.sched_getaffinity(0)) >= 2
 N = 1009                # prime: a count that matches is not a coincidence
-RECORD = 8 + 32         # ring header + struct lab_upcall_event
+RECORD = 8 + 32         # ring header + struct up_event (native/upcall_abi.h)
 
 
 def params(**kw):
@@ -70,17 +70,33 @@ def plausible(samples, limit_ns):
 
 # ---- the family's description, as anyone -----------------------------------
 
-def test_enums_agree_with_the_c_header():
-    for name, value in U.MECHANISMS.items():
-        assert getattr(lib, "UPCALL_" + name.replace("uring_cqe", "uring").upper()) == value
-    for name, value in U.TIMERS.items():
-        assert getattr(lib, "UPCALL_" + name.upper()) == value
-    for i, kind in enumerate(U.BLOCK_KINDS):
-        assert getattr(lib, f"UPCALL_BLOCK_{kind.upper()}") == i
-    assert (lib.UPCALL_EVENT_BLOCK, lib.UPCALL_EVENT_UNBLOCK) == (0, 1)
+def test_the_c_enums_name_every_variant():
+    """native/upcall.h's and upcall_timer.h's enums are the variants (the
+    family reads them from cffi): one each, cyclictest aside, and each
+    enum's count covers them all."""
+    variants = {v.name for v in U.FAMILY.variants}
+    assert variants == set(U.MECHANISMS) | set(U.TIMERS) | {"cyclictest"}
+    assert len(U.MECHANISMS) == lib.UPCALL_NR_MECHANISMS
+    assert len(U.TIMERS) == lib.UPCALL_NR_TIMER_KINDS
+    assert len(U.BLOCK_KINDS) == lib.UPCALL_NR_BLOCK_KINDS
     assert lib.upcall_vp_size() == 64 and lib.upcall_event_size() == 32
     assert lib.upcall_stages_size() == 80
     assert lib.UPCALL_NR_STAGES == len(U.STAGE_METRICS) == len(U.STAGES)
+
+
+def test_the_program_text_carries_the_shared_header(tmp_path, monkeypatch):
+    """bcc compiles the text alone: the layout both sides include must be in
+    it, so a change to the header is a change to the program (no stale
+    compiled program can be reused for a new layout)."""
+    with open(upcall_program.HEADER) as f:
+        header = f.read()
+    text = upcall_program.program_text()
+    assert header in text and '#include "upcall_abi.h"' not in text
+    changed = tmp_path / "upcall_abi.h"
+    changed.write_text(header.replace("#define UP_NR_VPS 64", "#define UP_NR_VPS 32"))
+    monkeypatch.setattr(upcall_program, "HEADER", str(changed))
+    assert upcall_program.program_text() != text
+    assert "#define UP_NR_VPS 32" in upcall_program.program_text()
 
 
 def test_points_that_cannot_run_say_why():

@@ -31,10 +31,16 @@ from __future__ import annotations
 from typing import Any
 
 from lab.model import Family, Measurement, Metric, Param, RunContext, Variant
+from lab.native import enum_values, struct_fields
 
 CHAIN = Metric("chain", "ns", "one chain of k atoms: first atom's preparation to last result")
 
-OPS = ("nop", "read", "open_read_close")
+# native/chains.h: what an atom does (the op parameter's choices), how the
+# io_uring variants submit (their names), what a run counts
+_OP = enum_values("enum chains_op", "CHAINS_OP_")
+_SUBMIT = enum_values("enum chains_submit", "CHAINS_")
+OPS = tuple(_OP)
+_COUNTS = struct_fields("struct chains_counts")
 
 PARAMS = (
     Param("k", 8, "atoms", "atoms per chain (syslet atoms linked by next; linked SQEs)",
@@ -63,9 +69,6 @@ PARAMS = (
 
 _SYSCALL_PARAMS = ("k", "op", "cached", "fail_at", "samples", "warmup")
 _URING_PARAMS = _SYSCALL_PARAMS + ("taskrun",)
-
-_COUNTS = ("chains", "completions", "ok", "failed", "canceled", "not_run", "kernel_entries",
-           "untimed_syscalls", "blocks_verified", "blocks_corrupt", "checksum")
 
 
 def _native():
@@ -111,15 +114,14 @@ def run_chain(variant: str, p: dict[str, Any], cpu: int, scratch_dir: str,
     counts = ffi.new("struct chains_counts *")
     directory = ffi.new("char[]", scratch_dir.encode())
     spec = ffi.new("struct chains_spec *", {
-        "op": OPS.index(p["op"]), "k": k, "cached": int(p["cached"]),
+        "op": _OP[p["op"]], "k": k, "cached": int(p["cached"]),
         "fail_at": p["fail_at"], "defer_taskrun": int(p.get("taskrun") == "defer"),
         "cpu": cpu, "dir": directory})
     if variant == "syscalls":
         rc = lib.chains_syscalls(handshake, spec, p["warmup"], p["samples"],
                                  double_ptr(ffi, samples), results, counts)
     else:
-        how = getattr(lib, "CHAINS_" + variant.upper())
-        rc = lib.chains_uring(handshake, how, spec, p["warmup"], p["samples"],
+        rc = lib.chains_uring(handshake, _SUBMIT[variant], spec, p["warmup"], p["samples"],
                               double_ptr(ffi, samples), results, counts)
     if rc == -errno.EOPNOTSUPP and not p["cached"]:     # the eviction check
         raise ValueError(f"cached=false: {scratch_dir}'s file system keeps the file's pages "

@@ -82,6 +82,7 @@ import os
 from typing import Any
 
 from lab.model import USABLE_CPUS, Family, Measurement, Metric, Param, RunContext, Variant
+from lab.native import enum_values
 
 BLOCK = 4096
 BLOCKS_PER_MB = (1 << 20) // BLOCK
@@ -127,9 +128,9 @@ PARAMS = (
           "(the same for every variant)", low=0, high=2**32 - 1, axis=False),
 )
 
-# enum syncfirst_mode (native/syncfirst.h; tests/test_syncfirst.py checks they agree)
-MODES = {"SYNC": 0, "POOL": 1, "NOWAIT_POOL": 2, "NOWAIT_URING": 3, "URING": 4,
-         "URING_ASYNC": 5, "URING_SQPOLL": 6}
+# how a call is made (native/syncfirst.h), by the enumerator's name
+# without SYNCFIRST_, in lower case
+MODES = enum_values("enum syncfirst_mode", "SYNCFIRST_")
 
 
 def _native():
@@ -287,29 +288,29 @@ FAMILY = Family(
     reference="sync",
     check_point=point_problem,
     variants=(
-        Variant("sync", "pread() of a 4 KiB block", _file_read(MODES["SYNC"]), FILE, (LATENCY,)),
+        Variant("sync", "pread() of a 4 KiB block", _file_read(MODES["sync"]), FILE, (LATENCY,)),
         Variant("pool", "every read to a pool thread through a futex queue: fibrils",
-                _file_read(MODES["POOL"]), POOLED, (LATENCY,)),
+                _file_read(MODES["pool"]), POOLED, (LATENCY,)),
         Variant("syncfirst", "preadv2(RWF_NOWAIT) in the caller, to the pool on EAGAIN: "
-                "Linus's async()", _file_read(MODES["NOWAIT_POOL"]), POOLED, (LATENCY,)),
+                "Linus's async()", _file_read(MODES["nowait_pool"]), POOLED, (LATENCY,)),
         Variant("syncfirst_uring", "preadv2(RWF_NOWAIT) in the caller, to io_uring on EAGAIN",
-                _file_read(MODES["NOWAIT_URING"]), ASYNC, (LATENCY,), requires=NEEDS_URING),
+                _file_read(MODES["nowait_uring"]), ASYNC, (LATENCY,), requires=NEEDS_URING),
         Variant("uring", "io_uring read, default path: the kernel's inline nonblocking "
-                "attempt, then its async buffered read", _file_read(MODES["URING"]), ASYNC, (LATENCY,),
+                "attempt, then its async buffered read", _file_read(MODES["uring"]), ASYNC, (LATENCY,),
                 requires=NEEDS_URING),
         Variant("uring_async", "io_uring read with IOSQE_ASYNC: every read to an io-wq "
-                "worker, fibril-like", _file_read(MODES["URING_ASYNC"]), ASYNC, (LATENCY,),
+                "worker, fibril-like", _file_read(MODES["uring_async"]), ASYNC, (LATENCY,),
                 requires=NEEDS_URING),
         Variant("uring_sqpoll", "io_uring read with IORING_SETUP_SQPOLL: an SQ thread (on "
-                "peer_cpu) issues every read", _file_read(MODES["URING_SQPOLL"]), ASYNC, (LATENCY,),
+                "peer_cpu) issues every read", _file_read(MODES["uring_sqpoll"]), ASYNC, (LATENCY,),
                 requires=NEEDS_URING, peer_helper=_sq_thread_on_peer_cpu),
-        Variant("recv_sync", "blocking recv()", _recv(MODES["SYNC"]), RECV, (LATENCY, AFTER_DATA),
+        Variant("recv_sync", "blocking recv()", _recv(MODES["sync"]), RECV, (LATENCY, AFTER_DATA),
                 requires=RECV_NEEDS),
         Variant("recv_pool", "every recv() to a pool thread on the consumer's CPU",
-                _recv(MODES["POOL"]), RECV, (LATENCY, AFTER_DATA), requires=RECV_NEEDS),
+                _recv(MODES["pool"]), RECV, (LATENCY, AFTER_DATA), requires=RECV_NEEDS),
         Variant("recv_syncfirst", "recv(MSG_DONTWAIT) first, to the pool on EAGAIN",
-                _recv(MODES["NOWAIT_POOL"]), RECV, (LATENCY, AFTER_DATA), requires=RECV_NEEDS),
+                _recv(MODES["nowait_pool"]), RECV, (LATENCY, AFTER_DATA), requires=RECV_NEEDS),
         Variant("recv_uring", "IORING_OP_RECV: inline attempt, then poll-armed",
-                _recv(MODES["URING"]), RECV, (LATENCY, AFTER_DATA), requires=RECV_NEEDS + NEEDS_URING),
+                _recv(MODES["uring"]), RECV, (LATENCY, AFTER_DATA), requires=RECV_NEEDS + NEEDS_URING),
     ),
 )

@@ -101,10 +101,10 @@ stamp or the sleep's deadline, as uring_cqe measures.  Counters:
 operation is one upcall.  The kernel view's wake-to-run of the scheduler
 thread is the cross-check for the sleeping mechanisms.
 
-**Timer upcalls** (``timer_*``, ``cyclictest``): the lateness of a
-periodic timer of ``interval_us`` on the suite's cpu: when user code runs
-minus the expiry it asked for, on a grid that each phase (warm-up,
-measured) starts from now.  ``timer_nanosleep``: clock_nanosleep
+**Timer upcalls** (``timer_*``, native/upcall_timer.c; ``cyclictest``):
+the lateness of a periodic timer of ``interval_us`` on the suite's cpu:
+when user code runs minus the expiry it asked for, on a grid that each
+phase (warm-up, measured) starts from now.  ``timer_nanosleep``: clock_nanosleep
 (TIMER_ABSTIME); ``timer_timerfd``: a periodic timerfd and read();
 ``timer_signal``: a POSIX timer with SIGEV_THREAD_ID whose handler stamps
 the time (the classic upcall), the thread asleep in sigsuspend;
@@ -137,6 +137,7 @@ import subprocess
 from typing import Any
 
 from lab.model import Family, Measurement, Metric, Param, RunContext, Variant
+from lab.native import enum_values, struct_fields
 from lab.upcall_program import (
     ANATOMY_FNS,
     BLOCK_FN,
@@ -162,15 +163,18 @@ SINCE_SOURCE = Metric("since_source", "ns",
                       "minus the source's own time (the waker's stamp before its call, the "
                       "sleep's deadline): the uring_cqe variants' measure")
 # the anatomy (anatomy = true): the latency split at the kernel's stamps
-# (enum upcall_stage's order; lab/families/upcall_bpf.c stamps them)
-STAGES = (
-    ("raise", "the event to the irq_work self-IPI its CPU raises (ipi:ipi_send_cpu to itself)"),
-    ("irq_work", "... to the irq_work running on that CPU (irq_vectors:irq_work_entry)"),
-    ("waking", "... to sched:sched_waking of the scheduler thread"),
-    ("wake_ipi", "... to the IPI that wakes the scheduler's CPU (cross-CPU wake-ups)"),
-    ("switch_in", "... to sched:sched_switch onto the scheduler"),
-    ("user", "... to the scheduler's own stamp in user space"),
-)
+# (enum upcall_stage: a row of the C call's anatomy_ns each, in the order
+# lab/families/upcall_bpf.c stamps them)
+_STAGE_HELP = {
+    "raise": "the event to the irq_work self-IPI its CPU raises (ipi:ipi_send_cpu to itself)",
+    "irq_work": "... to the irq_work running on that CPU (irq_vectors:irq_work_entry)",
+    "waking": "... to sched:sched_waking of the scheduler thread",
+    "wake_ipi": "... to the IPI that wakes the scheduler's CPU (cross-CPU wake-ups)",
+    "switch_in": "... to sched:sched_switch onto the scheduler",
+    "user": "... to the scheduler's own stamp in user space",
+}
+_STAGE_ROWS = enum_values("enum upcall_stage", "UPCALL_STAGE_")
+STAGES = tuple((name, _STAGE_HELP[name]) for name in _STAGE_ROWS)
 STAGE_METRICS = tuple(Metric(f"stage_{name}", "ns",
                              f"anatomy: {text}; a stage that did not happen is 0 and its time "
                              "goes to the next; a sample's stages sum to its latency")
@@ -179,8 +183,15 @@ LATENESS = Metric("lateness", "ns", "when user code runs on a timer expiry minus
                   "asked for")
 
 PLACEMENTS = ("same_cpu", "cross_cpu")
-EVENTS = ("block", "unblock")
-BLOCK_KINDS = ("futex", "nanosleep", "pipe", "pread")
+# native/upcall.h and upcall_timer.h: the mechanisms' and the timers' enums
+# name the variants (UPCALL_FUTEX_HINT: futex_hint), the others a
+# parameter's choices
+MECHANISMS = enum_values("enum upcall_mechanism", "UPCALL_")
+TIMERS = enum_values("enum upcall_timer_kind", "UPCALL_")
+_EVENT = enum_values("enum upcall_event", "UPCALL_EVENT_")
+_BLOCK_KIND = enum_values("enum upcall_block_kind", "UPCALL_BLOCK_")
+EVENTS = tuple(_EVENT)
+BLOCK_KINDS = tuple(_BLOCK_KIND)
 
 PARAMS = (
     Param("placement", "same_cpu", "",
@@ -221,18 +232,11 @@ PARAMS = (
           low=0, high=100_000, axis=False),
 )
 
-# enums of native/upcall.h (tests/test_upcall.py checks they agree)
-MECHANISMS = {"bpf_ringbuf": 0, "bpf_flag": 1, "bpf_flag_sleep": 2, "futex_hint": 3,
-              "uring_cqe_poll": 4, "uring_cqe_wait": 5, "uring_cqe_eventfd": 6,
-              "bpf_ringbuf_adaptive": 7, "bpf_flag_idle": 8}
-TIMERS = {"timer_nanosleep": 0, "timer_timerfd": 1, "timer_signal": 2, "timer_signal_busy": 3,
-          "timer_uring": 4, "timer_uring_multishot": 5}
-
-_COUNTS = ("upcalls", "blocks", "unblocks", "extra_events", "not_blocked", "lost_upcalls",
-           "missed_events", "spun", "slept", "clamped", "ring_records", "ring_lost",
-           "ring_discarded", "ring_bad", "foreign", "resident_before")
-_TIMER_COUNTS = ("expiries", "overruns", "clamped", "sqes", "cqes", "cqes_more",
-                 "timer_slack_ns", "policy", "priority")
+# struct upcall_counts' fields are the run's counts but for these: who the
+# worker was, the anatomy's stage_seen (read with its series) and the
+# policy the scheduler ran at
+_COUNTS = tuple(name for name in struct_fields("struct upcall_counts")
+                if name not in ("worker_tid", "stage_seen", "sched_policy"))
 
 
 def _native():
@@ -311,8 +315,8 @@ def run_upcalls(mechanism: str, p: dict[str, Any], cpu: int, sched_cpu: int, scr
     since = np.zeros(n)
     directory = ffi.new("char[]", scratch_dir.encode())
     cfg = ffi.new("struct upcall_config *", {
-        "mechanism": MECHANISMS[mechanism], "event": EVENTS.index(event),
-        "block_kind": BLOCK_KINDS.index(p["block_kind"]), "cpu": cpu, "sched_cpu": sched_cpu,
+        "mechanism": MECHANISMS[mechanism], "event": _EVENT[event],
+        "block_kind": _BLOCK_KIND[p["block_kind"]], "cpu": cpu, "sched_cpu": sched_cpu,
         "block_ns": p["block_us"] * 1000, "run_ns": p.get("run_us", 0) * 1000,
         "spin_ns": p.get("spin_us", 0) * 1000, "dir": directory, "warmup": p["warmup"],
         "nr_samples": n})
@@ -322,8 +326,8 @@ def run_upcalls(mechanism: str, p: dict[str, Any], cpu: int, sched_cpu: int, scr
         cfg.anatomy_ns = double_ptr(ffi, rows)
     counts = ffi.new("struct upcall_counts *")
     if maps is None:
-        maps = ffi.new("struct upcall_maps *", {"ring_fd": -1, "vps_fd": -1, "tids_fd": -1,
-                                                "stages_fd": -1})
+        maps = ffi.new("struct upcall_maps *",
+                       {field: -1 for field in struct_fields("struct upcall_maps")})
     rc = lib.upcall_run(handshake, cfg, maps, double_ptr(ffi, latency), double_ptr(ffi, since),
                         counts)
     if rc == -errno.EOPNOTSUPP and p["block_kind"] == "pread":
@@ -332,10 +336,12 @@ def run_upcalls(mechanism: str, p: dict[str, Any], cpu: int, sched_cpu: int, scr
     check(rc, f"upcall/{mechanism}")
     has_source = event == "unblock" and p["block_kind"] != "pread" and mechanism.startswith("bpf")
     if anatomy is not None:
-        anatomy.update({m.name: rows[i] for i, m in enumerate(STAGE_METRICS)})
+        anatomy.update({m.name: rows[_STAGE_ROWS[name]]
+                        for (name, _), m in zip(STAGES, STAGE_METRICS)})
         anatomy["ipis"] = rows[lib.UPCALL_ANATOMY_IPIS]
         anatomy["self_ipis"] = rows[lib.UPCALL_ANATOMY_SELF_IPIS]
-        anatomy["seen"] = {m.name: int(counts.stage_seen[i]) for i, m in enumerate(STAGE_METRICS)}
+        anatomy["seen"] = {m.name: int(counts.stage_seen[_STAGE_ROWS[name]])
+                           for (name, _), m in zip(STAGES, STAGE_METRICS)}
     return latency, (since if has_source else None), {k: int(getattr(counts, k)) for k in
                                                        _COUNTS + ("worker_tid",)}
 
@@ -455,9 +461,7 @@ def run_timer(kind: str, p: dict[str, Any], cpu: int, handshake: Any = None):
         check(lib.upcall_timer(handshake, TIMERS[kind], cpu, p.get("rt_priority", 0),
                                p["interval_us"] * 1000, p["warmup"], p["samples"],
                                double_ptr(ffi, out), counts), f"upcall/{kind}")
-    c = {k: int(getattr(counts, k)) for k in _TIMER_COUNTS}
-    c["drift_ns"] = int(counts.drift_ns)
-    return out, c
+    return out, {k: int(getattr(counts, k)) for k in struct_fields("struct upcall_timer_counts")}
 
 
 def _timer_variant(kind: str):

@@ -74,75 +74,20 @@
  * never woken) stays 0.  bpf_ktime_get_ns() throughout: CLOCK_MONOTONIC,
  * the scheduler's clock.
  *
- * native/upcall_abi.h holds the same three structs: keep them in step
- * (the tests compare the sizes).
+ * The shared memory's layout (the slots, the records, the stages) is
+ * native/upcall_abi.h, which the C side includes too.
  */
+#include "upcall_abi.h"
+
+/* the ring's size in pages: lab/upcall_program.py (RING_PAGES) defines it */
 #ifndef LAB_UPCALL_RING_PAGES
-#define LAB_UPCALL_RING_PAGES 16
+#error "LAB_UPCALL_RING_PAGES: compile the text lab/upcall_program.py makes"
 #endif
-#define LAB_UPCALL_VPS 64
-
-#define LAB_UPCALL_BLOCK   0
-#define LAB_UPCALL_UNBLOCK 1
-
-/* lab_upcall_stages.armed: which event starts the upcall in flight */
-#define LAB_ARMED_BLOCK	  1 /* the block event (kind 0) */
-#define LAB_ARMED_UNBLOCK 2 /* the unblock event (kind 1) */
-#define LAB_ARMED_USER	  3 /* C stored the event's time itself */
-
-/* lab_upcall_stages.ring_wakeup */
-#define LAB_RING_FORCE	  0 /* BPF_RB_FORCE_WAKEUP: every record wakes */
-#define LAB_RING_ADAPTIVE 1 /* flags 0: wake only a consumer that caught up */
-
-/* one VP's slot: 64 bytes, mapped by the scheduler */
-struct lab_upcall_vp {
-	u64 block_seq; /* block events published */
-	u64 block_ns;  /* kernel time of the last one */
-	u64 wake_seq;  /* unblock events published */
-	u64 wake_ns;
-	u64 ring_lost;	/* ring records that found no room */
-	u32 blocked;	/* 1 from a block to its waking */
-	u32 sleeping;	/* scheduler: 1 while (about to be) in epoll */
-	u32 ring_kinds; /* scheduler: bit k: events of kind k to the ring */
-	u32 ring_if_sleeping; /* scheduler: 1: only while sleeping is set */
-	u32 block_cpu;
-	u32 wake_cpu;
-};
-
-/* one ring record: 32 bytes */
-struct lab_upcall_event {
-	u64 ktime_ns;
-	u64 seq; /* the slot's sequence number of this kind */
-	u32 tid;
-	u16 vp;
-	u8 kind;
-	u8 cpu;
-	u32 state; /* block: prev_state; unblock: 0 */
-	u32 pad;
-};
-
-/* the upcall in flight (VP 0, the upcall family's only one): 80 bytes */
-struct lab_upcall_stages {
-	u64 event_ns;
-	u64 raise_ns;
-	u64 irq_work_ns;
-	u64 waking_ns;
-	u64 wake_ipi_ns;
-	u64 switch_in_ns;
-	u32 armed;	 /* scheduler: LAB_ARMED_*, 0: nothing in flight */
-	u32 sched_tid;	 /* scheduler: its own tid */
-	u32 event_cpu;	 /* the program (or C): where the event was */
-	u32 sched_cpu;	 /* scheduler: its CPU */
-	u32 ipis;	 /* IPIs the event's CPU sent after the event */
-	u32 self_ipis;	 /* ... to itself */
-	u32 ring_wakeup; /* scheduler: LAB_RING_* for VP 0's records */
-	u32 pad;
-};
 
 BPF_HASH(lab_upcall_tids, u32, u32, 256);
-BPF_F_TABLE("array", u32, struct lab_upcall_vp, lab_upcall_vps, LAB_UPCALL_VPS,
+BPF_F_TABLE("array", u32, struct up_vp, lab_upcall_vps, UP_NR_VPS,
 	    BPF_F_MMAPABLE);
-BPF_F_TABLE("array", u32, struct lab_upcall_stages, lab_upcall_stages, 1,
+BPF_F_TABLE("array", u32, struct up_stages, lab_upcall_stages, 1,
 	    BPF_F_MMAPABLE);
 BPF_RINGBUF_OUTPUT(lab_upcall_ring, LAB_UPCALL_RING_PAGES);
 
@@ -156,20 +101,19 @@ static __always_inline u32 lab_upcall_pid(u64 task)
 	return pid;
 }
 
-static __always_inline struct lab_upcall_stages *lab_upcall_in_flight(void)
+static __always_inline struct up_stages *lab_upcall_in_flight(void)
 {
 	u32 zero = 0;
-	struct lab_upcall_stages *st = lab_upcall_stages.lookup(&zero);
+	struct up_stages *st = lab_upcall_stages.lookup(&zero);
 
 	return st && st->armed ? st : NULL;
 }
 
-static inline void lab_upcall_deliver(struct lab_upcall_vp *slot, u32 vp,
-				      u32 tid, u32 kind, u64 now, u64 seq,
-				      u32 state)
+static inline void lab_upcall_deliver(struct up_vp *slot, u32 vp, u32 tid,
+				      u32 kind, u64 now, u64 seq, u32 state)
 {
-	struct lab_upcall_event ev = {};
-	struct lab_upcall_stages *st;
+	struct up_event ev = {};
+	struct up_stages *st;
 	u64 flags = BPF_RB_FORCE_WAKEUP;
 	u32 zero = 0;
 
@@ -180,7 +124,7 @@ static inline void lab_upcall_deliver(struct lab_upcall_vp *slot, u32 vp,
 		return;
 	if (vp == 0) {
 		st = lab_upcall_stages.lookup(&zero);
-		if (st && st->ring_wakeup == LAB_RING_ADAPTIVE)
+		if (st && st->ring_wakeup == UP_RING_ADAPTIVE)
 			flags = 0;
 	}
 	ev.ktime_ns = now;
@@ -197,12 +141,12 @@ static inline void lab_upcall_deliver(struct lab_upcall_vp *slot, u32 vp,
 /* the anatomy's start: the event of the kind the scheduler armed for */
 static __always_inline void lab_upcall_stage_event(u32 vp, u32 kind, u64 now)
 {
-	struct lab_upcall_stages *st;
+	struct up_stages *st;
 
 	if (vp != 0 || !(st = lab_upcall_in_flight()))
 		return;
-	if (st->armed != (kind == LAB_UPCALL_BLOCK ? LAB_ARMED_BLOCK :
-						     LAB_ARMED_UNBLOCK) ||
+	if (st->armed != (kind == UP_KIND_BLOCK ? UP_ARMED_BLOCK :
+						  UP_ARMED_UNBLOCK) ||
 	    st->event_ns)
 		return;
 	st->event_cpu = bpf_get_smp_processor_id();
@@ -213,7 +157,7 @@ static __always_inline void lab_upcall_stage_event(u32 vp, u32 kind, u64 now)
  *              struct task_struct *next, unsigned int prev_state) */
 int lab_upcall_block(struct bpf_raw_tracepoint_args *ctx)
 {
-	struct lab_upcall_vp *slot;
+	struct up_vp *slot;
 	u32 tid, vp, *vpp, state = (u32)ctx->args[3];
 	u64 now, seq;
 
@@ -232,15 +176,15 @@ int lab_upcall_block(struct bpf_raw_tracepoint_args *ctx)
 	slot->block_cpu = bpf_get_smp_processor_id();
 	slot->blocked = 1;
 	seq = __sync_fetch_and_add(&slot->block_seq, 1) + 1;
-	lab_upcall_stage_event(vp, LAB_UPCALL_BLOCK, now);
-	lab_upcall_deliver(slot, vp, tid, LAB_UPCALL_BLOCK, now, seq, state);
+	lab_upcall_stage_event(vp, UP_KIND_BLOCK, now);
+	lab_upcall_deliver(slot, vp, tid, UP_KIND_BLOCK, now, seq, state);
 	return 0;
 }
 
 /* sched_waking(struct task_struct *p) */
 int lab_upcall_wake(struct bpf_raw_tracepoint_args *ctx)
 {
-	struct lab_upcall_vp *slot;
+	struct up_vp *slot;
 	u32 tid = lab_upcall_pid(ctx->args[0]), vp, *vpp;
 	u64 now, seq;
 
@@ -258,23 +202,23 @@ int lab_upcall_wake(struct bpf_raw_tracepoint_args *ctx)
 	slot->wake_ns = now;
 	slot->wake_cpu = bpf_get_smp_processor_id();
 	seq = __sync_fetch_and_add(&slot->wake_seq, 1) + 1;
-	lab_upcall_stage_event(vp, LAB_UPCALL_UNBLOCK, now);
-	lab_upcall_deliver(slot, vp, tid, LAB_UPCALL_UNBLOCK, now, seq, 0);
+	lab_upcall_stage_event(vp, UP_KIND_UNBLOCK, now);
+	lab_upcall_deliver(slot, vp, tid, UP_KIND_UNBLOCK, now, seq, 0);
 	return 0;
 }
 
 /* ---- the anatomy: the upcall in flight, stage by stage ------------------ */
 
 /* the stages record if an event is in flight and `now` is after it */
-static __always_inline struct lab_upcall_stages *lab_upcall_after(u64 now)
+static __always_inline struct up_stages *lab_upcall_after(u64 now)
 {
-	struct lab_upcall_stages *st = lab_upcall_in_flight();
+	struct up_stages *st = lab_upcall_in_flight();
 
 	return st && st->event_ns && now >= st->event_ns ? st : NULL;
 }
 
-static __always_inline void lab_upcall_ipi_to(struct lab_upcall_stages *st,
-					      u32 target, u64 now)
+static __always_inline void lab_upcall_ipi_to(struct up_stages *st, u32 target,
+					      u64 now)
 {
 	u32 cpu = bpf_get_smp_processor_id();
 
@@ -295,7 +239,7 @@ static __always_inline void lab_upcall_ipi_to(struct lab_upcall_stages *st,
 int lab_upcall_a_ipi(struct bpf_raw_tracepoint_args *ctx)
 {
 	u64 now = bpf_ktime_get_ns();
-	struct lab_upcall_stages *st = lab_upcall_after(now);
+	struct up_stages *st = lab_upcall_after(now);
 
 	if (st)
 		lab_upcall_ipi_to(st, (u32)ctx->args[0], now);
@@ -307,7 +251,7 @@ int lab_upcall_a_ipi(struct bpf_raw_tracepoint_args *ctx)
 int lab_upcall_a_ipi_mask(struct bpf_raw_tracepoint_args *ctx)
 {
 	u64 now = bpf_ktime_get_ns();
-	struct lab_upcall_stages *st = lab_upcall_after(now);
+	struct up_stages *st = lab_upcall_after(now);
 
 	if (st)
 		lab_upcall_ipi_to(st, (u32)-1, now);
@@ -318,7 +262,7 @@ int lab_upcall_a_ipi_mask(struct bpf_raw_tracepoint_args *ctx)
 int lab_upcall_a_irq_work(struct bpf_raw_tracepoint_args *ctx)
 {
 	u64 now = bpf_ktime_get_ns();
-	struct lab_upcall_stages *st = lab_upcall_after(now);
+	struct up_stages *st = lab_upcall_after(now);
 
 	if (st && !st->irq_work_ns &&
 	    bpf_get_smp_processor_id() == st->event_cpu)
@@ -330,7 +274,7 @@ int lab_upcall_a_irq_work(struct bpf_raw_tracepoint_args *ctx)
 int lab_upcall_a_waking(struct bpf_raw_tracepoint_args *ctx)
 {
 	u64 now = bpf_ktime_get_ns();
-	struct lab_upcall_stages *st = lab_upcall_after(now);
+	struct up_stages *st = lab_upcall_after(now);
 
 	if (st && !st->waking_ns &&
 	    lab_upcall_pid(ctx->args[0]) == st->sched_tid)
@@ -342,7 +286,7 @@ int lab_upcall_a_waking(struct bpf_raw_tracepoint_args *ctx)
 int lab_upcall_a_switch(struct bpf_raw_tracepoint_args *ctx)
 {
 	u64 now = bpf_ktime_get_ns();
-	struct lab_upcall_stages *st = lab_upcall_after(now);
+	struct up_stages *st = lab_upcall_after(now);
 
 	if (st && !st->switch_in_ns &&
 	    lab_upcall_pid(ctx->args[2]) == st->sched_tid)
