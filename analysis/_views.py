@@ -130,6 +130,18 @@ def cell_kinds(run: Run, family: str) -> dict[tuple[str, str], str]:
     return {(str(r.variant), str(r.point)): r.cell for r in src.itertuples(index=False)}
 
 
+def probes_behind(run: Run, family: str) -> str:
+    """Where a family's user-side numbers come from, in one word: "paired"
+    (every cell from its twin without probes), "all" (every cell from runs
+    with probes attached), "some", or "none" (no cell, or no probes)."""
+    kinds = set(cell_kinds(run, family).values())
+    if kinds == {PAIRED}:
+        return "paired"
+    if kinds and kinds <= {PROBED}:
+        return "all"
+    return "some" if PROBED in kinds else "none"
+
+
 def _cells_text(cells: list[tuple[str, str]]) -> str:
     return ", ".join(label(v, p) for v, p in cells)
 

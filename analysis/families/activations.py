@@ -60,13 +60,13 @@ from analysis._format import (
 )
 from analysis._results import Run, load_run
 from analysis._views import (
-    cell_kinds,
     family_summary,
     headline,
     is_set,
     median_ratio,
     per_run,
     plain_param,
+    probes_behind,
     split_by_axes,
     swept_axes,
     user_samples,
@@ -704,13 +704,13 @@ def mechanics_lines(data: pd.DataFrame, run: Run | None = None,
 # -- "what this run shows" ---------------------------------------------------------------
 
 def _probe_note(run: Run, family: str) -> str:
-    kinds = set(cell_kinds(run, family).values())
-    if kinds == {"paired"}:
+    behind = probes_behind(run, family)
+    if behind == "paired":
         return ("User-side numbers (throughput, latencies, Table IV) come from the runs without "
                 "probes; switches, system calls and wake-ups per task from their twins with "
                 "probes attached.")
-    if "probed" in kinds:
-        which = "every run" if kinds == {"probed"} else "some of the runs"
+    if behind in ("all", "some"):
+        which = "every run" if behind == "all" else "some of the runs"
         return (f"Probes were attached to {which} these numbers come from: the probes run at "
                 "every context switch, system call and wake-up, so variants that switch more "
                 "pay more (probe_overhead = true in [suite] gives undisturbed numbers).")

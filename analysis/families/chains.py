@@ -29,7 +29,7 @@ import pandas as pd
 from analysis._counters import counter_summary, kernel_per_op, with_params
 from analysis._format import fmt_ratio, fmt_value
 from analysis._results import Run
-from analysis._views import cell_kinds, headline, median_ratio, per_run, split_by_axes, user_samples
+from analysis._views import headline, median_ratio, per_run, probes_behind, split_by_axes, user_samples
 
 FAMILY = "chains"
 REFERENCE = "syscalls"
@@ -225,16 +225,16 @@ def k_label(k: float) -> str:
 
 def times_probe_note(run: Run, family: str) -> str:
     """Whether the times come from runs with probes attached, and what that costs them."""
-    kinds = set(cell_kinds(run, family).values())
-    if kinds == {"paired"}:
+    behind = probes_behind(run, family)
+    if behind == "paired":
         return ("The times come from the runs without probes; the transitions per chain from "
                 "their twins with probes attached.")
-    if kinds and kinds <= {"probed"}:
+    if behind == "all":
         return ("Probes were attached to every run these times come from (no run without "
                 "probes): io_uring's tracepoints fire for every request and completion, so the "
                 "io_uring variants carry more probe cost per atom than plain system calls; "
                 "probe_overhead = true in [suite] (or --probes=none) gives undisturbed times.")
-    if "probed" in kinds:
+    if behind == "some":
         return ("Probes were attached to some of the runs these times come from (those "
                 "without a twin without probes): the io_uring variants carry more probe cost "
                 "per atom.")

@@ -36,11 +36,11 @@ from analysis._format import fmt_percent, fmt_ratio, fmt_value
 from analysis._results import Run
 from analysis._stats import NOISY_SPREAD
 from analysis._views import (
-    cell_kinds,
     family_summary,
     headline,
     median_ratio,
     per_run,
+    probes_behind,
     split_by_axes,
     swept_axes,
 )
@@ -327,12 +327,12 @@ def _hits(data: pd.DataFrame) -> list[float]:
 
 
 def _probe_note(run: Run, family: str) -> str:
-    kinds = set(cell_kinds(run, family).values())
-    if kinds == {"paired"}:
+    behind = probes_behind(run, family)
+    if behind == "paired":
         return ("User-side numbers here come from the runs without probes (each had a twin "
                 "with probes, which gives the kernel view).")
-    if "probed" in kinds:
-        which = "every run" if kinds == {"probed"} else "some of the runs"
+    if behind in ("all", "some"):
+        which = "every run" if behind == "all" else "some of the runs"
         return (f"Probes were attached to {which} these numbers come from: io_uring's "
                 "tracepoints fire per request and the scheduler's per switch, so variants that "
                 "switch or submit more pay more (probe_overhead = true in [suite] measures it).")

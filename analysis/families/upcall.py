@@ -55,6 +55,7 @@ from analysis._views import (
     headline,
     is_set,
     median_ratio,
+    probes_behind,
     run_sources,
     user_samples,
 )
@@ -724,17 +725,17 @@ def anatomy_lines(run: Run, family: str = FAMILY) -> list[str]:
 
 def probe_text(run: Run, family: str = FAMILY) -> str:
     """Which runs the upcall and timer numbers come from."""
-    kinds = {k: v for k, v in cell_kinds(run, family).items()}
-    values = set(kinds.values())
-    if values == {"paired"}:
+    kinds = cell_kinds(run, family)
+    behind = probes_behind(run, family)
+    if behind == "paired":
         return ("The latencies come from the runs without probes (probe_overhead: each had a "
                 "twin with probes attached, which gives the kernel view).")
-    if values and values <= {"probed"}:
+    if behind == "all":
         return ("Probes were attached to every run these latencies come from (no run without "
                 "probes): the probes' own programs run at every context switch and wake-up, "
                 "as the bpf upcall program does; probe_overhead = true in [suite] gives "
                 "undisturbed numbers.")
-    if "probed" in values:
+    if behind == "some":
         probed = sum(1 for v in kinds.values() if v == "probed")
         return (f"Probes were attached to the runs of {probed} of the {len(kinds)} variant "
                 "points (those without a twin without probes); the others come from runs "
