@@ -8,6 +8,8 @@ import argparse
 import os
 import sys
 
+from lab.native import NativeError
+
 EXIT_BAD_INPUT = 2
 EXIT_BUSY = 75          # EX_TEMPFAIL: another measurement holds the machine
 EXIT_INTERRUPTED = 130
@@ -457,6 +459,11 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     try:
         return args.func(args)
+    except NativeError as e:
+        # the families read their enums from the extension when imported:
+        # an unbuilt checkout gets one line saying what to run, not a traceback
+        print(f"lab: error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("lab: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -218,3 +218,24 @@ def test_c_compiles_without_warnings():
         proc = subprocess.run(["cc", *flags, "-Werror", "-fsyntax-only", "-I", native_dir,
                                source], capture_output=True, text=True)
         assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize("args", [["list"], ["run", "experiments/quick.toml", "--out", "OUT"]])
+def test_an_unbuilt_extension_is_one_line_and_writes_nothing(args, tmp_path):
+    # the families read their enums from lab._native when imported; a
+    # checkout without the build gets one line saying what to run
+    import subprocess
+    import sys
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = tmp_path / "results"
+    argv = [str(out) if a == "OUT" else a for a in args]
+    code = ("import sys; sys.modules['lab._native'] = None\n"
+            f"from lab.cli import main; sys.exit(main({argv!r}))")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("lab: error: the native extension")
+    assert "make setup" in lines[0]
+    assert not out.exists()
