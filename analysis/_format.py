@@ -49,8 +49,14 @@ def fmt_finite(x: float | None) -> str:
     return fmt_value(x) if x is not None and math.isfinite(x) else "-"
 
 
+def fmt_fraction(x: float | None) -> str:
+    """A fraction of 0..1 (slept, idle, wake-ups per upcall) to three places, or -."""
+    return f"{float(x):.3f}" if x is not None and math.isfinite(float(x)) else "-"
+
+
 def fmt_ratio_interval(low: float, high: float) -> str:
-    """The 95% interval of a ratio of medians: ``1.02x..1.31x``."""
+    """Two ratios as a range, ``1.02x..1.31x``: a ratio's 95% interval, or
+    the lowest and highest of several."""
     return f"{fmt_ratio(low)}..{fmt_ratio(high)}"
 
 
@@ -223,8 +229,3 @@ def counter_groups(table: pd.DataFrame) -> tuple[list[tuple[list[str], list[list
                 for i in index]
         out.append((header, rows, [False, False] + [True] * len(has)))
     return out, constant
-
-
-def fmt_fraction(x: float) -> str:
-    """A fraction of 0..1 (slept, idle, wake-ups per upcall) to three places, or -."""
-    return f"{float(x):.3f}" if x is not None and math.isfinite(float(x)) else "-"

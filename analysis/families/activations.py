@@ -53,6 +53,7 @@ from analysis._format import (
     fmt_fraction,
     fmt_rate,
     fmt_ratio,
+    fmt_ratio_interval,
     fmt_times,
     fmt_us,
     fmt_us_interval,
@@ -351,8 +352,8 @@ def table_iv_lines(data: pd.DataFrame) -> list[str]:
             verdict = ("slower than" if lo > 1 else "faster than" if hi < 1
                        else "not distinguishable from")
             line += (f" Fibers on activations against plain fibers: "
-                     f"{fmt_ratio(acts['ours_ratio'])} (95% interval {fmt_ratio(lo)}.."
-                     f"{fmt_ratio(hi)}), {verdict} them; the paper's {acts['paper_us']:g} vs "
+                     f"{fmt_ratio(acts['ours_ratio'])} (95% interval "
+                     f"{fmt_ratio_interval(lo, hi)}), {verdict} them; the paper's {acts['paper_us']:g} vs "
                      f"{fibers['paper_us']:g} us ({fmt_ratio(acts['paper_ratio'])}); here "
                      "the fibers' fast path touches no activation state, so no difference is "
                      "built in.")
@@ -763,7 +764,7 @@ def throughput_lines(data: pd.DataFrame, axes: Sequence[str]) -> list[str]:
                 text += (": one run each, no interval to tell them apart (more repetitions "
                          "would)")
             else:
-                text += (f" (interval {fmt_ratio(low)}..{fmt_ratio(high)}): "
+                text += (f" (interval {fmt_ratio_interval(low, high)}): "
                          + ("the lead is clear" if high < 1 else
                             "within the spread of the runs, the two are not told apart"))
         lines.append(text + ".")

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from analysis._counters import counter_summary, kernel_per_op, with_params
-from analysis._format import fmt_ratio, fmt_value
+from analysis._format import fmt_ratio, fmt_ratio_interval, fmt_value
 from analysis._results import Run
 from analysis._views import headline, median_ratio, per_run, probes_behind, split_by_axes, user_samples
 
@@ -265,7 +265,7 @@ def findings_lines(run: Run, family: str = FAMILY) -> list[str]:
                        "is not distinguishable from separate system calls")
             text += (f"; the fastest linked chain, {best.variant}, {fmt_value(best.row['median'])}"
                      f" ns: {fmt_ratio(best.ratio)} of syscalls (95% interval "
-                     f"{fmt_ratio(best.low)}..{fmt_ratio(best.high)}): a linked chain {verdict} "
+                     f"{fmt_ratio_interval(best.low, best.high)}): a linked chain {verdict} "
                      "here")
         sep = [v for v in mine if v.variant == "uring_separate"]
         if sep:

@@ -713,7 +713,7 @@ def cross_same_lines(run: Run, rt: pd.DataFrame) -> list[str]:
     r = ratios["ratio"].astype(float)
     text = (f"Across CPUs, the PPC round trips take {fmt_ratio(float(r.median()))} their same-CPU "
             f"median (median over {len(ratios)} transport and peer pairs; "
-            f"{fmt_ratio(float(r.min()))}..{fmt_ratio(float(r.max()))}), "
+            f"{fmt_ratio_interval(float(r.min()), float(r.max()))}), "
             f"{fmt_us(float(ratios['extra'].median()))} us more per round trip")
     crossing = rt[(rt["placement"] == CROSS) & rt["transport"].isin(TRANSPORTS)]
     woke = crossing["kernel_cross_cpu_wakeups_per_call"].astype(float).dropna()

@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from analysis._counters import counter_summary, kernel_per_op, run_table, throughput_summary, with_params
-from analysis._format import fmt_percent, fmt_ratio, fmt_value
+from analysis._format import fmt_percent, fmt_ratio, fmt_ratio_interval, fmt_value
 from analysis._results import Run
 from analysis._stats import NOISY_SPREAD
 from analysis._views import (
@@ -396,14 +396,14 @@ def claim_lines(run: Run, family: str = FAMILY) -> list[str]:
                            "is faster than sync" if hi < 1 else
                            "is not distinguishable from sync")
                 parts.append(f"against sync's {_median_with_unit(u.sync)}: {fmt_ratio(r)} (95% interval "
-                             f"{fmt_ratio(lo)}..{fmt_ratio(hi)}), {fmt_value(diff)} ns per read: "
+                             f"{fmt_ratio_interval(lo, hi)}), {fmt_value(diff)} ns per read: "
                              f"sync-first {verdict}")
             elif u.sync is None:
                 parts.append("sync has no run at this point")
             if u.pool is not None:
                 r, lo, hi = median_ratio(u.syncfirst, u.pool)
                 parts.append(f"against pool's (a context per call) {_median_with_unit(u.pool)}: "
-                             f"{fmt_ratio(r)} (95% interval {fmt_ratio(lo)}..{fmt_ratio(hi)})")
+                             f"{fmt_ratio(r)} (95% interval {fmt_ratio_interval(lo, hi)})")
             lines.append(text + "; " + "; ".join(parts) + "." if parts else text + ".")
     note = _probe_note(run, family)
     if note:

@@ -44,7 +44,7 @@ import numpy as np
 import pandas as pd
 
 from analysis._counters import counter_summary, run_table, with_params
-from analysis._format import fmt_fraction, fmt_ratio, fmt_times, fmt_us, fmt_us_interval
+from analysis._format import fmt_fraction, fmt_ratio, fmt_ratio_interval, fmt_times, fmt_us, fmt_us_interval
 from analysis._kernel import kernel_view_table
 from analysis._results import Run, load_wakeups
 from analysis._views import (
@@ -532,7 +532,7 @@ def timer_lines(rows: pd.DataFrame) -> list[str]:
     for p in pairs:
         out.append(f"{timer_point_text(p.point)}: our timer_nanosleep median {fmt_us(p.ours['median'])} "
                    f"us vs cyclictest {fmt_us(p.cyclictest['median'])} us ({fmt_ratio(p.ratio)}, "
-                   f"95% interval {fmt_ratio(p.low)}..{fmt_ratio(p.high)}); p99 "
+                   f"95% interval {fmt_ratio_interval(p.low, p.high)}); p99 "
                    f"{fmt_us(p.ours['p99'])} vs {fmt_us(p.cyclictest['p99'])} us.")
     return out
 
@@ -860,7 +860,7 @@ def findings_lines(run: Run, family: str = FAMILY) -> list[str]:
         if same_ref is not None:
             r, lo, hi = median_ratio(best, same_ref)
             text += (f", {fmt_ratio(r)} the same-CPU futex handoff's {fmt_us(same_ref['median'])} "
-                     f"us (95% interval {fmt_ratio(lo)}..{fmt_ratio(hi)})")
+                     f"us (95% interval {fmt_ratio_interval(lo, hi)})")
         sleeper = best_upcall(data, placement, sleeping_only=True)
         if sleeper is not None and not _same_cell(sleeper, best):
             text += (f"; the best whose scheduler slept for its upcalls (leaving the CPU to "
@@ -877,7 +877,7 @@ def findings_lines(run: Run, family: str = FAMILY) -> list[str]:
         text = (f"Across CPUs, the upcalls whose scheduler sleeps ({len(pairs)} points measured "
                 f"both ways, the scheduler asleep on both sides) take "
                 f"{fmt_ratio(float(np.median(ratios)))} their same-CPU median (median of "
-                f"the ratios; {fmt_ratio(float(ratios.min()))}..{fmt_ratio(float(ratios.max()))}"
+                f"the ratios; {fmt_ratio_interval(float(ratios.min()), float(ratios.max()))}"
                 f"), {fmt_us(float(np.median(extra)))} us more (median)")
         if same_ref is not None and cross_ref is not None:
             wake = cross_ref["median"] - same_ref["median"]

@@ -30,6 +30,7 @@ from analysis._format import (
     fmt_fraction,
     fmt_rate,
     fmt_ratio,
+    fmt_ratio_interval,
     fmt_us,
     fmt_us_interval,
     fmt_value,
@@ -114,9 +115,9 @@ def table_iv_blocks(run: Run, family: str = FAMILY) -> list[Block]:
                      f"{r['paper_ratio']:.3g}x",
                      fmt_ratio(r["ours_ratio"]),
                      "-" if first or not measured else
-                     f"{fmt_ratio(r['ours_ratio_low'])}..{fmt_ratio(r['ours_ratio_high'])}",
+                     f"{fmt_ratio_interval(r['ours_ratio_low'], r['ours_ratio_high'])}",
                      fmt_ratio(r["speedup"]),
-                     f"{fmt_ratio(r['speedup_low'])}..{fmt_ratio(r['speedup_high'])}"
+                     f"{fmt_ratio_interval(r['speedup_low'], r['speedup_high'])}"
                      if measured else "-",
                      NOISY_MARK if r["noisy"] else ""])
         noisy.append(bool(r["noisy"]))

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from analysis import plots
-from analysis._format import fmt_count, fmt_ratio, fmt_value
+from analysis._format import fmt_count, fmt_ratio, fmt_ratio_interval, fmt_value
 from analysis._pages import Block, Heading, Report, Space, Table, Text
 from analysis._results import Run
 from analysis.families.chains import (
@@ -78,7 +78,7 @@ def versus_blocks(data: pd.DataFrame) -> list[Block]:
         rows.append([v.combo, k_label(v.k), v.variant, fmt_value(v.row["median"]),
                      f"{fmt_value(v.row['ci_low'])}..{fmt_value(v.row['ci_high'])}",
                      "reference" if ref else fmt_ratio(v.ratio),
-                     "" if ref else f"{fmt_ratio(v.low)}..{fmt_ratio(v.high)}",
+                     "" if ref else f"{fmt_ratio_interval(v.low, v.high)}",
                      fmt_value(v.row["syscalls_per_chain"]),
                      fmt_count(v.row["kernel_entries_per_chain"]),
                      fmt_count(v.row["untimed_syscalls_per_chain"])])

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from analysis import plots
-from analysis._format import fmt_count, fmt_fraction, fmt_ratio, fmt_us, fmt_us_interval
+from analysis._format import fmt_count, fmt_fraction, fmt_ratio, fmt_ratio_interval, fmt_us, fmt_us_interval
 from analysis._kernel import kernel_view_status
 from analysis._pages import Block, Heading, Report, Space, Table, Text
 from analysis._results import Run
@@ -148,7 +148,7 @@ def _latency_row(r: pd.Series, has_ratio: bool, has_woken: bool) -> list[str]:
            fmt_us_interval(r["ci_low"], r["ci_high"]), fmt_us_interval(r["rep_min"], r["rep_max"])]
     if has_ratio:
         row += [fmt_ratio(r["vs_handoff"]),
-                f"{fmt_ratio(r['vs_handoff_low'])}..{fmt_ratio(r['vs_handoff_high'])}"]
+                f"{fmt_ratio_interval(r['vs_handoff_low'], r['vs_handoff_high'])}"]
     if has_woken:
         row.append(fmt_fraction(r["woken_per_upcall"]))
     row.append("noisy" if r["noisy"] else "")
