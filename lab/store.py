@@ -573,24 +573,27 @@ def write_samples(run_dir: str, run_id: int, series: dict[str, Any]) -> str:
         metrics.append(np.full(arr.shape[0], metric, dtype=object))
         index.append(np.arange(arr.shape[0], dtype=np.int64))
         values.append(arr)
-    types = (pa.string(), pa.int64(), pa.float64())
-    arrays = [pa.array(np.concatenate(parts) if parts else [], kind)
-              for parts, kind in zip((metrics, index, values), types)]
-    arrays[0] = arrays[0].dictionary_encode()
-    return write_parquet(run_dir, samples_path(run_id), dict(zip(SAMPLE_COLUMNS, arrays)))
+    metric, sample, value = SAMPLE_COLUMNS
+    return write_parquet(run_dir, samples_path(run_id), {
+        metric: pa.array(np.concatenate(metrics) if metrics else [], pa.string()).dictionary_encode(),
+        sample: pa.array(np.concatenate(index) if index else [], pa.int64()),
+        value: pa.array(np.concatenate(values) if values else [], pa.float64()),
+    })
 
 
 def write_metrics(run_dir: str, rows: list[tuple[int, str, str, str, float]]) -> None:
     """Rewrite metrics.parquet with every run's probe rows so far."""
     import pyarrow as pa
 
-    columns: list[tuple] = list(zip(*rows)) if rows else [()] * len(METRIC_COLUMNS)
-    write_parquet(run_dir, METRICS, dict(zip(METRIC_COLUMNS, (
-        pa.array(columns[0], pa.int64()),
-        pa.array(columns[1], pa.string()).dictionary_encode(),
-        pa.array(columns[2], pa.string()).dictionary_encode(),
-        pa.array(columns[3], pa.string()),
-        pa.array([float(v) for v in columns[4]], pa.float64())))))
+    run_ids, probes, metrics, keys, values = list(zip(*rows)) if rows else [()] * 5
+    run_id, probe, metric, key, value = METRIC_COLUMNS
+    write_parquet(run_dir, METRICS, {
+        run_id: pa.array(run_ids, pa.int64()),
+        probe: pa.array(probes, pa.string()).dictionary_encode(),
+        metric: pa.array(metrics, pa.string()).dictionary_encode(),
+        key: pa.array(keys, pa.string()),
+        value: pa.array([float(v) for v in values], pa.float64()),
+    })
 
 
 def read_metric_rows(run_dir: str) -> list[tuple[int, str, str, str, float]]:

@@ -477,8 +477,11 @@ class ProbeSession:
         import numpy as np
         count = int(self._map("lab_wake_count")[ctypes.c_int(0)].value)
         kept = min(count, WAKE_MAX)
-        dtype = np.dtype([("waking_to_run_ns", "<u8"), ("wakeup_to_run_ns", "<u8"),
-                          ("tid", "<u4"), ("waker_cpu", "<u2"), ("run_cpu", "<u2")])
+        from lab import store
+        # struct lab_wake_event (wakeups.c), its fields by the names the
+        # results format stores them under
+        dtype = np.dtype(list(zip(store.WAKEUP_COLUMNS, ("<u8", "<u8", "<u4", "<u2", "<u2"),
+                                  strict=True)))
         table = self._map("lab_wake_events")
         size = -(-dtype.itemsize * WAKE_MAX // mmap.PAGESIZE) * mmap.PAGESIZE
         with mmap.mmap(table.map_fd, size, mmap.MAP_SHARED, mmap.PROT_READ) as mm:
