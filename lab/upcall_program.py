@@ -51,8 +51,8 @@ def maps_of(bpf: Any) -> dict[str, int]:
 def program_text(ring_pages: int = RING_PAGES) -> str:
     """lab/families/upcall_bpf.c with its ring size (pages, a power of 2)
     and native/upcall_abi.h's text in place of its #include: the text is
-    all bcc compiles, so whatever keys on it (a compiled program kept for
-    reuse) keys on the header's bytes too.  lab.probes.compile_program
+    all bcc compiles, so it changes whenever the shared header does.
+    lab.probes.compile_program
     gives it the running kernel's field offsets (LAB_OFF_<struct>_<field>,
     lab.probes.btf)."""
     if ring_pages < 1 or ring_pages & (ring_pages - 1):
