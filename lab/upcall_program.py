@@ -33,11 +33,14 @@ def _native():
 
 BLOCK_FN = ("lab_upcall_block", "sched_switch")
 WAKE_FN = ("lab_upcall_wake", "sched_waking")
+# preemption upcalls: the involuntary switches out of registered threads
+# and their switches back in (event "preempt", or preempt=True beside blocks)
+PREEMPT_FN = ("lab_upcall_preempt", "sched_switch")
 # the anatomy: the stage stamps of the upcall in flight (anatomy = true)
 ANATOMY_FNS = (("lab_upcall_a_switch", "sched_switch"), ("lab_upcall_a_waking", "sched_waking"),
                ("lab_upcall_a_ipi", "ipi_send_cpu"), ("lab_upcall_a_ipi_mask", "ipi_send_cpumask"),
                ("lab_upcall_a_irq_work", "irq_work_entry"))
-FUNCTIONS = (BLOCK_FN, WAKE_FN) + ANATOMY_FNS
+FUNCTIONS = (BLOCK_FN, WAKE_FN, PREEMPT_FN) + ANATOMY_FNS
 
 
 def maps_of(bpf: Any) -> dict[str, int]:
@@ -104,11 +107,13 @@ def use_shared(handed: dict[str, dict[str, int]] | None) -> None:
 
 @contextlib.contextmanager
 def upcall_program(event: str | None = "block", ring_pages: int = RING_PAGES,
-                   anatomy: bool = False):
+                   anatomy: bool = False, preempt: bool = False):
     """The upcall program attached for one run: its block function on
     sched_switch, for unblock upcalls its waking function too (the waking
-    of a thread counts only after a block it saw), and with ``anatomy``
-    the stage programs.  Yields (Program, cffi ``struct upcall_maps *``).
+    of a thread counts only after a block it saw), for preemption upcalls
+    (``event = "preempt"``: alone; ``preempt``: beside the others) its
+    preemption function, and with ``anatomy`` the stage programs.  Yields
+    (Program, cffi ``struct upcall_maps *``).
     The program the runner loaded for the suite when it handed one over
     (its maps reset first), else compiled here; detached (and, if
     compiled here, unloaded) on every way out."""
@@ -116,7 +121,9 @@ def upcall_program(event: str | None = "block", ring_pages: int = RING_PAGES,
     from lab.native import NativeError, check
     ffi, lib = _native()
     # event None: the anatomy alone (mechanisms without a program)
-    wanted = ([BLOCK_FN] if event else []) + ([WAKE_FN] if event == "unblock" else []) + \
+    wanted = ([BLOCK_FN] if event in ("block", "unblock") else []) + \
+        ([WAKE_FN] if event == "unblock" else []) + \
+        ([PREEMPT_FN] if preempt or event == "preempt" else []) + \
         (list(ANATOMY_FNS) if anatomy else [])
     with contextlib.ExitStack() as stack:
         if _shared is not None and ring_pages == RING_PAGES:

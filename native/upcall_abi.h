@@ -24,6 +24,7 @@
 /* an event's kind, and bit k of up_vp.ring_kinds */
 #define UP_KIND_BLOCK	0u
 #define UP_KIND_UNBLOCK 1u
+#define UP_KIND_PREEMPT 2u /* lab_upcall_preempt: the kernel took its CPU */
 
 /* up_stages.armed: which event starts the upcall in flight */
 #define UP_ARMED_BLOCK	 1u /* the block event (kind 0) */
@@ -47,6 +48,17 @@ struct up_vp {
 	uint32_t ring_if_sleeping; /* scheduler: 1: only while sleeping is set */
 	uint32_t block_cpu;
 	uint32_t wake_cpu;
+	/* preemption (lab_upcall_preempt, attached only for the runs that
+	 * ask): the thread switched out still runnable, and back in */
+	uint64_t preempt_seq; /* preemptions published */
+	uint64_t preempt_ns;  /* kernel time of the last one */
+	uint64_t resume_seq;  /* switches in that ended a preemption */
+	uint64_t resume_ns;
+	uint32_t preempted;    /* 1 from a preemption to its switch in */
+	uint32_t preempt_cpu;  /* where the last preemption was */
+	uint32_t preempted_by; /* the tid that took the CPU (next) */
+	uint32_t resume_cpu;
+	uint64_t spare[2];
 };
 
 /* one ring record */
@@ -57,8 +69,8 @@ struct up_event {
 	uint16_t vp;
 	uint8_t kind;
 	uint8_t cpu;
-	uint32_t state; /* block: prev_state; unblock: 0 */
-	uint32_t pad;
+	uint32_t state;	    /* block, preempt: prev_state; unblock: 0 */
+	uint32_t other_tid; /* preempt: the tid that took the CPU; else 0 */
 };
 
 /* The upcall in flight (VP 0, the upcall family's only one), stage by
@@ -81,7 +93,7 @@ struct up_stages {
 };
 
 /* the sizes the mappings are checked against, on both sides */
-_Static_assert(sizeof(struct up_vp) == 64, "VP slot is 64 bytes");
+_Static_assert(sizeof(struct up_vp) == 128, "VP slot is two cache lines");
 _Static_assert(sizeof(struct up_event) == 32, "event is 32 bytes");
 _Static_assert(sizeof(struct up_stages) == 80, "stages are 80 bytes");
 

@@ -88,7 +88,7 @@ def test_every_variant_has_its_c_enumerator():
 
 def test_slot_is_the_upcall_programs():
     # the slot struct is the upcall program's, byte for byte
-    assert lib.activations_slot_size() == lib.upcall_vp_size() == 64
+    assert lib.activations_slot_size() == lib.upcall_vp_size() == 128
 
 
 def test_every_parameter_has_a_default_unit_and_range():

@@ -79,7 +79,7 @@ def test_the_c_enums_name_every_variant():
     assert len(U.MECHANISMS) == lib.UPCALL_NR_MECHANISMS
     assert len(U.TIMERS) == lib.UPCALL_NR_TIMER_KINDS
     assert len(U.BLOCK_KINDS) == lib.UPCALL_NR_BLOCK_KINDS
-    assert lib.upcall_vp_size() == 64 and lib.upcall_event_size() == 32
+    assert lib.upcall_vp_size() == 128 and lib.upcall_event_size() == 32
     assert lib.upcall_stages_size() == 80
     assert lib.UPCALL_NR_STAGES == len(U.STAGE_METRICS) == len(U.STAGES)
 

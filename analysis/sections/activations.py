@@ -68,7 +68,7 @@ from analysis.families.activations import (
     task_data,
     throughput_pivot,
 )
-from analysis.sections import generic
+from analysis.sections import _activations_cs, _activations_k42, _activations_mp, generic
 from analysis.sections.registry import register
 
 TASK_ROWS_PER_PAGE = 30
@@ -86,6 +86,8 @@ def render(report: Report, family: str = FAMILY) -> None:
     table_iv_figure(report, family)
     throughput_figures(report, family)
     handoff_figures(report, family)
+    for part in (_activations_cs, _activations_mp, _activations_k42):
+        part.render(report, family)
 
 
 # -- blocks ----------------------------------------------------------------------------------

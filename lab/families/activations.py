@@ -134,6 +134,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from lab.families import _activations_cs, _activations_k42, _activations_mp
 from lab.model import USABLE_CPUS, Family, Measurement, Metric, Param, RunContext, Variant
 from lab.native import enum_values, struct_fields
 
@@ -198,6 +199,10 @@ PARAMS = (
 
 HANDOFF_VARIANTS = ("futex_hint", "syncfirst", "monitor", "upcall")
 
+# the family's parts in their own modules (each says what it is): their
+# parameters and variants follow the ones here
+PARTS = (_activations_cs, _activations_mp, _activations_k42)
+
 
 def _upcall_armed(p: dict[str, Any]) -> bool:
     """Variant.loads_upcall_program of the variants that arm the block upcall."""
@@ -221,6 +226,9 @@ def vp_cpus(vps: int, cpu: int, peer_cpu: int) -> list[int]:
 
 def point_problem(variant: str, p: dict[str, Any]) -> str | None:
     """Why a point cannot run (the runner skips it with this reason), or None."""
+    for part in PARTS:
+        if any(v.name == variant for v in part.VARIANTS):
+            return part.point_problem(variant, p)
     if variant == "upcall" and p["vps"] * (1 + p["spares"]) > MAX_SLOTS:
         return (f"upcall: vps x (1 + spares) = {p['vps'] * (1 + p['spares'])} activations, the "
                 f"upcall program has {MAX_SLOTS} slots: lower spares or vps")
@@ -395,7 +403,7 @@ FAMILY = Family(
             "the 1992 Table IV (null fork, signal-wait) for fibers, threads, processes",
     seeds="002 (scheduler activations, Table IV), 000 (block upcalls), 004 (K42's "
           "user-level scheduling)",
-    params=PARAMS,
+    params=PARAMS + tuple(param for part in PARTS for param in part.PARAMS),
     reference="pthreads",
     check_point=point_problem,
     variants=(
@@ -437,5 +445,5 @@ FAMILY = Family(
         Variant("t4_processes", "Table IV with processes: fork/_exit/waitpid, futex in shared "
                 "memory on one CPU (Ultrix processes)", _table4_variant("t4_processes"),
                 T4_KERNEL, (NS_PER_OP,)),
-    ),
+    ) + tuple(variant for part in PARTS for variant in part.VARIANTS),
 )

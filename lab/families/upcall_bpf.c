@@ -24,6 +24,9 @@
  *                        preempted, and prev_state has a sleep bit (& 0xff:
  *                        S, D, ...; a preempted or yielding thread stays
  *                        runnable and is no block): a block event.
+ *   sched_switch again   (lab_upcall_preempt, for the runs that ask) a
+ *                        registered thread switched out still runnable:
+ *                        a preemption event; switched back in: resumed.
  *   sched_waking(p)      a registered thread that blocked is being woken:
  *                        an unblock event.  sched_waking, not
  *                        sched_wakeup: it fires first, in the waker's
@@ -110,7 +113,8 @@ static __always_inline struct up_stages *lab_upcall_in_flight(void)
 }
 
 static inline void lab_upcall_deliver(struct up_vp *slot, u32 vp, u32 tid,
-				      u32 kind, u64 now, u64 seq, u32 state)
+				      u32 kind, u64 now, u64 seq, u32 state,
+				      u32 other_tid)
 {
 	struct up_event ev = {};
 	struct up_stages *st;
@@ -134,6 +138,7 @@ static inline void lab_upcall_deliver(struct up_vp *slot, u32 vp, u32 tid,
 	ev.kind = kind;
 	ev.cpu = bpf_get_smp_processor_id();
 	ev.state = state;
+	ev.other_tid = other_tid;
 	if (lab_upcall_ring.ringbuf_output(&ev, sizeof(ev), flags))
 		__sync_fetch_and_add(&slot->ring_lost, 1);
 }
@@ -177,7 +182,7 @@ int lab_upcall_block(struct bpf_raw_tracepoint_args *ctx)
 	slot->blocked = 1;
 	seq = __sync_fetch_and_add(&slot->block_seq, 1) + 1;
 	lab_upcall_stage_event(vp, UP_KIND_BLOCK, now);
-	lab_upcall_deliver(slot, vp, tid, UP_KIND_BLOCK, now, seq, state);
+	lab_upcall_deliver(slot, vp, tid, UP_KIND_BLOCK, now, seq, state, 0);
 	return 0;
 }
 
@@ -203,7 +208,54 @@ int lab_upcall_wake(struct bpf_raw_tracepoint_args *ctx)
 	slot->wake_cpu = bpf_get_smp_processor_id();
 	seq = __sync_fetch_and_add(&slot->wake_seq, 1) + 1;
 	lab_upcall_stage_event(vp, UP_KIND_UNBLOCK, now);
-	lab_upcall_deliver(slot, vp, tid, UP_KIND_UNBLOCK, now, seq, 0);
+	lab_upcall_deliver(slot, vp, tid, UP_KIND_UNBLOCK, now, seq, 0, 0);
+	return 0;
+}
+
+/* sched_switch again, attached only for the runs that ask for preemption
+ * upcalls (the block function stays as cheap for the others): a
+ * registered thread switched out while still runnable -- preempt, or no
+ * sleep bit in prev_state: the exact complement of a block, and what the
+ * probes count as an involuntary switch (lab/probes/switches.c) -- is a
+ * preemption event, published as the others are (time, then sequence),
+ * with the task that took the CPU; a registered thread switched in while
+ * marked preempted ends it (resume_ns: when it got a CPU back).  A thread
+ * of ours only yields while unregistered, so a preemption here is the
+ * kernel taking the CPU. */
+int lab_upcall_preempt(struct bpf_raw_tracepoint_args *ctx)
+{
+	struct up_vp *slot;
+	u32 tid, vp, *vpp, state = (u32)ctx->args[3];
+	u32 next = lab_upcall_pid(ctx->args[2]);
+	u64 now = 0, seq;
+
+	vpp = lab_upcall_tids.lookup(&next);
+	if (vpp && (slot = lab_upcall_vps.lookup(vpp)) && slot->preempted) {
+		now = bpf_ktime_get_ns();
+		slot->resume_ns = now;
+		slot->resume_cpu = bpf_get_smp_processor_id();
+		slot->preempted = 0;
+		__sync_fetch_and_add(&slot->resume_seq, 1);
+	}
+	if (!ctx->args[0] && (state & 0xff))
+		return 0;		       /* a block: lab_upcall_block's */
+	tid = (u32)bpf_get_current_pid_tgid(); /* prev is current */
+	vpp = lab_upcall_tids.lookup(&tid);
+	if (!vpp)
+		return 0;
+	vp = *vpp;
+	slot = lab_upcall_vps.lookup(&vp);
+	if (!slot)
+		return 0;
+	if (!now)
+		now = bpf_ktime_get_ns();
+	slot->preempt_ns = now;
+	slot->preempt_cpu = bpf_get_smp_processor_id();
+	slot->preempted_by = next;
+	slot->preempted = 1;
+	seq = __sync_fetch_and_add(&slot->preempt_seq, 1) + 1;
+	lab_upcall_deliver(slot, vp, tid, UP_KIND_PREEMPT, now, seq, state,
+			   next);
 	return 0;
 }
 
