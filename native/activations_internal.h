@@ -188,6 +188,21 @@ static inline void vp_push(struct act_vp *vp, struct act_fiber *f)
 		futex_wake((uint32_t *)&vp->work_word, 1);
 }
 
+/* CPU work as a fixed number of dependent multiplies: a step does the same
+ * work however often it is preempted (a spin on the clock would not).
+ * Shared with the multiprogramming part (activations_mp.c). */
+static inline void act_spin(uint64_t loops)
+{
+	uint64_t x = loops, i;
+
+	for (i = 0; i < loops; i++)
+		x = x * 6364136223846793005ull + 1442695040888963407ull;
+	lab_keep(x);
+}
+
+/* act_spin() loops per microsecond here, measured once per process. */
+uint64_t act_calibrate(void);
+
 /*
  * A zeroed runtime for cfg (NULL: no memory); act_setup() makes its VPs,
  * activations and fibers (nr_fibers workload fibers plus `extra` for
