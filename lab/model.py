@@ -20,6 +20,20 @@ from typing import Any, Callable
 USABLE_CPUS = tuple(sorted(os.sched_getaffinity(0)))
 
 
+def vp_cpus(vps: int, cpu: int, peer_cpu: int) -> list[int]:
+    """VP i's CPU in the activations family and its parts: the suite's
+    cpu, its peer_cpu, then the other CPUs this process may use, in order
+    (here, not in the family, so that its parts need not import it)."""
+    order = []
+    for c in (cpu, peer_cpu) + USABLE_CPUS:
+        if c not in order and (c in USABLE_CPUS or c == cpu):
+            order.append(c)
+    if vps > len(order):
+        raise ValueError(f"vps={vps} needs {vps} CPUs, this process may use {len(order)} "
+                         f"({','.join(map(str, order))}): lower vps")
+    return order[:vps]
+
+
 class ParamError(ValueError):
     """A parameter value that does not fit; the message says what fits."""
 

@@ -265,8 +265,10 @@ def test_report_names_every_activations_variant(tmp_path):
     run_dir = activations_results(tmp_path)
     words = pdf_text(write_report(run_dir, str(tmp_path / "activations.pdf")))
     section = words[words.index("What this run shows"):]
+    parts = {v.name for part in fam.PARTS for v in part.VARIANTS}     # not in this run
     for variant in fam.FAMILY.variants:
-        assert variant.name in section, variant.name
+        if variant.name not in parts:
+            assert variant.name in section, variant.name
     for heading in ("Table IV: thread operations in 1992 and today",
                     "Throughput against the blocking probability p", "Handoff latency",
                     "Task latency", "Mechanics: did the runtime run as built?",

@@ -57,7 +57,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lab.model import USABLE_CPUS, Measurement, Metric, Param, RunContext, Variant
+from lab.model import USABLE_CPUS, Measurement, Metric, Param, RunContext, Variant, vp_cpus
 from lab.native import enum_values, struct_fields
 
 
@@ -172,7 +172,6 @@ def derived_counters(procs: list[dict[str, int]], rates: list[float]) -> dict[st
 
 def _mp_variant(variant: str):
     def run(p: dict[str, Any], ctx: RunContext) -> Measurement:
-        from lab.families.activations import vp_cpus
         from lab.native import NativeError
         from lab.upcall_program import upcall_program
         problem = point_problem(variant, p)

@@ -135,7 +135,16 @@ from __future__ import annotations
 from typing import Any
 
 from lab.families import _activations_cs, _activations_k42, _activations_mp
-from lab.model import USABLE_CPUS, Family, Measurement, Metric, Param, RunContext, Variant
+from lab.model import (
+    USABLE_CPUS,
+    Family,
+    Measurement,
+    Metric,
+    Param,
+    RunContext,
+    Variant,
+    vp_cpus,
+)
 from lab.native import enum_values, struct_fields
 
 
@@ -207,19 +216,6 @@ PARTS = (_activations_cs, _activations_mp, _activations_k42)
 def _upcall_armed(p: dict[str, Any]) -> bool:
     """Variant.loads_upcall_program of the variants that arm the block upcall."""
     return True
-
-
-def vp_cpus(vps: int, cpu: int, peer_cpu: int) -> list[int]:
-    """VP i's CPU: the suite's cpu, its peer_cpu, then the other CPUs this
-    process may use, in order."""
-    order = []
-    for c in (cpu, peer_cpu) + USABLE_CPUS:
-        if c not in order and (c in USABLE_CPUS or c == cpu):
-            order.append(c)
-    if vps > len(order):
-        raise ValueError(f"vps={vps} needs {vps} CPUs, this process may use {len(order)} "
-                         f"({','.join(map(str, order))}): lower vps")
-    return order[:vps]
 
 
 # ---- which points can run --------------------------------------------------
