@@ -144,6 +144,14 @@ static void mp_futex_wake(_Atomic uint32_t *word)
 		0);
 }
 
+/* Bump, then wake: a parked VP that read the word before our change
+ * cannot sleep through it (its FUTEX_WAIT finds the word moved). */
+static void mp_alloc_changed(struct mp_shared *sh)
+{
+	atomic_fetch_add(&sh->alloc_word, 1);
+	mp_futex_wake(&sh->alloc_word);
+}
+
 static inline uint64_t mp_slot_load(uint64_t *field)
 {
 	return __atomic_load_n(field, __ATOMIC_ACQUIRE);
@@ -222,28 +230,39 @@ static int mp_reallocate(struct mp_shared *sh, uint32_t prefer)
 	return changed;
 }
 
-/* A process asks for `want` VPs; a change wakes every parked VP and every
- * barrier sleeper of every process (one may have lost its CPU). */
-static void mp_want(struct mp_vp *vp, uint32_t want, uint32_t prefer)
+/*
+ * A process gives one VP back (give_back: "processor taken", only a CPU
+ * beyond its last one; the CPU `prefer`) or asks for all again ("add processor").
+ * Decided under alloc_lock, so two VPs preempted at once give back one
+ * CPU each only while the process wants more than one.  A change wakes
+ * every parked VP and every barrier sleeper of every process (one may
+ * have lost its CPU).  Returns true if the process's want changed.
+ */
+static bool mp_request(struct mp_vp *vp, bool give_back, uint32_t prefer)
 {
 	struct mp_run *run = vp->run;
 	struct mp_shared *sh = run->sh;
-	uint32_t p;
-	int changed;
+	uint32_t *want = &sh->want[run->p], p;
+	int changed = 0;
+	bool moved = false;
 
 	mp_alloc_lock(sh);
-	sh->want[run->p] = want;
-	changed = mp_reallocate(sh, prefer);
-	if (changed)
-		atomic_fetch_add(&sh->alloc_word, 1);
+	/* give back only a CPU it has beyond its last one */
+	if (give_back ? *want > 1 && atomic_load(&sh->alloc[run->p]) > 1 :
+			*want < run->cfg->nr_vps) {
+		*want = give_back ? *want - 1 : run->cfg->nr_vps;
+		moved = true;
+		changed = mp_reallocate(sh, prefer);
+	}
 	atomic_store(&sh->alloc_lock, 0);
 	if (!changed)
-		return;
+		return moved;
 	vp->st.reallocations++;
-	mp_futex_wake(&sh->alloc_word);
+	mp_alloc_changed(sh);
 	for (p = 0; p < sh->processes; p++)
 		if (atomic_load(&sh->procs[p].waiters))
 			mp_futex_wake(&sh->procs[p].step);
+	return moved;
 }
 
 /* Wait parked until this VP's CPU is its process's and free, or stop. */
@@ -259,7 +278,7 @@ static void mp_park(struct mp_vp *vp)
 		atomic_fetch_sub(&sh->owned[p], 1);
 		/* off the CPU's fiber code: whoever it was given may take it */
 		atomic_store(&sh->busy[c], 0);
-		mp_futex_wake(&sh->alloc_word);
+		mp_alloc_changed(sh);
 	}
 	for (;;) {
 		gen = atomic_load(&sh->alloc_word);
@@ -301,11 +320,8 @@ static void mp_safe_point(struct mp_vp *vp)
 	}
 	if (run->cfg->variant != ACT_MP_ALLOCATION)
 		return;
-	if (taken && sh->want[run->p] > 1 &&
-	    atomic_load(&sh->owned[run->p]) > 1) {
+	if (taken && mp_request(vp, true, vp->index))
 		vp->st.processor_taken++;
-		mp_want(vp, sh->want[run->p] - 1, vp->index);
-	}
 	if (atomic_load(&sh->owner[vp->index]) != run->p)
 		mp_park(vp);
 }
@@ -442,12 +458,10 @@ static void mp_step_end(struct mp_vp *vp, uint32_t s)
 	}
 	if (s >= cfg->time_steps && atomic_load(&sh->all_done) == sh->processes)
 		stop = true;
+	/* a new step has work for every VP: ask for them again */
 	if (!stop && cfg->variant == ACT_MP_ALLOCATION &&
-	    sh->want[run->p] < cfg->nr_vps) {
-		/* a new step has work for every VP: ask for them again */
+	    mp_request(vp, false, MP_NOBODY))
 		vp->st.add_processor++;
-		mp_want(vp, cfg->nr_vps, MP_NOBODY);
-	}
 	if (stop)
 		atomic_store(&proc->stop, 1);
 	atomic_store(&proc->ticket, (uint64_t)(s + 1) << 32);
@@ -455,7 +469,7 @@ static void mp_step_end(struct mp_vp *vp, uint32_t s)
 	if (stop || atomic_load(&proc->waiters))
 		mp_futex_wake(&proc->step);
 	if (stop)
-		mp_futex_wake(&sh->alloc_word);
+		mp_alloc_changed(sh);
 }
 
 static void mp_body(struct mp_vp *vp, uint32_t s, uint32_t b)
