@@ -186,18 +186,7 @@ static inline bool act_draw(uint64_t *s, double p)
 	return (double)((x * 0x2545f4914f6cdd1dull) >> 11) * 0x1.0p-53 < p;
 }
 
-/* CPU work as a fixed number of dependent multiplies: a step does the same
- * work however often it is preempted (a spin on the clock would not). */
-static inline void act_spin(uint64_t loops)
-{
-	uint64_t x = loops, i;
-
-	for (i = 0; i < loops; i++)
-		x = x * 6364136223846793005ull + 1442695040888963407ull;
-	lab_keep(x);
-}
-
-static uint64_t act_calibrate(void)
+uint64_t act_calibrate(void)
 {
 	static _Atomic uint64_t cached;
 	uint64_t best = 0, t0, dt, rate;
