@@ -170,6 +170,20 @@ static inline int act_futex_wait_ms(_Atomic uint32_t *word, uint32_t expected,
 	return 0;
 }
 
+/* CPU work as a fixed number of dependent multiplies: a step does the same
+ * work however often it is preempted (a spin on the clock would not). */
+static inline void act_spin(uint64_t loops)
+{
+	uint64_t x = loops, i;
+
+	for (i = 0; i < loops; i++)
+		x = x * 6364136223846793005ull + 1442695040888963407ull;
+	lab_keep(x);
+}
+
+/* act_spin loops per us on this CPU (the fastest of a few rounds; cached) */
+uint64_t act_calibrate(void);
+
 /* Inline: Table IV's fork and signal-wait time it on every operation. */
 static inline void vp_push(struct act_vp *vp, struct act_fiber *f)
 {
@@ -187,21 +201,6 @@ static inline void vp_push(struct act_vp *vp, struct act_fiber *f)
 	if (atomic_load(&vp->idle))
 		futex_wake((uint32_t *)&vp->work_word, 1);
 }
-
-/* CPU work as a fixed number of dependent multiplies: a step does the same
- * work however often it is preempted (a spin on the clock would not).
- * Shared with the multiprogramming part (activations_mp.c). */
-static inline void act_spin(uint64_t loops)
-{
-	uint64_t x = loops, i;
-
-	for (i = 0; i < loops; i++)
-		x = x * 6364136223846793005ull + 1442695040888963407ull;
-	lab_keep(x);
-}
-
-/* act_spin() loops per microsecond here, measured once per process. */
-uint64_t act_calibrate(void);
 
 /*
  * A zeroed runtime for cfg (NULL: no memory); act_setup() makes its VPs,
