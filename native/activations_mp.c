@@ -8,15 +8,19 @@
  * b % locks, cs_ns more and the body's state; the step's last update
  * opens the next step (the barrier).
  *
+ * The lock policies are the critical-sections part's (act_lock_internal.h).
  * What differs between the variants is how a VP waits -- for a lock, and
  * for the step's last body -- and whether it may run at all:
  *   oblivious   spins (FastThreads on Topaz threads: it cannot know that
  *               the holder's VP lost its CPU to the other process);
- *   spin_yield  spins MP_SPIN_NS, then sched_yield()s, and again;
- *   informed    spins while the lock holder's VP runs and sleeps (futex)
- *               once the upcall program says the kernel preempted it
- *               (lab_upcall_preempt: the holder's slot's `preempted`);
- *               for the step's last body it spins MP_SPIN_NS, then sleeps;
+ *   spin_yield  spins (MP_SPIN_LIMIT polls for a lock, MP_SPIN_NS at the
+ *               barrier), then sched_yield()s, and again;
+ *   informed    spins while the lock holder's VP runs; once the upcall
+ *               program says the kernel preempted it (lab_upcall_preempt:
+ *               the holder's slot's `preempted`) it lends the holder its
+ *               CPU (act_lend_cpu: the holder's thread moves here, the
+ *               waiter sleeps until it has released and gone home); for
+ *               the step's last body it spins MP_SPIN_NS, then sleeps;
  *   pthreads    kernel threads, not pinned, pthread mutexes, a futex
  *               barrier: the kernel schedules (Topaz threads);
  *   allocation  informed, plus processor allocation: the runtimes share an
@@ -53,6 +57,7 @@
 #include <sys/wait.h>
 
 #include "activations_internal.h"
+#include "act_lock_internal.h"
 #include "activations_mp.h"
 #include "upcall_internal.h"
 
@@ -60,15 +65,15 @@
  * before they sleep for the step's last body: about a futex round trip */
 #define MP_SPIN_NS 5000ull
 #define MP_NOBODY  UINT32_MAX
+/* spin_yield: spins before each sched_yield() (act_lock's spin_limit) */
+#define MP_SPIN_LIMIT 100
 /* set-up: how long the children may take to be ready */
 #define MP_READY_TIMEOUT_MS 10000
 
 struct mp_lock {
-	_Alignas(LAB_CACHELINE) _Atomic uint32_t word; /* 0 free, 1 held, 2
-							* held, sleepers */
-	_Atomic uint32_t holder; /* holder's slot + 1, 0: free */
-	uint64_t value;		 /* the state it protects */
-	pthread_mutex_t mutex;	 /* pthreads */
+	struct act_lock lock;  /* its word names the holder's slot */
+	uint64_t value;	       /* the state it protects */
+	pthread_mutex_t mutex; /* pthreads */
 };
 
 /* One runtime process's shared state: the parent reads its results. */
@@ -116,6 +121,7 @@ struct mp_vp {
 	bool active; /* allocation: runs on its CPU */
 	pthread_t thread;
 	struct activations_mp_counts st;
+	struct act_lock_stats lock_st;
 };
 
 struct mp_run {
@@ -125,6 +131,8 @@ struct mp_run {
 	uint32_t p; /* this process's index */
 	uint64_t work_loops, cs_loops;
 	struct up_vp *slots;
+	struct act_lock_domain dom;	       /* the lock policy */
+	struct act_lock_host hosts[UP_NR_VPS]; /* informed: by slot */
 	struct mp_vp vps[ACT_MP_MAX_VPS];
 };
 
@@ -328,78 +336,56 @@ static void mp_safe_point(struct mp_vp *vp)
 
 /* ---- the lock policies: one call each way ------------------------------- */
 
-static bool mp_holder_preempted(struct mp_run *run, struct mp_lock *l)
+/* The variants' lock policies, as the critical-sections part's
+ * (act_lock_internal.h): the informed waiter lends its CPU to a preempted
+ * holder, the paper's recovery as Linux allows it. */
+static void mp_lock_domain_init(struct mp_run *run)
 {
-	uint32_t h = atomic_load_explicit(&l->holder, memory_order_relaxed);
+	static const int policy[ACT_MP_NR_VARIANTS] = {
+		[ACT_MP_OBLIVIOUS] = ACT_LOCK_OBLIVIOUS,
+		[ACT_MP_SPIN_YIELD] = ACT_LOCK_SPIN_YIELD,
+		[ACT_MP_INFORMED] = ACT_LOCK_INFORMED,
+		[ACT_MP_ALLOCATION] = ACT_LOCK_INFORMED,
+	};
 
-	return h && run->slots &&
-	       __atomic_load_n(&run->slots[h - 1].preempted, __ATOMIC_RELAXED);
+	run->dom.policy = policy[run->cfg->variant];
+	run->dom.spin_limit = MP_SPIN_LIMIT;
+	run->dom.slots = run->slots;
+	run->dom.hosts = run->hosts;
+	run->dom.nr_slots = UP_NR_VPS;
+	run->dom.recover = act_lend_cpu;
 }
 
 static void mp_lock_acquire(struct mp_vp *vp, struct mp_lock *l)
 {
-	struct mp_run *run = vp->run;
-	int variant = run->cfg->variant;
-	uint64_t t0, t;
-	uint32_t z = 0;
-
-	vp->st.lock_acquires++;
-	if (variant == ACT_MP_PTHREADS) {
+	if (vp->run->cfg->variant == ACT_MP_PTHREADS) {
+		vp->lock_st.acquisitions++;
 		if (pthread_mutex_trylock(&l->mutex)) {
-			vp->st.lock_contended++;
+			vp->lock_st.contended++;
 			pthread_mutex_lock(&l->mutex);
 		}
-		goto held;
+	} else {
+		act_lock_acquire(&l->lock, act_lock_word(vp->index, vp->slot),
+				 &vp->run->dom, &vp->lock_st);
 	}
-	if (atomic_compare_exchange_strong(&l->word, &z, 1))
-		goto held;
-	vp->st.lock_contended++;
-	t0 = now_ns();
-	for (;;) {
-		z = 0;
-		if (!atomic_load_explicit(&l->word, memory_order_relaxed) &&
-		    atomic_compare_exchange_weak(&l->word, &z, 1))
-			break;
-		if (variant == ACT_MP_SPIN_YIELD &&
-		    now_ns() - t0 > MP_SPIN_NS) {
-			vp->st.lock_spin_ns += now_ns() - t0;
-			vp->st.yields++;
-			sched_yield();
-			t0 = now_ns();
-			continue;
-		}
-		if ((variant == ACT_MP_INFORMED ||
-		     variant == ACT_MP_ALLOCATION) &&
-		    mp_holder_preempted(run, l)) {
-			/* its holder cannot leave the section until the
-			 * kernel runs it again: give our CPU away meanwhile */
-			vp->st.informed_waits++;
-			t = now_ns();
-			vp->st.lock_spin_ns += t - t0;
-			while (atomic_exchange(&l->word, 2) != 0)
-				futex_wait((uint32_t *)&l->word, 2);
-			goto held;
-		}
-		up_pause();
-	}
-	vp->st.lock_spin_ns += now_ns() - t0;
-held:
-	atomic_store_explicit(&l->holder, vp->slot + 1, memory_order_relaxed);
 	if (vp->s)
 		vp->hold_seq = mp_slot_load(&vp->s->preempt_seq);
 }
 
 static void mp_lock_release(struct mp_vp *vp, struct mp_lock *l)
 {
+	struct mp_run *run = vp->run;
+
 	if (vp->s && mp_slot_load(&vp->s->preempt_seq) != vp->hold_seq)
 		vp->st.holder_preemptions++;
-	atomic_store_explicit(&l->holder, 0, memory_order_relaxed);
-	if (vp->run->cfg->variant == ACT_MP_PTHREADS) {
+	if (run->cfg->variant == ACT_MP_PTHREADS) {
 		pthread_mutex_unlock(&l->mutex);
 		return;
 	}
-	if (atomic_exchange(&l->word, 0) == 2)
-		futex_wake((uint32_t *)&l->word, 1);
+	act_lock_release(&l->lock, &run->dom, &vp->lock_st);
+	/* a CPU lent to us while we held it: go home, wake the lender */
+	if (act_lend_check(&run->hosts[vp->slot], &vp->lock_st))
+		vp->st.lend_errors++;
 }
 
 /* No body left in step s: wait for its last one (or stop). */
@@ -504,7 +490,10 @@ static void *mp_vp_main(void *arg)
 	int err = 0;
 
 	proc->tids[vp->index] = (int32_t)key;
-	if (cfg->tids_fd >= 0)
+	if (cfg->variant != ACT_MP_PTHREADS)
+		err = act_lock_host_init(&run->hosts[vp->slot], (int32_t)key,
+					 cfg->vp_cpus[vp->index]);
+	if (!err && cfg->tids_fd >= 0)
 		err = lab_bpf_map_update_elem(cfg->tids_fd, &key, &val,
 					      BPF_ANY);
 	if (err)
@@ -539,6 +528,14 @@ static void *mp_vp_main(void *arg)
 	if (vp->s)
 		vp->st.preemptions +=
 			mp_slot_load(&vp->s->preempt_seq) - vp->seen_preempt;
+	vp->st.lock_acquires = vp->lock_st.acquisitions;
+	vp->st.lock_contended = vp->lock_st.contended;
+	vp->st.lock_spin_ns = vp->lock_st.spin_ns;
+	vp->st.yields += vp->lock_st.yields;
+	vp->st.saw_preempted = vp->lock_st.saw_preempted;
+	vp->st.recoveries = vp->lock_st.recoveries;
+	vp->st.lent_ns = vp->lock_st.lent_ns;
+	vp->st.lend_returns = vp->lock_st.returns;
 	return NULL;
 }
 
@@ -561,6 +558,7 @@ static int mp_child(struct mp_run *run)
 	cpu_set_t set;
 	int err = 0;
 
+	mp_lock_domain_init(run);
 	for (i = 0; i < cfg->nr_vps; i++) {
 		struct mp_vp *vp = &run->vps[i];
 

@@ -77,8 +77,16 @@ struct activations_mp_config {
 	X(holder_preemptions)                                                \
 	/* preemptions of its VPs the upcall program published */            \
 	X(preemptions)                                                       \
-	/* a waiter slept: the holder's VP was preempted (informed) */       \
-	X(informed_waits)                                                    \
+	/* informed: a waiter's polls that found the holder preempted */     \
+	X(saw_preempted)                                                     \
+	/* informed: a waiter lent its CPU to the preempted holder */        \
+	X(recoveries)                                                        \
+	/* ... time the lenders slept */                                     \
+	X(lent_ns)                                                           \
+	/* ... holders moved back home after their release */                \
+	X(lend_returns)                                                      \
+	/* ... a move home that failed (sched_setaffinity; must be 0) */     \
+	X(lend_errors)                                                       \
 	/* a VP slept for the step's last body */                            \
 	X(barrier_sleeps)                                                    \
 	/* allocation: a preempted VP gave its processor back */             \

@@ -82,7 +82,9 @@ def check_run(variant, p, procs, rates):
         assert c["duplicate_updates"] == 0 and c["missing_updates"] == 0
         assert c["steps_run"] >= p["time_steps"] + 1
         assert c["lock_acquires"] == c["body_updates"]
-        assert c["alloc_violations"] == 0
+        assert c["alloc_violations"] == 0 and c["lend_errors"] == 0
+        # every CPU lent to a preempted holder came back
+        assert c["recoveries"] == c["lend_returns"]
         assert c["initial_owned"] + c["unparks"] - c["parks"] == c["final_owned"]
         assert c["status"] == 0 and c["end_ns"] > c["begin_ns"] > 0
         # reaped: no process of the run is left

@@ -24,11 +24,13 @@ by (speedup).
 
 **Variants** (how a VP waits for a lock and for the step's last body):
 ``mp_oblivious`` spins (the original FastThreads: it cannot know that the
-holder's VP lost its CPU); ``mp_spin_yield`` spins 5 us, then
-sched_yield()s; ``mp_informed`` spins while the holder's VP runs and
-sleeps on the lock's futex once the upcall program's preemption function
-says the kernel preempted it (the holder's slot's ``preempted``); for the
-barrier it spins 5 us, then sleeps; ``mp_pthreads``: kernel threads, not
+holder's VP lost its CPU); ``mp_spin_yield`` spins (100 polls for a lock, 5 us at the barrier), then
+sched_yield()s; ``mp_informed`` spins while the holder's VP runs; once the
+upcall program's preemption function says the kernel preempted it (the
+holder's slot's ``preempted``) the waiter lends its CPU to the holder (the
+holder's thread moves to the waiter's CPU, the waiter sleeps until the
+holder has released and gone home: the paper's recovery as Linux allows
+it); for the barrier it spins 5 us, then sleeps; ``mp_pthreads``: kernel threads, not
 pinned, pthread mutexes and a futex barrier (the kernel schedules: Topaz
 threads); ``mp_allocation``: informed plus processor allocation -- the
 runtimes share an allocation in MAP_SHARED memory made before the fork,
@@ -148,9 +150,12 @@ def expected_mechanics(variant: str, p: dict[str, Any], procs: list[dict[str, in
         if c["body_updates"] != c["steps_run"] * p["bodies"]:
             return (f"process {i}: {c['body_updates']} body updates in {c['steps_run']} steps "
                     f"of {p['bodies']} bodies")
-        for name in ("duplicate_updates", "missing_updates", "alloc_violations"):
+        for name in ("duplicate_updates", "missing_updates", "alloc_violations", "lend_errors"):
             if c[name]:
                 return f"process {i}: {name} = {c[name]} (must be 0)"
+        if c["recoveries"] != c["lend_returns"]:
+            return (f"process {i}: {c['recoveries']} CPUs lent to preempted holders, "
+                    f"{c['lend_returns']} holders back home")
         if c["initial_owned"] + c["unparks"] - c["parks"] != c["final_owned"]:
             return (f"process {i}: {c['initial_owned']} VPs owned + {c['unparks']} unparks - "
                     f"{c['parks']} parks != {c['final_owned']} owned at the end")
@@ -203,9 +208,9 @@ def _second_vp(p: dict[str, Any]) -> bool:
 _HELP = {
     "mp_oblivious": "multiprogramming: waiters spin for locks and the barrier (the original "
                     "FastThreads)",
-    "mp_spin_yield": "multiprogramming: spin 5 us, then sched_yield()",
-    "mp_informed": "multiprogramming: spin while the lock holder's VP runs, sleep once the "
-                   "preemption upcall says it was preempted",
+    "mp_spin_yield": "multiprogramming: spin a while, then sched_yield()",
+    "mp_informed": "multiprogramming: spin while the lock holder's VP runs; once the "
+                   "preemption upcall says it was preempted, lend it this CPU",
     "mp_pthreads": "multiprogramming: kernel threads, pthread mutexes, futex barrier (the "
                    "kernel schedules)",
     "mp_allocation": "multiprogramming: informed + processor allocation in shared memory "
