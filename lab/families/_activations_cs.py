@@ -191,7 +191,7 @@ def derived_counters(p: dict[str, Any], c: dict[str, int], window_ns: int) -> di
 
 def _variant(variant: str):
     def run(p: dict[str, Any], ctx: RunContext) -> Measurement:
-        from lab.families.activations import vp_cpus
+        from lab.model import vp_cpus
         from lab.native import NativeError
         from lab.upcall_program import upcall_program
         problem = point_problem(variant, p)
