@@ -106,6 +106,7 @@ def test_points_that_cannot_run_say_why():
     assert "lower processes" in problem and "\n" not in problem
     assert M.point_problem("mp_informed", params(processes=3, vps=2)) is None
     assert M.point_problem("none", params()) is None
+    assert "64 at most" in M.point_problem("mp_oblivious", params(locks=65))
     assert "lower vps" in M.point_problem("mp_oblivious", params(vps=len(M.USABLE_CPUS) + 1))
 
 

@@ -84,12 +84,10 @@ PARAMS = (
           high=_lib.ACT_MP_MAX_BODIES),
     Param("time_steps", 40, "steps", "measured time steps per process (after one warm-up "
           "step), a barrier each", low=1, high=_lib.ACT_MP_MAX_STEPS, axis=False),
-    Param("locks", 4, "locks", "locks of the shared state: body b updates under lock b % locks",
-          low=1, high=_lib.ACT_MP_MAX_LOCKS),
-    Param("cs_ns", 1000, "ns", "CPU work inside the lock per body update (calibrated as "
-          "work_ns)", low=0, high=1_000_000),
 )
 
+# locks and cs_ns are the critical-sections part's parameters (the family
+# declares each name once): the same meaning here
 WORK = ("processes", "vps", "bodies", "time_steps", "locks", "work_ns", "cs_ns")
 
 
@@ -102,6 +100,8 @@ def point_problem(variant: str, p: dict[str, Any]) -> str | None:
     if p["processes"] * p["vps"] > _lib.ACT_MAX_SLOTS:
         return (f"processes x vps = {p['processes'] * p['vps']} VPs, the upcall program has "
                 f"{_lib.ACT_MAX_SLOTS} slots: lower processes or vps")
+    if p["locks"] > _lib.ACT_MP_MAX_LOCKS:
+        return f"locks={p['locks']}: the multiprogramming runtime has {_lib.ACT_MP_MAX_LOCKS} at most"
     if variant == "mp_allocation" and p["processes"] > p["vps"]:
         return (f"mp_allocation: processes={p['processes']} > vps={p['vps']}: a process "
                 "without a CPU never finishes; lower processes")
