@@ -49,6 +49,7 @@
 #include "bpf_ring.h"
 #include "internal.h"
 #include "upcall_abi.h"
+#include "upcall_internal.h"
 
 #define K42_STACK (64 * 1024)
 /* waits end by a wake-up; the timeout only lets a stop be seen */
@@ -416,27 +417,12 @@ static void *k42_requester(void *arg)
 
 static int k42_map_slots(struct k42_rt *rt, int vps_fd)
 {
-	size_t page = (size_t)sysconf(_SC_PAGESIZE);
-	struct bpf_map_info info;
-	void *map;
-	int err;
+	_Static_assert(K42_SLOT < UP_NR_VPS,
+		       "K42_SLOT is a slot of the program");
+	int err = up_map_slots(vps_fd, &rt->slots, &rt->slots_len);
 
-	err = lab_bpf_map_info(vps_fd, &info);
 	if (err)
 		return err;
-	if (info.type != BPF_MAP_TYPE_ARRAY ||
-	    !(info.map_flags & BPF_F_MMAPABLE) ||
-	    info.value_size != sizeof(struct up_vp) ||
-	    info.max_entries <= K42_SLOT)
-		return -EINVAL;
-	rt->slots_len =
-		((size_t)info.value_size * info.max_entries + page - 1) &
-		~(page - 1);
-	map = mmap(NULL, rt->slots_len, PROT_READ | PROT_WRITE, MAP_SHARED,
-		   vps_fd, 0);
-	if (map == MAP_FAILED)
-		return -errno;
-	rt->slots = map;
 	/* no ring records: the requester reads the slot itself */
 	rt->slots[K42_SLOT].ring_kinds = 0;
 	return 0;

@@ -60,6 +60,18 @@ def table_blocks(data) -> list[Block]:
                   notes=notes)]
 
 
+def latency_plot(ax, run, data, quantum: float, family: str = "activations") -> None:
+    """One panel: the CDF of each variant's request latency [us] at one
+    quantum (k42_data rows), log x."""
+    here = [(r["variant"] + (f" ({r['request']})" if r["request"] != "-" else ""), v / 1000,
+             STYLE.get((r["variant"], r["request"]), {}))
+            for r, v in latency_curves(run, data, family) if r["quantum_us"] == quantum]
+    plots.cdf_curves(ax, here, xlabel="request latency [us]", log=True,
+                     title=f"quantum {quantum:g} us", legend=False)
+    plots.plain_log_ticks(ax, "x")
+    plots.legend_right(ax, fontsize=7)
+
+
 def latency_figure(report: Report, data, family: str) -> None:
     quanta = sorted(set(data["quantum_us"].dropna()))
     ncols = 1 if len(quanta) == 1 else 2
@@ -70,15 +82,8 @@ def latency_figure(report: Report, data, family: str) -> None:
                                "repetitions pooled, one panel per quantum between safe "
                                "points. Soft waits for the runtime's next fiber switch; hard "
                                "is the kernel preempting the activation at once.") as (_, axes):
-        curves = latency_curves(report.run, data, family)
         for ax, q in zip(axes, quanta):
-            here = [(f"{r['variant']}" + (f" ({r['request']})" if r["request"] != "-" else ""),
-                     v / 1000, STYLE.get((r["variant"], r["request"]), {}))
-                    for r, v in curves if r["quantum_us"] == q]
-            plots.cdf_curves(ax, here, xlabel="request latency [us]", log=True,
-                             title=f"quantum {q:g} us", legend=False)
-            plots.plain_log_ticks(ax, "x")
-            plots.legend_right(ax, fontsize=7)
+            latency_plot(ax, report.run, data, q, family)
 
 
 def render(report: Report, family: str) -> None:
