@@ -18,6 +18,7 @@
  * Built by native/build.py with the other native files.
  */
 #include "internal.h"
+#include "upcall_internal.h"
 
 #include <linux/bpf.h>
 #include <pthread.h>
@@ -419,28 +420,12 @@ static void *cs_competitor_main(void *arg)
 
 /* ---- set-up, phases, tear-down ------------------------------------------- */
 
+/* the upcall program's slots, one per thread of the run (slot = thread) */
 static int cs_map_slots(struct cs_rt *rt, int vps_fd)
 {
-	size_t page = (size_t)sysconf(_SC_PAGESIZE);
-	struct bpf_map_info info;
-	void *map;
-	int err;
-
-	err = lab_bpf_map_info(vps_fd, &info);
-	if (err)
-		return err;
-	if (info.value_size != sizeof(struct up_vp) ||
-	    info.max_entries < rt->nr_threads)
+	if (rt->nr_threads > UP_NR_VPS)
 		return -EINVAL;
-	rt->slots_len =
-		((size_t)info.value_size * info.max_entries + page - 1) &
-		~(page - 1);
-	map = mmap(NULL, rt->slots_len, PROT_READ | PROT_WRITE, MAP_SHARED,
-		   vps_fd, 0);
-	if (map == MAP_FAILED)
-		return -errno;
-	rt->slots = map;
-	return 0;
+	return up_map_slots(vps_fd, &rt->slots, &rt->slots_len);
 }
 
 static int cs_check(const struct activations_cs_config *cfg)
