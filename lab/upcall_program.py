@@ -36,11 +36,14 @@ WAKE_FN = ("lab_upcall_wake", "sched_waking")
 # preemption upcalls: the involuntary switches out of registered threads
 # and their switches back in (event "preempt", or preempt=True beside blocks)
 PREEMPT_FN = ("lab_upcall_preempt", "sched_switch")
+# the kernel's rseq aborts of registered threads, counted in their slots
+# (rseq=True: the runtime's abort handler's count is held against it)
+RSEQ_FIXUP_FN = ("lab_upcall_rseq_fixup", "rseq_ip_fixup")
 # the anatomy: the stage stamps of the upcall in flight (anatomy = true)
 ANATOMY_FNS = (("lab_upcall_a_switch", "sched_switch"), ("lab_upcall_a_waking", "sched_waking"),
                ("lab_upcall_a_ipi", "ipi_send_cpu"), ("lab_upcall_a_ipi_mask", "ipi_send_cpumask"),
                ("lab_upcall_a_irq_work", "irq_work_entry"))
-FUNCTIONS = (BLOCK_FN, WAKE_FN, PREEMPT_FN) + ANATOMY_FNS
+FUNCTIONS = (BLOCK_FN, WAKE_FN, PREEMPT_FN, RSEQ_FIXUP_FN) + ANATOMY_FNS
 
 
 def maps_of(bpf: Any) -> dict[str, int]:
@@ -107,12 +110,13 @@ def use_shared(handed: dict[str, dict[str, int]] | None) -> None:
 
 @contextlib.contextmanager
 def upcall_program(event: str | None = "block", ring_pages: int = RING_PAGES,
-                   anatomy: bool = False, preempt: bool = False):
+                   anatomy: bool = False, preempt: bool = False, rseq: bool = False):
     """The upcall program attached for one run: its block function on
     sched_switch, for unblock upcalls its waking function too (the waking
     of a thread counts only after a block it saw), for preemption upcalls
     (``event = "preempt"``: alone; ``preempt``: beside the others) its
-    preemption function, and with ``anatomy`` the stage programs.  Yields
+    preemption function, with ``rseq`` its rseq_ip_fixup counter, and with
+    ``anatomy`` the stage programs.  Yields
     (Program, cffi ``struct upcall_maps *``).
     The program the runner loaded for the suite when it handed one over
     (its maps reset first), else compiled here; detached (and, if
@@ -124,6 +128,7 @@ def upcall_program(event: str | None = "block", ring_pages: int = RING_PAGES,
     wanted = ([BLOCK_FN] if event in ("block", "unblock") else []) + \
         ([WAKE_FN] if event == "unblock" else []) + \
         ([PREEMPT_FN] if preempt or event == "preempt" else []) + \
+        ([RSEQ_FIXUP_FN] if rseq else []) + \
         (list(ANATOMY_FNS) if anatomy else [])
     with contextlib.ExitStack() as stack:
         if _shared is not None and ring_pages == RING_PAGES:

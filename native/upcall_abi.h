@@ -58,7 +58,10 @@ struct up_vp {
 	uint32_t preempt_cpu;  /* where the last preemption was */
 	uint32_t preempted_by; /* the tid that took the CPU (next) */
 	uint32_t resume_cpu;
-	uint64_t spare[2];
+	/* rseq:rseq_ip_fixup of the thread (lab_upcall_rseq_fixup, attached
+	 * only for the runs that ask): its rseq critical sections aborted */
+	uint64_t rseq_fixups;
+	uint64_t spare[1];
 };
 
 /* one ring record */

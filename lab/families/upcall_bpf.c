@@ -27,6 +27,9 @@
  *   sched_switch again   (lab_upcall_preempt, for the runs that ask) a
  *                        registered thread switched out still runnable:
  *                        a preemption event; switched back in: resumed.
+ *   rseq_ip_fixup        (lab_upcall_rseq_fixup, for the runs that ask)
+ *                        a registered thread's rseq critical section
+ *                        aborted: counted in its slot.
  *   sched_waking(p)      a registered thread that blocked is being woken:
  *                        an unblock event.  sched_waking, not
  *                        sched_wakeup: it fires first, in the waker's
@@ -256,6 +259,25 @@ int lab_upcall_preempt(struct bpf_raw_tracepoint_args *ctx)
 	seq = __sync_fetch_and_add(&slot->preempt_seq, 1) + 1;
 	lab_upcall_deliver(slot, vp, tid, UP_KIND_PREEMPT, now, seq, state,
 			   next);
+	return 0;
+}
+
+/* rseq_ip_fixup(unsigned long regs_ip, unsigned long start_ip,
+ *               unsigned long post_commit_offset, unsigned long abort_ip),
+ * attached only for the runs that ask: the kernel aborted an rseq
+ * critical section of current (kernel/rseq.c, rseq_ip_fixup(): fired
+ * once per abort, as it moves the thread to abort_ip); for a registered
+ * thread, counted in its slot, so the runtime's own count of its abort
+ * handler's runs can be held against the kernel's. */
+int lab_upcall_rseq_fixup(struct bpf_raw_tracepoint_args *ctx)
+{
+	struct up_vp *slot;
+	u32 tid = (u32)bpf_get_current_pid_tgid(), *vpp;
+
+	vpp = lab_upcall_tids.lookup(&tid);
+	if (!vpp || !(slot = lab_upcall_vps.lookup(vpp)))
+		return 0;
+	__sync_fetch_and_add(&slot->rseq_fixups, 1);
 	return 0;
 }
 
