@@ -48,8 +48,10 @@ enum upcall_stage {
 };
 
 enum upcall_event {
-	UPCALL_EVENT_BLOCK = 0,	 /* sched:sched_switch of the worker */
-	UPCALL_EVENT_UNBLOCK = 1 /* sched:sched_waking of the worker */
+	UPCALL_EVENT_BLOCK = 0,	  /* sched:sched_switch of the worker */
+	UPCALL_EVENT_UNBLOCK = 1, /* sched:sched_waking of the worker */
+	UPCALL_EVENT_PREEMPT = 2  /* sched:sched_switch of the worker still
+				   * runnable: upcall_preempt_run() */
 };
 
 /* What the worker blocks in. */

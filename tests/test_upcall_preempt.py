@@ -51,3 +51,57 @@ def test_rseq_helper_refuses_a_bad_priority():
                                             "stages_fd": -1})
     out = ffi.new("struct upcall_rseq_result *")
     assert lib.upcall_rseq_aborts(maps, 0, 1, WAKES, out) == -22
+
+
+# ---- preemption upcalls (event "preempt") ----------------------------------------
+
+PREEMPT_P = {"event": "preempt", "competitor_priority": 10, "burst_us": 20, "samples": WAKES, "warmup": 0}
+
+
+@requires_root
+@pytest.mark.parametrize("mechanism", ["bpf_ringbuf", "bpf_flag"])
+def test_each_competitor_preemption_is_one_upcall(mechanism):
+    require_probes()
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("preemption upcalls need two CPUs (the scheduler on the other one)")
+    from lab.families import upcall as U
+    cpu, sched_cpu = sorted(os.sched_getaffinity(0))[:2]
+    before = os.sched_getaffinity(0), os.sched_getscheduler(0)
+    with upcall_program("preempt") as (program, maps):
+        assert program.attached == ["lab_upcall_preempt"]
+        latency, c = U.run_preemptions(mechanism, PREEMPT_P, cpu, sched_cpu, maps)
+    assert (os.sched_getaffinity(0), os.sched_getscheduler(0)) == before
+    # exactly one upcall per competitor preemption, each taken from the worker
+    assert c["upcalls"] == WAKES and c["by_competitor"] == WAKES
+    assert c["wakes"] == WAKES + c["retries"]
+    # every switch out the program published is one the kernel counted
+    assert c["preemptions"] == c["by_competitor"] + c["others"] + c["missed_events"]
+    assert c["preemptions"] == c["worker_nivcsw"]
+    if mechanism == "bpf_ringbuf":
+        assert c["ring_records"] == c["preemptions"]
+    assert c["ring_lost"] == c["ring_bad"] == c["foreign"] == 0
+    assert U.expected_mechanics(mechanism, PREEMPT_P, c) is None
+    assert len(latency) == WAKES and (latency > 0).all()
+
+
+@requires_root
+def test_an_unregistered_thread_preempted_makes_no_upcall():
+    require_probes()
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("preemption upcalls need two CPUs (the scheduler on the other one)")
+    from lab.families import upcall as U
+    cpu, sched_cpu = sorted(os.sched_getaffinity(0))[:2]
+    with upcall_program("preempt") as (program, maps):
+        _, c = U.run_preemptions("bpf_ringbuf", PREEMPT_P, cpu, sched_cpu, maps,
+                                 bystander=True)
+    assert c["wakes"] == WAKES and c["worker_nivcsw"] >= 1
+    assert c["preemptions"] == c["by_competitor"] == c["others"] == c["ring_records"] == 0
+
+
+def test_preempt_points_that_are_not_built_say_why():
+    from lab.families import upcall as U
+    p = {"placement": "cross_cpu", "event": "preempt", "anatomy": False,
+         "competitor_priority": 10, "samples": 50, "warmup": 5, "block_kind": "nanosleep"}
+    assert "not built yet" in U.point_problem("bpf_flag_sleep", p)
+    assert "cross_cpu" in U.point_problem("bpf_flag", dict(p, placement="same_cpu"))
+    assert "anatomy" in U.point_problem("bpf_ringbuf", dict(p, anatomy=True))

@@ -101,6 +101,27 @@ stamp or the sleep's deadline, as uring_cqe measures.  Counters:
 operation is one upcall.  The kernel view's wake-to-run of the scheduler
 thread is the cross-check for the sleeping mechanisms.
 
+**Preemption upcalls** (``event = "preempt"``, bpf_ringbuf and bpf_flag,
+``placement = cross_cpu``, native/upcall_preempt.c): seed 002's
+"processor has been preempted".  The worker spins in user space on the
+suite's cpu at SCHED_FIFO ``competitor_priority`` - 1 (no SCHED_OTHER
+load can take its CPU); a competitor on the same cpu at SCHED_FIFO
+``competitor_priority`` sleeps in read() of a timerfd the scheduler arms
+100 us ahead, runs ``burst_us`` and sleeps again.  The upcall program's
+preemption function (lab_upcall_preempt) publishes the worker's switch
+out in its slot (and a ring record); the scheduler, on peer_cpu, learns
+of it by epoll on the ring or by spinning on ``preempt_seq``.  A wake
+that found the worker already off its CPU (the kernel's fair server
+running a load task there) preempted nothing: the competitor says so
+from the slot and the scheduler re-arms (``retries``), so each sample is
+one preemption by the competitor.  Series ``latency``: the scheduler's
+stamp minus the program's preempt_ns.  Counters: ``preemptions``
+(published in the window), ``by_competitor``, ``others`` (by another
+thread: no sample), ``retries``, ``wakes``, ``missed_events``,
+``worker_nivcsw`` (the kernel's count of the worker's involuntary
+switches), the ring's.  same_cpu is not built: a FIFO worker spinning
+there would starve a SCHED_OTHER scheduler.
+
 **Timer upcalls** (``timer_*``, native/upcall_timer.c; ``cyclictest``):
 the lateness of a periodic timer of ``interval_us`` on the suite's cpu:
 when user code runs minus the expiry it asked for, on a grid that each
@@ -198,8 +219,10 @@ PARAMS = (
           "the scheduler on the worker's cpu (where a scheduler activation runs), or on "
           "peer_cpu", choices=PLACEMENTS),
     Param("event", "block", "",
-          "bpf variants: upcall when the worker blocks (sched:sched_switch) or when it is "
-          "woken (sched:sched_waking)", choices=EVENTS),
+          "bpf variants: upcall when the worker blocks (sched:sched_switch), when it is "
+          "woken (sched:sched_waking), or when a competitor preempts it (sched:sched_switch "
+          "of a runnable worker; bpf_ringbuf and bpf_flag, cross_cpu, anatomy=false)",
+          choices=EVENTS),
     Param("block_kind", "nanosleep", "",
           "what the worker blocks in: futex wait, clock_nanosleep, read of an empty pipe, "
           "pread of an evicted 4 KiB block (uring_cqe: not pread)", choices=BLOCK_KINDS),
@@ -226,6 +249,12 @@ PARAMS = (
           "and run, the scheduler's waking, its IPI, its switch in) with raw tracepoint "
           "programs beside the upcall program, and the program's run time (BPF stats); "
           "false: without them (needs root and bcc when true)"),
+    Param("competitor_priority", 10, "",
+          "event=preempt: the SCHED_FIFO priority of the competitor that takes the worker's "
+          "cpu (the worker spins one below it)", low=2, high=99),
+    Param("burst_us", 20, "us",
+          "event=preempt: how long the competitor runs on each wake before it sleeps again",
+          low=1, high=100_000),
     Param("samples", 1000, "upcalls", "upcalls (timers: expiries) measured per run",
           low=10, high=100_000, axis=False),
     Param("warmup", 100, "upcalls", "unrecorded upcalls (expiries) before the window",
@@ -237,6 +266,12 @@ PARAMS = (
 # policy the scheduler ran at
 _COUNTS = tuple(name for name in struct_fields("struct upcall_counts")
                 if name not in ("worker_tid", "stage_seen", "sched_policy"))
+
+
+# event = "preempt": native/upcall_preempt.c, the mechanisms built for it
+PREEMPT_MECHANISMS = ("bpf_ringbuf", "bpf_flag")
+_PREEMPT_COUNTS = tuple(name for name in struct_fields("struct upcall_preempt_counts")
+                        if name not in ("worker_tid", "competitor_tid"))
 
 
 def _native():
@@ -254,6 +289,10 @@ def point_problem(variant: str, p: dict[str, Any]) -> str | None:
         if why:
             return (f"anatomy=true loads the upcall program's stage functions, which cannot "
                     f"run here ({why}); or use anatomy=false")
+    if p.get("event") == "preempt" and variant in MECHANISMS:
+        problem = _preempt_problem(variant, p)
+        if problem:
+            return problem
     if variant.startswith("uring_cqe") and p.get("block_kind") == "pread":
         return ("uring_cqe with block_kind=pread: io_uring shows no time at which a read's "
                 "completion happened to measure the upcall from; use futex, nanosleep or pipe "
@@ -269,6 +308,23 @@ def point_problem(variant: str, p: dict[str, Any]) -> str | None:
         return f"pm_qos=true needs write access to {PM_QOS} (root); or use pm_qos=false"
     if variant == "cyclictest" and shutil.which(CYCLICTEST) is None:
         return "cyclictest is not installed (Debian: apt-get install rt-tests)"
+    return None
+
+
+def _preempt_problem(variant: str, p: dict[str, Any]) -> str | None:
+    if variant not in PREEMPT_MECHANISMS:
+        return (f"event=preempt is built for {' and '.join(PREEMPT_MECHANISMS)} only (not "
+                f"built yet for {variant})")
+    if p.get("placement") != "cross_cpu":
+        return ("event=preempt needs placement=cross_cpu: the worker spins at SCHED_FIFO on "
+                "its cpu, where a SCHED_OTHER scheduler would never run (not built yet: a "
+                "worker that blocks after each preemption)")
+    if p.get("anatomy"):
+        return ("event=preempt has no anatomy (its stage programs time block and unblock "
+                "upcalls): set anatomy=false")
+    if not _can_fifo(p["competitor_priority"]):
+        return (f"event=preempt runs its competitor SCHED_FIFO {p['competitor_priority']}: "
+                "run as root (CAP_SYS_NICE) or raise RLIMIT_RTPRIO")
     return None
 
 
@@ -346,13 +402,49 @@ def run_upcalls(mechanism: str, p: dict[str, Any], cpu: int, sched_cpu: int, scr
                                                        _COUNTS + ("worker_tid",)}
 
 
+def run_preemptions(mechanism: str, p: dict[str, Any], cpu: int, sched_cpu: int, maps: Any,
+                    handshake: Any = None, bystander: bool = False):
+    """Call upcall_preempt_run with maps of a program whose preemption
+    function is attached: (latency, counts dict).  bystander: the worker
+    is not registered (nothing may be published; no latency)."""
+    import numpy as np
+
+    from lab.native import check, double_ptr, standalone_handshake
+    ffi, lib = _native()
+    if handshake is None:
+        handshake = standalone_handshake()
+    latency = np.zeros(p["samples"])
+    cfg = ffi.new("struct upcall_preempt_config *", {
+        "mechanism": MECHANISMS[mechanism], "cpu": cpu, "sched_cpu": sched_cpu,
+        "competitor_priority": p["competitor_priority"], "burst_ns": p["burst_us"] * 1000,
+        "warmup": p["warmup"], "nr_samples": p["samples"], "bystander": int(bystander)})
+    counts = ffi.new("struct upcall_preempt_counts *")
+    check(lib.upcall_preempt_run(handshake, cfg, maps, double_ptr(ffi, latency), counts),
+          f"upcall/{mechanism} event=preempt")
+    return latency, {k: int(getattr(counts, k)) for k in struct_fields(
+        "struct upcall_preempt_counts")}
+
+
 def expected_mechanics(mechanism: str, p: dict[str, Any], c: dict[str, int]) -> str | None:
     """What must hold for an upcall run to mean anything, else why not."""
     for name in ("ring_lost", "ring_discarded", "ring_bad", "foreign"):
-        if c[name]:
+        if c.get(name):
             return f"{name} = {c[name]}: the ring must deliver every record once, in order"
     if c["upcalls"] != p["samples"]:
         return f"{c['upcalls']} upcalls recorded, {p['samples']} expected"
+    if p.get("event") == "preempt":
+        # every preemption published is the competitor's or another's, and
+        # one the kernel counted for the worker
+        if c["by_competitor"] != p["samples"]:
+            return (f"{c['by_competitor']} preemptions by the competitor for "
+                    f"{p['samples']} upcalls")
+        if c["preemptions"] != c["by_competitor"] + c["others"] + c["missed_events"]:
+            return (f"the program published {c['preemptions']} preemptions, the scheduler "
+                    f"saw {c['by_competitor']} + {c['others']} others + "
+                    f"{c['missed_events']} folded")
+        if mechanism == "bpf_ringbuf" and c["ring_records"] != c["preemptions"]:
+            return f"{c['ring_records']} ring records for {c['preemptions']} preemptions"
+        return None
     if mechanism.startswith("bpf"):
         kind = "blocks" if p["event"] == "block" else "unblocks"
         if c[kind] < p["samples"]:
@@ -399,6 +491,22 @@ def _measure_upcalls(mechanism: str, p: dict[str, Any], ctx: RunContext, sched_c
     return latency, since, c, anatomy, costs
 
 
+def _measure_preemptions(mechanism: str, p: dict[str, Any], ctx: RunContext,
+                         sched_cpu: int) -> Measurement:
+    from lab.native import NativeError
+    with upcall_program("preempt") as (program, maps):
+        before = program_misses(program)
+        latency, c = run_preemptions(mechanism, p, ctx.cpu, sched_cpu, maps, ctx.handshake)
+        c["program_misses"] = program_misses(program) - before
+    wrong = expected_mechanics(mechanism, p, c)
+    if wrong:
+        raise NativeError(f"preemption upcalls did not run as built: {wrong}")
+    counters = {k: float(c[k]) for k in _PREEMPT_COUNTS + ("program_misses",)
+                if k != "upcalls"}
+    counters["program_from_runner"] = float(program.bpf is None)
+    return Measurement({LATENCY.name: latency}, ops=p["samples"], counters=counters)
+
+
 def _upcall_variant(mechanism: str):
     def run(p: dict[str, Any], ctx: RunContext) -> Measurement:
         import numpy as np
@@ -406,6 +514,8 @@ def _upcall_variant(mechanism: str):
         from lab.native import NativeError
         _check(mechanism, p)
         sched_cpu = ctx.peer_cpu if p["placement"] == "cross_cpu" else ctx.cpu
+        if p.get("event") == "preempt":
+            return _measure_preemptions(mechanism, p, ctx, sched_cpu)
         latency, since, c, anatomy, costs = _measure_upcalls(mechanism, p, ctx, sched_cpu)
         wrong = expected_mechanics(mechanism, p, c)
         if wrong:
@@ -552,7 +662,8 @@ def _cyclictest(p: dict[str, Any], ctx: RunContext) -> Measurement:
 # ---- the family ------------------------------------------------------------------
 
 SIZES = ("samples", "warmup")
-BPF = ("placement", "event", "block_kind", "block_us", "run_us", "anatomy", "pm_qos") + SIZES
+BPF = ("placement", "event", "block_kind", "block_us", "run_us", "anatomy", "pm_qos",
+       "competitor_priority", "burst_us") + SIZES
 HINT = ("placement", "block_kind", "block_us", "run_us", "anatomy", "pm_qos") + SIZES
 URING = ("placement", "block_kind", "block_us", "anatomy", "pm_qos") + SIZES
 BPF_METRICS = (LATENCY, SINCE_SOURCE) + STAGE_METRICS
