@@ -209,26 +209,17 @@ uint64_t act_calibrate(void)
 	return best;
 }
 
+/* born on its CPUs: no first instants elsewhere */
 static int act_spawn(pthread_t *t, const int *cpus, uint32_t nr_cpus,
 		     void *(*fn)(void *), void *arg)
 {
-	pthread_attr_t attr;
 	cpu_set_t set;
 	uint32_t i;
-	int err;
 
-	err = -pthread_attr_init(&attr);
-	if (err)
-		return err;
 	CPU_ZERO(&set);
 	for (i = 0; i < nr_cpus; i++)
 		CPU_SET(cpus[i], &set);
-	/* born on its CPUs: no first instants elsewhere */
-	err = -pthread_attr_setaffinity_np(&attr, sizeof(set), &set);
-	if (!err)
-		err = -pthread_create(t, &attr, fn, arg);
-	pthread_attr_destroy(&attr);
-	return err;
+	return lab_spawn_pinned(t, &set, -1, 0, fn, arg);
 }
 
 /* ---- instrumentation: who runs fiber code ------------------------------- */

@@ -428,33 +428,16 @@ static int k42_map_slots(struct k42_rt *rt, int vps_fd)
 	return 0;
 }
 
+/* born on its CPU with its policy: the caller's are never changed, so
+ * nothing is left to restore on any way out */
 static int k42_spawn(pthread_t *t, int cpu, int policy, int priority,
 		     void *(*fn)(void *), void *arg)
 {
-	struct sched_param sp = { .sched_priority = priority };
-	pthread_attr_t attr;
 	cpu_set_t set;
-	int err;
 
-	err = -pthread_attr_init(&attr);
-	if (err)
-		return err;
 	CPU_ZERO(&set);
 	CPU_SET(cpu, &set);
-	/* born on its CPU with its policy: the caller's are never changed,
-	 * so nothing is left to restore on any way out */
-	err = -pthread_attr_setaffinity_np(&attr, sizeof(set), &set);
-	if (!err)
-		err = -pthread_attr_setinheritsched(&attr,
-						    PTHREAD_EXPLICIT_SCHED);
-	if (!err)
-		err = -pthread_attr_setschedpolicy(&attr, policy);
-	if (!err)
-		err = -pthread_attr_setschedparam(&attr, &sp);
-	if (!err)
-		err = -pthread_create(t, &attr, fn, arg);
-	pthread_attr_destroy(&attr);
-	return err;
+	return lab_spawn_pinned(t, &set, policy, priority, fn, arg);
 }
 
 static int k42_check_config(const struct k42_config *cfg)

@@ -554,7 +554,6 @@ static int mp_child(struct mp_run *run)
 	struct mp_proc *proc = run->proc;
 	struct mp_shared *sh = run->sh;
 	uint32_t i, n = 0, started, b;
-	pthread_attr_t attr;
 	cpu_set_t set;
 	int err = 0;
 
@@ -574,14 +573,8 @@ static int mp_child(struct mp_run *run)
 		} else {
 			CPU_SET(cfg->vp_cpus[i], &set);
 		}
-		err = -pthread_attr_init(&attr);
-		if (!err)
-			err = -pthread_attr_setaffinity_np(&attr, sizeof(set),
-							   &set);
-		if (!err)
-			err = -pthread_create(&vp->thread, &attr, mp_vp_main,
-					      vp);
-		pthread_attr_destroy(&attr);
+		err = lab_spawn_pinned(&vp->thread, &set, -1, 0, mp_vp_main,
+				       vp);
 		if (err)
 			break;
 		n++;

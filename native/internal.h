@@ -11,6 +11,7 @@
 #endif
 #include <errno.h>
 #include <linux/futex.h>
+#include <pthread.h>
 #include <sched.h>
 #include <stdint.h>
 #include <sys/syscall.h>
@@ -53,6 +54,15 @@ static inline int futex_wake(uint32_t *word, int nr_wake)
  */
 int lab_pin_saving(int cpu, cpu_set_t *saved);
 void lab_unpin(const cpu_set_t *saved);
+
+/*
+ * A thread born on the CPUs in *cpus, with policy and priority (policy
+ * < 0: the caller's, inherited): no first instants elsewhere or at
+ * another policy, and the caller's own are never changed, so nothing is
+ * left to restore on any way out.  0 or -errno.
+ */
+int lab_spawn_pinned(pthread_t *t, const cpu_set_t *cpus, int policy,
+		     int priority, void *(*fn)(void *), void *arg);
 
 /* Keep the compiler from hoisting or discarding a benchmarked result. */
 #define lab_keep(value) __asm__ volatile("" : : "r"(value) : "memory")

@@ -23,6 +23,30 @@ void lab_unpin(const cpu_set_t *saved)
 	sched_setaffinity(0, sizeof(*saved), saved);
 }
 
+int lab_spawn_pinned(pthread_t *t, const cpu_set_t *cpus, int policy,
+		     int priority, void *(*fn)(void *), void *arg)
+{
+	struct sched_param sp = { .sched_priority = priority };
+	pthread_attr_t attr;
+	int err = -pthread_attr_init(&attr);
+
+	if (err)
+		return err;
+	err = -pthread_attr_setaffinity_np(&attr, sizeof(*cpus), cpus);
+	if (!err && policy >= 0) {
+		err = -pthread_attr_setinheritsched(&attr,
+						    PTHREAD_EXPLICIT_SCHED);
+		if (!err)
+			err = -pthread_attr_setschedpolicy(&attr, policy);
+		if (!err)
+			err = -pthread_attr_setschedparam(&attr, &sp);
+	}
+	if (!err)
+		err = -pthread_create(t, &attr, fn, arg);
+	pthread_attr_destroy(&attr);
+	return err;
+}
+
 int lab_pin_self(int cpu)
 {
 	cpu_set_t set;

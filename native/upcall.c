@@ -520,23 +520,14 @@ static void *up_waker(void *arg)
 	return NULL;
 }
 
+/* born pinned: no first instants on another CPU */
 static int up_spawn(pthread_t *t, int cpu, void *(*fn)(void *), void *arg)
 {
-	pthread_attr_t attr;
 	cpu_set_t set;
-	int err;
 
-	err = -pthread_attr_init(&attr);
-	if (err)
-		return err;
 	CPU_ZERO(&set);
 	CPU_SET(cpu, &set);
-	/* born pinned: no first instants on another CPU */
-	err = -pthread_attr_setaffinity_np(&attr, sizeof(set), &set);
-	if (!err)
-		err = -pthread_create(t, &attr, fn, arg);
-	pthread_attr_destroy(&attr);
-	return err;
+	return lab_spawn_pinned(t, &set, -1, 0, fn, arg);
 }
 
 /* ---- the scheduler: learning of an event --------------------------------- */
@@ -1033,8 +1024,9 @@ static int up_check(const struct upcall_config *cfg,
 {
 	int m = cfg->mechanism;
 
-	if (m < 0 || m >= UPCALL_NR_MECHANISMS || cfg->block_kind < 0 ||
-	    cfg->block_kind >= UPCALL_NR_BLOCK_KINDS ||
+	/* rseq aborts tell of preemptions, not of blocks: upcall_preempt.c */
+	if (m < 0 || m >= UPCALL_NR_MECHANISMS || m == UPCALL_RSEQ_ABORT ||
+	    cfg->block_kind < 0 || cfg->block_kind >= UPCALL_NR_BLOCK_KINDS ||
 	    (cfg->event != UPCALL_EVENT_BLOCK &&
 	     cfg->event != UPCALL_EVENT_UNBLOCK) ||
 	    !cfg->nr_samples || cfg->warmup + cfg->nr_samples >= UINT32_MAX / 2)

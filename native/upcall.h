@@ -26,7 +26,10 @@ enum upcall_mechanism {
 	UPCALL_BPF_FLAG_IDLE = 8,	 /* bpf_flag, the scheduler polling at
 					 * SCHED_IDLE: it runs when the CPU
 					 * would otherwise go idle */
-	UPCALL_NR_MECHANISMS = 9
+	UPCALL_RSEQ_ABORT = 9, /* preemptions only (upcall_preempt.h): the
+				* kernel resumes the preempted thread at its
+				* rseq abort handler */
+	UPCALL_NR_MECHANISMS = 10
 };
 
 /* The anatomy of an upcall: its latency split at the kernel's stamps

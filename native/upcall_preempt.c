@@ -26,7 +26,6 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/rseq.h>
-#include <sys/timerfd.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -35,9 +34,6 @@
 #include "internal.h"
 #include "upcall_abi.h"
 #include "upcall_internal.h"
-
-#define UP_RSEQ_GAP_NS	 200000ull /* the competitor's sleep */
-#define UP_RSEQ_BURST_NS 20000ull  /* ... and its run */
 
 #if defined(__x86_64__)
 /*
@@ -98,25 +94,6 @@ int upcall_rseq_available(void)
 	return -EOPNOTSUPP;
 }
 
-struct up_rseq {
-	int cpu, priority;
-	_Atomic uint32_t go;   /* harness -> worker: registered, spin */
-	_Atomic uint32_t hold; /* harness -> worker: leave the section */
-	_Atomic uint32_t done; /* competitor -> harness */
-	_Atomic int32_t worker_tid, competitor_tid;
-	_Atomic uint64_t aborts;
-	_Atomic int err;
-	uint32_t nr_wakes;
-	uint64_t nivcsw;
-};
-
-static int up_set_fifo(int priority)
-{
-	struct sched_param sp = { .sched_priority = priority };
-
-	return -pthread_setschedparam(pthread_self(), SCHED_FIFO, &sp);
-}
-
 /* a thread's involuntary switches, the kernel's count */
 static uint64_t up_nivcsw(pid_t tid)
 {
@@ -136,261 +113,83 @@ static uint64_t up_nivcsw(pid_t tid)
 	return n;
 }
 
-static void *up_rseq_worker(void *arg)
-{
-	struct up_rseq *r = arg;
-	uint64_t n0;
-	int err = up_set_fifo(r->priority - 1);
-
-	atomic_store(&r->worker_tid, (int32_t)gettid());
-	if (err) {
-		atomic_store(&r->err, err);
-		return NULL;
-	}
-	/* a FIFO thread spinning on its CPU: wait for go with a yield (no
-	 * block, no abort: not in the section yet) */
-	while (!atomic_load(&r->go))
-		sched_yield();
-	n0 = up_nivcsw(gettid());
-#if defined(__x86_64__)
-	while (lab_up_rseq_spin(up_rseq_area(), &r->hold))
-		atomic_fetch_add(&r->aborts, 1); /* the handler: an abort */
-#endif
-	r->nivcsw = up_nivcsw(gettid()) - n0;
-	return NULL;
-}
-
-static void *up_rseq_competitor(void *arg)
-{
-	struct up_rseq *r = arg;
-	uint64_t t;
-	uint32_t i;
-	int err = up_set_fifo(r->priority);
-
-	atomic_store(&r->competitor_tid, (int32_t)gettid());
-	while (!err && !atomic_load(&r->go))
-		up_sleep_until(now_ns() + UP_RSEQ_GAP_NS);
-	for (i = 0; !err && i < r->nr_wakes; i++) {
-		/* each wake takes the CPU from the worker spinning there */
-		err = up_sleep_until(now_ns() + UP_RSEQ_GAP_NS);
-		t = now_ns();
-		while (now_ns() < t + UP_RSEQ_BURST_NS)
-			up_pause();
-	}
-	if (err)
-		atomic_store(&r->err, err);
-	atomic_store(&r->done, 1);
-	return NULL;
-}
-
-/* a thread pinned to cpu; fifo > 0: born SCHED_FIFO at that priority
- * (a SCHED_OTHER thread made on a CPU a FIFO thread spins on would not
- * run until the fair server gave it time) */
-static int up_rseq_spawn(pthread_t *t, int cpu, int fifo, void *(*fn)(void *),
+/* a thread pinned to cpu at SCHED_FIFO fifo (a SCHED_OTHER thread made
+ * on a CPU a FIFO thread spins on would not run until the fair server
+ * gave it time) */
+static int up_spawn_fifo(pthread_t *t, int cpu, int fifo, void *(*fn)(void *),
 			 void *arg)
 {
-	struct sched_param sp = { .sched_priority = fifo };
-	pthread_attr_t attr;
 	cpu_set_t set;
-	int err = -pthread_attr_init(&attr);
 
-	if (err)
-		return err;
 	CPU_ZERO(&set);
 	CPU_SET(cpu, &set);
-	err = -pthread_attr_setaffinity_np(&attr, sizeof(set), &set);
-	if (!err && fifo > 0) {
-		err = -pthread_attr_setinheritsched(&attr,
-						    PTHREAD_EXPLICIT_SCHED);
-		if (!err)
-			err = -pthread_attr_setschedpolicy(&attr, SCHED_FIFO);
-		if (!err)
-			err = -pthread_attr_setschedparam(&attr, &sp);
-	}
-	if (!err)
-		err = -pthread_create(t, &attr, fn, arg);
-	pthread_attr_destroy(&attr);
-	return err;
-}
-
-int upcall_rseq_aborts(const struct upcall_maps *maps, int cpu,
-		       int competitor_priority, uint32_t nr_wakes,
-		       struct upcall_rseq_result *out)
-{
-	struct up_rseq r;
-	struct up_vp *vps = NULL, *slot;
-	size_t len = 0;
-	pthread_t worker, competitor;
-	bool have_worker = false, have_competitor = false, registered = false;
-	uint64_t fixups0 = 0, preempt0 = 0;
-	uint32_t vp = UP_VP, key = 0;
-	int err;
-
-	memset(out, 0, sizeof(*out));
-	if (competitor_priority < 2 || competitor_priority > 99)
-		return -EINVAL;
-	err = upcall_rseq_available();
-	if (err)
-		return err;
-	memset(&r, 0, sizeof(r));
-	r.cpu = cpu;
-	r.priority = competitor_priority;
-	r.nr_wakes = nr_wakes;
-	err = up_map_slots(maps->vps_fd, &vps, &len);
-	if (err)
-		return err;
-	slot = &vps[UP_VP];
-	err = up_rseq_spawn(&worker, cpu, 0, up_rseq_worker, &r);
-	if (err)
-		goto out;
-	have_worker = true;
-	while (!atomic_load(&r.worker_tid))
-		sched_yield();
-	key = (uint32_t)atomic_load(&r.worker_tid);
-	/* registered before it enters the section: every fixup counts */
-	err = lab_bpf_map_update_elem(maps->tids_fd, &key, &vp, BPF_ANY);
-	if (err)
-		goto out;
-	registered = true;
-	fixups0 = __atomic_load_n(&slot->rseq_fixups, __ATOMIC_ACQUIRE);
-	preempt0 = __atomic_load_n(&slot->preempt_seq, __ATOMIC_ACQUIRE);
-	err = up_rseq_spawn(&competitor, cpu, 0, up_rseq_competitor, &r);
-	if (err)
-		goto out;
-	have_competitor = true;
-	atomic_store(&r.go, 1);
-	while (!atomic_load(&r.done) && !atomic_load(&r.err))
-		up_sleep_until(now_ns() + 1000000ull);
-out:
-	atomic_store(&r.go, 1);
-	atomic_store(&r.hold, 1);
-	if (have_competitor)
-		pthread_join(competitor, NULL);
-	if (have_worker)
-		pthread_join(worker, NULL);
-	/* after the worker left the section: no fixup can come later */
-	if (registered) {
-		int e2 = lab_bpf_map_delete_elem(maps->tids_fd, &key);
-
-		if (!err)
-			err = e2;
-	}
-	if (!err)
-		err = atomic_load(&r.err);
-	out->wakes = nr_wakes;
-	out->aborts = atomic_load(&r.aborts);
-	out->fixups =
-		__atomic_load_n(&slot->rseq_fixups, __ATOMIC_ACQUIRE) - fixups0;
-	out->preemptions =
-		__atomic_load_n(&slot->preempt_seq, __ATOMIC_ACQUIRE) -
-		preempt0;
-	out->nivcsw = r.nivcsw;
-	out->worker_tid = (uint64_t)atomic_load(&r.worker_tid);
-	out->competitor_tid = (uint64_t)atomic_load(&r.competitor_tid);
-	munmap(vps, len);
-	return err;
+	return lab_spawn_pinned(t, &set, SCHED_FIFO, fifo, fn, arg);
 }
 
 /* ---- preemption upcalls --------------------------------------------------- */
 
-#define UP_PREEMPT_GAP_NS	100000ull     /* arming -> the timer's expiry */
-#define UP_PREEMPT_TIMEOUT_NS	2000000000ull /* a wake that never comes */
-#define UP_PREEMPT_VERDICT_HIT	1u
-#define UP_PREEMPT_VERDICT_MISS 2u
+/*
+ * The competitor times itself: its sleep is an hrtimer on the worker's
+ * CPU, so its wake-up is local there (a timer armed from the learner's CPU
+ * would fire there, and the learner would be in that interrupt, sending
+ * the wake-up IPI, at the very moment it should notice the preemption).
+ * The learner takes the preemptions as they come; the harness only says
+ * when the window opens and when enough were seen.
+ */
+#define UP_PREEMPT_GAP_NS     100000ull	    /* the competitor's sleep */
+#define UP_PREEMPT_TIMEOUT_NS 2000000000ull /* no preemption for this long */
+#define UP_PREEMPT_POLL_NS    20000ull	    /* the harness's look, same_cpu */
 
 struct up_preempt {
 	const struct upcall_preempt_config *cfg;
 	struct upcall_preempt_counts *out;
 	struct up_vp *slot;
-	int tfd; /* the competitor's timerfd, armed by the scheduler */
-	_Atomic uint32_t stop;
+	_Atomic uint32_t go;		  /* the competitor starts (a futex) */
+	_Atomic uint32_t stop_competitor; /* ... stops */
+	_Atomic uint32_t leave, left;	  /* rseq_abort: out of the section */
+	_Atomic uint32_t stop;		  /* the worker stops */
 	_Atomic int32_t worker_tid, competitor_tid;
-	_Atomic uint64_t armed_seq; /* preempt_seq when the timer was armed */
-	_Atomic uint32_t verdict;   /* competitor: UP_PREEMPT_VERDICT_* */
+	_Atomic uint64_t wakes, hits; /* the competitor's */
+	_Atomic uint32_t target;      /* ... hits to make, then it waits */
+	_Atomic uint64_t base_seq;    /* preempt_seq when the counts start */
 	_Atomic int err;
+	/* the learner's: the harness (cross_cpu) or the worker (same_cpu) */
+	_Atomic bool counting;	   /* the window is open: record samples */
+	_Atomic uint64_t taken;	   /* preemptions by the competitor seen */
+	_Atomic uint64_t recorded; /* samples written */
 	bool have_ring;
 	struct bpf_ring ring;
-	uint64_t ring_seq; /* the last record's */
-	/* the current wake, as the scheduler learnt it */
-	uint64_t last_seq, t_event, t_recv;
-	bool hit, counting;
+	uint64_t ring_seq;	   /* the last record's */
+	uint64_t last_seq;	   /* the preempt_seq last looked at */
+	_Atomic uint64_t seen_seq; /* ... published for the harness */
+	double *latency_ns, *since_resume_ns;
 };
 
-/* spins until told to stop: no system call, so every switch out is a
- * preemption */
-static void *up_preempt_worker(void *arg)
-{
-	struct up_preempt *u = arg;
-
-	atomic_store(&u->worker_tid, (int32_t)gettid());
-	while (!atomic_load_explicit(&u->stop, memory_order_relaxed))
-		up_pause();
-	return NULL;
-}
-
-static void *up_preempt_competitor(void *arg)
-{
-	struct up_preempt *u = arg;
-	int32_t me = (int32_t)gettid();
-	uint64_t expiries, t;
-	ssize_t n;
-
-	atomic_store(&u->competitor_tid, me);
-	for (;;) {
-		n = read(u->tfd, &expiries, sizeof(expiries));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n != sizeof(expiries)) {
-			atomic_store(&u->err, n < 0 ? -errno : -EIO);
-			break;
-		}
-		if (atomic_load(&u->stop))
-			break;
-		t = now_ns();
-		while (now_ns() < t + u->cfg->burst_ns)
-			up_pause();
-		/* the worker cannot be switched out again while this runs
-		 * on its CPU: the last preemption is this wake's, if any */
-		atomic_store(
-			&u->verdict,
-			__atomic_load_n(&u->slot->preempt_seq,
-					__ATOMIC_ACQUIRE) !=
-						atomic_load(&u->armed_seq) &&
-					(int32_t)__atomic_load_n(
-						&u->slot->preempted_by,
-						__ATOMIC_RELAXED) == me ?
-				UP_PREEMPT_VERDICT_HIT :
-				UP_PREEMPT_VERDICT_MISS);
-	}
-	return NULL;
-}
-
-static int up_preempt_arm(struct up_preempt *u, uint64_t delay_ns)
-{
-	struct itimerspec its = { .it_value = up_ts(now_ns() + delay_ns) };
-
-	atomic_store(&u->armed_seq,
-		     __atomic_load_n(&u->slot->preempt_seq, __ATOMIC_ACQUIRE));
-	atomic_store(&u->verdict, 0);
-	if (timerfd_settime(u->tfd, TFD_TIMER_ABSTIME, &its, NULL))
-		return -errno;
-	return 0;
-}
-
-/* a preemption published: the competitor's is the sample, another
- * thread's is counted */
+/* The learner saw a preemption the program published: the competitor's
+ * is a sample (in the window), another thread's is counted. */
 static void up_preempt_seen(struct up_preempt *u, uint64_t t_event, uint32_t by,
 			    uint64_t t_recv)
 {
-	if ((int32_t)by == atomic_load(&u->competitor_tid)) {
-		u->hit = true;
-		u->t_event = t_event;
-		u->t_recv = t_recv;
-		if (u->counting)
-			u->out->by_competitor++;
-	} else if (u->counting) {
+	uint64_t i = atomic_load(&u->recorded);
+
+	if ((int32_t)by != atomic_load(&u->competitor_tid)) {
 		u->out->others++;
+		return;
 	}
+	u->out->by_competitor++;
+	if (atomic_load(&u->counting) && i < u->cfg->nr_samples) {
+		u->latency_ns[i] = up_delta(t_recv, t_event, &u->out->clamped);
+		if (u->cfg->same_cpu)
+			/* the slot's resume_ns is this return's: the worker
+			 * runs, so it was switched back in */
+			u->since_resume_ns[i] =
+				up_delta(t_recv,
+					 __atomic_load_n(&u->slot->resume_ns,
+							 __ATOMIC_RELAXED),
+					 &u->out->clamped);
+		atomic_store(&u->recorded, i + 1);
+	}
+	atomic_fetch_add(&u->taken, 1);
 }
 
 static int up_preempt_record(void *ctx, const void *data, uint32_t len)
@@ -399,6 +198,7 @@ static int up_preempt_record(void *ctx, const void *data, uint32_t len)
 	const struct up_event *ev = data;
 	uint64_t t = now_ns();
 
+	u->out->ring_records++;
 	if (len != sizeof(*ev) || ev->vp != UP_VP ||
 	    ev->kind != UP_KIND_PREEMPT || ev->seq <= u->ring_seq) {
 		u->out->ring_bad++;
@@ -410,10 +210,12 @@ static int up_preempt_record(void *ctx, const void *data, uint32_t len)
 	}
 	u->ring_seq = ev->seq;
 	up_preempt_seen(u, ev->ktime_ns, ev->other_tid, t);
+	atomic_store(&u->seen_seq, ev->seq);
 	return 0;
 }
 
-/* bpf_flag: look at the slot once */
+/* bpf_flag (and rseq_abort's handler): look at the slot once; what one
+ * look folds is counted */
 static void up_preempt_look(struct up_preempt *u)
 {
 	uint64_t seq = __atomic_load_n(&u->slot->preempt_seq, __ATOMIC_ACQUIRE);
@@ -421,117 +223,279 @@ static void up_preempt_look(struct up_preempt *u)
 
 	if (seq == u->last_seq)
 		return;
-	if (u->counting)
-		u->out->missed_events += seq - u->last_seq - 1;
+	u->out->missed_events += seq - u->last_seq - 1;
 	u->last_seq = seq;
 	up_preempt_seen(
 		u, __atomic_load_n(&u->slot->preempt_ns, __ATOMIC_RELAXED),
 		__atomic_load_n(&u->slot->preempted_by, __ATOMIC_RELAXED), t);
+	atomic_store(&u->seen_seq, seq);
 }
 
-/* One competitor wake: 0 with u->hit set if it preempted the worker (and
- * the scheduler learnt of it), 1 if it did not (a retry), or -errno. */
-static int up_preempt_wake(struct up_preempt *u)
+static int up_preempt_drain(struct up_preempt *u)
 {
-	uint64_t deadline = now_ns() + UP_PREEMPT_TIMEOUT_NS;
-	uint32_t v = 0;
-	int n, err;
+	int n = bpf_ring_consume(&u->ring, up_preempt_record, u);
 
-	u->hit = false;
-	err = up_preempt_arm(u, UP_PREEMPT_GAP_NS);
-	if (err)
-		return err;
-	/* done when the competitor has spoken and, if it preempted the
-	 * worker, the scheduler has seen that preemption */
-	while (!(v && (u->hit || v == UP_PREEMPT_VERDICT_MISS ||
-		       u->cfg->bystander))) {
-		if (atomic_load(&u->err))
-			return atomic_load(&u->err);
-		if (now_ns() > deadline)
-			return -ETIMEDOUT;
-		if (u->have_ring) {
-			n = bpf_ring_wait(&u->ring, 1);
-			if (n < 0)
-				return n;
-			n = bpf_ring_consume(&u->ring, up_preempt_record, u);
-			if (n < 0)
-				return n;
-			if (u->counting)
-				u->out->ring_records += (uint64_t)n;
-		} else if (!u->cfg->bystander) {
-			up_preempt_look(u);
-		} else {
-			up_pause();
-		}
-		v = atomic_load(&u->verdict);
-	}
-	if (u->counting)
-		u->out->wakes++;
-	if (u->hit || u->cfg->bystander)
+	return n < 0 ? n : 0;
+}
+
+/* the learner's one step: cross_cpu sleeps in epoll on the ring (up to
+ * 1 ms) or looks at the flag; same_cpu never sleeps */
+static int up_preempt_learn(struct up_preempt *u)
+{
+	int n;
+
+	if (u->cfg->mechanism == UPCALL_BPF_FLAG) {
+		up_preempt_look(u);
 		return 0;
-	if (u->counting)
-		u->out->retries++;
-	return 1;
+	}
+	if (!u->cfg->same_cpu) {
+		n = bpf_ring_wait(&u->ring, 1);
+		if (n < 0)
+			return n;
+	}
+	return up_preempt_drain(u);
+}
+
+/* same_cpu by rseq abort: spin inside the critical section; the kernel
+ * resumes a preempted worker at the handler, which looks at its slot */
+static void up_preempt_rseq_worker(struct up_preempt *u)
+{
+#if defined(__x86_64__)
+	while (lab_up_rseq_spin(up_rseq_area(), &u->leave)) {
+		u->out->rseq_aborts++;
+		up_preempt_look(u);
+	}
+#endif
+	atomic_store(&u->left, 1);
+}
+
+/* spins until told to stop: no system call, so every switch out is a
+ * preemption; same_cpu: learning of its own preemptions as it goes */
+static void *up_preempt_worker(void *arg)
+{
+	struct up_preempt *u = arg;
+	int err;
+
+	atomic_store(&u->worker_tid, (int32_t)gettid());
+	while (u->cfg->same_cpu && !u->cfg->bystander && !atomic_load(&u->go) &&
+	       !atomic_load(&u->stop))
+		up_pause();
+	if (u->cfg->same_cpu && !u->cfg->bystander &&
+	    u->cfg->mechanism == UPCALL_RSEQ_ABORT)
+		up_preempt_rseq_worker(u);
+	while (!atomic_load_explicit(&u->stop, memory_order_relaxed)) {
+		if (!u->cfg->same_cpu || u->cfg->bystander ||
+		    u->cfg->mechanism == UPCALL_RSEQ_ABORT) {
+			up_pause();
+			continue;
+		}
+		err = up_preempt_learn(u);
+		if (err) {
+			atomic_store(&u->err, err);
+			break;
+		}
+	}
+	return NULL;
+}
+
+/* wakes every UP_PREEMPT_GAP_NS on the worker's CPU, runs burst_ns, and
+ * says whether that wake took the CPU from the worker: the slot's last
+ * preemption is new since its previous look and is its own.  Having made
+ * target preemptions it waits for the harness to ask for more (the
+ * learner folded some, or saw them before the window opened), so that
+ * the preemptions it makes are the upcalls the learner records. */
+static void *up_preempt_competitor(void *arg)
+{
+	struct up_preempt *u = arg;
+	int32_t me = (int32_t)gettid();
+	uint64_t seen = atomic_load(&u->base_seq), seq, t;
+	uint32_t target;
+	int err = 0;
+
+	atomic_store(&u->competitor_tid, me);
+	while (!atomic_load(&u->go))
+		futex_wait((uint32_t *)&u->go, 0);
+	/* every return from a wait is a wake on the worker's CPU, and may
+	 * take it from the worker (the release by go, by target, by stop) */
+	while (!err) {
+		t = now_ns();
+		atomic_fetch_add(&u->wakes, 1);
+		/* the worker cannot be switched out again while this runs on
+		 * its CPU: the slot holds this wake's preemption, if any */
+		seq = __atomic_load_n(&u->slot->preempt_seq, __ATOMIC_ACQUIRE);
+		if (seq != seen &&
+		    (int32_t)__atomic_load_n(&u->slot->preempted_by,
+					     __ATOMIC_RELAXED) == me)
+			atomic_fetch_add(&u->hits, 1);
+		seen = seq;
+		while (now_ns() < t + u->cfg->burst_ns)
+			up_pause();
+		/* target first: the harness moves it after setting stop, so a
+		 * wait on the value read here cannot miss the stop */
+		target = atomic_load(&u->target);
+		if (atomic_load(&u->stop_competitor))
+			break;
+		if (atomic_load(&u->hits) >= target)
+			futex_wait((uint32_t *)&u->target, target);
+		else
+			err = up_sleep_until(now_ns() + UP_PREEMPT_GAP_NS);
+	}
+	if (err)
+		atomic_store(&u->err, err);
+	return NULL;
 }
 
 static int up_preempt_check(const struct upcall_preempt_config *cfg,
 			    const struct upcall_maps *maps)
 {
 	if ((cfg->mechanism != UPCALL_BPF_RINGBUF &&
-	     cfg->mechanism != UPCALL_BPF_FLAG) ||
+	     cfg->mechanism != UPCALL_BPF_FLAG &&
+	     cfg->mechanism != UPCALL_RSEQ_ABORT) ||
+	    (cfg->mechanism == UPCALL_RSEQ_ABORT && !cfg->same_cpu) ||
 	    cfg->cpu == cfg->sched_cpu || cfg->cpu < 0 || cfg->sched_cpu < 0 ||
 	    cfg->competitor_priority < 2 || cfg->competitor_priority > 99 ||
-	    maps->vps_fd < 0 || maps->tids_fd < 0 ||
+	    !cfg->nr_samples || maps->vps_fd < 0 || maps->tids_fd < 0 ||
 	    (cfg->mechanism == UPCALL_BPF_RINGBUF && maps->ring_fd < 0))
 		return -EINVAL;
 	return 0;
 }
 
-/* the window's loop: warm-up, then nr_samples preemptions */
-static int up_preempt_loop(struct up_preempt *u, struct lab_handshake *hs,
-			   double *latency_ns)
+/* The harness: opens the window after warmup preemptions by the
+ * competitor (bystander: wakes), closes it when nr_samples are recorded
+ * (wakes); when the competitor has made its target and the learner has
+ * seen everything published but recorded too few, asks for the rest.
+ * cross_cpu, it is the learner too. */
+static int up_preempt_loop(struct up_preempt *u, struct lab_handshake *hs)
 {
 	const struct upcall_preempt_config *cfg = u->cfg;
-	uint64_t taken = 0, total = cfg->warmup + cfg->nr_samples;
-	uint64_t base_seq = 0, base_nivcsw = 0;
-	pid_t worker = atomic_load(&u->worker_tid);
-	int err = 0;
+	_Atomic uint64_t *progress = cfg->bystander ? &u->wakes : &u->taken;
+	uint64_t deadline = now_ns() + UP_PREEMPT_TIMEOUT_NS, last = 0, n;
+	uint64_t base_wakes = 0, rest;
+	bool counting = false;
+	int err;
 
-	while (!err && taken < total) {
-		if (taken == cfg->warmup && !u->counting) {
+	atomic_store(&u->target, cfg->bystander ? UINT32_MAX / 2 :
+						  (uint32_t)(cfg->warmup +
+							     cfg->nr_samples));
+	atomic_store(&u->go, 1);
+	futex_wake((uint32_t *)&u->go, 1);
+	for (;;) {
+		err = atomic_load(&u->err);
+		if (err)
+			return err;
+		n = atomic_load(progress);
+		if (!counting && n >= cfg->warmup) {
 			err = lab_handshake_ready(hs, NULL, 0);
 			if (err)
-				break;
-			base_seq = __atomic_load_n(&u->slot->preempt_seq,
-						   __ATOMIC_ACQUIRE);
-			base_nivcsw = up_nivcsw(worker);
-			u->counting = true;
+				return err;
+			base_wakes = atomic_load(&u->wakes);
+			counting = true;
+			atomic_store(&u->counting, true);
 		}
-		err = up_preempt_wake(u);
-		if (err == 1) {
-			err = 0;
-			continue;
-		}
-		if (err)
+		if (counting &&
+		    (cfg->bystander ?
+			     atomic_load(&u->wakes) - base_wakes >=
+				     cfg->nr_samples :
+			     atomic_load(&u->recorded) >= cfg->nr_samples))
 			break;
-		if (u->counting && !cfg->bystander)
-			latency_ns[taken - cfg->warmup] = up_delta(
-				u->t_recv, u->t_event, &u->out->clamped);
-		taken++;
+		if (!cfg->bystander &&
+		    atomic_load(&u->hits) >= atomic_load(&u->target) &&
+		    atomic_load(&u->seen_seq) ==
+			    __atomic_load_n(&u->slot->preempt_seq,
+					    __ATOMIC_ACQUIRE)) {
+			rest = counting ? cfg->nr_samples -
+						  atomic_load(&u->recorded) :
+					  cfg->warmup - n + cfg->nr_samples;
+			atomic_fetch_add(&u->target, (uint32_t)rest);
+			futex_wake((uint32_t *)&u->target, 1);
+		}
+		if (n != last) {
+			last = n;
+			deadline = now_ns() + UP_PREEMPT_TIMEOUT_NS;
+		} else if (now_ns() > deadline) {
+			return -ETIMEDOUT;
+		}
+		if (!cfg->same_cpu && !cfg->bystander)
+			err = up_preempt_learn(u);
+		else
+			err = up_sleep_until(now_ns() + UP_PREEMPT_POLL_NS);
+		if (err)
+			return err;
 	}
-	if (err)
-		return err;
-	u->out->upcalls = cfg->bystander ? 0 : cfg->nr_samples;
-	u->out->preemptions =
+	return lab_handshake_done(hs);
+}
+
+/* rseq_abort: the worker out of its critical section before the counts
+ * are read and it is unregistered -- no abort can come after them */
+static int up_preempt_leave(struct up_preempt *u)
+{
+	uint64_t deadline = now_ns() + UP_PREEMPT_TIMEOUT_NS;
+
+	atomic_store(&u->leave, 1);
+	while (!atomic_load(&u->left)) {
+		if (now_ns() > deadline)
+			return -ETIMEDOUT;
+		up_pause();
+	}
+	return 0;
+}
+
+/* the end, in the order that keeps the counts whole: the competitor
+ * stopped; the worker out of its section; it unregistered (nothing is
+ * published after) and the kernel's count read at once; the worker
+ * stopped; the learner's last look at what was published */
+static int up_preempt_stop(struct up_preempt *u, const struct upcall_maps *maps,
+			   pthread_t *competitor, pthread_t *worker,
+			   uint32_t *key, uint64_t base_seq,
+			   uint64_t base_nivcsw, uint64_t base_fixups)
+{
+	struct upcall_preempt_counts *out = u->out;
+	pid_t tid = atomic_load(&u->worker_tid);
+	int err = 0, e2;
+
+	atomic_store(&u->stop_competitor, 1);
+	atomic_store(&u->go, 1);
+	futex_wake((uint32_t *)&u->go, 1);
+	atomic_fetch_add(&u->target, 1);
+	futex_wake((uint32_t *)&u->target, 1);
+	if (competitor)
+		pthread_join(*competitor, NULL);
+	if (worker && u->cfg->mechanism == UPCALL_RSEQ_ABORT &&
+	    u->cfg->same_cpu && !u->cfg->bystander)
+		err = up_preempt_leave(u);
+	out->rseq_fixups =
+		__atomic_load_n(&u->slot->rseq_fixups, __ATOMIC_ACQUIRE) -
+		base_fixups;
+	if (key) {
+		e2 = lab_bpf_map_delete_elem(maps->tids_fd, key);
+		if (!err)
+			err = e2;
+	}
+	if (tid)
+		out->worker_nivcsw = up_nivcsw(tid) - base_nivcsw;
+	out->preemptions =
 		__atomic_load_n(&u->slot->preempt_seq, __ATOMIC_ACQUIRE) -
 		base_seq;
-	u->out->worker_nivcsw = up_nivcsw(worker) - base_nivcsw;
-	return lab_handshake_done(hs);
+	atomic_store(&u->stop, 1);
+	atomic_store(&u->leave, 1);
+	if (worker)
+		pthread_join(*worker, NULL);
+	/* single-threaded now: the learner's last look, whoever it was */
+	atomic_store(&u->counting, false);
+	if (u->have_ring) {
+		e2 = up_preempt_drain(u);
+		if (!err)
+			err = e2;
+	} else if (!u->cfg->bystander) {
+		up_preempt_look(u);
+	}
+	return err;
 }
 
 int upcall_preempt_run(struct lab_handshake *hs,
 		       const struct upcall_preempt_config *cfg,
 		       const struct upcall_maps *maps, double *latency_ns,
+		       double *since_resume_ns,
 		       struct upcall_preempt_counts *out)
 {
 	struct up_preempt *u;
@@ -540,12 +504,17 @@ int upcall_preempt_run(struct lab_handshake *hs,
 	cpu_set_t saved;
 	pthread_t worker, competitor;
 	bool have_worker = false, have_competitor = false, registered = false;
-	uint64_t base_lost = 0;
+	uint64_t base_lost = 0, base_seq = 0, base_nivcsw = 0, base_fixups = 0;
 	uint32_t vp = UP_VP, key = 0;
 	int err, e2;
 
 	memset(out, 0, sizeof(*out));
 	err = up_preempt_check(cfg, maps);
+	if (!err && !cfg->bystander &&
+	    (!latency_ns || (cfg->same_cpu && !since_resume_ns)))
+		err = -EINVAL;
+	if (!err && cfg->mechanism == UPCALL_RSEQ_ABORT)
+		err = upcall_rseq_available();
 	if (err)
 		return err;
 	u = calloc(1, sizeof(*u));
@@ -553,15 +522,10 @@ int upcall_preempt_run(struct lab_handshake *hs,
 		return -ENOMEM;
 	u->cfg = cfg;
 	u->out = out;
-	u->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC);
-	if (u->tfd < 0) {
-		err = -errno;
-		free(u);
-		return err;
-	}
+	u->latency_ns = latency_ns;
+	u->since_resume_ns = since_resume_ns;
 	err = lab_pin_saving(cfg->sched_cpu, &saved);
 	if (err) {
-		close(u->tfd);
 		free(u);
 		return err;
 	}
@@ -578,13 +542,13 @@ int upcall_preempt_run(struct lab_handshake *hs,
 		__atomic_store_n(&u->slot->ring_kinds, 1u << UP_KIND_PREEMPT,
 				 __ATOMIC_RELEASE);
 	}
-	/* the competitor first: asleep in read() before the worker spins */
-	err = up_rseq_spawn(&competitor, cfg->cpu, cfg->competitor_priority,
+	/* the competitor first: asleep on go before the worker spins */
+	err = up_spawn_fifo(&competitor, cfg->cpu, cfg->competitor_priority,
 			    up_preempt_competitor, u);
 	if (err)
 		goto out;
 	have_competitor = true;
-	err = up_rseq_spawn(&worker, cfg->cpu, cfg->competitor_priority - 1,
+	err = up_spawn_fifo(&worker, cfg->cpu, cfg->competitor_priority - 1,
 			    up_preempt_worker, u);
 	if (err)
 		goto out;
@@ -601,35 +565,31 @@ int upcall_preempt_run(struct lab_handshake *hs,
 			goto out;
 		registered = true;
 	}
-	u->last_seq = __atomic_load_n(&u->slot->preempt_seq, __ATOMIC_ACQUIRE);
-	err = up_preempt_loop(u, hs, latency_ns);
+	/* the counts start here, the competitor's wakes after */
+	base_seq = __atomic_load_n(&u->slot->preempt_seq, __ATOMIC_ACQUIRE);
+	atomic_store(&u->base_seq, base_seq);
+	base_nivcsw = up_nivcsw((pid_t)out->worker_tid);
+	base_fixups = __atomic_load_n(&u->slot->rseq_fixups, __ATOMIC_ACQUIRE);
+	u->last_seq = base_seq;
+	atomic_store(&u->seen_seq, base_seq);
+	err = up_preempt_loop(u, hs);
 out:
-	/* unregistered before the worker exits: its last switch is no
-	 * preemption, and nothing is published after the counts */
-	if (registered) {
-		e2 = lab_bpf_map_delete_elem(maps->tids_fd, &key);
+	if (u->slot) {
+		e2 = up_preempt_stop(u, maps,
+				     have_competitor ? &competitor : NULL,
+				     have_worker ? &worker : NULL,
+				     registered ? &key : NULL, base_seq,
+				     base_nivcsw, base_fixups);
 		if (!err)
 			err = e2;
 	}
-	atomic_store(&u->stop, 1);
-	if (have_competitor) {
-		e2 = up_preempt_arm(u, 0); /* wake it to see stop */
-		if (!err)
-			err = e2;
-		pthread_join(competitor, NULL);
-	}
-	if (have_worker)
-		pthread_join(worker, NULL);
 	if (!err)
 		err = atomic_load(&u->err);
-	if (u->have_ring) {
-		e2 = bpf_ring_consume(&u->ring, up_preempt_record, u);
-		if (e2 > 0)
-			out->ring_records += (uint64_t)e2;
-		else if (e2 < 0 && !err)
-			err = e2;
+	out->upcalls = atomic_load(&u->recorded);
+	out->wakes = atomic_load(&u->wakes);
+	out->retries = out->wakes - atomic_load(&u->hits);
+	if (u->have_ring)
 		bpf_ring_close(&u->ring);
-	}
 	if (u->slot) {
 		__atomic_store_n(&u->slot->ring_kinds, 0, __ATOMIC_RELAXED);
 		out->ring_lost =
@@ -638,7 +598,6 @@ out:
 	}
 	if (vps)
 		munmap(vps, len);
-	close(u->tfd);
 	free(u);
 	lab_unpin(&saved);
 	return err;

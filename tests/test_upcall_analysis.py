@@ -44,6 +44,11 @@ ANATOMY = {
                                       "wake_ipi": 900.0, "switch_in": 40000.0, "user": 3000.0},
 }
 OUR_HANDOFF = {"waking": 700.0, "switch_in": 1900.0, "user": 1100.0}
+# preemption upcalls: latency and (the preempted worker itself) since_resume
+PREEMPT = {("bpf_ringbuf", CROSS): 40000.0, ("bpf_flag", CROSS): 150.0,
+           ("bpf_flag", SAME): 30000.0, ("rseq_abort", SAME): 32000.0}
+SINCE_RESUME = {"bpf_flag": 900.0, "rseq_abort": 1200.0}
+FOLDED = 2.0            # missed_events of a preemption run: a count, not a fault
 SINCE = 25000.0         # since_source of the bpf unblock points
 TIMER = {("timer_nanosleep", 0): 100000.0, ("cyclictest", 0): 80000.0,
          ("timer_nanosleep", 50): 30000.0, ("cyclictest", 50): 24000.0,
@@ -63,7 +68,8 @@ def _params(variant: str, **values) -> dict:
 
 def upcall_results(tmp_path, handoff: dict | None = HANDOFF, latency: dict = LATENCY,
                    timers: dict = TIMER, probed: bool = False, name: str = "upcall-synth",
-                   wakeups=None, anatomy: dict = ANATOMY, our_handoff: bool = False) -> str:
+                   wakeups=None, anatomy: dict = ANATOMY, our_handoff: bool = False,
+                   preempt: dict = PREEMPT) -> str:
     """A results folder of the upcall family (and baseline's futex_pingpong
     handoff, ``handoff``: {placement: median}, or None) with the known
     medians above, REPS repetitions each.  ``probed``: the runs had probes
@@ -108,6 +114,14 @@ def upcall_results(tmp_path, handoff: dict | None = HANDOFF, latency: dict = LAT
                                                      and event == "block")
             add("upcall", variant, params, series, rep,
                 {**mechanics, "slept_fraction": 1.0 if sleeps else 0.0})
+        for (variant, placement), median in preempt.items():
+            params = _params(variant, event="preempt", placement=placement, anatomy=False)
+            series = {"latency": _values(median, seed=rep)}
+            if placement == SAME:
+                series["since_resume"] = _values(SINCE_RESUME[variant], seed=rep)
+            add("upcall", variant, params, series, rep,
+                {"preemptions": 105.0, "by_competitor": 103.0, "others": 0.0,
+                 "missed_events": FOLDED, "retries": 1.0, "wakes": 104.0})
         if our_handoff:
             params = _params("futex_hint", placement=SAME, block_kind="futex")
             series = {"latency": _values(sum(OUR_HANDOFF.values()), seed=rep)}
@@ -274,12 +288,42 @@ def test_report_names_every_upcall_variant(tmp_path):
                     "Timer upcalls: lateness beside cyclictest",
                     "Counters that prove the mechanics",
                     "What the scheduler activations paper measured",
-                    "upcall: upcall latency, block_kind=nanosleep", "upcall: timer lateness"):
+                    "upcall: upcall latency, block_kind=nanosleep", "upcall: timer lateness",
+                    "Preemption upcalls: the runtime learns", "upcall: preemption upcalls"):
         assert heading in words, heading
     # the paper's figure quoted, our ratio computed: 2.4 ms / 0.6 us
     assert "2.4 ms" in words and "441 us" in words
     assert re.search(r"ours is 4,000 times faster than the 1992 upcall", words)
     assert "context, not a comparison of designs" in words
+
+
+# ---- preemption upcalls ----------------------------------------------------------------
+
+def test_preemption_table_beside_the_block_upcall(synthetic):
+    data = up.preemption_table(synthetic).set_index(["mechanism", "placement"])
+    assert sorted(data.index) == sorted(PREEMPT)
+    for key, median in PREEMPT.items():
+        assert data.loc[key, "median"] == pytest.approx(median)
+    # across CPUs: the preemption median over the block upcall's
+    assert data.loc[("bpf_ringbuf", CROSS), "vs_block"] == pytest.approx(40000 / 60000)
+    assert data.loc[("bpf_flag", CROSS), "vs_block"] == pytest.approx(150 / 200)
+    # the preempted worker itself: from when it got its CPU back
+    assert data.loc[("bpf_flag", SAME), "since_resume"] == pytest.approx(900)
+    assert data.loc[("bpf_flag", SAME), "vs_block"] == pytest.approx(900 / 600)
+    # rseq aborts tell of no block: nothing to compare with
+    assert math.isnan(data.loc[("rseq_abort", SAME), "vs_block"])
+    assert data.loc[("rseq_abort", SAME), "block_kind"] == ""
+    assert data.loc[("bpf_flag", SAME), "missed_events"] == FOLDED
+
+
+def test_preemption_runs_stay_out_of_the_block_tables(synthetic):
+    assert "preempt" not in set(up.latency_table(synthetic)["event"])
+    assert "rseq_abort" not in set(up.latency_table(synthetic)["variant"])
+    # folded preemptions are counted, not flagged as a fault
+    assert up.must_be_zero(synthetic)["missed_events"][2] == 0
+    lines = " ".join(up.preemption_lines(synthetic))
+    assert "fastest by bpf_flag: 0.150 us" in lines
+    assert "learns 0.900 us after it got its CPU back, by bpf_flag" in lines
 
 
 # ---- the anatomy ------------------------------------------------------------------------

@@ -15,6 +15,11 @@ report section (analysis.sections.upcall) lays out and the notebook
   scheduler sleeps: the probes' wake-to-run median of the scheduler thread
   beside the upcall median of the same runs, and what is left before the
   wake-up;
+- preemption_table() / preemption_lines(): preemption upcalls (event
+  ``preempt``): who learns that a VP was preempted (a scheduler on the
+  other CPU, or the preempted activation when it runs again), by ring,
+  flag or rseq abort, how fast, beside the block upcall of the same
+  mechanism and placement;
 - anatomy_table(): where an upcall's microseconds go, stage by stage;
 - since_source_table(): the bpf unblock upcalls measured from the waker's
   stamp or the sleep's deadline (what the uring_cqe variants measure)
@@ -63,6 +68,7 @@ from analysis._views import (
 FAMILY = "upcall"
 BASELINE, PINGPONG, HANDOFF = "baseline", "futex_pingpong", "handoff"
 LATENCY, SINCE_SOURCE, LATENESS = "latency", "since_source", "lateness"
+SINCE_RESUME = "since_resume"
 SAME, CROSS = "same_cpu", "cross_cpu"
 PLACEMENTS = (SAME, CROSS)
 EVENTS = ("block", "unblock")
@@ -71,6 +77,14 @@ MECHANISMS = ("bpf_ringbuf", "bpf_ringbuf_adaptive", "bpf_flag", "bpf_flag_idle"
               "bpf_flag_sleep", "futex_hint", "uring_cqe_poll", "uring_cqe_wait",
               "uring_cqe_eventfd")
 URING_CQE = ("uring_cqe_poll", "uring_cqe_wait", "uring_cqe_eventfd")
+# preemption upcalls (event "preempt"): the mechanisms built for them;
+# rseq_abort tells of nothing else
+PREEMPT = "preempt"
+PREEMPT_MECHANISMS = ("bpf_ringbuf", "bpf_flag", "rseq_abort")
+PREEMPT_ONLY = ("rseq_abort",)
+# how each run's preemptions went: medians per run
+PREEMPT_COUNTERS = ("preemptions", "retries", "others", "missed_events", "rseq_aborts",
+                    "rseq_fixups")
 # the scheduler sleeps until the kernel wakes it: the probes' wake-to-run
 # of the scheduler thread is part of these upcalls
 SLEEPING = ("bpf_ringbuf", "bpf_ringbuf_adaptive", "bpf_flag_sleep", "futex_hint",
@@ -229,6 +243,10 @@ def _latency_table(run: Run, family: str, seed: int) -> pd.DataFrame:
                "slept_fraction", "woken_per_upcall", "sleeps"]
     if head.empty:
         return pd.DataFrame(columns=columns)
+    preempt = preemption_points(run, family)             # preemption_table()'s
+    head = head[[(str(v), str(p)) not in preempt for v, p in zip(head["variant"], head["point"])]]
+    if head.empty:
+        return pd.DataFrame(columns=columns)
     data = _with_mechanism_params(run, family, head)
     data["mechanism"] = data["variant"]
     ref = handoff_reference(run, seed).get(SAME)
@@ -247,6 +265,130 @@ def _latency_table(run: Run, family: str, seed: int) -> pd.DataFrame:
                       else v in SLEEPING for v, f, w in
                       zip(data["variant"], data["slept_fraction"], data["woken_per_upcall"])]
     return in_table_order(data)[columns + [c for c in data.columns if c not in columns]]
+
+
+# -- preemption upcalls ------------------------------------------------------------------------
+
+PREEMPT_COLUMNS = ["variant", "point", "mechanism", "placement", "other", "n", "reps", "median",
+                   "p90", "p99", "ci_low", "ci_high", "rep_min", "rep_max", "noisy",
+                   "since_resume", "since_resume_ci_low", "since_resume_ci_high",
+                   "block_median", "block_kind", "vs_block", "vs_block_low",
+                   "vs_block_high"] + list(PREEMPT_COUNTERS)
+
+
+def preemption_points(run: Run, family: str = FAMILY) -> set[tuple[str, str]]:
+    """The (variant, point) pairs of preemption upcalls (event preempt)."""
+    table = run_table(run, family)
+    if table.empty or "event" not in table.columns:
+        return set()
+    hit = (table["event"].astype(object).astype(str) == PREEMPT) \
+        | table["variant"].astype(str).isin(PREEMPT_ONLY)
+    return set(zip(table.loc[hit, "variant"].astype(str), table.loc[hit, "point"].astype(str)))
+
+
+def preemption_table(run: Run, family: str = FAMILY, seed: int = 0) -> pd.DataFrame:
+    """One row per preemption-upcall point: the ``latency`` summary (the
+    learner's stamp minus the program's preempt_ns; median, p90, p99,
+    ci_low / ci_high, rep_min / rep_max, noisy, n, reps; ns), mechanism,
+    placement (cross_cpu: a scheduler on the other CPU learns at once;
+    same_cpu: the preempted worker learns when it runs again), other (the
+    parameters that tell rows apart); ``since_resume`` (same_cpu: the
+    median after the worker got its CPU back, with its 95% CI); the block
+    upcall of the same mechanism and placement in this run (its median,
+    its block_kind: the lowest median's where there are several, and
+    ``vs_block``, the preemption median over it -- same_cpu: the
+    since_resume median, from when the worker could react -- with the CIs
+    divided crosswise; NaN and "" without one); the PREEMPT_COUNTERS'
+    medians per run."""
+    return cached_per_run(run, "upcall", ("preemption_table", family, seed),
+                          lambda: _preemption_table(run, family, seed))
+
+
+def _preemption_table(run: Run, family: str, seed: int) -> pd.DataFrame:
+    points = preemption_points(run, family)
+    if not points:
+        return pd.DataFrame(columns=PREEMPT_COLUMNS)
+    summary = family_summary(run, family, seed)
+    key = pd.Series([(str(v), str(p)) in points for v, p in
+                     zip(summary["variant"], summary["point"])], index=summary.index)
+    mine = summary[key]
+    head = mine[mine["metric"].astype(str) == LATENCY]
+    if head.empty:
+        return pd.DataFrame(columns=PREEMPT_COLUMNS)
+    data = _with_mechanism_params(run, family, head)
+    data["mechanism"] = data["variant"]
+    resumed = mine[mine["metric"].astype(str) == SINCE_RESUME].set_index(
+        [mine.loc[mine["metric"].astype(str) == SINCE_RESUME, "variant"].astype(str),
+         mine.loc[mine["metric"].astype(str) == SINCE_RESUME, "point"].astype(str)])
+    keys = list(zip(data["variant"], data["point"]))
+    for col, src in (("since_resume", "median"), ("since_resume_ci_low", "ci_low"),
+                     ("since_resume_ci_high", "ci_high")):
+        data[col] = [float(resumed.loc[k, src]) if k in resumed.index else math.nan
+                     for k in keys]
+    blocks = latency_table(run, family, seed)
+    blocks = blocks[blocks["event"] == "block"]
+    found = []
+    for _, r in data.iterrows():
+        same = blocks[(blocks["mechanism"] == r["mechanism"])
+                      & (blocks["placement"] == r["placement"])]
+        if same.empty:
+            found.append((math.nan, "", math.nan, math.nan, math.nan))
+            continue
+        b = same.loc[same["median"].astype(float).idxmin()]
+        # the preempted worker can react only once its CPU is back: from then
+        mine = r if r["placement"] == CROSS else {
+            "median": r["since_resume"], "ci_low": r["since_resume_ci_low"],
+            "ci_high": r["since_resume_ci_high"]}
+        ratio, low, high = median_ratio(mine, b)
+        found.append((float(b["median"]), str(b["block_kind"]), float(ratio), float(low),
+                      float(high)))
+    for i, col in enumerate(("block_median", "block_kind", "vs_block", "vs_block_low",
+                             "vs_block_high")):
+        data[col] = [f[i] for f in found]
+    counters = counter_summary(run, family)
+    counters = counters[counters["counter"].isin(PREEMPT_COUNTERS)]
+    wide = counters.set_index([counters["variant"].astype(str), counters["point"].astype(str),
+                               counters["counter"].astype(str)])["median"]
+    for name in PREEMPT_COUNTERS:
+        data[name] = [float(wide.get((v, p, name), math.nan)) for v, p in keys]
+    return in_table_order(data)[PREEMPT_COLUMNS]
+
+
+def preemption_lines(run: Run, family: str = FAMILY) -> list[str]:
+    """What the preemption upcalls show, from the medians: who learns
+    first, by which mechanism, and against the block upcall."""
+    data = preemption_table(run, family)
+    lines = []
+    cross = data[data["placement"] == CROSS]
+    if not cross.empty:
+        best = cross.loc[cross["median"].astype(float).idxmin()]
+        text = (f"Another VP learns that a VP was preempted fastest by {best['mechanism']}: "
+                f"{fmt_us(best['median'])} us after the kernel's switch (median, 95% CI "
+                f"{fmt_us_interval(best['ci_low'], best['ci_high'])})")
+        rest = [f"{r['mechanism']} {fmt_us(r['median'])} us" for _, r in cross.iterrows()
+                if r["mechanism"] != best["mechanism"]]
+        if rest:
+            text += "; " + ", ".join(rest)
+        lines.append(text + ".")
+    same = data[data["placement"] == SAME]
+    if not same.empty and np.isfinite(same["since_resume"].astype(float)).any():
+        best = same.loc[same["since_resume"].astype(float).idxmin()]
+        lines.append(
+            f"The preempted activation itself learns {fmt_us(best['since_resume'])} us after "
+            f"it got its CPU back, by {best['mechanism']} (95% CI "
+            f"{fmt_us_interval(best['since_resume_ci_low'], best['since_resume_ci_high'])}); "
+            f"{fmt_us(best['median'])} us after the switch out, the time the competitor held "
+            "the CPU included: on its own CPU the runtime can only react once the kernel "
+            "gives the CPU back.")
+    for _, r in data.iterrows():
+        if math.isfinite(r["vs_block"]):
+            what = ("a preemption upcall takes" if r["placement"] == CROSS else
+                    "the preempted worker, once back on its CPU, learns in")
+            lines.append(
+                f"{r['mechanism']}, {r['placement']}: {what} {fmt_ratio(r['vs_block'])} the "
+                f"block upcall's {fmt_us(r['block_median'])} us (block_kind={r['block_kind']}; "
+                f"95% interval {fmt_ratio_interval(r['vs_block_low'], r['vs_block_high'])}).")
+    return lines
 
 
 def best_upcall(data: pd.DataFrame, placement: str,
@@ -545,6 +687,10 @@ def must_be_zero(run: Run, family: str = FAMILY) -> dict[str, tuple[float, int, 
     runs where it is not 0)."""
     table = run_table(run, family)
     table = table[table["variant"].astype(str).isin(MECHANISMS)]
+    if "event" in table.columns:
+        # a preemption run's folded preemptions are a count, not a fault:
+        # preemption_table() shows them
+        table = table[table["event"].astype(object).astype(str) != PREEMPT]
     out = {}
     for name in MUST_BE_ZERO:
         if name not in table.columns:
@@ -563,6 +709,8 @@ def mechanics_table(run: Run, family: str = FAMILY) -> pd.DataFrame:
     slept_fraction); columns: the counters some row reports."""
     s = counter_summary(run, family)
     s = s[s["variant"].astype(str).isin(MECHANISMS) & s["counter"].isin(MECHANICS + (SLEPT,))]
+    preempt = preemption_points(run, family)
+    s = s[[(str(v), str(p)) not in preempt for v, p in zip(s["variant"], s["point"])]]
     if s.empty:
         return pd.DataFrame()
     wide = s.pivot_table(index=["variant", "point"], columns="counter", values="median",
@@ -902,5 +1050,6 @@ __all__ = ["latency_table", "anatomy_table", "anatomy_lines", "best_sleeping_ker
            "scheduler_wakeups", "since_source_table", "timer_rows", "timer_pivot",
            "cyclictest_pairs", "must_be_zero", "mechanics_table", "findings_lines", "paper_lines",
            "timer_lines", "handoff_lines", "crosscheck_lines", "probe_text", "block_kinds",
-           "row_label", "in_table_order", "fmt_fraction", "NO_HANDOFF_LINE", "PAPER_QUOTE",
+           "row_label", "in_table_order", "fmt_fraction", "preemption_table",
+           "preemption_lines", "preemption_points", "NO_HANDOFF_LINE", "PAPER_QUOTE",
            "PAPER_SOURCE"]

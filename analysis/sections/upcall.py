@@ -4,6 +4,10 @@ analysis.families.upcall computes, in this order after the generic tables:
 - "what this run shows" (findings_lines());
 - the upcall latency table, one per placement, and the futex-handoff
   yardstick under it; one line instead when the run has no such handoff;
+- preemption upcalls: who learns that a VP was preempted, by which
+  mechanism, how fast, beside the block upcall of the same mechanism, and
+  their CDF (latency after the switch; since_resume for the preempted
+  activation itself);
 - the anatomy of an upcall: its kernel stages per mechanism point, a table
   and a stacked bar figure;
 - the kernel's cross-check (the scheduler's wake-to-run), since_source,
@@ -28,7 +32,7 @@ from analysis._format import fmt_count, fmt_fraction, fmt_ratio, fmt_ratio_inter
 from analysis._kernel import kernel_view_status
 from analysis._pages import Block, Heading, Report, Space, Table, Text
 from analysis._results import Run
-from analysis._views import headline_samples
+from analysis._views import headline_samples, user_samples
 from analysis.families.upcall import (
     ALL_WAKEUPS,
     CROSS,
@@ -39,8 +43,10 @@ from analysis.families.upcall import (
     MECHANICS,
     MECHANISMS,
     PLACEMENTS,
+    PREEMPT_MECHANISMS,
     SAME,
     SCHEDULER_WAKEUPS,
+    SINCE_RESUME,
     SLEEPING,
     SLEPT,
     STAGE_TEXT,
@@ -60,6 +66,8 @@ from analysis.families.upcall import (
     mechanics_table,
     must_be_zero,
     paper_lines,
+    preemption_lines,
+    preemption_table,
     probe_text,
     row_label,
     since_source_table,
@@ -85,6 +93,7 @@ def render(report: Report, family: str = FAMILY) -> None:
     generic.render(report, family, extra_blocks=section_blocks(run, family), figures=False,
                    counters=False)
     latency_figures(report, family)
+    preemption_figure(report, family)
     anatomy_figure(report, family)
     timer_figure(report, family)
 
@@ -153,6 +162,46 @@ def _latency_row(r: pd.Series, has_ratio: bool, has_woken: bool) -> list[str]:
         row.append(fmt_fraction(r["woken_per_upcall"]))
     row.append("noisy" if r["noisy"] else "")
     return row
+
+
+def preemption_blocks(run: Run, family: str = FAMILY) -> list[Block]:
+    """Preemption upcalls: the table, one row per mechanism and placement,
+    and what it shows."""
+    data = preemption_table(run, family)
+    if data.empty:
+        return []
+    header = ["mechanism", "learner", "other", "n", "reps", "median [us]", "p99 [us]",
+              "95% CI [us]", "rep spread [us]", "since resume [us]", "block upcall [us]",
+              "/ block", "retries/run", "others/run", ""]
+    rows = [[r["mechanism"], "the other CPU" if r["placement"] == CROSS else "itself, on return",
+             r["other"] or "-", str(r["n"]), str(r["reps"]), fmt_us(r["median"]),
+             fmt_us(r["p99"]), fmt_us_interval(r["ci_low"], r["ci_high"]),
+             fmt_us_interval(r["rep_min"], r["rep_max"]), fmt_us(r["since_resume"]),
+             fmt_us(r["block_median"]) + (f" ({r['block_kind']})" if r["block_kind"] else ""),
+             fmt_ratio(r["vs_block"]), fmt_count(r["retries"]), fmt_count(r["others"]),
+             "noisy" if r["noisy"] else ""] for _, r in data.iterrows()]
+    notes = ["A pinned SCHED_FIFO competitor, woken by a timerfd, takes the CPU of a worker "
+             "spinning one priority below it; each sample is one preemption by the competitor "
+             "(a wake that preempted nothing is a retry). median: the learner's stamp minus "
+             "the program's bpf_ktime_get_ns() at the worker's sched_switch out. The other "
+             "CPU: a scheduler there, by epoll on the ring (bpf_ringbuf) or spinning on the "
+             "slot (bpf_flag). Itself, on return: the preempted worker, when it runs again, "
+             "looks at its slot (bpf_flag), consumes the ring (bpf_ringbuf) or is resumed by "
+             "the kernel at its rseq abort handler (rseq_abort); its median holds the time "
+             "the competitor kept the CPU, since resume (its stamp minus the program's stamp "
+             "of its switch back in) does not.",
+             "block upcall: the lowest block-upcall median of the same mechanism and placement "
+             "in this run (its block_kind); / block: the preemption median over it (itself, "
+             "on return: the since-resume median, from when it could react). "
+             "others/run: preemptions by another task (the kernel's fair server giving a "
+             "load task the CPU), published and counted, no sample. " + probe_text(run, family)]
+    blocks: list[Block] = [
+        Heading("Preemption upcalls: the runtime learns that a VP was preempted", size=12,
+                keep_with_next=1.2),
+        Table(header, rows, right=[False] * 3 + [True] * 2 + [False] * 4 + [True] * 5 + [False],
+              highlight=data["noisy"].tolist(),
+              caption="Preemption upcalls by mechanism and learner", notes=notes)]
+    return blocks + [Text(line, size=9.5) for line in preemption_lines(run, family)]
 
 
 def anatomy_blocks(run: Run, family: str = FAMILY) -> list[Block]:
@@ -366,7 +415,7 @@ def paper_blocks(run: Run, family: str = FAMILY) -> list[Block]:
 def section_blocks(run: Run, family: str = FAMILY) -> list[Block]:
     """Everything the section adds after the generic tables, in order."""
     return (findings_blocks(run, family) + latency_blocks(run, family)
-            + anatomy_blocks(run, family) + crosscheck_blocks(run, family)
+            + preemption_blocks(run, family) + anatomy_blocks(run, family) + crosscheck_blocks(run, family)
             + since_source_blocks(run, family)
             + timer_blocks(run, family) + mechanics_blocks(run, family)
             + (paper_blocks(run, family) if not latency_table(run, family).empty else []))
@@ -466,6 +515,48 @@ def latency_figures(report: Report, family: str = FAMILY) -> None:
             plots.bars(ax, bars_frame(rows), log=True, title=placement,
                        legend=j == 0)
             plots.plain_log_ticks(ax, "x")
+
+
+def preemption_figure(report: Report, family: str = FAMILY) -> None:
+    """The CDF of every preemption upcall's latency (solid) and, for the
+    preempted worker learning itself, of its since_resume (dashed), log x."""
+    run = report.run
+    data = preemption_table(run, family)
+    if data.empty:
+        return
+    samples = headline_samples(run, family)
+    every = user_samples(run)
+    resumed = every[(every["family"] == family).to_numpy()
+                    & (every["metric"].astype(str) == SINCE_RESUME).to_numpy()]
+    colors = dict(zip(PREEMPT_MECHANISMS, plots.palette(len(PREEMPT_MECHANISMS))))
+    curves = []
+    for _, r in data.iterrows():
+        learner = "other CPU" if r["placement"] == CROSS else "itself"
+        pick = (samples["variant"].astype(str) == r["variant"]) \
+            & (samples["point"].astype(str) == r["point"]) \
+            & (samples["metric"].astype(str) == LATENCY)
+        curves.append((f"{r['mechanism']}, {learner}: after the switch",
+                       samples.loc[pick, "value"].to_numpy(dtype=float) / 1000,
+                       {"color": colors.get(r["mechanism"]),
+                        "linestyle": "-" if r["placement"] == CROSS else "-."}))
+        if r["placement"] == SAME:
+            pick = (resumed["variant"].astype(str) == r["variant"]) \
+                & (resumed["point"].astype(str) == r["point"])
+            curves.append((f"{r['mechanism']}, itself: since resume",
+                           resumed.loc[pick, "value"].to_numpy(dtype=float) / 1000,
+                           {"color": colors.get(r["mechanism"]), "linestyle": ":"}))
+    with report.figure(f"{family}: preemption upcalls",
+                       caption="Empirical CDF of the preemption upcalls (user-side runs, "
+                               "repetitions pooled), log x. Solid: a scheduler on the other "
+                               "CPU learns, from the kernel's switch out; dash-dotted: the "
+                               "preempted worker learns when it runs again, from the same "
+                               "switch (the competitor's burst included); dotted: the same, "
+                               "from its switch back in.") as (fig, axes):
+        ax = axes.flat[0]
+        plots.cdf_curves(ax, curves, xlabel="preemption upcall latency [us]", log=True,
+                         legend=False)
+        plots.plain_log_ticks(ax, "x")
+        plots.legend_right(ax, fontsize=7)
 
 
 def anatomy_figure(report: Report, family: str = FAMILY) -> None:

@@ -101,26 +101,40 @@ stamp or the sleep's deadline, as uring_cqe measures.  Counters:
 operation is one upcall.  The kernel view's wake-to-run of the scheduler
 thread is the cross-check for the sleeping mechanisms.
 
-**Preemption upcalls** (``event = "preempt"``, bpf_ringbuf and bpf_flag,
-``placement = cross_cpu``, native/upcall_preempt.c): seed 002's
-"processor has been preempted".  The worker spins in user space on the
-suite's cpu at SCHED_FIFO ``competitor_priority`` - 1 (no SCHED_OTHER
-load can take its CPU); a competitor on the same cpu at SCHED_FIFO
-``competitor_priority`` sleeps in read() of a timerfd the scheduler arms
-100 us ahead, runs ``burst_us`` and sleeps again.  The upcall program's
-preemption function (lab_upcall_preempt) publishes the worker's switch
-out in its slot (and a ring record); the scheduler, on peer_cpu, learns
-of it by epoll on the ring or by spinning on ``preempt_seq``.  A wake
-that found the worker already off its CPU (the kernel's fair server
-running a load task there) preempted nothing: the competitor says so
-from the slot and the scheduler re-arms (``retries``), so each sample is
-one preemption by the competitor.  Series ``latency``: the scheduler's
-stamp minus the program's preempt_ns.  Counters: ``preemptions``
-(published in the window), ``by_competitor``, ``others`` (by another
-thread: no sample), ``retries``, ``wakes``, ``missed_events``,
-``worker_nivcsw`` (the kernel's count of the worker's involuntary
-switches), the ring's.  same_cpu is not built: a FIFO worker spinning
-there would starve a SCHED_OTHER scheduler.
+**Preemption upcalls** (``event = "preempt"``; bpf_ringbuf, bpf_flag,
+rseq_abort; native/upcall_preempt.c): seed 002's "processor has been
+preempted".  The worker spins in user space on the suite's cpu at
+SCHED_FIFO ``competitor_priority`` - 1 (no SCHED_OTHER load can take its
+CPU); a competitor on the same cpu at SCHED_FIFO ``competitor_priority``
+sleeps 100 us on its own timer (so its wake-up is local to that CPU and
+never disturbs the learner's), runs ``burst_us`` and sleeps again.  The
+upcall program's preemption function (lab_upcall_preempt) publishes the
+worker's switch out in its slot (and a ring record) and its switch back
+in (``resume_ns``).  Who learns, by placement:
+
+- ``cross_cpu``: a scheduler on peer_cpu, at once, by epoll on the ring
+  (bpf_ringbuf) or by spinning on ``preempt_seq`` (bpf_flag): the
+  paper's upcall on another of the address space's processors.
+- ``same_cpu``: the preempted activation itself, when it runs again:
+  its spin loop looks at its slot (bpf_flag) or consumes the ring
+  without sleeping (bpf_ringbuf); rseq_abort spins inside an rseq
+  critical section in glibc's area and the kernel resumes it at the
+  abort handler (rseq:rseq_ip_fixup; the program counts those too), the
+  nearest Linux has to Mach's "dummy trap return into an upcall".
+  Series ``since_resume``: its stamp minus resume_ns, the cost of
+  learning once the CPU is back; ``latency`` also holds the burst.
+
+Each preemption by the competitor that the learner sees is a sample
+(the first ``warmup`` are not recorded).  Series ``latency``: the
+learner's stamp minus the program's preempt_ns.  Counters, over the whole
+run so that they add up: ``preemptions`` (published) = ``by_competitor``
++ ``others`` (by another task, e.g. the fair server giving a load task
+the CPU: no sample) + ``missed_events`` (folded between two looks), and
+= ``worker_nivcsw`` (the kernel's count of the worker's involuntary
+switches); ``wakes`` and ``retries`` (the competitor's wakes that found
+the worker already off its CPU, by its own look at the slot); the
+ring's; ``rseq_aborts`` = ``rseq_fixups`` (the handler's count and the
+kernel's).  Each run checks these.
 
 **Timer upcalls** (``timer_*``, native/upcall_timer.c; ``cyclictest``):
 the lateness of a periodic timer of ``interval_us`` on the suite's cpu:
@@ -200,6 +214,11 @@ STAGE_METRICS = tuple(Metric(f"stage_{name}", "ns",
                              f"anatomy: {text}; a stage that did not happen is 0 and its time "
                              "goes to the next; a sample's stages sum to its latency")
                       for name, text in STAGES)
+SINCE_RESUME = Metric("since_resume", "ns",
+                      "event=preempt, same_cpu: the preempted thread's own stamp on learning of "
+                      "its preemption minus the program's resume_ns (its switch back in): what "
+                      "learning costs once the CPU is back (latency also holds the time the "
+                      "competitor kept it)")
 LATENESS = Metric("lateness", "ns", "when user code runs on a timer expiry minus the expiry "
                   "asked for")
 
@@ -269,7 +288,9 @@ _COUNTS = tuple(name for name in struct_fields("struct upcall_counts")
 
 
 # event = "preempt": native/upcall_preempt.c, the mechanisms built for it
-PREEMPT_MECHANISMS = ("bpf_ringbuf", "bpf_flag")
+# (rseq_abort tells of nothing else, and only the preempted thread itself)
+PREEMPT_MECHANISMS = ("bpf_ringbuf", "bpf_flag", "rseq_abort")
+PREEMPT_ONLY = ("rseq_abort",)
 _PREEMPT_COUNTS = tuple(name for name in struct_fields("struct upcall_preempt_counts")
                         if name not in ("worker_tid", "competitor_tid"))
 
@@ -289,7 +310,7 @@ def point_problem(variant: str, p: dict[str, Any]) -> str | None:
         if why:
             return (f"anatomy=true loads the upcall program's stage functions, which cannot "
                     f"run here ({why}); or use anatomy=false")
-    if p.get("event") == "preempt" and variant in MECHANISMS:
+    if (p.get("event") == "preempt" and variant in MECHANISMS) or variant in PREEMPT_ONLY:
         problem = _preempt_problem(variant, p)
         if problem:
             return problem
@@ -312,16 +333,20 @@ def point_problem(variant: str, p: dict[str, Any]) -> str | None:
 
 
 def _preempt_problem(variant: str, p: dict[str, Any]) -> str | None:
+    if variant in PREEMPT_ONLY and p.get("event") != "preempt":
+        return f"{variant} tells of preemptions only: set event=\"preempt\""
     if variant not in PREEMPT_MECHANISMS:
-        return (f"event=preempt is built for {' and '.join(PREEMPT_MECHANISMS)} only (not "
+        return (f"event=preempt is built for {', '.join(PREEMPT_MECHANISMS)} only (not "
                 f"built yet for {variant})")
-    if p.get("placement") != "cross_cpu":
-        return ("event=preempt needs placement=cross_cpu: the worker spins at SCHED_FIFO on "
-                "its cpu, where a SCHED_OTHER scheduler would never run (not built yet: a "
-                "worker that blocks after each preemption)")
+    if variant in PREEMPT_ONLY and p.get("placement") != "same_cpu":
+        return (f"{variant}: the kernel resumes the preempted thread itself at its abort "
+                "handler, on its own CPU: set placement=same_cpu")
     if p.get("anatomy"):
         return ("event=preempt has no anatomy (its stage programs time block and unblock "
                 "upcalls): set anatomy=false")
+    if variant == "rseq_abort" and _native()[1].upcall_rseq_available() != 0:
+        return ("rseq_abort: glibc registered no rseq area for this process (is "
+                "glibc.pthread.rseq=0 in GLIBC_TUNABLES?), or this is not x86-64")
     if not _can_fifo(p["competitor_priority"]):
         return (f"event=preempt runs its competitor SCHED_FIFO {p['competitor_priority']}: "
                 "run as root (CAP_SYS_NICE) or raise RLIMIT_RTPRIO")
@@ -403,26 +428,31 @@ def run_upcalls(mechanism: str, p: dict[str, Any], cpu: int, sched_cpu: int, scr
 
 
 def run_preemptions(mechanism: str, p: dict[str, Any], cpu: int, sched_cpu: int, maps: Any,
-                    handshake: Any = None, bystander: bool = False):
+                    handshake: Any = None, bystander: bool = False, same_cpu: bool = False):
     """Call upcall_preempt_run with maps of a program whose preemption
-    function is attached: (latency, counts dict).  bystander: the worker
-    is not registered (nothing may be published; no latency)."""
+    function is attached (rseq_abort: and its rseq_ip_fixup counter):
+    (latency, since_resume or None, counts dict).  same_cpu: the preempted
+    worker learns itself, on its return (sched_cpu is then the harness's).
+    bystander: the worker is not registered (nothing may be published; no
+    latency)."""
     import numpy as np
 
     from lab.native import check, double_ptr, standalone_handshake
     ffi, lib = _native()
     if handshake is None:
         handshake = standalone_handshake()
-    latency = np.zeros(p["samples"])
+    latency, since_resume = np.zeros(p["samples"]), np.zeros(p["samples"])
     cfg = ffi.new("struct upcall_preempt_config *", {
-        "mechanism": MECHANISMS[mechanism], "cpu": cpu, "sched_cpu": sched_cpu,
-        "competitor_priority": p["competitor_priority"], "burst_ns": p["burst_us"] * 1000,
-        "warmup": p["warmup"], "nr_samples": p["samples"], "bystander": int(bystander)})
+        "mechanism": MECHANISMS[mechanism], "same_cpu": int(same_cpu), "cpu": cpu,
+        "sched_cpu": sched_cpu, "competitor_priority": p["competitor_priority"],
+        "burst_ns": p["burst_us"] * 1000, "warmup": p["warmup"], "nr_samples": p["samples"],
+        "bystander": int(bystander)})
     counts = ffi.new("struct upcall_preempt_counts *")
-    check(lib.upcall_preempt_run(handshake, cfg, maps, double_ptr(ffi, latency), counts),
+    check(lib.upcall_preempt_run(handshake, cfg, maps, double_ptr(ffi, latency),
+                                 double_ptr(ffi, since_resume), counts),
           f"upcall/{mechanism} event=preempt")
-    return latency, {k: int(getattr(counts, k)) for k in struct_fields(
-        "struct upcall_preempt_counts")}
+    return latency, since_resume if same_cpu else None, {
+        k: int(getattr(counts, k)) for k in struct_fields("struct upcall_preempt_counts")}
 
 
 def expected_mechanics(mechanism: str, p: dict[str, Any], c: dict[str, int]) -> str | None:
@@ -433,17 +463,25 @@ def expected_mechanics(mechanism: str, p: dict[str, Any], c: dict[str, int]) -> 
     if c["upcalls"] != p["samples"]:
         return f"{c['upcalls']} upcalls recorded, {p['samples']} expected"
     if p.get("event") == "preempt":
-        # every preemption published is the competitor's or another's, and
-        # one the kernel counted for the worker
-        if c["by_competitor"] != p["samples"]:
-            return (f"{c['by_competitor']} preemptions by the competitor for "
-                    f"{p['samples']} upcalls")
-        if c["preemptions"] != c["by_competitor"] + c["others"] + c["missed_events"]:
-            return (f"the program published {c['preemptions']} preemptions, the scheduler "
-                    f"saw {c['by_competitor']} + {c['others']} others + "
+        # every preemption the program published was seen, and each of the
+        # competitor's it saw is one it made (the competitor's own count)
+        seen = c["by_competitor"] + c["others"] + c["missed_events"]
+        if c["preemptions"] != seen:
+            return (f"the program published {c['preemptions']} preemptions, the learner saw "
+                    f"{c['by_competitor']} by the competitor + {c['others']} others + "
                     f"{c['missed_events']} folded")
+        made = c["wakes"] - c["retries"]
+        if not c["by_competitor"] <= made <= c["by_competitor"] + c["missed_events"]:
+            return (f"the competitor preempted the worker {made} times, the learner saw "
+                    f"{c['by_competitor']} of them (and {c['missed_events']} folded)")
+        if c["by_competitor"] < p["warmup"] + p["samples"]:
+            return (f"{c['by_competitor']} preemptions by the competitor for "
+                    f"{p['warmup'] + p['samples']} upcalls")
         if mechanism == "bpf_ringbuf" and c["ring_records"] != c["preemptions"]:
             return f"{c['ring_records']} ring records for {c['preemptions']} preemptions"
+        if mechanism == "rseq_abort" and c["rseq_aborts"] != c["rseq_fixups"]:
+            return (f"the abort handler ran {c['rseq_aborts']} times, the kernel fired "
+                    f"rseq_ip_fixup {c['rseq_fixups']} times")
         return None
     if mechanism.startswith("bpf"):
         kind = "blocks" if p["event"] == "block" else "unblocks"
@@ -491,12 +529,15 @@ def _measure_upcalls(mechanism: str, p: dict[str, Any], ctx: RunContext, sched_c
     return latency, since, c, anatomy, costs
 
 
-def _measure_preemptions(mechanism: str, p: dict[str, Any], ctx: RunContext,
-                         sched_cpu: int) -> Measurement:
+def _measure_preemptions(mechanism: str, p: dict[str, Any], ctx: RunContext) -> Measurement:
     from lab.native import NativeError
-    with upcall_program("preempt") as (program, maps):
+    same_cpu = p["placement"] == "same_cpu"
+    # same_cpu: the harness arms the competitor from the other CPU; the
+    # worker, preempted, is the one that learns
+    with upcall_program("preempt", rseq=mechanism == "rseq_abort") as (program, maps):
         before = program_misses(program)
-        latency, c = run_preemptions(mechanism, p, ctx.cpu, sched_cpu, maps, ctx.handshake)
+        latency, since_resume, c = run_preemptions(mechanism, p, ctx.cpu, ctx.peer_cpu, maps,
+                                                   ctx.handshake, same_cpu=same_cpu)
         c["program_misses"] = program_misses(program) - before
     wrong = expected_mechanics(mechanism, p, c)
     if wrong:
@@ -504,7 +545,10 @@ def _measure_preemptions(mechanism: str, p: dict[str, Any], ctx: RunContext,
     counters = {k: float(c[k]) for k in _PREEMPT_COUNTS + ("program_misses",)
                 if k != "upcalls"}
     counters["program_from_runner"] = float(program.bpf is None)
-    return Measurement({LATENCY.name: latency}, ops=p["samples"], counters=counters)
+    series = {LATENCY.name: latency}
+    if since_resume is not None:
+        series[SINCE_RESUME.name] = since_resume
+    return Measurement(series, ops=p["samples"], counters=counters)
 
 
 def _upcall_variant(mechanism: str):
@@ -515,7 +559,7 @@ def _upcall_variant(mechanism: str):
         _check(mechanism, p)
         sched_cpu = ctx.peer_cpu if p["placement"] == "cross_cpu" else ctx.cpu
         if p.get("event") == "preempt":
-            return _measure_preemptions(mechanism, p, ctx, sched_cpu)
+            return _measure_preemptions(mechanism, p, ctx)
         latency, since, c, anatomy, costs = _measure_upcalls(mechanism, p, ctx, sched_cpu)
         wrong = expected_mechanics(mechanism, p, c)
         if wrong:
@@ -666,7 +710,8 @@ BPF = ("placement", "event", "block_kind", "block_us", "run_us", "anatomy", "pm_
        "competitor_priority", "burst_us") + SIZES
 HINT = ("placement", "block_kind", "block_us", "run_us", "anatomy", "pm_qos") + SIZES
 URING = ("placement", "block_kind", "block_us", "anatomy", "pm_qos") + SIZES
-BPF_METRICS = (LATENCY, SINCE_SOURCE) + STAGE_METRICS
+BPF_METRICS = (LATENCY, SINCE_SOURCE, SINCE_RESUME) + STAGE_METRICS
+PREEMPT = ("placement", "event", "competitor_priority", "burst_us") + SIZES
 OTHER_METRICS = (LATENCY,) + STAGE_METRICS
 TIMER = ("interval_us", "rt_priority", "pm_qos") + SIZES
 NEEDS_BPF = ("bpf",)
@@ -683,8 +728,8 @@ def _loading_program(variants: tuple[Variant, ...]) -> tuple[Variant, ...]:
         return bool(p.get("anatomy"))
 
     return tuple(dataclasses.replace(v, loads_upcall_program=always if v.name.startswith("bpf")
-                                     else with_anatomy) if v.name in MECHANISMS else v
-                 for v in variants)
+                                     or v.name in PREEMPT_ONLY else with_anatomy)
+                 if v.name in MECHANISMS else v for v in variants)
 
 
 FAMILY = Family(
@@ -714,6 +759,12 @@ FAMILY = Family(
         Variant("bpf_flag_idle", "bpf_flag with the scheduler polling at SCHED_IDLE: on the "
                 "worker's CPU it runs exactly when the CPU would otherwise go idle (no wake-up, "
                 "no irq_work)", _upcall_variant("bpf_flag_idle"), BPF, BPF_METRICS,
+                requires=NEEDS_BPF),
+        Variant("rseq_abort", "event=preempt only, same_cpu: the worker spins inside an rseq "
+                "critical section (glibc's area); the kernel, returning it to user space after "
+                "a preemption, resumes it at the abort handler, which reads its slot (the "
+                "nearest Linux has to an upcall into the preempted activation)",
+                _upcall_variant("rseq_abort"), PREEMPT, (LATENCY, SINCE_RESUME),
                 requires=NEEDS_BPF),
         Variant("futex_hint", "no kernel help: the worker FUTEX_WAKEs the scheduler just "
                 "before it blocks (event time: its stamp before the wake)",
