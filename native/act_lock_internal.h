@@ -78,7 +78,8 @@ struct act_lock {
 struct act_lock_stats {
 	uint64_t acquisitions;
 	uint64_t contended;	/* acquisitions that found it held */
-	uint64_t spin_ns;	/* time from a contended try to the acquire */
+	uint64_t spin_ns;	/* time from a contended try to the acquire,
+				 * less the time lent (lent_ns) */
 	uint64_t spin_iters;	/* loads of a held word */
 	uint64_t yields;	/* sched_yield() calls */
 	uint64_t futex_waits;	/* FUTEX_WAIT calls */
@@ -160,7 +161,7 @@ static inline uint32_t act_lock_acquire(struct act_lock *l, uint32_t me,
 					struct act_lock_stats *st)
 {
 	uint32_t w = 0, first, spins = 0;
-	uint64_t t0;
+	uint64_t t0, lent0 = st->lent_ns;
 
 	if (atomic_compare_exchange_strong(&l->word, &w, me)) {
 		st->acquisitions++;
@@ -223,7 +224,8 @@ static inline uint32_t act_lock_acquire(struct act_lock *l, uint32_t me,
 		act_lock_pause();
 	}
 	st->acquisitions++;
-	st->spin_ns += now_ns() - t0;
+	/* asleep while its CPU was lent is not spinning: lent_ns has it */
+	st->spin_ns += now_ns() - t0 - (st->lent_ns - lent0);
 	return first;
 }
 

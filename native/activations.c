@@ -67,6 +67,7 @@
 #include <sys/uio.h>
 
 #include "activations_internal.h"
+#include "upcall_internal.h"
 
 #ifndef TFD_IOC_SET_TICKS
 #define TFD_IOC_SET_TICKS _IOW('T', 0, uint64_t) /* Linux 3.17 */
@@ -1042,32 +1043,6 @@ static void *act_pthread_main(void *arg)
 
 /* ---- set-up and tear-down ------------------------------------------------------- */
 
-static int act_map_slots(struct act_rt *rt, int vps_fd)
-{
-	size_t page = (size_t)sysconf(_SC_PAGESIZE);
-	struct bpf_map_info info;
-	void *map;
-	int err;
-
-	err = lab_bpf_map_info(vps_fd, &info);
-	if (err)
-		return err;
-	if (info.type != BPF_MAP_TYPE_ARRAY ||
-	    !(info.map_flags & BPF_F_MMAPABLE) ||
-	    info.value_size != sizeof(struct up_vp) ||
-	    info.max_entries < rt->nr_acts)
-		return -EINVAL;
-	rt->slots_len =
-		((size_t)info.value_size * info.max_entries + page - 1) &
-		~(page - 1);
-	map = mmap(NULL, rt->slots_len, PROT_READ | PROT_WRITE, MAP_SHARED,
-		   vps_fd, 0);
-	if (map == MAP_FAILED)
-		return -errno;
-	rt->slots = map;
-	return 0;
-}
-
 static int act_upcall_setup(struct act_rt *rt)
 {
 	const struct activations_config *cfg = rt->cfg;
@@ -1077,7 +1052,8 @@ static int act_upcall_setup(struct act_rt *rt)
 	uint32_t i;
 	int err;
 
-	err = act_map_slots(rt, cfg->vps_fd);
+	err = up_map_slots_n(cfg->vps_fd, rt->nr_acts, &rt->slots,
+			     &rt->slots_len);
 	if (err)
 		return err;
 	rt->tids_fd = cfg->tids_fd;

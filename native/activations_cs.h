@@ -91,7 +91,7 @@ struct activations_cs_acq {
 	X(preempted_sections)                                                  \
 	/* ... left on another CPU than their VP's (continued elsewhere) */    \
 	X(continued_elsewhere)                                                 \
-	/* time waiters spent from a failed try to the acquire */              \
+	/* time waiters spent from a failed try to the acquire, not lent */    \
 	X(spin_ns)                                                             \
 	/* loads of a held lock word */                                        \
 	X(spin_iters)                                                          \

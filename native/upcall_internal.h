@@ -21,6 +21,8 @@
  * the VP slots, which must hold UP_VP's, and the stage stamps.  0 or
  * -errno (-EINVAL: not such an array).  upcall_program.c. */
 int up_map_slots(int vps_fd, struct up_vp **vps, size_t *len);
+/* ... that must hold nr slots (the activations runtimes: one per VP) */
+int up_map_slots_n(int vps_fd, uint32_t nr, struct up_vp **vps, size_t *len);
 int up_map_stages(int stages_fd, struct up_stages **st, size_t *len);
 
 static inline void up_pause(void)

@@ -63,10 +63,15 @@ static int up_map_array(int fd, size_t value_size, uint32_t min_index,
 	return 0;
 }
 
+int up_map_slots_n(int vps_fd, uint32_t nr, struct up_vp **vps, size_t *len)
+{
+	return up_map_array(vps_fd, sizeof(struct up_vp), nr ? nr - 1 : 0,
+			    (void **)vps, len);
+}
+
 int up_map_slots(int vps_fd, struct up_vp **vps, size_t *len)
 {
-	return up_map_array(vps_fd, sizeof(struct up_vp), UP_VP, (void **)vps,
-			    len);
+	return up_map_slots_n(vps_fd, UP_VP + 1, vps, len);
 }
 
 int up_map_stages(int stages_fd, struct up_stages **st, size_t *len)

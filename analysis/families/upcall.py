@@ -64,11 +64,12 @@ from analysis._views import (
     run_sources,
     user_samples,
 )
+from lab.families import upcall as fam
 
 FAMILY = "upcall"
 BASELINE, PINGPONG, HANDOFF = "baseline", "futex_pingpong", "handoff"
 LATENCY, SINCE_SOURCE, LATENESS = "latency", "since_source", "lateness"
-SINCE_RESUME = "since_resume"
+SINCE_RESUME = fam.SINCE_RESUME.name
 SAME, CROSS = "same_cpu", "cross_cpu"
 PLACEMENTS = (SAME, CROSS)
 EVENTS = ("block", "unblock")
@@ -80,8 +81,7 @@ URING_CQE = ("uring_cqe_poll", "uring_cqe_wait", "uring_cqe_eventfd")
 # preemption upcalls (event "preempt"): the mechanisms built for them;
 # rseq_abort tells of nothing else
 PREEMPT = "preempt"
-PREEMPT_MECHANISMS = ("bpf_ringbuf", "bpf_flag", "rseq_abort")
-PREEMPT_ONLY = ("rseq_abort",)
+PREEMPT_MECHANISMS, PREEMPT_ONLY = fam.PREEMPT_MECHANISMS, fam.PREEMPT_ONLY
 # how each run's preemptions went: medians per run
 PREEMPT_COUNTERS = ("preemptions", "retries", "others", "missed_events", "rseq_aborts",
                     "rseq_fixups")

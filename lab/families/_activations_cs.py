@@ -55,7 +55,8 @@ preemptions are the kernel's switches for all of them.
 **Series**: ``task_latency`` (headline), one task from its release (its
 fiber's previous task done, the first ones at the phase start) to its
 section's end.  **Counters**: ``throughput_tasks_per_s``,
-``spin_fraction`` (waiters' time from a failed try to the acquire, over
+``spin_fraction`` (waiters' time from a failed try to the acquire, less
+the time cs_informed's lender slept while its CPU ran the holder, over
 vps x window), and the part's counts, declared once in
 native/activations_cs.h (``ACTIVATIONS_CS_COUNTERS``): lock-holder
 preemptions, preempted sections, sections continued on another CPU,

@@ -107,6 +107,17 @@ static __always_inline u32 lab_upcall_pid(u64 task)
 	return pid;
 }
 
+/* a registered thread's slot, its VP in *vp; NULL if it is not one */
+static __always_inline struct up_vp *lab_upcall_slot_of(u32 tid, u32 *vp)
+{
+	u32 *vpp = lab_upcall_tids.lookup(&tid);
+
+	if (!vpp)
+		return NULL;
+	*vp = *vpp;
+	return lab_upcall_vps.lookup(vp);
+}
+
 static __always_inline struct up_stages *lab_upcall_in_flight(void)
 {
 	u32 zero = 0;
@@ -166,17 +177,13 @@ static __always_inline void lab_upcall_stage_event(u32 vp, u32 kind, u64 now)
 int lab_upcall_block(struct bpf_raw_tracepoint_args *ctx)
 {
 	struct up_vp *slot;
-	u32 tid, vp, *vpp, state = (u32)ctx->args[3];
+	u32 tid, vp = 0, state = (u32)ctx->args[3];
 	u64 now, seq;
 
 	if (ctx->args[0] || !(state & 0xff))
 		return 0;
 	tid = (u32)bpf_get_current_pid_tgid(); /* prev is current */
-	vpp = lab_upcall_tids.lookup(&tid);
-	if (!vpp)
-		return 0;
-	vp = *vpp;
-	slot = lab_upcall_vps.lookup(&vp);
+	slot = lab_upcall_slot_of(tid, &vp);
 	if (!slot)
 		return 0;
 	now = bpf_ktime_get_ns();
@@ -193,14 +200,10 @@ int lab_upcall_block(struct bpf_raw_tracepoint_args *ctx)
 int lab_upcall_wake(struct bpf_raw_tracepoint_args *ctx)
 {
 	struct up_vp *slot;
-	u32 tid = lab_upcall_pid(ctx->args[0]), vp, *vpp;
+	u32 tid = lab_upcall_pid(ctx->args[0]), vp = 0;
 	u64 now, seq;
 
-	vpp = lab_upcall_tids.lookup(&tid);
-	if (!vpp)
-		return 0;
-	vp = *vpp;
-	slot = lab_upcall_vps.lookup(&vp);
+	slot = lab_upcall_slot_of(tid, &vp);
 	/* only the waking that ends a block it saw: a thread woken on its
 	 * way to sleep (before it switched out) never blocked */
 	if (!slot || !slot->blocked)
@@ -228,12 +231,12 @@ int lab_upcall_wake(struct bpf_raw_tracepoint_args *ctx)
 int lab_upcall_preempt(struct bpf_raw_tracepoint_args *ctx)
 {
 	struct up_vp *slot;
-	u32 tid, vp, *vpp, state = (u32)ctx->args[3];
+	u32 tid, vp = 0, state = (u32)ctx->args[3];
 	u32 next = lab_upcall_pid(ctx->args[2]);
 	u64 now = 0, seq;
 
-	vpp = lab_upcall_tids.lookup(&next);
-	if (vpp && (slot = lab_upcall_vps.lookup(vpp)) && slot->preempted) {
+	slot = lab_upcall_slot_of(next, &vp);
+	if (slot && slot->preempted) {
 		now = bpf_ktime_get_ns();
 		slot->resume_ns = now;
 		slot->resume_cpu = bpf_get_smp_processor_id();
@@ -243,11 +246,7 @@ int lab_upcall_preempt(struct bpf_raw_tracepoint_args *ctx)
 	if (!ctx->args[0] && (state & 0xff))
 		return 0;		       /* a block: lab_upcall_block's */
 	tid = (u32)bpf_get_current_pid_tgid(); /* prev is current */
-	vpp = lab_upcall_tids.lookup(&tid);
-	if (!vpp)
-		return 0;
-	vp = *vpp;
-	slot = lab_upcall_vps.lookup(&vp);
+	slot = lab_upcall_slot_of(tid, &vp);
 	if (!slot)
 		return 0;
 	if (!now)
@@ -272,10 +271,10 @@ int lab_upcall_preempt(struct bpf_raw_tracepoint_args *ctx)
 int lab_upcall_rseq_fixup(struct bpf_raw_tracepoint_args *ctx)
 {
 	struct up_vp *slot;
-	u32 tid = (u32)bpf_get_current_pid_tgid(), *vpp;
+	u32 vp = 0;
 
-	vpp = lab_upcall_tids.lookup(&tid);
-	if (!vpp || !(slot = lab_upcall_vps.lookup(vpp)))
+	slot = lab_upcall_slot_of((u32)bpf_get_current_pid_tgid(), &vp);
+	if (!slot)
 		return 0;
 	__sync_fetch_and_add(&slot->rseq_fixups, 1);
 	return 0;
