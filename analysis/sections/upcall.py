@@ -180,9 +180,9 @@ def preemption_blocks(run: Run, family: str = FAMILY) -> list[Block]:
              fmt_us(r["block_median"]) + (f" ({r['block_kind']})" if r["block_kind"] else ""),
              fmt_ratio(r["vs_block"]), fmt_count(r["retries"]), fmt_count(r["others"]),
              "noisy" if r["noisy"] else ""] for _, r in data.iterrows()]
-    notes = ["A pinned SCHED_FIFO competitor, woken by a timerfd, takes the CPU of a worker "
-             "spinning one priority below it; each sample is one preemption by the competitor "
-             "(a wake that preempted nothing is a retry). median: the learner's stamp minus "
+    notes = ["A pinned SCHED_FIFO competitor, timed by its own hrtimer on that CPU, takes the "
+             "CPU of a worker spinning one priority below it; each sample is one preemption by "
+             "the competitor (a wake that preempted nothing is a retry). median: the learner's stamp minus "
              "the program's bpf_ktime_get_ns() at the worker's sched_switch out. The other "
              "CPU: a scheduler there, by epoll on the ring (bpf_ringbuf) or spinning on the "
              "slot (bpf_flag). Itself, on return: the preempted worker, when it runs again, "
