@@ -318,6 +318,7 @@ def test_preemption_table_beside_the_block_upcall(synthetic):
 
 def test_preemption_runs_stay_out_of_the_block_tables(synthetic):
     assert "preempt" not in set(up.latency_table(synthetic)["event"])
+    assert "preempt" not in set(up.scheduler_wakeups(synthetic)["event"])
     assert "rseq_abort" not in set(up.latency_table(synthetic)["variant"])
     # folded preemptions are counted, not flagged as a fault
     assert up.must_be_zero(synthetic)["missed_events"][2] == 0

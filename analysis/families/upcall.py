@@ -483,6 +483,9 @@ def _scheduler_wakeups(run: Run, family: str, variants: Iterable[str]) -> pd.Dat
     src = run_sources(run)
     src = src[(src["family"].astype(str) == family) & src["kernel_side"]
               & src["variant"].astype(str).isin(variants)]
+    # preemption upcalls: their learner is not always the scheduler thread
+    preempt = preemption_points(run, family)
+    src = src[[(str(v), str(p)) not in preempt for v, p in zip(src["variant"], src["point"])]]
     if src.empty:
         return pd.DataFrame(columns=columns)
     tids = scheduler_tids(run, src["run_id"])
