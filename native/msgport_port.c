@@ -31,21 +31,11 @@
 #include <sys/eventfd.h>
 
 #include "compat_uring.h"
-#include "msgport_internal.h"
+#include "msgport_port_internal.h"
 
-#define BLOCK	     MSGPORT_BLOCK_SIZE
 #define FILE_NAME    "msgport.dat"
-#define PIPE_MSG     sizeof(uint64_t) /* op pipe_write: one word */
-#define PIPE_WANT    (1 << 20)	      /* F_SETPIPE_SZ: room for 128 Ki words */
 #define DRAIN_CHUNK  (64 * 1024)
 #define POLL_SPIN_NS 2000000000ull /* poll mode gives up after 2 s */
-
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-	__builtin_ia32_pause();
-#endif
-}
 
 static int sleep_ns(uint64_t ns)
 {
@@ -60,32 +50,7 @@ static int sleep_ns(uint64_t ns)
 	return 0;
 }
 
-/* The content of op read's file: one word per block, repeated. */
-static inline uint64_t block_word(uint64_t block)
-{
-	return (block + 1) * 0x9e3779b97f4a7c15ull;
-}
-
-struct port {
-	int mode;
-	int op;
-	uint32_t batch;
-	struct io_uring ring;
-	bool have_ring;
-	int efd;	    /* eventfd mode: registered with the ring */
-	int fd;		    /* op read: the cached file */
-	int pipe_r, pipe_w; /* pipe ops */
-	size_t pipe_size;
-	uint64_t pipe_pending; /* pipe_write: bytes not drained yet */
-	char *bufs;	       /* read: batch blocks; pipe_read: batch bytes */
-	uint64_t *words;       /* pipe_write: the batch's message words */
-	char *drain;	       /* pipe_write: DRAIN_CHUNK */
-	uint8_t seen[MSGPORT_MAX_BATCH];
-	uint64_t seq; /* first message of the current batch */
-	struct msgport_port_counts c;
-};
-
-static void port_deinit(struct port *p)
+void port_deinit(struct port *p)
 {
 	if (p->have_ring)
 		io_uring_queue_exit(&p->ring);
@@ -134,8 +99,7 @@ static int port_make_file(struct port *p, const char *dir)
 	return 0;
 }
 
-static int port_init(struct port *p, int mode, int op, uint32_t batch,
-		     const char *dir)
+int port_init(struct port *p, int mode, int op, uint32_t batch, const char *dir)
 {
 	struct io_uring_params params;
 	int err;
@@ -203,7 +167,7 @@ static int port_init(struct port *p, int mode, int op, uint32_t batch,
 	return 0;
 }
 
-static void port_prep(struct port *p, struct io_uring_sqe *sqe, uint32_t i)
+void port_prep(struct port *p, struct io_uring_sqe *sqe, uint32_t i)
 {
 	uint64_t seq = p->seq + i;
 
@@ -249,7 +213,7 @@ static bool port_result_ok(const struct port *p, uint32_t i, int64_t res)
 }
 
 /* One reply: a message of this batch, replied once, with the right result. */
-static void port_reply(struct port *p, uint64_t seq, int64_t res)
+void port_reply(struct port *p, uint64_t seq, int64_t res)
 {
 	uint64_t i = seq - p->seq;
 
@@ -402,7 +366,7 @@ static int port_collect(struct port *p)
 }
 
 /* pipe_write: empty the pipe outside the timed batches, before it fills. */
-static int port_drain_pipe(struct port *p)
+int port_drain_pipe(struct port *p)
 {
 	ssize_t n;
 
