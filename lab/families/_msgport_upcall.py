@@ -158,7 +158,7 @@ def port_program():
         link = check(lib.upcall_attach(prog_fd, TRACEPOINT.encode()),
                      f"reply-port program: attaching {FUNCTION} to {TRACEPOINT}")
         try:
-            yield bpf[MAP].map_fd
+            yield bpf[MAP.encode()].map_fd
         finally:
             with signals.held():        # closing the link detaches it
                 os.close(link)
