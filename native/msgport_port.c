@@ -366,7 +366,7 @@ static int port_collect(struct port *p)
 }
 
 /* pipe_write: empty the pipe outside the timed batches, before it fills. */
-int port_drain_pipe(struct port *p)
+static int port_drain_pipe(struct port *p)
 {
 	ssize_t n;
 
@@ -386,47 +386,51 @@ int port_drain_pipe(struct port *p)
 	return 0;
 }
 
-static int port_batch(struct port *p, double *sample)
+int port_prep_batch(struct port *p, uint64_t tag)
 {
 	struct io_uring_sqe *sqe;
-	uint64_t t0, t1;
 	uint32_t i;
+
+	for (i = 0; i < p->batch; i++) {
+		sqe = io_uring_get_sqe(&p->ring);
+		if (!sqe)
+			return -EBUSY;
+		port_prep(p, sqe, i);
+		sqe->user_data |= tag;
+	}
+	return 0;
+}
+
+int port_submitted(struct port *p, int ret)
+{
+	if (ret >= 0 && (uint32_t)ret != p->batch)
+		ret = -EIO;
+	if (ret < 0)
+		return ret;
+	p->c.submissions++;
+	if (io_uring_cq_ready(&p->ring) >= p->batch)
+		p->c.ready_at_submit++;
+	return 0;
+}
+
+int port_source(struct port *p)
+{
 	int ret;
 
-	memset(p->seen, 0, p->batch);
-	t0 = now_ns();
-	if (p->mode == MSGPORT_SYNC) {
-		ret = port_sync_batch(p);
-	} else {
-		for (i = 0; i < p->batch; i++) {
-			sqe = io_uring_get_sqe(&p->ring);
-			if (!sqe)
-				return -EBUSY;
-			port_prep(p, sqe, i);
-		}
-		/* sendsys() for the whole batch: one io_uring_enter() */
-		ret = io_uring_submit(&p->ring);
-		if (ret >= 0 && (uint32_t)ret != p->batch)
-			ret = -EIO;
-		if (ret < 0)
-			return ret;
-		p->c.submissions++;
-		if (io_uring_cq_ready(&p->ring) >= p->batch)
-			p->c.ready_at_submit++;
-		if (p->op == MSGPORT_OP_PIPE_READ) {
-			/* the event the replies wait for: the reads are
-			 * poll-armed on the empty pipe until it comes */
-			memset(p->bufs, 'm', p->batch);
-			ret = write_full(p->pipe_w, p->bufs, p->batch);
-			if (ret)
-				return ret;
-			p->c.source_syscalls++;
-		}
-		ret = port_collect(p);
-	}
-	t1 = now_ns();
+	if (p->op != MSGPORT_OP_PIPE_READ)
+		return 0;
+	/* the event the replies wait for: the reads are poll-armed on the
+	 * empty pipe until it comes */
+	memset(p->bufs, 'm', p->batch);
+	ret = write_full(p->pipe_w, p->bufs, p->batch);
 	if (ret)
 		return ret;
+	p->c.source_syscalls++;
+	return 0;
+}
+
+int port_batch_done(struct port *p, uint64_t t0, uint64_t t1, double *sample)
+{
 	p->seq += p->batch;
 	p->c.messages += p->batch;
 	if (sample)
@@ -434,6 +438,32 @@ static int port_batch(struct port *p, double *sample)
 	if (p->op == MSGPORT_OP_PIPE_WRITE)
 		return port_drain_pipe(p);
 	return 0;
+}
+
+static int port_batch(struct port *p, double *sample)
+{
+	uint64_t t0, t1;
+	int ret;
+
+	memset(p->seen, 0, p->batch);
+	t0 = now_ns();
+	if (p->mode == MSGPORT_SYNC) {
+		ret = port_sync_batch(p);
+	} else {
+		ret = port_prep_batch(p, 0);
+		if (ret)
+			return ret;
+		/* sendsys() for the whole batch: one io_uring_enter() */
+		ret = port_submitted(p, io_uring_submit(&p->ring));
+		if (!ret)
+			ret = port_source(p);
+		if (!ret)
+			ret = port_collect(p);
+	}
+	t1 = now_ns();
+	if (ret)
+		return ret;
+	return port_batch_done(p, t0, t1, sample);
 }
 
 int msgport_port(struct lab_handshake *hs, int mode, int op, uint32_t batch,

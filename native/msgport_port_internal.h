@@ -59,7 +59,15 @@ void port_prep(struct port *p, struct io_uring_sqe *sqe, uint32_t i);
 /* One reply: counted, and bad unless it answers a message of this batch
  * once with the right result. */
 void port_reply(struct port *p, uint64_t seq, int64_t res);
-/* pipe_write: after a batch, empty the pipe (untimed) before it fills. */
-int port_drain_pipe(struct port *p);
+/* The batch's SQEs, each user_data its message's sequence | tag. */
+int port_prep_batch(struct port *p, uint64_t tag);
+/* The submitting enter returned ret: checked (the whole batch) and
+ * counted; 0 or -errno. */
+int port_submitted(struct port *p, int ret);
+/* pipe_read: the write() that makes the batch's replies ready. */
+int port_source(struct port *p);
+/* The batch is reaped: the next one's sequence, the sample ((t1 - t0) /
+ * batch, if sample), and (pipe_write) the untimed drain. */
+int port_batch_done(struct port *p, uint64_t t0, uint64_t t1, double *sample);
 
 #endif /* LAB_MSGPORT_PORT_INTERNAL_H */

@@ -187,22 +187,16 @@ static int upport_batch(struct upport *u,
 			const struct msgport_upcall_config *cfg, double *sample)
 {
 	struct port *p = &u->p;
-	struct io_uring_sqe *sqe;
 	uint64_t t0, t1, until;
-	uint32_t i, n;
 	int ret;
 
 	memset(p->seen, 0, p->batch);
 	u->got = 0;
 	u->upcalled = 0;
 	t0 = now_ns();
-	for (i = 0; i < p->batch; i++) {
-		sqe = io_uring_get_sqe(&p->ring);
-		if (!sqe)
-			return -EBUSY;
-		port_prep(p, sqe, i);
-		sqe->user_data |= u->tag << TAG_SHIFT;
-	}
+	ret = port_prep_batch(p, u->tag << TAG_SHIFT);
+	if (ret)
+		return ret;
 	if (u->mode == MSGPORT_CRITICAL) {
 		u->sh->critical = 1;
 		atomic_signal_fence(__ATOMIC_SEQ_CST);
@@ -215,22 +209,14 @@ static int upport_batch(struct upport *u,
 		atomic_signal_fence(__ATOMIC_SEQ_CST);
 		if (u->sh->pending) {
 			u->sh->pending = 0;
-			n = upport_reap(u);
-			u->c.flushed_replies += n;
+			u->c.flushed_replies += upport_reap(u);
 		}
 	}
-	if (ret >= 0 && (uint32_t)ret != p->batch)
-		ret = -EIO;
-	if (ret < 0)
+	ret = port_submitted(p, ret);
+	if (!ret)
+		ret = port_source(p);
+	if (ret)
 		return ret;
-	p->c.submissions++;
-	if (p->op == MSGPORT_OP_PIPE_READ) {
-		memset(p->bufs, 'm', p->batch);
-		ret = write_full(p->pipe_w, p->bufs, p->batch);
-		if (ret)
-			return ret;
-		p->c.source_syscalls++;
-	}
 	if (u->mode == MSGPORT_TIMEOUT_UPCALL) {
 		until = now_ns() + cfg->flush_after_us * 1000;
 		ret = upport_arm(u, cfg->timeout_us);
@@ -253,13 +239,7 @@ static int upport_batch(struct upport *u,
 	t1 = now_ns();
 	if (ret)
 		return ret;
-	p->seq += p->batch;
-	p->c.messages += p->batch;
-	if (sample)
-		*sample = (double)(t1 - t0) / p->batch;
-	if (p->op == MSGPORT_OP_PIPE_WRITE)
-		return port_drain_pipe(p);
-	return 0;
+	return port_batch_done(p, t0, t1, sample);
 }
 
 /* The program's counts as they stand (the window: end minus start). */

@@ -4,9 +4,9 @@ seed 001: DragonFly's upcall port).
 DragonFly's reply port can, instead of queueing a reply silently or waking
 its owner, run a function of the owner's: an upcall.  Linux has no such
 port; this part builds one from a raw tracepoint program and a signal
-(native/msgport_upcall.c).  The reply-port program (PROGRAM below, a raw
-tracepoint on ``io_uring:io_uring_complete``, 6.18's arguments ``ctx, req,
-cqe``) looks at every completion; for one of this run's (its
+(native/msgport_upcall.c).  The reply-port program (lab/families/
+msgport_upcall_bpf.c, a raw tracepoint on ``io_uring:io_uring_complete``,
+6.18's arguments ``ctx, req, cqe``) looks at every completion; for one of this run's (its
 ``user_data`` carries the run's 16-bit tag) it calls
 ``bpf_send_signal_thread(SIGUSR1)``, which signals ``current``: for these
 replies the submitting thread -- inline completions run in its
@@ -70,53 +70,8 @@ TRACEPOINT = "io_uring_complete"
 FUNCTION = "lab_mp_complete"
 MAP = "lab_mp_port"
 
-PROGRAM = r"""
-/* The reply-port program: native/msgport_upcall.c says what it does. */
-SHARED_STRUCT
-
-BPF_F_TABLE("array", u32, struct msgport_upcall_shared, lab_mp_port, 1,
-	    BPF_F_MMAPABLE);
-
-/* io_uring_complete(ctx, req, cqe): the CQE's user_data is its first word */
-int lab_mp_complete(struct bpf_raw_tracepoint_args *ctx)
-{
-	struct msgport_upcall_shared *s;
-	u64 user_data = 0;
-	u32 key = 0;
-
-	s = lab_mp_port.lookup(&key);
-	if (!s || !s->tag)
-		return 0;
-	if (bpf_probe_read_kernel(&user_data, sizeof(user_data),
-				  (void *)ctx->args[2]))
-		return 0;
-	if (user_data >> 48 != s->tag)
-		return 0;
-	__sync_fetch_and_add(&s->seen, 1);
-	if ((u32)bpf_get_current_pid_tgid() != s->tid) {
-		__sync_fetch_and_add(&s->foreign, 1);
-		return 0;
-	}
-	/* from here on this runs in the thread itself: no race with it */
-	if (s->passive)
-		return 0;
-	if (s->critical) {
-		s->pending = 1;
-		__sync_fetch_and_add(&s->deferred, 1);
-		return 0;
-	}
-	if (s->raised)
-		return 0;
-	s->raised = 1;
-	if (bpf_send_signal_thread(LAB_SIGUSR1)) {
-		s->raised = 0;
-		__sync_fetch_and_add(&s->send_errors, 1);
-		return 0;
-	}
-	__sync_fetch_and_add(&s->signals_sent, 1);
-	return 0;
-}
-"""
+PROGRAM = os.path.join(os.path.dirname(os.path.abspath(__file__)), "msgport_upcall_bpf.c")
+MARKER = "/* SHARED_STRUCT */"
 
 PARAMS = (
     Param("timeout_us", 50, "us",
@@ -129,14 +84,18 @@ PARAMS = (
 
 
 def program_text() -> str:
-    """PROGRAM with native/msgport_upcall.h's shared struct in place (the one
+    """The program (lab/families/msgport_upcall_bpf.c) with native/
+    msgport_upcall.h's shared struct in place of its marker (the one
     declaration of the word the program and the thread share)."""
     with open(HEADER) as f:
         m = re.search(r"^struct msgport_upcall_shared \{.*?^\};", f.read(), re.S | re.M)
     if m is None:
         raise ValueError(f"{HEADER}: struct msgport_upcall_shared not found")
-    return f"#define LAB_SIGUSR1 {int(signal.SIGUSR1)}\n" + \
-        PROGRAM.replace("SHARED_STRUCT", m.group(0))
+    with open(PROGRAM) as f:
+        source = f.read()
+    if source.count(MARKER) != 1:
+        raise ValueError(f"{PROGRAM} must hold {MARKER} once")
+    return f"#define LAB_SIGUSR1 {int(signal.SIGUSR1)}\n" + source.replace(MARKER, m.group(0))
 
 
 @contextlib.contextmanager
