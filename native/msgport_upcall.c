@@ -13,7 +13,9 @@
  * task is counted (foreign_completions) and not signalled.  The signal is
  * delivered on that same way out, so the port function (the SIGUSR1
  * handler) runs before the thread's next instruction, and never between
- * two of them: what it touches needs no lock.  One signal per handler
+ * two of them: what it touches needs no lock.  (The program runs with
+ * preemption off, so the kernel sends the signal from an irq_work, a
+ * self-interrupt, before that way out: one per signal.)  One signal per handler
  * run: the program sends only while `raised` is 0 and sets it; the
  * handler clears it before it reaps.
  *

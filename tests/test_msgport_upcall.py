@@ -132,3 +132,63 @@ def test_bad_config_is_refused_and_restores(map_fd, tmp_path):
     with pytest.raises(NativeError):
         U.run_upcall_port("port_upcall", params(), CPU, str(tmp_path), -1)
     assert U.sigusr1_disposition() == before
+
+
+# ---- the analysis (synthetic results, known numbers; no root) ----------------------------
+
+# known median ns per message at op nop, batch 8
+KNOWN = {("port_upcall", None): 1100.0, ("port_critical", None): 180.0,
+         ("port_timeout_upcall", 0): 2000.0, ("port_timeout_upcall", 200): 25000.0,
+         ("port_eventfd", None): 200.0, ("port_deferred", None): 100.0}
+
+
+def test_analysis_sets_the_upcall_ports_beside_eventfd_and_deferred(tmp_path):
+    from analysis import load_run
+    from analysis.families import _msgport_upcall as A
+    from tests.synthetic import SyntheticRun, exact_median, variant_params
+    synth = SyntheticRun(tmp_path / "synth")
+    samples = 40
+    for rep in range(3):
+        for (variant, flush), median in KNOWN.items():
+            p = variant_params(msgport.FAMILY, variant, op="nop", batch=8, samples=samples,
+                               **({} if flush is None else {"flush_after_us": flush}))
+            signals = {"port_upcall": samples, "port_timeout_upcall": samples if flush else 0}
+            handled = signals.get(variant, 0)
+            counters = {"signals_handled": handled, "handler_replies": 8 * handled,
+                        "replies_per_signal": 8.0 if handled else 0.0,
+                        "deferred_replies": 8 * samples if variant == "port_critical" else 0,
+                        "timeouts_fired": handled if variant == "port_timeout_upcall" else 0,
+                        "flushed_in_time": 0}
+            synth.add("msgport", variant, p, {"ns_per_message": exact_median(median, samples,
+                                                                             rep)},
+                      rep, counters if variant in U.MODES else {}, 8 * samples)
+    run = load_run(synth.write("synth", {"msgport": msgport.FAMILY}, 3))
+    t = A.upcall_port_table(run)
+    assert list(t["variant"]) == ["port_upcall", "port_critical", "port_timeout_upcall",
+                                  "port_timeout_upcall", "port_eventfd", "port_deferred"]
+    med = {(v, f if f == f else None): m for v, f, m in
+           zip(t["variant"], t["flush_after_us"].astype(float), t["median"])}
+    assert med == pytest.approx({k: v for k, v in KNOWN.items()})
+    row = t.set_index("variant").loc["port_upcall"]
+    assert row["replies_per_signal"] == 8.0 and row["signals_per_batch"] == 1.0
+    assert t.set_index("variant").loc["port_critical", "deferred_per_batch"] == 8.0
+    timeout = t[t["variant"] == "port_timeout_upcall"].set_index("flush_after_us")
+    assert list(timeout["timeouts_per_batch"].astype(float)) == [0.0, 1.0]
+    (line,) = A.lines(t)
+    # 1100 / 200 and 1100 / 100; 180 / 200 and 180 / 100
+    assert "port_upcall 1100 ns per message, 5.5x port_eventfd" in line
+    assert "11x port_deferred" in line and "8.00 replies per signal" in line
+    assert "port_critical 180 ns per message, 0.9x port_eventfd" in line
+
+
+def test_analysis_without_upcall_ports_is_empty(tmp_path):
+    from analysis import load_run
+    from analysis.families import _msgport_upcall as A
+    from tests.synthetic import SyntheticRun, exact_median, variant_params
+    synth = SyntheticRun(tmp_path / "synth")
+    p = variant_params(msgport.FAMILY, "port_eventfd", op="nop", batch=8, samples=40)
+    synth.add("msgport", "port_eventfd", p, {"ns_per_message": exact_median(200.0, 40)}, 0,
+              {}, 320)
+    run = load_run(synth.write("synth", {"msgport": msgport.FAMILY}, 1))
+    assert A.upcall_port_table(run).empty
+    assert A.lines(A.upcall_port_table(run)) == []

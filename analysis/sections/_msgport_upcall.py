@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import math
 
+import pandas as pd
+
 from analysis._format import NOISY_MARK, fmt_finite, fmt_value
 from analysis._pages import Block, Heading, Space, Table, Text
 from analysis._results import Run
@@ -17,7 +19,7 @@ ROWS_PER_PAGE = 30
 
 
 def _cell(x: float) -> str:
-    return "-" if x is None or not math.isfinite(float(x)) else fmt_value(x)
+    return "-" if pd.isna(x) or not math.isfinite(float(x)) else fmt_value(x)
 
 
 def blocks(run: Run, family: str) -> list[Block]:

@@ -16,7 +16,11 @@ wake-up queues for it (a completion seen in another task counts in
 SIGUSR1 handler (sigaction, SA_RESTART, restored on every way out) is the
 port function: it reaps the CQ ring, checks and counts.  The program sends
 one signal per handler run (a ``raised`` word it sets and the handler
-clears before it reaps), so ``signals_sent`` = ``signals_handled``.
+clears before it reaps), so ``signals_sent`` = ``signals_handled``.  A
+raw tracepoint program runs with preemption off, so bpf_send_signal_thread()
+does not signal there: it queues an irq_work (one self-interrupt per signal,
+IWI in /proc/interrupts; a VM exit on this Firecracker guest) whose handler
+sends it; the thread takes it on the same way back to user space.
 
 - ``port_upcall``: the thread submits and spins until the port function
   has reaped the batch: it never waits and never reaps itself.
