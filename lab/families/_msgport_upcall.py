@@ -53,7 +53,7 @@ import contextlib
 import os
 import re
 import signal
-from typing import Any
+from typing import Any, Callable
 
 from lab.model import Measurement, Metric, Param, RunContext, Variant
 from lab.native import enum_values, struct_fields
@@ -65,6 +65,8 @@ def _native():
 
 
 _MODE = enum_values("enum msgport_upcall_mode", "MSGPORT_")
+_OP = enum_values("enum msgport_op", "MSGPORT_OP_")
+_PORT_COUNTS = struct_fields("struct msgport_port_counts")
 MODES = {"port_upcall": "upcall", "port_critical": "critical",
          "port_timeout_upcall": "timeout_upcall"}
 COUNTERS = struct_fields("struct msgport_upcall_counts")
@@ -132,7 +134,6 @@ def run_upcall_port(variant: str, p: dict[str, Any], cpu: int, scratch_dir: str,
     """Call msgport_upcall: (ns_per_message, port counts, part counts)."""
     import numpy as np
 
-    from lab.families.msgport import _OP, _PORT_COUNTS
     from lab.native import check, double_ptr, standalone_handshake
     ffi, lib = _native()
     if handshake is None:
@@ -190,9 +191,8 @@ def mechanics(variant: str, p: dict[str, Any], c: dict[str, int]) -> str | None:
     return None
 
 
-def _variant(variant: str):
+def _variant(variant: str, ns_per_message: Metric, port_counters: Callable):
     def run(p: dict[str, Any], ctx: RunContext) -> Measurement:
-        from lab.families.msgport import NS_PER_MESSAGE, port_counters
         from lab.native import NativeError
         with port_program() as map_fd:
             out, port, c = run_upcall_port(variant, p, ctx.cpu, ctx.scratch_dir, map_fd,
@@ -207,7 +207,7 @@ def _variant(variant: str):
         counters = port_counters("upcall", port, p["samples"])
         counters.update({k: float(v) for k, v in c.items()})
         counters["replies_per_signal"] = c["handler_replies"] / max(1, c["signals_handled"])
-        return Measurement({NS_PER_MESSAGE.name: out}, ops=messages, counters=counters)
+        return Measurement({ns_per_message.name: out}, ops=messages, counters=counters)
 
     return run
 
@@ -219,19 +219,24 @@ def point_problem(variant: str, p: dict[str, Any]) -> str | None:
     return None
 
 
-def variants(ns_per_message: Metric, port: tuple[str, ...]) -> tuple[Variant, ...]:
-    """The part's variants, with the family's port metric and parameters."""
-    NS_PER_MESSAGE, PORT = ns_per_message, port
+def variants(ns_per_message: Metric, port: tuple[str, ...],
+             port_counters: Callable) -> tuple[Variant, ...]:
+    """The part's variants, with the family's port metric, parameters and
+    counters (lab.families.msgport: NS_PER_MESSAGE, PORT, port_counters)."""
     needs = ("io_uring", "bpf")
+
+    def variant(name: str, what: str, params: tuple[str, ...]) -> Variant:
+        return Variant(name, what, _variant(name, ns_per_message, port_counters), params,
+                       (ns_per_message,), requires=needs)
+
     return (
-        Variant("port_upcall", "upcall port: a raw tracepoint on io_uring_complete signals the "
-                "submitter (bpf_send_signal_thread); its SIGUSR1 handler reaps the CQ ring",
-                _variant("port_upcall"), PORT, (NS_PER_MESSAGE,), requires=needs),
-        Variant("port_critical", "upcall port with a critical section: inside it the program "
-                "sets pending instead of signalling; leaving, the thread flushes",
-                _variant("port_critical"), PORT, (NS_PER_MESSAGE,), requires=needs),
-        Variant("port_timeout_upcall", "passive port that turns into an upcall: a POSIX timer "
-                "(timeout_us) signals the thread unless it flushed after flush_after_us",
-                _variant("port_timeout_upcall"), ("timeout_us", "flush_after_us") + PORT,
-                (NS_PER_MESSAGE,), requires=needs),
+        variant("port_upcall", "upcall port: a raw tracepoint on io_uring_complete signals "
+                "the submitter (bpf_send_signal_thread); its SIGUSR1 handler reaps the CQ "
+                "ring", port),
+        variant("port_critical", "upcall port with a critical section: inside it the "
+                "program sets pending instead of signalling; leaving, the thread flushes",
+                port),
+        variant("port_timeout_upcall", "passive port that turns into an upcall: a POSIX "
+                "timer (timeout_us) signals the thread unless it flushed after "
+                "flush_after_us", ("timeout_us", "flush_after_us") + port),
     )

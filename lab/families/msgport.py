@@ -499,5 +499,5 @@ FAMILY = Family(
                 "taskset to the same CPUs; cross_cpu lets the kernel place its two tasks on "
                 "either CPU (perf cannot pin them apart)",
                 _perf_bench, ("peer", "placement", "loops", "invocations"), (NS_PER_CALL,)),
-    ) + _msgport_upcall.variants(NS_PER_MESSAGE, PORT),
+    ) + _msgport_upcall.variants(NS_PER_MESSAGE, PORT, port_counters),
 )
