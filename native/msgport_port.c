@@ -31,21 +31,11 @@
 #include <sys/eventfd.h>
 
 #include "compat_uring.h"
-#include "msgport_internal.h"
+#include "msgport_port_internal.h"
 
-#define BLOCK	     MSGPORT_BLOCK_SIZE
 #define FILE_NAME    "msgport.dat"
-#define PIPE_MSG     sizeof(uint64_t) /* op pipe_write: one word */
-#define PIPE_WANT    (1 << 20)	      /* F_SETPIPE_SZ: room for 128 Ki words */
 #define DRAIN_CHUNK  (64 * 1024)
 #define POLL_SPIN_NS 2000000000ull /* poll mode gives up after 2 s */
-
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-	__builtin_ia32_pause();
-#endif
-}
 
 static int sleep_ns(uint64_t ns)
 {
@@ -60,32 +50,7 @@ static int sleep_ns(uint64_t ns)
 	return 0;
 }
 
-/* The content of op read's file: one word per block, repeated. */
-static inline uint64_t block_word(uint64_t block)
-{
-	return (block + 1) * 0x9e3779b97f4a7c15ull;
-}
-
-struct port {
-	int mode;
-	int op;
-	uint32_t batch;
-	struct io_uring ring;
-	bool have_ring;
-	int efd;	    /* eventfd mode: registered with the ring */
-	int fd;		    /* op read: the cached file */
-	int pipe_r, pipe_w; /* pipe ops */
-	size_t pipe_size;
-	uint64_t pipe_pending; /* pipe_write: bytes not drained yet */
-	char *bufs;	       /* read: batch blocks; pipe_read: batch bytes */
-	uint64_t *words;       /* pipe_write: the batch's message words */
-	char *drain;	       /* pipe_write: DRAIN_CHUNK */
-	uint8_t seen[MSGPORT_MAX_BATCH];
-	uint64_t seq; /* first message of the current batch */
-	struct msgport_port_counts c;
-};
-
-static void port_deinit(struct port *p)
+void port_deinit(struct port *p)
 {
 	if (p->have_ring)
 		io_uring_queue_exit(&p->ring);
@@ -134,8 +99,7 @@ static int port_make_file(struct port *p, const char *dir)
 	return 0;
 }
 
-static int port_init(struct port *p, int mode, int op, uint32_t batch,
-		     const char *dir)
+int port_init(struct port *p, int mode, int op, uint32_t batch, const char *dir)
 {
 	struct io_uring_params params;
 	int err;
@@ -203,7 +167,7 @@ static int port_init(struct port *p, int mode, int op, uint32_t batch,
 	return 0;
 }
 
-static void port_prep(struct port *p, struct io_uring_sqe *sqe, uint32_t i)
+void port_prep(struct port *p, struct io_uring_sqe *sqe, uint32_t i)
 {
 	uint64_t seq = p->seq + i;
 
@@ -249,7 +213,7 @@ static bool port_result_ok(const struct port *p, uint32_t i, int64_t res)
 }
 
 /* One reply: a message of this batch, replied once, with the right result. */
-static void port_reply(struct port *p, uint64_t seq, int64_t res)
+void port_reply(struct port *p, uint64_t seq, int64_t res)
 {
 	uint64_t i = seq - p->seq;
 
@@ -422,47 +386,51 @@ static int port_drain_pipe(struct port *p)
 	return 0;
 }
 
-static int port_batch(struct port *p, double *sample)
+int port_prep_batch(struct port *p, uint64_t tag)
 {
 	struct io_uring_sqe *sqe;
-	uint64_t t0, t1;
 	uint32_t i;
+
+	for (i = 0; i < p->batch; i++) {
+		sqe = io_uring_get_sqe(&p->ring);
+		if (!sqe)
+			return -EBUSY;
+		port_prep(p, sqe, i);
+		sqe->user_data |= tag;
+	}
+	return 0;
+}
+
+int port_submitted(struct port *p, int ret)
+{
+	if (ret >= 0 && (uint32_t)ret != p->batch)
+		ret = -EIO;
+	if (ret < 0)
+		return ret;
+	p->c.submissions++;
+	if (io_uring_cq_ready(&p->ring) >= p->batch)
+		p->c.ready_at_submit++;
+	return 0;
+}
+
+int port_source(struct port *p)
+{
 	int ret;
 
-	memset(p->seen, 0, p->batch);
-	t0 = now_ns();
-	if (p->mode == MSGPORT_SYNC) {
-		ret = port_sync_batch(p);
-	} else {
-		for (i = 0; i < p->batch; i++) {
-			sqe = io_uring_get_sqe(&p->ring);
-			if (!sqe)
-				return -EBUSY;
-			port_prep(p, sqe, i);
-		}
-		/* sendsys() for the whole batch: one io_uring_enter() */
-		ret = io_uring_submit(&p->ring);
-		if (ret >= 0 && (uint32_t)ret != p->batch)
-			ret = -EIO;
-		if (ret < 0)
-			return ret;
-		p->c.submissions++;
-		if (io_uring_cq_ready(&p->ring) >= p->batch)
-			p->c.ready_at_submit++;
-		if (p->op == MSGPORT_OP_PIPE_READ) {
-			/* the event the replies wait for: the reads are
-			 * poll-armed on the empty pipe until it comes */
-			memset(p->bufs, 'm', p->batch);
-			ret = write_full(p->pipe_w, p->bufs, p->batch);
-			if (ret)
-				return ret;
-			p->c.source_syscalls++;
-		}
-		ret = port_collect(p);
-	}
-	t1 = now_ns();
+	if (p->op != MSGPORT_OP_PIPE_READ)
+		return 0;
+	/* the event the replies wait for: the reads are poll-armed on the
+	 * empty pipe until it comes */
+	memset(p->bufs, 'm', p->batch);
+	ret = write_full(p->pipe_w, p->bufs, p->batch);
 	if (ret)
 		return ret;
+	p->c.source_syscalls++;
+	return 0;
+}
+
+int port_batch_done(struct port *p, uint64_t t0, uint64_t t1, double *sample)
+{
 	p->seq += p->batch;
 	p->c.messages += p->batch;
 	if (sample)
@@ -470,6 +438,32 @@ static int port_batch(struct port *p, double *sample)
 	if (p->op == MSGPORT_OP_PIPE_WRITE)
 		return port_drain_pipe(p);
 	return 0;
+}
+
+static int port_batch(struct port *p, double *sample)
+{
+	uint64_t t0, t1;
+	int ret;
+
+	memset(p->seen, 0, p->batch);
+	t0 = now_ns();
+	if (p->mode == MSGPORT_SYNC) {
+		ret = port_sync_batch(p);
+	} else {
+		ret = port_prep_batch(p, 0);
+		if (ret)
+			return ret;
+		/* sendsys() for the whole batch: one io_uring_enter() */
+		ret = port_submitted(p, io_uring_submit(&p->ring));
+		if (!ret)
+			ret = port_source(p);
+		if (!ret)
+			ret = port_collect(p);
+	}
+	t1 = now_ns();
+	if (ret)
+		return ret;
+	return port_batch_done(p, t0, t1, sample);
 }
 
 int msgport_port(struct lab_handshake *hs, int mode, int op, uint32_t batch,

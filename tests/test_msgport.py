@@ -262,6 +262,14 @@ samples = {N}
 warmup = 20
 
 [[msgport]]
+variants = ["port_upcall", "port_critical", "port_timeout_upcall"]
+op = "nop"
+batch = 8
+flush_after_us = 100
+samples = 20
+warmup = 5
+
+[[msgport]]
 variants = ["live_multishot_timeout", "live_oneshot_timeout", "live_multishot_poll",
             "live_oneshot_poll"]
 count = 7

@@ -57,7 +57,7 @@ from analysis.families.msgport import (
     ppc_round_trips,
     reply_port_table,
 )
-from analysis.sections import generic
+from analysis.sections import _msgport_upcall, generic
 from analysis.sections.registry import register
 
 # the section's tables hold short cells: more rows fit a page than _pages' default
@@ -280,8 +280,8 @@ def one_way_blocks(run: Run, family: str = FAMILY) -> list[Block]:
 def section_blocks(run: Run, family: str = FAMILY) -> list[Block]:
     """Everything the section adds after the generic tables, in order."""
     return (findings_blocks(run, family) + reply_port_blocks(run, family)
-            + flushsys_blocks(run, family) + live_blocks(run, family)
-            + ppc_blocks(run, family))
+            + _msgport_upcall.blocks(run, family) + flushsys_blocks(run, family)
+            + live_blocks(run, family) + ppc_blocks(run, family))
 
 
 # -- figures ---------------------------------------------------------------------------------

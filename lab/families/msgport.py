@@ -71,6 +71,9 @@ allowed and the scheduler places them (mostly on one CPU: see the probes'
 migrations and wake-to-run), so only the same_cpu rows compare like with
 like.
 
+Reply ports that run code (``port_upcall``, ``port_critical``,
+``port_timeout_upcall``): lab/families/_msgport_upcall.py says how.
+
 The C side is native/msgport_port.c, msgport_live.c and msgport_ppc.c;
 native/msgport.h declares the modes, ops, kinds, transports and counters
 once, and this module reads their names from cffi.
@@ -83,6 +86,7 @@ import shutil
 import subprocess
 from typing import Any
 
+from lab.families import _msgport_upcall
 from lab.model import Family, Measurement, Metric, Param, RunContext, Variant
 from lab.native import enum_values, struct_fields
 
@@ -171,6 +175,8 @@ def _peer_cpu(p: dict[str, Any], cpu: int, peer_cpu: int) -> int:
 
 def point_problem(variant: str, p: dict[str, Any]) -> str | None:
     """Why a point cannot run (the runner skips it with this reason), or None."""
+    if variant in _msgport_upcall.MODES:
+        return _msgport_upcall.point_problem(variant, p)
     if variant.startswith("ppc_") and variant != "ppc_perf_bench_pipe" \
             and p.get("mode") == "sync" and p.get("batch", 1) != 1:
         return (f"mode=sync makes one call at a time: batch={p['batch']} applies to "
@@ -445,7 +451,7 @@ FAMILY = Family(
             "and processes",
     seeds="001 (DragonFly: sendsys/waitsys/flushsys, reply-port modes, live messages), "
           "004 (K42: synchronous and asynchronous protected procedure calls)",
-    params=PARAMS,
+    params=PARAMS + _msgport_upcall.PARAMS,
     reference="port_sync",
     check_point=point_problem,
     variants=(
@@ -493,5 +499,5 @@ FAMILY = Family(
                 "taskset to the same CPUs; cross_cpu lets the kernel place its two tasks on "
                 "either CPU (perf cannot pin them apart)",
                 _perf_bench, ("peer", "placement", "loops", "invocations"), (NS_PER_CALL,)),
-    ),
+    ) + _msgport_upcall.variants(NS_PER_MESSAGE, PORT, port_counters),
 )
