@@ -55,6 +55,7 @@
  */
 #include <fcntl.h>
 #include <linux/bpf.h>
+#include <linux/userfaultfd.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,10 +64,12 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/timerfd.h>
 #include <sys/uio.h>
 
 #include "activations_internal.h"
+#include "evict_internal.h"
 #include "upcall_internal.h"
 
 #ifndef TFD_IOC_SET_TICKS
@@ -95,6 +98,12 @@
 #define OW_SYS	   (1ull << 16)
 
 #define ACT_PENDING (-100000) /* uring: no CQE yet */
+
+/* fault, uffd: one page per blocking call, stamped with its number */
+#define ACT_PAGE	  4096u
+#define ACT_EVICT_TRIES	  8
+#define ACT_HOT_STAMP	  0x686f74ull /* what a call that does not block reads */
+#define ACT_PAGE_STAMP(k) (0x5a5a000000000000ull | (uint64_t)(k))
 
 size_t activations_slot_size(void)
 {
@@ -314,10 +323,41 @@ static void vp_idle(struct act_activation *a)
 
 /* ---- the blocking call ----------------------------------------------------- */
 
+/*
+ * fault, uffd: the call is a read of one word.  A fresh page faults: the
+ * thread sleeps in the kernel until the disk read (fault) or the handler's
+ * UFFDIO_COPY (uffd) ends it; the thread's own fault counts say it
+ * faulted.  A uffd fault counts as minor on this kernel: handle_userfault()
+ * under the per-VMA lock returns VM_FAULT_RETRY unaccounted, and the retry
+ * under mmap_lock finds the copied page present.  getrusage() on the
+ * thread that faulted, before the call can hand the fiber to another
+ * activation.
+ */
+static ssize_t act_touch(struct act_fiber *f)
+{
+	struct rusage r0, r1;
+	uint64_t v;
+
+	if (!f->touch_blocks)
+		return *f->touch == f->expect ? (ssize_t)sizeof(f->ticks) :
+						-EIO;
+	if (getrusage(RUSAGE_THREAD, &r0) < 0)
+		return -errno;
+	v = *f->touch;
+	if (getrusage(RUSAGE_THREAD, &r1) < 0)
+		return -errno;
+	f->act->st.majflt += (uint64_t)(r1.ru_majflt - r0.ru_majflt);
+	if (r1.ru_majflt + r1.ru_minflt > r0.ru_majflt + r0.ru_minflt)
+		f->faulted = true;
+	return v == f->expect ? (ssize_t)sizeof(f->ticks) : -EIO;
+}
+
 static ssize_t act_read(struct act_fiber *f)
 {
 	ssize_t n;
 
+	if (f->rt->block_kind != ACT_BLOCK_TIMERFD)
+		return act_touch(f);
 	do
 		n = read(f->tfd, &f->ticks, sizeof(f->ticks));
 	while (n < 0 && errno == EINTR);
@@ -348,13 +388,30 @@ static ssize_t act_read_nowait(struct act_fiber *f)
 	return act_read(f);
 }
 
-/* Make the step's call block for block_ns, or return at once. */
-static int act_arm(struct act_rt *rt, struct act_fiber *f, bool blocks)
+/* Make the step's call block for block_ns (fault, uffd: touch the next
+ * fresh page, *page), or return at once. */
+static int act_arm(struct act_rt *rt, struct act_fiber *f, bool blocks,
+		   uint64_t *page)
 {
 	struct itimerspec its = { { 0, 0 }, { 0, 0 } };
 	uint64_t one = 1, ns = rt->cfg->block_ns;
 	int flags = 0;
 
+	if (rt->block_kind != ACT_BLOCK_TIMERFD) {
+		f->touch_blocks = blocks;
+		if (!blocks) {
+			f->touch = &rt->hot;
+			f->expect = ACT_HOT_STAMP;
+			return 0;
+		}
+		if (*page >= rt->nr_pages)
+			return -EOVERFLOW; /* the draws were counted wrong */
+		f->touch = (const volatile uint64_t *)(rt->pages +
+						       *page * ACT_PAGE);
+		f->expect = ACT_PAGE_STAMP(*page);
+		(*page)++;
+		return 0;
+	}
 	if (!blocks && rt->ready_by_ioctl)
 		return ioctl(f->tfd, TFD_IOC_SET_TICKS, &one) < 0 ? -errno : 0;
 	if (blocks) {
@@ -386,8 +443,10 @@ static ssize_t act_call_return(struct act_fiber *f, struct act_activation *a,
 	uint64_t w = w_sys;
 
 	if (w_sys && atomic_compare_exchange_strong(&vp->owner, &w,
-						    ow_running(w_sys, a->id)))
+						    ow_running(w_sys, a->id))) {
+		a->st.returned_first += f->blocked;
 		goto kept;
+	}
 	w = atomic_load(&vp->owner);
 	while (ow_is_free(w)) {
 		if (atomic_compare_exchange_weak(&vp->owner, &w,
@@ -441,6 +500,7 @@ static ssize_t act_call_sys(struct act_fiber *f, struct act_activation *a)
 	uint64_t w = atomic_load(&vp->owner), w_sys, entry = 0;
 	ssize_t n;
 
+	f->blocked = false;
 	w_sys = ow_in_call(w, a->id);
 	if (slot) {
 		entry = __atomic_load_n(&slot->block_seq, __ATOMIC_ACQUIRE);
@@ -460,9 +520,9 @@ static ssize_t act_call_sys(struct act_fiber *f, struct act_activation *a)
 	n = act_read(f);
 	if (slot) {
 		__atomic_store_n(&slot->ring_kinds, 0, __ATOMIC_RELEASE);
-		if (__atomic_load_n(&slot->block_seq, __ATOMIC_ACQUIRE) !=
-		    entry)
-			a->st.block_events++;
+		f->blocked = __atomic_load_n(&slot->block_seq,
+					     __ATOMIC_ACQUIRE) != entry;
+		a->st.block_events += f->blocked;
 		atomic_store(&a->in_sys, 0);
 	}
 	return act_call_return(f, a, w_sys, n);
@@ -573,16 +633,18 @@ static int act_task(struct act_rt *rt, struct act_fiber *f, uint64_t task)
 {
 	const struct activations_config *cfg = rt->cfg;
 	uint64_t rng = act_seed(cfg->seed, task), t0 = f->release_ns, t1;
+	uint64_t page = rt->task_page ? rt->task_page[task] : 0;
 	struct act_activation *a;
 	bool blocks;
 	uint32_t s;
 	ssize_t n;
 	int err;
 
+	f->faulted = false;
 	for (s = 0; s < cfg->steps; s++) {
 		blocks = act_draw(&rng, cfg->p);
 		act_spin(rt->work_loops);
-		err = act_arm(rt, f, blocks);
+		err = act_arm(rt, f, blocks, &page);
 		if (err)
 			return err;
 		n = act_call(f, blocks);
@@ -595,6 +657,8 @@ static int act_task(struct act_rt *rt, struct act_fiber *f, uint64_t task)
 	f->release_ns = t1; /* the next task arrives as this one ends */
 	a = f->act;
 	a->st.completions++;
+	if (f->faulted)
+		a->st.faults_taken++;
 	if (atomic_fetch_add(&rt->done[task], 1))
 		a->st.duplicate_completions++;
 	if (task >= rt->warmup_tasks)
@@ -1041,6 +1105,248 @@ static void *act_pthread_main(void *arg)
 	return NULL;
 }
 
+/* ---- uffd: the runtime's fault handler ------------------------------------------ */
+
+struct act_uffd_pending {
+	uint64_t addr, deadline;
+};
+
+/* Resolve a page: its stamp, copied in; -EEXIST: it already was. */
+static int act_uffd_copy(struct act_rt *rt, uint64_t addr)
+{
+	uint64_t k = (addr - (uint64_t)(uintptr_t)rt->pages) / ACT_PAGE;
+	struct uffdio_copy copy = { .dst = addr,
+				    .src = (uint64_t)(uintptr_t)rt->uffd_src,
+				    .len = ACT_PAGE,
+				    .mode = 0 };
+
+	*(uint64_t *)rt->uffd_src = ACT_PAGE_STAMP(k);
+	while (ioctl(rt->uffd, UFFDIO_COPY, &copy) < 0) {
+		if (errno != EAGAIN)
+			return -errno;
+		/* a partial copy of one page is none: go again */
+		copy.copy = 0;
+	}
+	return 0;
+}
+
+/*
+ * The handler: asleep in ppoll() on the uffd; each fault message starts a
+ * "disk read" of block_ns, and the page is copied in when it ends.  The
+ * reads overlap (a disk with a queue): the handler sleeps until the
+ * earliest one ends or a new message comes.  It stops only after every
+ * activation is joined (uffd_quit): a fault it left would never end.
+ */
+static void *act_uffd_main(void *arg)
+{
+	struct act_rt *rt = arg;
+	struct activations_counts *st = &rt->uffd_st;
+	uint32_t cap = 2 * rt->nr_fibers_alloc + 2, n = 0, i, j;
+	struct pollfd pfd[2] = { { .fd = rt->uffd, .events = POLLIN },
+				 { .fd = rt->uffd_efd, .events = POLLIN } };
+	struct act_uffd_pending *pend = calloc(cap, sizeof(*pend));
+	uint64_t now, first, left, addr;
+	struct uffd_msg msg;
+	struct timespec ts;
+	int err;
+
+	if (!pend) {
+		act_fail(rt, -ENOMEM);
+		return NULL;
+	}
+	prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);
+	while (!atomic_load(&rt->uffd_quit)) {
+		now = now_ns();
+		first = UINT64_MAX;
+		for (i = 0; i < n; i++)
+			if (pend[i].deadline < first)
+				first = pend[i].deadline;
+		left = first == UINT64_MAX ? ACT_WAIT_SLICE_MS * 1000000ull :
+		       first > now	   ? first - now :
+					     0;
+		ts.tv_sec = (time_t)(left / 1000000000ull);
+		ts.tv_nsec = (long)(left % 1000000000ull);
+		if (ppoll(pfd, 2, &ts, NULL) < 0 && errno != EINTR) {
+			act_fail(rt, -errno);
+			break;
+		}
+		while (read(rt->uffd, &msg, sizeof(msg)) == sizeof(msg)) {
+			if (msg.event != UFFD_EVENT_PAGEFAULT)
+				continue;
+			st->uffd_messages++;
+			addr = msg.arg.pagefault.address &
+			       ~(uint64_t)(ACT_PAGE - 1);
+			/* a fault retried (a signal) asks again: one read */
+			for (i = 0; i < n && pend[i].addr != addr; i++)
+				;
+			if (i < n)
+				continue;
+			if (n == cap) {
+				act_fail(rt, -EOVERFLOW);
+				break;
+			}
+			pend[n].addr = addr;
+			pend[n++].deadline = now_ns() + rt->cfg->block_ns;
+		}
+		now = now_ns();
+		for (i = 0; i < n;) {
+			if (pend[i].deadline > now) {
+				i++;
+				continue;
+			}
+			/* counted first: the copy wakes the fiber, whose
+			 * task may close the window before we go on */
+			__atomic_fetch_add(&st->uffd_resolved, 1,
+					   __ATOMIC_RELEASE);
+			err = act_uffd_copy(rt, pend[i].addr);
+			if (err)
+				__atomic_fetch_sub(&st->uffd_resolved, 1,
+						   __ATOMIC_RELEASE);
+			if (err && err != -EEXIST)
+				act_fail(rt, err);
+			for (j = i + 1; j < n; j++)
+				pend[j - 1] = pend[j];
+			n--;
+		}
+	}
+	free(pend);
+	return NULL;
+}
+
+/* ---- fault, uffd: the pages ------------------------------------------------------ */
+
+/* The draws of every task, replayed: page k is the k-th blocking call's
+ * (tasks in order), so each call that blocks touches a page of its own. */
+static int act_count_pages(struct act_rt *rt)
+{
+	const struct activations_config *cfg = rt->cfg;
+	uint64_t total = cfg->warmup_tasks + cfg->tasks, t, rng, k = 0;
+	uint32_t s;
+
+	rt->task_page = calloc(total, sizeof(*rt->task_page));
+	if (!rt->task_page)
+		return -ENOMEM;
+	for (t = 0; t < total; t++) {
+		rt->task_page[t] = (uint32_t)k;
+		rng = act_seed(cfg->seed, t);
+		for (s = 0; s < cfg->steps; s++)
+			k += act_draw(&rng, cfg->p);
+		if (k > ACT_MAX_FAULT_PAGES)
+			return -E2BIG;
+	}
+	rt->nr_pages = k;
+	rt->pages_len = (k ? k : 1) * ACT_PAGE;
+	return 0;
+}
+
+/* fault: a scratch file of stamped pages, mapped read-only and shared,
+ * then evicted; MADV_RANDOM: a fault reads its page and no readahead. */
+static int act_fault_setup(struct act_rt *rt)
+{
+	uint64_t chunk = 16, k, i, nr = rt->pages_len / ACT_PAGE;
+	unsigned char *buf, *vec;
+	void *map;
+	int err = 0;
+
+	rt->file_fd = open(rt->cfg->dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	if (rt->file_fd < 0)
+		return -errno;
+	buf = calloc(chunk, ACT_PAGE);
+	if (!buf)
+		return -ENOMEM;
+	for (k = 0; k < nr && !err; k += chunk) {
+		for (i = 0; i < chunk; i++)
+			*(uint64_t *)(buf + i * ACT_PAGE) =
+				ACT_PAGE_STAMP(k + i);
+		i = nr - k < chunk ? nr - k : chunk;
+		if (pwrite(rt->file_fd, buf, i * ACT_PAGE,
+			   (off_t)(k * ACT_PAGE)) != (ssize_t)(i * ACT_PAGE))
+			err = errno ? -errno : -ENOSPC;
+	}
+	free(buf);
+	if (!err && fsync(rt->file_fd) < 0)
+		err = -errno;
+	if (err)
+		return err;
+	map = mmap(NULL, rt->pages_len, PROT_READ, MAP_SHARED, rt->file_fd, 0);
+	if (map == MAP_FAILED)
+		return -errno;
+	rt->pages = map;
+	if (madvise(map, rt->pages_len, MADV_RANDOM) < 0)
+		return -errno;
+	vec = malloc(nr);
+	if (!vec)
+		return -ENOMEM;
+	err = lab_evict_file(rt->file_fd, map, rt->pages_len, vec,
+			     ACT_EVICT_TRIES);
+	free(vec);
+	return err;
+}
+
+/* uffd: an anonymous range, every page missing, registered for
+ * missing-page faults; the handler's fd is non-blocking (it polls). */
+static int act_uffd_setup(struct act_rt *rt)
+{
+	struct uffdio_api api = { .api = UFFD_API };
+	struct uffdio_register reg = { .mode = UFFDIO_REGISTER_MODE_MISSING };
+	void *map;
+
+	map = mmap(NULL, rt->pages_len, PROT_READ | PROT_WRITE,
+		   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (map == MAP_FAILED)
+		return -errno;
+	rt->pages = map;
+	rt->uffd_src = aligned_alloc(ACT_PAGE, ACT_PAGE);
+	if (!rt->uffd_src)
+		return -ENOMEM;
+	memset(rt->uffd_src, 0x5a, ACT_PAGE);
+	rt->uffd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+	if (rt->uffd < 0)
+		return -errno;
+	if (ioctl(rt->uffd, UFFDIO_API, &api) < 0)
+		return -errno;
+	reg.range.start = (uint64_t)(uintptr_t)map;
+	reg.range.len = rt->pages_len;
+	if (ioctl(rt->uffd, UFFDIO_REGISTER, &reg) < 0)
+		return -errno;
+	rt->uffd_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	return rt->uffd_efd < 0 ? -errno : 0;
+}
+
+static int act_pages_setup(struct act_rt *rt)
+{
+	int err = act_count_pages(rt);
+
+	rt->hot = ACT_HOT_STAMP;
+	if (err)
+		return err;
+	if (rt->block_kind == ACT_BLOCK_FAULT)
+		return act_fault_setup(rt);
+	return act_uffd_setup(rt);
+}
+
+static void act_pages_teardown(struct act_rt *rt)
+{
+	uint64_t one = 1;
+
+	if (rt->have_uffd_thread) {
+		atomic_store(&rt->uffd_quit, 1);
+		if (write(rt->uffd_efd, &one, sizeof(one)) < 0)
+			act_fail(rt, -errno);
+		pthread_join(rt->uffd_thread, NULL);
+	}
+	if (rt->uffd >= 0)
+		close(rt->uffd);
+	if (rt->uffd_efd >= 0)
+		close(rt->uffd_efd);
+	if (rt->pages)
+		munmap(rt->pages, rt->pages_len);
+	if (rt->file_fd >= 0)
+		close(rt->file_fd);
+	free(rt->uffd_src);
+	free(rt->task_page);
+}
+
 /* ---- set-up and tear-down ------------------------------------------------------- */
 
 static int act_upcall_setup(struct act_rt *rt)
@@ -1136,6 +1442,14 @@ int act_start(struct act_rt *rt)
 				return err;
 		}
 	}
+	if (rt->block_kind == ACT_BLOCK_UFFD) {
+		/* on the runtime's CPUs, as a runtime thread */
+		err = act_spawn(&rt->uffd_thread, cfg->vp_cpus, rt->nr_vps,
+				act_uffd_main, rt);
+		if (err)
+			return err;
+		rt->have_uffd_thread = true;
+	}
 	if (rt->variant == ACT_MONITOR) {
 		/* not pinned: it runs wherever a VP's CPU is free (the CPU of
 		 * a VP stuck in a call is idle), as Go's sysmon has no P */
@@ -1182,6 +1496,8 @@ void act_teardown(struct act_rt *rt)
 			pthread_join(rt->acts[i].thread, NULL);
 	if (rt->have_monitor)
 		pthread_join(rt->monitor, NULL);
+	/* after the activations: none is left in a fault */
+	act_pages_teardown(rt);
 	if (rt->slots) {
 		for (i = 0; i < rt->nr_acts; i++) {
 			__atomic_store_n(&rt->slots[i].ring_kinds, 0,
@@ -1231,6 +1547,8 @@ struct act_rt *act_rt_create(const struct activations_config *cfg)
 	rt->cfg = cfg;
 	rt->variant = cfg->variant;
 	rt->tids_fd = -1;
+	rt->block_kind = cfg->block_kind;
+	rt->file_fd = rt->uffd = rt->uffd_efd = -1;
 	return rt;
 }
 
@@ -1320,6 +1638,11 @@ int act_setup(struct act_rt *rt, uint32_t extra)
 		if (err)
 			return err;
 	}
+	if (rt->block_kind != ACT_BLOCK_TIMERFD) {
+		err = act_pages_setup(rt);
+		if (err)
+			return err;
+	}
 	if (rt->variant == ACT_UPCALL)
 		return act_upcall_setup(rt);
 	return 0;
@@ -1367,8 +1690,10 @@ static void act_sum(struct act_rt *rt, struct activations_counts *sum)
 	uint32_t i;
 
 	memset(sum, 0, sizeof(*sum));
-	for (i = 0; i <= rt->nr_acts; i++) {
-		c = i < rt->nr_acts ? &rt->acts[i].st : &rt->monitor_st;
+	for (i = 0; i <= rt->nr_acts + 1; i++) {
+		c = i < rt->nr_acts  ? &rt->acts[i].st :
+		    i == rt->nr_acts ? &rt->monitor_st :
+				       &rt->uffd_st;
 #define ACT_ADD(name) sum->name += __atomic_load_n(&c->name, __ATOMIC_RELAXED);
 		ACTIVATIONS_COUNTERS(ACT_ADD)
 #undef ACT_ADD
@@ -1406,6 +1731,13 @@ static int act_check(const struct activations_config *cfg)
 		if (cfg->vp_cpus[i] < 0 || cfg->vp_cpus[i] >= CPU_SETSIZE)
 			return -EINVAL;
 	if (cfg->variant == ACT_MONITOR && !cfg->monitor_ns)
+		return -EINVAL;
+	if (cfg->block_kind < 0 || cfg->block_kind >= ACT_NR_BLOCK_KINDS ||
+	    (cfg->block_kind == ACT_BLOCK_FAULT && !cfg->dir))
+		return -EINVAL;
+	/* RWF_NOWAIT has no form for a touch, io_uring no op that faults */
+	if (cfg->block_kind != ACT_BLOCK_TIMERFD &&
+	    (cfg->variant == ACT_SYNCFIRST || cfg->variant == ACT_URING))
 		return -EINVAL;
 	if (cfg->variant == ACT_UPCALL) {
 		per_vp = 1 + cfg->spares;

@@ -24,11 +24,25 @@ enum activations_variant {
 	ACT_NR_VARIANTS = 7
 };
 
+/* What a blocking call is.  Python names the kinds after these
+ * enumerators: ACT_BLOCK_UFFD is "uffd". */
+enum activations_block_kind {
+	ACT_BLOCK_TIMERFD = 0, /* read() of the fiber's timerfd, block_ns */
+	ACT_BLOCK_FAULT = 1,   /* read touch of an evicted file page: a major
+				* fault, as long as the disk takes */
+	ACT_BLOCK_UFFD = 2,    /* read touch of a missing page of a userfaultfd
+				* range: the runtime's handler resolves it
+				* after block_ns */
+	ACT_NR_BLOCK_KINDS = 3
+};
+
 /* What activations_run() accepts (it refuses a config beyond them). */
 enum activations_limits {
-	ACT_MAX_VPS = 64,     /* a record's pokes are a bit per VP */
-	ACT_MAX_SLOTS = 64,   /* lab_upcall_vps entries: one per activation */
-	ACT_MAX_FIBERS = 4096 /* fibers (pthreads: threads) */
+	ACT_MAX_VPS = 64,      /* a record's pokes are a bit per VP */
+	ACT_MAX_SLOTS = 64,    /* lab_upcall_vps entries: one per activation */
+	ACT_MAX_FIBERS = 4096, /* fibers (pthreads: threads) */
+	/* fault, uffd: pages, one per blocking call (256 MiB) */
+	ACT_MAX_FAULT_PAGES = 65536
 };
 
 struct activations_config {
@@ -48,6 +62,8 @@ struct activations_config {
 	int ring_fd;	       /* upcall: the upcall program's maps, else -1 */
 	int vps_fd;
 	int tids_fd;
+	int block_kind;	 /* enum activations_block_kind */
+	const char *dir; /* fault: where the scratch file is made */
 };
 
 /*
@@ -58,67 +74,78 @@ struct activations_config {
  * once for the window; every other one is counted by the thread that saw
  * it.
  */
-#define ACTIVATIONS_COUNTERS(X)                                                \
-	/* measured tasks completed (= tasks) */                               \
-	X(completions)                                                         \
-	/* a task completed twice (must be 0) */                               \
-	X(duplicate_completions)                                               \
-	/* blocking-call sites executed */                                     \
-	X(calls)                                                               \
-	/* ... drawn to block (probability p) */                               \
-	X(blocking_calls)                                                      \
-	/* upcall: calls the kernel saw block */                               \
-	X(block_events)                                                        \
-	/* syncfirst: RWF_NOWAIT said EAGAIN */                                \
-	X(eagain)                                                              \
-	/* VPs a spare took over */                                            \
-	X(handoffs)                                                            \
-	/* (window) handoff_ns entries written */                              \
-	X(handoff_samples)                                                     \
-	/* handoffs beyond handoff_cap */                                      \
-	X(handoff_dropped)                                                     \
-	/* a returning activation got its VP back */                           \
-	X(retakes)                                                             \
-	/* ... found it taken: fiber requeued */                               \
-	X(lost_vps)                                                            \
-	/* futex wake-ups of spares */                                         \
-	X(spare_wakeups)                                                       \
-	/* ... that found nothing to take */                                   \
-	X(idle_spare_wakeups)                                                  \
-	/* ring records whose call had returned */                             \
-	X(stale_upcalls)                                                       \
-	/* ring records consumed */                                            \
-	X(ring_records)                                                        \
-	/* (window) records the ring had no room for */                        \
-	X(ring_lost)                                                           \
-	/* records of a wrong size or slot */                                  \
-	X(ring_bad)                                                            \
-	/* eventfd pokes for another VP's record */                            \
-	X(pokes)                                                               \
-	/* monitor: checks made */                                             \
-	X(monitor_ticks)                                                       \
-	/* monitor: VPs taken from a stuck call */                             \
-	X(monitor_retakes)                                                     \
-	/* uring: CQE already there at submit (the call did not block) */      \
-	X(inline_completions)                                                  \
+#define ACTIVATIONS_COUNTERS(X)                                                 \
+	/* measured tasks completed (= tasks) */                                \
+	X(completions)                                                          \
+	/* a task completed twice (must be 0) */                                \
+	X(duplicate_completions)                                                \
+	/* blocking-call sites executed */                                      \
+	X(calls)                                                                \
+	/* ... drawn to block (probability p) */                                \
+	X(blocking_calls)                                                       \
+	/* upcall: calls the kernel saw block */                                \
+	X(block_events)                                                         \
+	/* upcall: ... that returned before a spare took the VP (the block    \
+	 * was shorter than the handoff: the VP stayed its own) */ \
+	X(returned_first)                                                       \
+	/* syncfirst: RWF_NOWAIT said EAGAIN */                                 \
+	X(eagain)                                                               \
+	/* VPs a spare took over */                                             \
+	X(handoffs)                                                             \
+	/* (window) handoff_ns entries written */                               \
+	X(handoff_samples)                                                      \
+	/* handoffs beyond handoff_cap */                                       \
+	X(handoff_dropped)                                                      \
+	/* a returning activation got its VP back */                            \
+	X(retakes)                                                              \
+	/* ... found it taken: fiber requeued */                                \
+	X(lost_vps)                                                             \
+	/* futex wake-ups of spares */                                          \
+	X(spare_wakeups)                                                        \
+	/* ... that found nothing to take */                                    \
+	X(idle_spare_wakeups)                                                   \
+	/* ring records whose call had returned */                              \
+	X(stale_upcalls)                                                        \
+	/* ring records consumed */                                             \
+	X(ring_records)                                                         \
+	/* (window) records the ring had no room for */                         \
+	X(ring_lost)                                                            \
+	/* records of a wrong size or slot */                                   \
+	X(ring_bad)                                                             \
+	/* eventfd pokes for another VP's record */                             \
+	X(pokes)                                                                \
+	/* monitor: checks made */                                              \
+	X(monitor_ticks)                                                        \
+	/* monitor: VPs taken from a stuck call */                              \
+	X(monitor_retakes)                                                      \
+	/* uring: CQE already there at submit (the call did not block) */       \
+	X(inline_completions)                                                   \
 	/* dispatches on a VP while another fiber of that VP was in its      \
 	 * call: the point of handoff (0 for none; uring: waiting for its    \
-	 * CQE) */ \
-	X(ran_while_blocked)                                                   \
+	 * CQE) */  \
+	X(ran_while_blocked)                                                    \
 	/* upcall: ... while the kernel had another activation of that VP    \
-	 * blocked in the call (its slot's block_seq moved) */ \
-	X(ran_while_kernel_blocked)                                            \
-	/* (window) most activations in fiber code at once (<= nr_vps) */      \
-	X(max_running_activations)                                             \
-	/* sum over VPs of time in fiber code */                               \
-	X(vp_busy_ns)                                                          \
-	/* (window) process CPU time */                                        \
-	X(cpu_ns)                                                              \
-	/* (window) kernel threads of the runtime */                           \
-	X(activations)                                                         \
-	/* (window) 1: TFD_IOC_SET_TICKS readies calls */                      \
-	X(ready_by_ioctl)                                                      \
-	/* (window) spin calibration */                                        \
+	 * blocked in the call (its slot's block_seq moved) */  \
+	X(ran_while_kernel_blocked)                                             \
+	/* (window) most activations in fiber code at once (<= nr_vps) */       \
+	X(max_running_activations)                                              \
+	/* sum over VPs of time in fiber code */                                \
+	X(vp_busy_ns)                                                           \
+	/* (window) process CPU time */                                         \
+	X(cpu_ns)                                                               \
+	/* (window) kernel threads of the runtime */                            \
+	X(activations)                                                          \
+	/* (window) 1: TFD_IOC_SET_TICKS readies calls */                       \
+	X(ready_by_ioctl)                                                       \
+	/* fault, uffd: tasks whose calls took a page fault */                  \
+	X(faults_taken)                                                         \
+	/* fault, uffd: the faulting threads' ru_majflt deltas, summed */       \
+	X(majflt)                                                               \
+	/* uffd: fault messages the handler read */                             \
+	X(uffd_messages)                                                        \
+	/* uffd: ... pages it resolved (UFFDIO_COPY) */                         \
+	X(uffd_resolved)                                                        \
+	/* (window) spin calibration */                                         \
 	X(loops_per_us)
 
 #define ACTIVATIONS_COUNTER_FIELD(name) uint64_t name;

@@ -53,6 +53,12 @@ struct act_fiber {
 	uint64_t ticks;	     /* the call's read buffer */
 	uint64_t release_ns; /* its next task's release: the phase
 					 * start, then its last completion */
+	/* fault, uffd: the word the call reads, what it must hold */
+	const volatile uint64_t *touch;
+	uint64_t expect;
+	bool touch_blocks; /* a fresh page: the call faults */
+	bool faulted;	   /* this task's calls took a page fault */
+	bool blocked;	   /* upcall: the kernel saw this call block */
 	/* Table IV */
 	void (*fn)(struct act_fiber *);
 	struct act_fiber *joiner;
@@ -155,6 +161,21 @@ struct act_rt {
 	pthread_t monitor;
 	bool have_monitor;
 	struct activations_counts monitor_st;
+
+	/* fault, uffd: page k of pages is the k-th blocking call's */
+	int block_kind;
+	uint8_t *pages;
+	size_t pages_len;
+	uint64_t nr_pages;
+	uint32_t *task_page; /* per task: its first blocking call's page */
+	uint64_t hot;	     /* what a call that does not block reads */
+	int file_fd;	     /* fault: the scratch file */
+	int uffd, uffd_efd;  /* uffd: the range's fd, the handler's stop */
+	void *uffd_src;	     /* ... the page UFFDIO_COPY copies */
+	pthread_t uffd_thread;
+	bool have_uffd_thread;
+	_Atomic uint32_t uffd_quit;
+	struct activations_counts uffd_st; /* the handler's counts */
 
 	struct act_t4 t4;
 };

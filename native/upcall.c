@@ -61,6 +61,7 @@
 #include "upcall.h"
 #include "bpf_ring.h"
 #include "compat_uring.h"
+#include "evict_internal.h"
 #include "internal.h"
 #include "upcall_abi.h"
 #include "upcall_internal.h"
@@ -235,9 +236,9 @@ static void up_fail(struct up *u, _Atomic int *slot, int err)
  * FADV_RANDOM: no readahead, so reading a block brings in that page only. */
 static int up_file_setup(struct up *u)
 {
-	uint64_t b, resident;
+	uint64_t b;
 	unsigned char *blk;
-	int err = 0, tries;
+	int err = 0;
 
 	u->file_fd = open(u->cfg->dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
 	if (u->file_fd < 0)
@@ -265,21 +266,9 @@ static int up_file_setup(struct up *u)
 	u->vec = malloc(u->max_attempts);
 	if (!u->vec)
 		return -ENOMEM;
-	/* DONTNEED skips pages it cannot drop yet (on a per-CPU LRU batch):
-	 * check with mincore and go again */
-	for (tries = 0; tries < UP_EVICT_TRIES; tries++) {
-		err = -posix_fadvise(u->file_fd, 0, 0, POSIX_FADV_DONTNEED);
-		if (err)
-			return err;
-		if (mincore(u->file_map, u->max_attempts * UP_BLOCK, u->vec) <
-		    0)
-			return -errno;
-		for (b = 0, resident = 0; b < u->max_attempts; b++)
-			resident += u->vec[b] & 1;
-		if (!resident)
-			return 0;
-	}
-	return -EOPNOTSUPP; /* a file system that keeps its pages: tmpfs */
+	return lab_evict_file(u->file_fd, u->file_map,
+			      u->max_attempts * UP_BLOCK, u->vec,
+			      UP_EVICT_TRIES);
 }
 
 static uint64_t up_file_resident(struct up *u, uint64_t from)

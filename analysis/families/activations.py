@@ -856,13 +856,43 @@ def little_lines(data: pd.DataFrame, axes: Iterable[str] = ()) -> list[str]:
     return [text]
 
 
+BLOCK_KINDS = ("timerfd", "fault", "uffd")
+
+
+def fault_handoff_lines(handoffs: pd.DataFrame) -> list[str]:
+    """upcall's handoff per block_kind (timerfd, fault, uffd), each at the
+    p nearest 0.1 it was run at; nothing when the run has one kind only."""
+    if handoffs.empty or "block_kind" not in handoffs.columns:
+        return []
+    ups = handoffs[handoffs["variant"] == UPCALL]
+    kinds = [k for k in BLOCK_KINDS if (ups["block_kind"].astype(str) == k).any()]
+    if len(kinds) < 2:
+        return []
+    medians, parts = {}, []
+    for kind in kinds:
+        rows = ups[ups["block_kind"].astype(str) == kind]
+        p = nearest_p(rows[P])
+        assert p is not None            # the kind has rows, so a p
+        row = rows[np.isclose(rows[P].astype(float), float(p))].iloc[0]
+        medians[kind] = float(row["median"])
+        parts.append(f"{kind} {fmt_us(row['median'])} us (p = {p_text(p)}, 95% CI "
+                     f"{fmt_us_interval(row['ci_low'], row['ci_high'])})")
+    text = "upcall's handoff by block kind: " + ", ".join(parts)
+    if "fault" in medians and "timerfd" in medians and medians["timerfd"] > 0:
+        text += (f"; a major fault's handoff is {fmt_ratio(medians['fault'] / medians['timerfd'])}"
+                 " the timerfd one's (both are the sched_switch block upcall)")
+    return [text + "."]
+
+
 def findings_lines(run: Run, family: str = FAMILY, seed: int = 0) -> list[str]:
     """"What this run shows", from the medians."""
     axes = group_axes(run, family)
     data = task_data(run, family, seed)
     lines = throughput_lines(data, axes)
     if not data.empty:
-        lines += handoff_lines(run, handoff_data(run, family, seed), axes, seed)
+        handoffs = handoff_data(run, family, seed)
+        lines += handoff_lines(run, handoffs, axes, seed)
+        lines += fault_handoff_lines(handoffs)
     lines += table_iv_lines(table_iv_data(run, family, seed))
     lines.append(_probe_note(run, family))
     return lines
@@ -870,6 +900,7 @@ def findings_lines(run: Run, family: str = FAMILY, seed: int = 0) -> list[str]:
 
 __all__ = ["table_iv", "table_iv_medians", "table_iv_from_run", "format_table_iv",
            "table_iv_data", "table_iv_lines", "task_data", "handoff_data", "handoff_pairs",
+           "fault_handoff_lines", "BLOCK_KINDS",
            "ringbuf_reference", "mechanics_data", "mechanics_lines", "findings_lines",
            "throughput_lines", "handoff_lines", "little_lines", "groups", "group_axes",
            "axis_values_text", "point_label", "p_text", "nearest_p", "throughput_pivot",

@@ -132,6 +132,7 @@ PAPER_TABLE_IV_US, table_iv()); they never enter the measured data.
 
 from __future__ import annotations
 
+import errno
 from typing import Any
 
 from lab.families import _activations_cs, _activations_k42, _activations_mp
@@ -157,8 +158,15 @@ def _native():
 VARIANTS = enum_values("enum activations_variant", "ACT_")
 T4_KINDS = enum_values("enum activations_table_kind", "ACT_")
 T4_OPS = tuple(enum_values("enum activations_table_op", "ACT_T4_"))
+BLOCK_KINDS = enum_values("enum activations_block_kind", "ACT_BLOCK_")
 _, _lib = _native()
 MAX_SLOTS = _lib.ACT_MAX_SLOTS
+MAX_FAULT_PAGES = _lib.ACT_MAX_FAULT_PAGES
+# what cannot make a page fault its blocking call, and why
+FAULT_REFUSED = {
+    "syncfirst": "a page fault has no RWF_NOWAIT: a touch cannot be tried without blocking",
+    "uring": "io_uring has no operation that takes a page fault for the fiber",
+}
 MAX_HANDOFF_SAMPLES = 1_000_000
 
 TASK_LATENCY = Metric("task_latency", "ns",
@@ -190,8 +198,15 @@ PARAMS = (
     Param("work_ns", 5000, "ns", "CPU work per step (calibrated multiplies)", low=0,
           high=10_000_000),
     Param("p", 0.1, "", "probability that a step's call blocks", low=0.0, high=1.0),
-    Param("block_us", 50, "us", "how long a blocking call blocks (timerfd armed that far ahead)",
-          low=1, high=100_000),
+    Param("block_us", 50, "us", "how long a blocking call blocks (timerfd armed that far ahead; "
+          "uffd: the handler's delay before it resolves the fault; fault: does not apply, the "
+          "disk's read decides)", low=1, high=100_000),
+    Param("block_kind", "timerfd", "", "the blocking call: timerfd (read() of the fiber's "
+          "timerfd), fault (read touch of an evicted page of a MAP_SHARED scratch file: a major "
+          "fault, the activation sleeps in D state until the disk read ends) or uffd (read touch "
+          "of a missing page of a userfaultfd range: a runtime handler thread resolves it with "
+          "UFFDIO_COPY after block_us); every blocking call touches a fresh page",
+          choices=tuple(BLOCK_KINDS)),
     Param("monitor_us", 20, "us", "monitor: its period, and how long a VP may stay in a call "
           "before it is retaken (Go's sysmon: 20 us at its fastest)", low=1, high=100_000),
     Param("seed", 1, "", "seeds every task's xorshift stream (same draws for every variant)",
@@ -225,6 +240,14 @@ def point_problem(variant: str, p: dict[str, Any]) -> str | None:
     for part in PARTS:
         if any(v.name == variant for v in part.VARIANTS):
             return part.point_problem(variant, p)
+    kind = p.get("block_kind", "timerfd")
+    if kind != "timerfd" and variant in FAULT_REFUSED:
+        return f"{variant}: block_kind={kind}: {FAULT_REFUSED[variant]}"
+    if kind != "timerfd" and "tasks" in p:
+        pages = p["p"] * (p["tasks"] + p["warmup_tasks"]) * p["steps"]
+        if pages > 0.9 * MAX_FAULT_PAGES:
+            return (f"block_kind={kind}: ~{pages:.0f} blocking calls, each a page of its own, "
+                    f"the runtime maps at most {MAX_FAULT_PAGES}: lower tasks, steps or p")
     if variant == "upcall" and p["vps"] * (1 + p["spares"]) > MAX_SLOTS:
         return (f"upcall: vps x (1 + spares) = {p['vps'] * (1 + p['spares'])} activations, the "
                 f"upcall program has {MAX_SLOTS} slots: lower spares or vps")
@@ -246,9 +269,10 @@ def _check(variant: str, p: dict[str, Any]) -> None:
 # ---- the workload ------------------------------------------------------------------
 
 def run_tasks(variant: str, p: dict[str, Any], cpus: list[int], maps: Any = None,
-              handshake: Any = None):
+              handshake: Any = None, scratch_dir: str | None = None):
     """Call activations_run: (task_ns, handoff_ns, counts dict, window ns).
-    handshake None: no runner (tests, notebooks)."""
+    handshake None: no runner (tests, notebooks); scratch_dir: where
+    block_kind=fault makes its file (on a disk: tmpfs keeps its pages)."""
     import numpy as np
 
     from lab.native import check, double_ptr, standalone_handshake
@@ -260,6 +284,10 @@ def run_tasks(variant: str, p: dict[str, Any], cpus: list[int], maps: Any = None
     task_ns = np.zeros(n)
     handoff_ns = np.zeros(max(handoff_cap, 1))
     cpu_array = ffi.new("int[]", cpus)
+    kind = p.get("block_kind", "timerfd")
+    if kind == "fault" and not scratch_dir:
+        raise ValueError("block_kind=fault needs a scratch directory for its file")
+    directory = ffi.new("char[]", scratch_dir.encode()) if scratch_dir else ffi.NULL
     fds = (maps.ring_fd, maps.vps_fd, maps.tids_fd) if maps is not None else (-1, -1, -1)
     cfg = ffi.new("struct activations_config *", {
         "variant": VARIANTS[variant], "nr_vps": len(cpus), "vp_cpus": cpu_array,
@@ -267,11 +295,15 @@ def run_tasks(variant: str, p: dict[str, Any], cpus: list[int], maps: Any = None
         "warmup_tasks": p["warmup_tasks"], "tasks": n, "work_ns": p["work_ns"],
         "p": float(p["p"]), "block_ns": p["block_us"] * 1000,
         "monitor_ns": p.get("monitor_us", 20) * 1000, "seed": p["seed"],
-        "ring_fd": fds[0], "vps_fd": fds[1], "tids_fd": fds[2]})
+        "ring_fd": fds[0], "vps_fd": fds[1], "tids_fd": fds[2],
+        "block_kind": BLOCK_KINDS[kind], "dir": directory})
     counts = ffi.new("struct activations_counts *")
     rc = lib.activations_run(handshake, cfg, double_ptr(ffi, task_ns),
                              double_ptr(ffi, handoff_ns), handoff_cap, counts)
-    check(rc, f"activations/{variant}")
+    if kind == "fault" and rc == -errno.EOPNOTSUPP:
+        raise ValueError(f"block_kind=fault: {scratch_dir}'s file system keeps the file's pages "
+                         "(tmpfs?): no major fault possible; run with a scratch dir on a disk")
+    check(rc, f"activations/{variant} block_kind={kind}")
     c = {k: int(getattr(counts, k)) for k in struct_fields("struct activations_counts")}
     window = int(handshake.window_end_ns - handshake.window_begin_ns)
     return task_ns, handoff_ns[:c["handoff_samples"]], c, window
@@ -289,6 +321,9 @@ def expected_mechanics(variant: str, p: dict[str, Any], c: dict[str, int]) -> st
     for name in ("ring_lost", "ring_bad"):
         if c[name]:
             return f"{name} = {c[name]}: the ring must deliver every record"
+    if c["uffd_resolved"] != c["uffd_messages"]:
+        return (f"uffd: {c['uffd_messages']} fault messages, {c['uffd_resolved']} resolved: "
+                "every fault must be resolved once")
     return None
 
 
@@ -325,9 +360,10 @@ def _task_variant(variant: str):
             # compiled and attached before the C call: outside the window
             with upcall_program("block") as (_, maps):
                 task_ns, handoff_ns, c, window = run_tasks(variant, p, cpus, maps,
-                                                           ctx.handshake)
+                                                           ctx.handshake, ctx.scratch_dir)
         else:
-            task_ns, handoff_ns, c, window = run_tasks(variant, p, cpus, None, ctx.handshake)
+            task_ns, handoff_ns, c, window = run_tasks(variant, p, cpus, None, ctx.handshake,
+                                                       ctx.scratch_dir)
         wrong = expected_mechanics(variant, p, c)
         if wrong:
             raise NativeError(f"the runtime did not run as built: {wrong}")
@@ -380,7 +416,7 @@ def _table4_variant(variant: str):
 # ---- the family ------------------------------------------------------------------------
 
 WORK = ("vps", "concurrency", "tasks", "warmup_tasks", "steps", "work_ns", "p", "block_us",
-        "seed")
+        "block_kind", "seed")
 HANDOFF_WORK = WORK[:1] + ("spares",) + WORK[1:]
 T4_FIBERS = ("op", "samples", "warmup", "ops_per_sample")
 T4_KERNEL = ("op", "samples", "warmup")
