@@ -203,11 +203,11 @@ def test_bad_arguments_are_refused():
     live = ffi.new("struct msgport_live_counts *")
     assert lib.msgport_live(hs(), 0, 0, 100000, CPU, CPU, 0, 4, out, live) == EINVAL
     ppc = ffi.new("struct msgport_ppc_counts *")
-    assert lib.msgport_ppc(hs(), 7, 0, 0, CPU, CPU, 1, 0, 4, out, ppc) == EINVAL
+    assert lib.msgport_ppc(hs(), 7, 0, 0, 0, CPU, CPU, 1, 0, 4, out, ppc) == EINVAL
     before, fds = os.sched_getaffinity(0), open_fds()
     # a server CPU that does not exist: refused before any server runs
     for process in (0, 1):
-        assert lib.msgport_ppc(hs(), 1, 0, process, CPU, 4095, 1, 0, 4, out, ppc) == EINVAL
+        assert lib.msgport_ppc(hs(), 1, 0, process, 0, CPU, 4095, 1, 0, 4, out, ppc) == EINVAL
     assert lib.msgport_live(hs(), 2, 1, 100000, CPU, 4095, 0, 4, out, live) == EINVAL
     assert os.sched_getaffinity(0) == before and open_fds() == fds
 
@@ -270,7 +270,8 @@ samples = 70
 warmup = 7
 
 [[msgport]]
-variants = ["ppc_msg_ring", "ppc_futex", "ppc_eventfd", "ppc_pipe", "ppc_unix_socket"]
+variants = ["ppc_msg_ring", "ppc_msg_ring_defer", "ppc_futex", "ppc_eventfd", "ppc_pipe",
+            "ppc_unix_socket"]
 mode = "sync"
 peer = ["thread", "process"]
 samples = 500

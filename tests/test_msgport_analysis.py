@@ -251,7 +251,10 @@ def test_perf_bench_row_right_after_the_pipe_row(synthetic):
     assert (rt["mode"] == "sync").all()
     for (peer, placement), perf in PERF.items():
         here = rt[(rt["peer"] == peer) & (rt["placement"] == placement)]
-        assert list(here["transport"]) == list(mp.PPC_ROWS)
+        # the family's order, of the transports the run has
+        assert list(here["transport"]) == [t for t in mp.PPC_ROWS
+                                           if t in set(here["transport"])]
+        assert len(here) == len(RT) // 4 + 1
         index = list(here.index)
         pipe_at = index[list(here["transport"]).index("ppc_pipe")]
         row = rt.loc[pipe_at + 1]
