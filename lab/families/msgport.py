@@ -131,6 +131,7 @@ _OP = enum_values("enum msgport_op", "MSGPORT_OP_")
 _LIVE_KIND = enum_values("enum msgport_live_kind", "MSGPORT_")
 _TRANSPORT = enum_values("enum msgport_transport", "MSGPORT_PPC_")
 _RECEIVER = enum_values("enum msgport_receiver", "MSGPORT_RECEIVER_")
+RECEIVERS = tuple(_RECEIVER)
 _DEFER_SOURCE = enum_values("enum msgport_defer_source", "MSGPORT_DEFER_")
 MODES = tuple(_MODE)                # port_<mode>
 OPS = tuple(_OP)
@@ -170,7 +171,7 @@ PARAMS = (
           "ppc_msg_ring, ppc_msg_ring_defer, ppc_eventfd: park = the server sleeps until a "
           "request is there (io_uring_enter GETEVENTS / blocking eventfd read), spin = it "
           "polls (the CQ ring; defer: io_uring_get_events; non-blocking eventfd reads)",
-          choices=tuple(_RECEIVER)),
+          choices=RECEIVERS),
     Param("loops", 5000, "round trips",
           "ppc_perf_bench_pipe: perf bench sched pipe -l, round trips per invocation",
           low=100, high=10_000_000, axis=False),
