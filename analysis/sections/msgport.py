@@ -30,10 +30,6 @@ from analysis._pages import Block, Heading, Report, Space, Table, Text
 from analysis._results import Run
 from analysis._views import headline_samples, is_set
 from analysis.families.msgport import (
-    accounting_line,
-    msg_ring_verdict,
-    ppc_accounting,
-    receiver_table,
     CROSS,
     FAMILY,
     LIVE,
@@ -49,16 +45,20 @@ from analysis.families.msgport import (
     PPC_ROWS,
     SAME,
     SYNC,
+    accounting_line,
     findings_lines,
     flushsys_lines,
     flushsys_table,
     live_lines,
     live_table,
+    msg_ring_verdict,
     one_way_lines,
     port_lines,
+    ppc_accounting,
     ppc_lines,
     ppc_one_way,
     ppc_round_trips,
+    receiver_table,
     reply_port_table,
 )
 from analysis.sections import generic
