@@ -9,8 +9,11 @@
 #ifndef LAB_COMPAT_URING_H
 #define LAB_COMPAT_URING_H
 
+#include <errno.h>
 #include <liburing.h>
 #include <stdint.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 /* Setup flags.  DEFER_TASKRUN and SINGLE_ISSUER: Linux 6.1, present in
  * liburing 2.3; repeated here so older headers build too. */
@@ -29,6 +32,17 @@
 #define LAB_IORING_OP_FUTEX_WAIT     51 /* Linux 6.7 */
 #define LAB_IORING_OP_FUTEX_WAKE     52 /* Linux 6.7 */
 #define LAB_IORING_OP_FUTEX_WAITV    53 /* Linux 6.7 */
+
+/* IORING_REGISTER_ENABLE_RINGS (5.10) for a ring made
+ * IORING_SETUP_R_DISABLED: liburing 2.3 declares io_uring_enable_rings()
+ * but its shared library does not export it. */
+static inline int lab_uring_enable_rings(int ring_fd)
+{
+	long ret = syscall(__NR_io_uring_register, ring_fd,
+			   IORING_REGISTER_ENABLE_RINGS, NULL, 0);
+
+	return ret < 0 ? -errno : 0;
+}
 
 /* Timeout flags. */
 #ifndef IORING_TIMEOUT_MULTISHOT

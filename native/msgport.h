@@ -137,11 +137,23 @@ int msgport_live(struct lab_handshake *hs, int kind, uint32_t count,
 /* ---- protected procedure calls ------------------------------------------ */
 
 enum msgport_transport {
-	MSGPORT_PPC_MSG_RING,	/* IORING_OP_MSG_RING between two rings */
-	MSGPORT_PPC_FUTEX,	/* shared queues, futex doorbells */
-	MSGPORT_PPC_EVENTFD,	/* shared queues, eventfd doorbells */
-	MSGPORT_PPC_PIPE,	/* two pipes, messages in-band */
-	MSGPORT_PPC_UNIX_SOCKET /* a SOCK_STREAM socketpair, in-band */
+	MSGPORT_PPC_MSG_RING,	   /* IORING_OP_MSG_RING between two rings */
+	MSGPORT_PPC_FUTEX,	   /* shared queues, futex doorbells */
+	MSGPORT_PPC_EVENTFD,	   /* shared queues, eventfd doorbells */
+	MSGPORT_PPC_PIPE,	   /* two pipes, messages in-band */
+	MSGPORT_PPC_UNIX_SOCKET,   /* a SOCK_STREAM socketpair, in-band */
+	MSGPORT_PPC_MSG_RING_DEFER /* MSG_RING to DEFER_TASKRUN |
+				    * SINGLE_ISSUER rings (each made or
+				    * enabled by the task that waits on it) */
+};
+
+/* How the server waits for a request (msg_ring, msg_ring_defer, eventfd;
+ * the others park only).  The client always parks. */
+enum msgport_receiver {
+	MSGPORT_RECEIVER_PARK, /* io_uring_enter(GETEVENTS, min 1) / read() */
+	MSGPORT_RECEIVER_SPIN  /* poll the CQ ring (defer: io_uring_get_events
+				* in the loop, to run the task work) / a
+				* non-blocking eventfd read() loop */
 };
 
 /* Over the whole run, warm-up included: every request is checked. */
@@ -154,21 +166,33 @@ struct msgport_ppc_counts {
 	uint64_t server_requests;    /* requests the server received */
 	uint64_t server_drains;	     /* times the server woke and drained */
 	uint64_t window_requests;    /* requests inside the window */
-	int32_t server_tgid;	     /* the server's process (thread: ours) */
+	/* K42's accounting, over the window (first sample's send to the
+	 * last sample's reply): the CPU time Linux charged the client
+	 * thread (CLOCK_THREAD_CPUTIME_ID) and the server (its thread's
+	 * clock; a process: its process clock, it has one thread), and the
+	 * window's wall time */
+	uint64_t client_cpu_ns;
+	uint64_t server_cpu_ns;
+	uint64_t wall_ns;
+	int32_t server_tgid; /* the server's process (thread: ours) */
+	int32_t server_tid;  /* the server's thread (process: = tgid) */
+	int32_t client_tid;
 };
 
 /*
  * Client on cpu, server (a thread, or with process != 0 a forked child)
- * on server_cpu.  async 0: nr_samples round trips, one request at a time
- * (ns_per_call: request sent to its reply seen).  async 1: nr_samples
- * batches of `batch` requests sent with one kernel entry, the server
- * drains what has arrived and replies in one go (ns_per_call: batch time
- * / batch).  Returns 0 or -errno; -EOPNOTSUPP when the kernel lacks
- * IORING_OP_MSG_RING; -EIO when the reply accounting does not add up.
+ * on server_cpu, waiting as `receiver` says (enum msgport_receiver).
+ * async 0: nr_samples round trips, one request at a time (ns_per_call:
+ * request sent to its reply seen).  async 1: nr_samples batches of
+ * `batch` requests sent with one kernel entry, the server drains what has
+ * arrived and replies in one go (ns_per_call: batch time / batch).
+ * Returns 0 or -errno; -EINVAL for RECEIVER_SPIN on a transport without
+ * it; -EOPNOTSUPP when the kernel lacks IORING_OP_MSG_RING (or
+ * DEFER_TASKRUN); -EIO when the reply accounting does not add up.
  */
 int msgport_ppc(struct lab_handshake *hs, int transport, int async, int process,
-		int cpu, int server_cpu, uint32_t batch, uint64_t warmup,
-		uint64_t nr_samples, double *ns_per_call,
+		int receiver, int cpu, int server_cpu, uint32_t batch,
+		uint64_t warmup, uint64_t nr_samples, double *ns_per_call,
 		struct msgport_ppc_counts *out);
 
 #endif /* LAB_MSGPORT_H */

@@ -46,14 +46,22 @@ struct ppc_shared {
 	_Alignas(LAB_CACHELINE) _Atomic uint32_t ready;
 	_Atomic int32_t server_ring_fd;
 	_Atomic int32_t server_err;
+	_Atomic int32_t server_tid;
+	/* a server process's CPU clock at the window's ends (ppc_clock_poll) */
+	_Atomic uint32_t clock_req, clock_seen;
+	_Atomic uint64_t clock_ns[2];
 	_Atomic uint64_t server_requests;
 	_Atomic uint64_t server_drains;
 };
 
 struct ppc {
 	int transport;
+	bool ring;  /* msg_ring or msg_ring_defer */
+	bool defer; /* msg_ring_defer */
+	bool spin;  /* receiver spin: the server polls */
 	bool async;
 	bool process;
+	bool in_child; /* the server process's copy */
 	uint32_t batch;
 	int server_cpu;
 	struct ppc_shared *sh;
@@ -86,6 +94,29 @@ static inline long ppc_futex(struct ppc *p, _Atomic uint32_t *word, int op,
 		       NULL, 0);
 }
 
+static uint64_t ts_ns(const struct timespec *ts)
+{
+	return (uint64_t)ts->tv_sec * 1000000000ull + (uint64_t)ts->tv_nsec;
+}
+
+/* A server process: read our CPU clock if the client asked for it. */
+static void ppc_clock_poll(struct ppc *p)
+{
+	uint32_t req, seen;
+	struct timespec ts;
+
+	if (!p->in_child)
+		return;
+	req = atomic_load_explicit(&p->sh->clock_req, memory_order_acquire);
+	seen = atomic_load_explicit(&p->sh->clock_seen, memory_order_relaxed);
+	if (req == seen || seen >= 2)
+		return;
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	for (; seen < req && seen < 2; seen++)
+		atomic_store(&p->sh->clock_ns[seen], ts_ns(&ts));
+	atomic_store_explicit(&p->sh->clock_seen, seen, memory_order_release);
+}
+
 static void ppc_ring_bell(struct ppc *p, struct ppc_queue *q, int efd)
 {
 	uint64_t one = 1;
@@ -104,14 +135,18 @@ static int ppc_wait_bell(struct ppc *p, struct ppc_queue *q, int efd,
 	uint64_t v;
 
 	while (atomic_load_explicit(&q->tail, memory_order_acquire) == head) {
+		ppc_clock_poll(p);
 		if (p->transport == MSGPORT_PPC_FUTEX) {
 			if (ppc_futex(p, &q->tail, FUTEX_WAIT, head) < 0 &&
 			    errno != EAGAIN && errno != EINTR)
 				return -errno;
-		} else if (read(efd, &v, sizeof(v)) < 0 && errno != EINTR) {
+		} else if (read(efd, &v, sizeof(v)) < 0 && errno != EINTR &&
+			   errno != EAGAIN) {
+			/* EAGAIN: a spinning server's non-blocking eventfd */
 			return -errno;
 		}
 	}
+	ppc_clock_poll(p); /* woken: before anything else */
 	return 0;
 }
 
@@ -126,6 +161,7 @@ static int ppc_serve_stream(struct ppc *p, uint64_t *buf)
 
 	for (;;) {
 		n = read_some(p->s_rfd, buf, PPC_QCAP * sizeof(uint64_t));
+		ppc_clock_poll(p);
 		if (n == -EPIPE)
 			return 0; /* the client is gone */
 		if (n < 0)
@@ -199,13 +235,58 @@ static int ppc_serve_queue(struct ppc *p)
 	}
 }
 
-/* A server thread tells the client its ring (or why there is none). */
-static void ppc_publish_ring(struct ppc *p, int fd, int err)
+/* A server tells the client it runs: its tid, its ring (a thread's; -1
+ * otherwise), or why it cannot serve. */
+static void ppc_publish(struct ppc *p, int fd, int err)
 {
+	atomic_store(&p->sh->server_tid, (int32_t)gettid());
 	atomic_store(&p->sh->server_ring_fd, fd);
 	atomic_store(&p->sh->server_err, err);
 	atomic_store_explicit(&p->sh->ready, 1, memory_order_release);
 	ppc_futex(p, &p->sh->ready, FUTEX_WAKE, 1);
+}
+
+static unsigned ppc_ring_flags(struct ppc *p)
+{
+	return p->defer ?
+		       IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN :
+		       0;
+}
+
+/*
+ * Submit the last drain's replies and wait for the next request.  park:
+ * both in one enter (K42's "reply and wait"), asleep until a CQE is
+ * posted.  spin: submit, then read the CQ tail until it moves; a
+ * DEFER_TASKRUN ring's MSG_RINGs wait as task work that only an enter
+ * runs, so that loop is io_uring_get_events() (an enter with GETEVENTS,
+ * min_complete 0).  No PAUSE in the loop: on KVM a PAUSE loop exits to
+ * the host (pause-loop exiting), which is not what a spinning receiver
+ * costs on bare metal.
+ */
+static int ppc_ring_wait(struct ppc *p, struct io_uring *ring)
+{
+	int ret;
+
+	if (!p->spin) {
+		do
+			ret = io_uring_submit_and_wait(ring, 1);
+		while (ret == -EINTR);
+		return ret < 0 ? ret : 0;
+	}
+	do
+		ret = io_uring_submit(ring);
+	while (ret == -EINTR);
+	if (ret < 0)
+		return ret;
+	while (!io_uring_cq_ready(ring)) {
+		ppc_clock_poll(p);
+		if (p->defer) {
+			ret = io_uring_get_events(ring);
+			if (ret < 0 && ret != -EINTR)
+				return ret;
+		}
+	}
+	return 0;
 }
 
 /*
@@ -215,8 +296,13 @@ static void ppc_publish_ring(struct ppc *p, int fd, int err)
  * in SCM_RIGHTS (-EINVAL, net/core/scm.c, since "io_uring/af_unix: disable
  * sending io_uring over sockets", Linux 6.7).  The parent only keeps a dup
  * of its fd as a MSG_RING target and unmaps the ring; the client's ring is
- * MADV_DONTFORK, so the child gets only its fd.  Neither ring is
- * SINGLE_ISSUER: that would tie each to the task that created it.
+ * MADV_DONTFORK, so the child gets only its fd.  msg_ring's rings are
+ * not SINGLE_ISSUER: that ties a ring to the task that created it.
+ * msg_ring_defer's are (DEFER_TASKRUN needs it), and its MSG_RINGs are
+ * then posted as task work the target's task runs when it waits or
+ * flushes: a thread makes its ring itself; a process's ring is made
+ * IORING_SETUP_R_DISABLED by the parent and enabled by the child
+ * (IORING_REGISTER_ENABLE_RINGS makes the enabling task the submitter).
  * Replies go back by IORING_OP_MSG_RING to the client's ring fd;
  * IOSQE_CQE_SKIP_SUCCESS (5.17) keeps the sender's own CQE off its ring
  * unless the message fails.
@@ -234,20 +320,21 @@ static int ppc_serve_ring(struct ppc *p)
 	if (!p->process) {
 		ring = &local;
 		ret = io_uring_queue_init(ring_entries(2 * (p->batch + 2)),
-					  ring, 0);
-		ppc_publish_ring(p, ret < 0 ? -1 : ring->ring_fd,
-				 ret < 0 ? ret : 0);
+					  ring, ppc_ring_flags(p));
+		ppc_publish(p, ret < 0 ? -1 : ring->ring_fd, ret < 0 ? ret : 0);
+		if (ret < 0)
+			return ret;
+	} else {
+		ret = p->defer ? lab_uring_enable_rings(ring->ring_fd) : 0;
+		ppc_publish(p, -1, ret < 0 ? ret : 0);
 		if (ret < 0)
 			return ret;
 	}
 	while (!stop) {
-		/* reply to the last drain and wait for the next request in
-		 * one enter: K42's "reply and wait" */
-		do
-			ret = io_uring_submit_and_wait(ring, 1);
-		while (ret == -EINTR);
+		ret = ppc_ring_wait(p, ring);
 		if (ret < 0)
 			goto out;
+		ppc_clock_poll(p);
 		atomic_fetch_add(&p->sh->server_drains, 1);
 		n = 0;
 		k = 0;
@@ -292,9 +379,10 @@ static int ppc_serve(struct ppc *p)
 {
 	uint64_t buf[PPC_QCAP];
 
-	switch (p->transport) {
-	case MSGPORT_PPC_MSG_RING:
+	if (p->ring)
 		return ppc_serve_ring(p);
+	ppc_publish(p, -1, 0);
+	switch (p->transport) {
 	case MSGPORT_PPC_FUTEX:
 	case MSGPORT_PPC_EVENTFD:
 		return ppc_serve_queue(p);
@@ -343,6 +431,7 @@ static int ppc_send(struct ppc *p, uint64_t base, uint32_t n, bool wait)
 
 	switch (p->transport) {
 	case MSGPORT_PPC_MSG_RING:
+	case MSGPORT_PPC_MSG_RING_DEFER:
 		for (i = 0; i < n; i++) {
 			sqe = io_uring_get_sqe(&p->cring);
 			if (!sqe)
@@ -386,6 +475,7 @@ static int ppc_recv(struct ppc *p, uint64_t base, uint32_t n, uint32_t *got)
 
 	switch (p->transport) {
 	case MSGPORT_PPC_MSG_RING:
+	case MSGPORT_PPC_MSG_RING_DEFER:
 		if (!io_uring_cq_ready(&p->cring)) {
 			ret = io_uring_enter(p->cring.ring_fd, 0, n - *got,
 					     IORING_ENTER_GETEVENTS, NULL);
@@ -467,6 +557,10 @@ static void ppc_leftovers(struct ppc *p)
 
 	switch (p->transport) {
 	case MSGPORT_PPC_MSG_RING:
+	case MSGPORT_PPC_MSG_RING_DEFER:
+		/* defer: replies still waiting as task work count too */
+		if (p->defer)
+			io_uring_get_events(&p->cring);
 		io_uring_for_each_cqe(&p->cring, h, cqe)
 		{
 			seen++;
@@ -520,13 +614,17 @@ static void close_fd(int *fd)
 }
 
 static int ppc_init(struct ppc *p, int transport, bool async, bool process,
-		    uint32_t batch, int server_cpu,
+		    int receiver, uint32_t batch, int server_cpu,
 		    struct msgport_ppc_counts *c)
 {
 	int fds[2], err;
 
 	memset(p, 0, sizeof(*p));
 	p->transport = transport;
+	p->ring = transport == MSGPORT_PPC_MSG_RING ||
+		  transport == MSGPORT_PPC_MSG_RING_DEFER;
+	p->defer = transport == MSGPORT_PPC_MSG_RING_DEFER;
+	p->spin = receiver == MSGPORT_RECEIVER_SPIN;
 	p->async = async;
 	p->process = process;
 	p->batch = async ? batch : 1;
@@ -551,8 +649,12 @@ static int ppc_init(struct ppc *p, int transport, bool async, bool process,
 
 	switch (transport) {
 	case MSGPORT_PPC_MSG_RING:
+	case MSGPORT_PPC_MSG_RING_DEFER:
+		/* the client's ring is ours: this thread waits on it */
 		err = io_uring_queue_init(ring_entries(2 * (p->batch + 2)),
-					  &p->cring, 0);
+					  &p->cring, ppc_ring_flags(p));
+		if (err == -EINVAL && p->defer)
+			return -EOPNOTSUPP; /* before 6.1: no DEFER_TASKRUN */
 		if (err < 0)
 			return err;
 		p->have_cring = true;
@@ -566,8 +668,11 @@ static int ppc_init(struct ppc *p, int transport, bool async, bool process,
 		err = io_uring_ring_dontfork(&p->cring);
 		if (err < 0)
 			return err;
-		err = io_uring_queue_init(ring_entries(2 * (p->batch + 2)),
-					  &p->sring, 0);
+		/* defer: the child enables it and becomes its submitter */
+		err = io_uring_queue_init(
+			ring_entries(2 * (p->batch + 2)), &p->sring,
+			p->defer ? ppc_ring_flags(p) | IORING_SETUP_R_DISABLED :
+				   0);
 		if (err < 0)
 			return err;
 		p->have_sring = true;
@@ -579,7 +684,10 @@ static int ppc_init(struct ppc *p, int transport, bool async, bool process,
 	case MSGPORT_PPC_FUTEX:
 		return 0;
 	case MSGPORT_PPC_EVENTFD:
-		p->efd_req = eventfd(0, EFD_CLOEXEC);
+		/* spin: the server's read() returns EAGAIN instead of
+		 * sleeping */
+		p->efd_req =
+			eventfd(0, EFD_CLOEXEC | (p->spin ? EFD_NONBLOCK : 0));
 		p->efd_rep = eventfd(0, EFD_CLOEXEC);
 		return p->efd_req < 0 || p->efd_rep < 0 ? -errno : 0;
 	case MSGPORT_PPC_PIPE:
@@ -604,11 +712,10 @@ static int ppc_init(struct ppc *p, int transport, bool async, bool process,
 	return -EINVAL;
 }
 
-/* The client's side of set-up once the server runs: its ring fd. */
+/* The client's side of set-up once the server runs: its tid, a server
+ * thread's ring fd (a process's defer ring: enabled). */
 static int ppc_server_ready(struct ppc *p)
 {
-	if (p->transport != MSGPORT_PPC_MSG_RING || p->process)
-		return 0;
 	int err;
 
 	while (!atomic_load_explicit(&p->sh->ready, memory_order_acquire))
@@ -616,6 +723,9 @@ static int ppc_server_ready(struct ppc *p)
 	err = atomic_load(&p->sh->server_err);
 	if (err)
 		return err;
+	p->c->server_tid = atomic_load(&p->sh->server_tid);
+	if (!p->ring || p->process)
+		return 0;
 	/* our own reference: the ring outlives a server thread that ended */
 	p->s_ring_fd =
 		fcntl(atomic_load(&p->sh->server_ring_fd), F_DUPFD_CLOEXEC, 0);
@@ -650,6 +760,7 @@ static int ppc_start_server(struct ppc *p, int client_cpu)
 	if (p->child == 0) {
 		/* The server process never returns into Python. */
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		p->in_child = true;
 		close_fd(&p->c_rfd);
 		close_fd(&p->c_wfd);
 		err = ppc_serve(p);
@@ -681,6 +792,7 @@ static int ppc_stop_server(struct ppc *p)
 		return 0;
 	switch (p->transport) {
 	case MSGPORT_PPC_MSG_RING:
+	case MSGPORT_PPC_MSG_RING_DEFER:
 		if (p->s_ring_fd >= 0)
 			err = ppc_send(p, PPC_STOP, 1, false);
 		break;
@@ -698,7 +810,7 @@ static int ppc_stop_server(struct ppc *p)
 		break;
 	}
 	if (p->have_thread) {
-		if (err && p->transport == MSGPORT_PPC_MSG_RING) {
+		if (err && p->ring) {
 			/* no way to reach the server's ring: leave it */
 			pthread_detach(p->thread);
 		} else {
@@ -739,25 +851,89 @@ static void ppc_deinit(struct ppc *p)
 		munmap(p->sh, sizeof(*p->sh));
 }
 
+/*
+ * The CPU time Linux charged each side so far, and the wall clock.  A
+ * server thread's clock is read from here at the window's ends
+ * (pthread_getcpuclockid).  Another process's thread clocks are refused
+ * (posix-cpu-timers: same thread group only), and neither its process
+ * clock nor /proc/PID/schedstat counts a running task's current slice, so
+ * a server process reads its own CLOCK_THREAD_CPUTIME_ID when it sees the
+ * client's request in shared memory (ppc_clock_poll): at once when
+ * spinning; parked, when it next wakes, before doing anything (asleep, its
+ * clock does not move): for the window's end that is the STOP message.
+ */
+struct ppc_clocks {
+	uint64_t client, server, wall;
+};
+
+static int ppc_read_clocks(struct ppc *p, clockid_t server_clock,
+			   struct ppc_clocks *t)
+{
+	struct timespec c, s = { 0 };
+
+	if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c) < 0)
+		return -errno;
+	if (!p->process && clock_gettime(server_clock, &s) < 0)
+		return -errno;
+	t->wall = now_ns();
+	t->client = ts_ns(&c);
+	t->server = ts_ns(&s);
+	/* a server process: ask it (1: the window begins, 2: it ended) */
+	atomic_fetch_add_explicit(&p->sh->clock_req, 1, memory_order_release);
+	return 0;
+}
+
+static int ppc_window_cpu(struct ppc *p, clockid_t server_clock,
+			  const struct ppc_clocks *t0,
+			  const struct ppc_clocks *t1)
+{
+	p->c->client_cpu_ns = t1->client - t0->client;
+	p->c->wall_ns = t1->wall - t0->wall;
+	if (!p->process) {
+		p->c->server_cpu_ns = t1->server - t0->server;
+		return 0;
+	}
+	/* after the server process ended: it answered both requests */
+	if (atomic_load(&p->sh->clock_seen) != 2)
+		return -EPROTO;
+	p->c->server_cpu_ns = atomic_load(&p->sh->clock_ns[1]) -
+			      atomic_load(&p->sh->clock_ns[0]);
+	return 0;
+}
+
+static bool ppc_has_spin(int transport)
+{
+	return transport == MSGPORT_PPC_MSG_RING ||
+	       transport == MSGPORT_PPC_MSG_RING_DEFER ||
+	       transport == MSGPORT_PPC_EVENTFD;
+}
+
 int msgport_ppc(struct lab_handshake *hs, int transport, int async, int process,
-		int cpu, int server_cpu, uint32_t batch, uint64_t warmup,
-		uint64_t nr_samples, double *ns_per_call,
+		int receiver, int cpu, int server_cpu, uint32_t batch,
+		uint64_t warmup, uint64_t nr_samples, double *ns_per_call,
 		struct msgport_ppc_counts *out)
 {
+	struct ppc_clocks t0 = { 0 }, t1 = { 0 };
+	clockid_t server_clock = 0;
 	struct ppc p;
 	cpu_set_t saved;
 	uint64_t s;
 	int err, stop_err;
 
 	if (transport < MSGPORT_PPC_MSG_RING ||
-	    transport > MSGPORT_PPC_UNIX_SOCKET || batch < 1 ||
-	    batch > MSGPORT_MAX_BATCH || nr_samples < 1 || !ns_per_call || !out)
+	    transport > MSGPORT_PPC_MSG_RING_DEFER || batch < 1 ||
+	    batch > MSGPORT_MAX_BATCH || nr_samples < 1 || !ns_per_call ||
+	    !out || receiver < MSGPORT_RECEIVER_PARK ||
+	    receiver > MSGPORT_RECEIVER_SPIN ||
+	    (receiver == MSGPORT_RECEIVER_SPIN && !ppc_has_spin(transport)))
 		return -EINVAL;
 	memset(out, 0, sizeof(*out));
+	out->client_tid = (int32_t)gettid();
 	err = lab_pin_saving(cpu, &saved);
 	if (err)
 		return err;
-	err = ppc_init(&p, transport, async, process, batch, server_cpu, out);
+	err = ppc_init(&p, transport, async, process, receiver, batch,
+		       server_cpu, out);
 	if (err)
 		goto out;
 	err = ppc_start_server(&p, cpu);
@@ -765,10 +941,16 @@ int msgport_ppc(struct lab_handshake *hs, int transport, int async, int process,
 		goto out;
 	out->server_tgid = p.process ? p.child : getpid();
 	err = ppc_server_ready(&p);
+	if (!err)
+		err = p.process ?
+			      0 :
+			      -pthread_getcpuclockid(p.thread, &server_clock);
 	for (s = 0; !err && s < warmup + nr_samples; s++) {
 		if (s == warmup) {
 			err = lab_handshake_ready(
 				hs, p.process ? &p.child : NULL, p.process);
+			if (!err)
+				err = ppc_read_clocks(&p, server_clock, &t0);
 			if (err)
 				break;
 		}
@@ -776,10 +958,14 @@ int msgport_ppc(struct lab_handshake *hs, int transport, int async, int process,
 			       s >= warmup ? &ns_per_call[s - warmup] : NULL);
 	}
 	if (!err)
+		err = ppc_read_clocks(&p, server_clock, &t1);
+	if (!err)
 		err = lab_handshake_done(hs);
 	stop_err = ppc_stop_server(&p);
 	if (!err)
 		err = stop_err;
+	if (!err)
+		err = ppc_window_cpu(&p, server_clock, &t0, &t1);
 	ppc_leftovers(&p);
 	out->server_requests = atomic_load(&p.sh->server_requests);
 	out->server_drains = atomic_load(&p.sh->server_drains);

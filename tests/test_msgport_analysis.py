@@ -251,7 +251,10 @@ def test_perf_bench_row_right_after_the_pipe_row(synthetic):
     assert (rt["mode"] == "sync").all()
     for (peer, placement), perf in PERF.items():
         here = rt[(rt["peer"] == peer) & (rt["placement"] == placement)]
-        assert list(here["transport"]) == list(mp.PPC_ROWS)
+        # the family's order, of the transports the run has
+        assert list(here["transport"]) == [t for t in mp.PPC_ROWS
+                                           if t in set(here["transport"])]
+        assert len(here) == len(RT) // 4 + 1
         index = list(here.index)
         pipe_at = index[list(here["transport"]).index("ppc_pipe")]
         row = rt.loc[pipe_at + 1]
@@ -302,7 +305,8 @@ def test_findings(synthetic):
     ratios = mp.cross_same(mp.ppc_round_trips(synthetic))
     assert len(ratios) == 10
     median = float(np.median([RT[(t, p, "cross_cpu")] / RT[(t, p, "same_cpu")]
-                              for t in mp.TRANSPORTS for p in ("thread", "process")]))
+                              for t in mp.TRANSPORTS for p in ("thread", "process")
+                              if (t, p, "cross_cpu") in RT]))
     assert f"the PPC round trips take {median:.3g}x their same-CPU median" in text
     assert "the kernel counted 2.00 wake-ups across CPUs per cross_cpu round trip" in text
     assert "The cpuidle driver is haltpoll with guest halt polling off" in text

@@ -818,7 +818,103 @@ def _ordinal(n: int) -> str:
     return {1: "fastest", 2: "2nd", 3: "3rd"}.get(n, f"{n}th")
 
 
-__all__ = ["reply_port_table", "cheapest_port", "poll_against_sync", "port_lines",
+# -- data: K42's accounting and the MSG_RING / eventfd receivers -----------------------------
+
+ACCOUNTING = ("client_cpu_ns_per_call", "server_cpu_ns_per_call", "server_cpu_fraction")
+RECEIVER_ROWS = ("ppc_msg_ring", "ppc_msg_ring_defer", "ppc_eventfd")
+ACCOUNTING_COLUMNS = ["transport", "mode", "peer", "placement", "receiver", "batch", "median",
+                      "ci_low", "ci_high", "noisy", *ACCOUNTING]
+NO_ACCOUNTING_LINE = ("This run has no PPC run with the CPU clocks (client_cpu_ns_per_call): "
+                      "re-run the PPC variants with this lab version")
+
+
+def ppc_accounting(run: Run, family: str = FAMILY, seed: int = 0) -> pd.DataFrame:
+    """Per PPC transport and point (perf bench aside): the call's median
+    (round trip or async ns/call) and the CPU time per call Linux charged
+    the client and the server (medians over the runs of the workers'
+    clock counters), and the server's share of it."""
+    data = _cells(run, family, TRANSPORTS, ACCOUNTING, {}, seed)
+    if data.empty or data["client_cpu_ns_per_call"].isna().all():
+        return pd.DataFrame(columns=ACCOUNTING_COLUMNS)
+    data = data[data["client_cpu_ns_per_call"].notna()].copy()
+    data["transport"] = data["variant"]
+    data["receiver"] = [str(r) if is_set(r) else "park" for r in
+                        (data["receiver"] if "receiver" in data else ["park"] * len(data))]
+    data["batch"] = [int(plain_param(b)) if is_set(b) else 1 for b in data["batch"]]
+    for col in ("mode", "peer", "placement"):
+        data[col] = data[col].astype(str)
+    data = _order(data, {"mode": ("sync", "async"), "peer": PEERS, "placement": PLACEMENTS,
+                         "transport": TRANSPORTS, "receiver": tuple(fam.RECEIVERS),
+                         "batch": None})
+    return data[ACCOUNTING_COLUMNS]
+
+
+def accounting_line(table: pd.DataFrame) -> str:
+    """Which transport Linux charges the caller least and most for a call
+    (the caller's share: 1 - server_cpu_fraction, median over its points)."""
+    if table.empty:
+        return NO_ACCOUNTING_LINE
+    share = (1 - table.groupby("transport", sort=False)["server_cpu_fraction"].median())
+    least, most = share.idxmin(), share.idxmax()
+    return (f"K42 would charge every call to the caller; Linux charged the caller least with "
+            f"{least} ({fmt_ratio(float(share[least]))[:-1]} of the call's CPU time, median over "
+            f"its {int((table['transport'] == least).sum())} points) and most with {most} "
+            f"({fmt_ratio(float(share[most]))[:-1]}); the rest went to the server.")
+
+
+def receiver_table(table: pd.DataFrame) -> pd.DataFrame:
+    """ppc_accounting's msg_ring, msg_ring_defer and eventfd rows."""
+    return table[table["transport"].isin(RECEIVER_ROWS)].reset_index(drop=True)
+
+
+def _faster(rows: pd.DataFrame, fast: str, slow: str, receiver: str = "park") -> list[float]:
+    """Per (mode, peer, placement) where both ran parked: slow / fast when
+    fast's CI lies wholly below slow's, else NaN; [] where none pair."""
+    out = []
+    keep = rows[rows["receiver"] == receiver]
+    for _, g in keep.groupby(["mode", "peer", "placement", "batch"]):
+        a, b = g[g["transport"] == fast], g[g["transport"] == slow]
+        if len(a) and len(b):
+            a, b = a.iloc[0], b.iloc[0]
+            out.append(float(b["median"]) / float(a["median"])
+                       if float(a["ci_high"]) < float(b["ci_low"]) else math.nan)
+    return out
+
+
+def msg_ring_verdict(table: pd.DataFrame) -> str:
+    """Claim A (eventfd wake-ups beat MSG_RING) against claim B (MSG_RING
+    to a parked DEFER_TASKRUN ring beats eventfd), from the parked points
+    where both sides ran: a claim holds where its winner's 95% CI lies
+    wholly below the loser's, and this run supports it when it holds at
+    most such points."""
+    rows = receiver_table(table)
+    a = _faster(rows, "ppc_eventfd", "ppc_msg_ring")
+    b = _faster(rows, "ppc_msg_ring_defer", "ppc_eventfd")
+    if not a and not b:
+        return ("No MSG_RING verdict: the run needs ppc_eventfd beside ppc_msg_ring and "
+                "ppc_msg_ring_defer at the same points, receiver = \"park\"")
+
+    def held(x: list[float]) -> tuple[bool, str]:
+        won = [v for v in x if not math.isnan(v)]
+        text = (f"{len(won)} of {len(x)} points" +
+                (f", median {fmt_ratio(float(np.median(won)))}" if won else ""))
+        return bool(x) and len(won) * 2 > len(x), text
+
+    ha, ta = held(a)
+    hb, tb = held(b)
+    which = {(True, False): "claim A (eventfd faster than MSG_RING)",
+             (False, True): "claim B (MSG_RING to a parked DEFER_TASKRUN ring faster than "
+                            "eventfd)",
+             (True, True): "both claims (eventfd beats plain MSG_RING; MSG_RING to a "
+                           "DEFER_TASKRUN ring beats eventfd)",
+             (False, False): "neither claim"}[(ha, hb)]
+    return (f"This run supports {which}: eventfd faster than ppc_msg_ring at {ta}; "
+            f"ppc_msg_ring_defer faster than eventfd at {tb} (receiver park, a point counts "
+            f"when the 95% CIs do not overlap).")
+
+
+__all__ = ["ppc_accounting", "accounting_line", "receiver_table", "msg_ring_verdict",
+           "NO_ACCOUNTING_LINE", "reply_port_table", "cheapest_port", "poll_against_sync", "port_lines",
            "flushsys_table", "flushsys_lines", "live_table", "live_pairs", "live_lines",
            "ppc_table", "ppc_round_trips", "perf_pairs", "perf_caveat_line", "ppc_one_way",
            "cross_same", "futex_yardstick", "ppc_lines", "msg_ring_lines", "perf_lines",

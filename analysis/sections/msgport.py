@@ -45,16 +45,20 @@ from analysis.families.msgport import (
     PPC_ROWS,
     SAME,
     SYNC,
+    accounting_line,
     findings_lines,
     flushsys_lines,
     flushsys_table,
     live_lines,
     live_table,
+    msg_ring_verdict,
     one_way_lines,
     port_lines,
+    ppc_accounting,
     ppc_lines,
     ppc_one_way,
     ppc_round_trips,
+    receiver_table,
     reply_port_table,
 )
 from analysis.sections import _msgport_upcall, generic
@@ -277,11 +281,55 @@ def one_way_blocks(run: Run, family: str = FAMILY) -> list[Block]:
     return blocks + _lines(one_way_lines(data))
 
 
+def accounting_blocks(run: Run, family: str = FAMILY) -> list[Block]:
+    """K42's accounting table, then the MSG_RING / eventfd receivers and
+    the verdict on the public disagreement."""
+    data = ppc_accounting(run, family)
+    if data.empty:
+        return [Text(accounting_line(data), size=9.5)]
+    header = ["transport", "mode", "peer", "placement", "receiver", "batch", "ns/call",
+              "client CPU [ns/call]", "server CPU [ns/call]", "server's share", ""]
+
+    def row(r) -> list[str]:
+        return [r["transport"], r["mode"], r["peer"], r["placement"], r["receiver"],
+                str(r["batch"]), fmt_finite(r["median"]), fmt_finite(r["client_cpu_ns_per_call"]),
+                fmt_finite(r["server_cpu_ns_per_call"]), fmt_ratio(r["server_cpu_fraction"])[:-1],
+                NOISY_MARK if r["noisy"] else ""]
+
+    right = [False] * 5 + [True] * 5 + [False]
+    notes = ["ns/call: mode sync, a round trip; async, a batch's time / batch.  CPU per call: "
+             "the CPU clocks of the client thread and of the server (its thread's "
+             "CLOCK_THREAD_CPUTIME_ID) over the window, / the window's calls (medians over the "
+             "runs); server's share: server / (client + server), what Linux charged to the "
+             "server that K42 would charge to the caller"]
+    blocks: list[Block] = [Space(0.05), Table(header, [row(r) for _, r in data.iterrows()],
+                                              right=right, highlight=data["noisy"].tolist(),
+                                              caption="Time charged to the caller vs spent "
+                                                      "for it", notes=notes,
+                                              max_rows=SECTION_ROWS_PER_PAGE)]
+    blocks += _lines([accounting_line(data)])
+    rec = receiver_table(data)
+    if not rec.empty:
+        rows = [[r["transport"], r["mode"], r["peer"], r["placement"], r["receiver"],
+                 str(r["batch"]), fmt_finite(r["median"]), _interval(r["ci_low"], r["ci_high"]),
+                 NOISY_MARK if r["noisy"] else ""] for _, r in rec.iterrows()]
+        blocks += [Space(0.05), Table(["transport", "mode", "peer", "placement", "receiver",
+                                       "batch", "ns/call", "95% CI [ns]", ""], rows,
+                                      right=[False] * 5 + [True] * 3 + [False],
+                                      highlight=rec["noisy"].tolist(),
+                                      caption="MSG_RING (plain and to a DEFER_TASKRUN ring) "
+                                              "against eventfd, the server parked or spinning",
+                                      max_rows=SECTION_ROWS_PER_PAGE)]
+        blocks += _lines([msg_ring_verdict(data)])
+    return blocks
+
+
 def section_blocks(run: Run, family: str = FAMILY) -> list[Block]:
     """Everything the section adds after the generic tables, in order."""
     return (findings_blocks(run, family) + reply_port_blocks(run, family)
             + _msgport_upcall.blocks(run, family) + flushsys_blocks(run, family)
-            + live_blocks(run, family) + ppc_blocks(run, family))
+            + live_blocks(run, family) + ppc_blocks(run, family)
+            + accounting_blocks(run, family))
 
 
 # -- figures ---------------------------------------------------------------------------------

@@ -56,8 +56,29 @@ MSG_RING its ring is made by the parent before the fork (the kernel refuses
 io_uring fds in SCM_RIGHTS since 6.7, so it cannot be handed over later),
 the parent keeps only a dup of its fd as the MSG_RING target, and the
 client's ring is MADV_DONTFORK (the child gets its fd, not its memory).
-Neither ring is SINGLE_ISSUER.  The child's tgid is handed to the
-handshake, so the probes count both sides.
+msg_ring's rings are not SINGLE_ISSUER.  ``ppc_msg_ring_defer``: both rings
+are ``IORING_SETUP_DEFER_TASKRUN | SINGLE_ISSUER``, each bound to the task
+that waits on it, so a MSG_RING to it is posted as task work its owner runs
+when it enters to wait or flush; a server process's ring is made by the
+parent ``IORING_SETUP_R_DISABLED`` and enabled by the child
+(``IORING_REGISTER_ENABLE_RINGS`` makes the enabling task the submitter,
+io_uring/register.c), so the parent still holds its fd.  The child's tgid
+is handed to the handshake, so the probes count both sides.
+
+``receiver`` (msg_ring, msg_ring_defer, eventfd): how the server waits for
+a request: ``park`` sleeps (``io_uring_enter(GETEVENTS, min_complete 1)``,
+a blocking eventfd ``read()``), ``spin`` polls (the CQ tail; a
+DEFER_TASKRUN ring's task work runs only in an enter, so there it spins on
+``io_uring_get_events()``; a non-blocking eventfd ``read()`` loop).  The
+client always parks.
+
+K42's accounting ("the time spent servicing that call should count towards
+the run-time of the caller"): every PPC run reads the client thread's and
+the server's CPU clocks (``CLOCK_THREAD_CPUTIME_ID``; a server process's
+process clock, read by the client with ``clock_getcpuclockid``) at the
+window's two ends: ``client_cpu_ns_per_call`` and ``server_cpu_ns_per_call``
+(divided by ``window_requests``) and ``server_cpu_fraction``, the share of
+the call's CPU time Linux charged to the server.
 
 ``ppc_perf_bench_pipe`` runs ``perf bench sched pipe -l loops`` (``-T``:
 two threads, else two processes) under ``taskset -c`` with our CPUs, one
@@ -113,6 +134,8 @@ _MODE = enum_values("enum msgport_mode", "MSGPORT_")
 _OP = enum_values("enum msgport_op", "MSGPORT_OP_")
 _LIVE_KIND = enum_values("enum msgport_live_kind", "MSGPORT_")
 _TRANSPORT = enum_values("enum msgport_transport", "MSGPORT_PPC_")
+_RECEIVER = enum_values("enum msgport_receiver", "MSGPORT_RECEIVER_")
+RECEIVERS = tuple(_RECEIVER)
 _DEFER_SOURCE = enum_values("enum msgport_defer_source", "MSGPORT_DEFER_")
 MODES = tuple(_MODE)                # port_<mode>
 OPS = tuple(_OP)
@@ -148,6 +171,11 @@ PARAMS = (
     Param("peer", "thread", "",
           "ppc: the server is a thread of the worker or a forked process (perf bench: -T or "
           "not)", choices=("thread", "process")),
+    Param("receiver", "park", "",
+          "ppc_msg_ring, ppc_msg_ring_defer, ppc_eventfd: park = the server sleeps until a "
+          "request is there (io_uring_enter GETEVENTS / blocking eventfd read), spin = it "
+          "polls (the CQ ring; defer: io_uring_get_events; non-blocking eventfd reads)",
+          choices=RECEIVERS),
     Param("loops", 5000, "round trips",
           "ppc_perf_bench_pipe: perf bench sched pipe -l, round trips per invocation",
           low=100, high=10_000_000, axis=False),
@@ -164,6 +192,10 @@ PARAMS = (
 _PORT_COUNTS = struct_fields("struct msgport_port_counts")
 _LIVE_COUNTS = struct_fields("struct msgport_live_counts")
 _PPC_COUNTS = struct_fields("struct msgport_ppc_counts")
+# the transports whose server can spin (enum msgport_receiver)
+SPIN_RECEIVERS = ("ppc_msg_ring", "ppc_msg_ring_defer", "ppc_eventfd")
+# counts that are ids, not counts: for the probes and tests only
+_PPC_IDS = ("server_tgid", "server_tid", "client_tid")
 _DEFER_REPORT = struct_fields("struct msgport_defer_report")
 
 
@@ -181,6 +213,10 @@ def point_problem(variant: str, p: dict[str, Any]) -> str | None:
             and p.get("mode") == "sync" and p.get("batch", 1) != 1:
         return (f"mode=sync makes one call at a time: batch={p['batch']} applies to "
                 "mode=async only; use batch=1 (or a separate [[msgport]] table for async)")
+    if variant.startswith("ppc_") and p.get("receiver", "park") != "park" \
+            and variant not in SPIN_RECEIVERS:
+        return (f"receiver={p['receiver']} applies to {', '.join(SPIN_RECEIVERS)} only: "
+                f"{variant}'s server always sleeps in its read(); use receiver=park")
     if variant == "ppc_perf_bench_pipe":
         if shutil.which(PERF) is None:
             return "perf is not installed (Debian: apt-get install linux-perf)"
@@ -343,7 +379,8 @@ def run_ppc(transport: str, p: dict[str, Any], cpu: int, peer_cpu: int,
     out = np.zeros(p["samples"])
     counts = ffi.new("struct msgport_ppc_counts *")
     rc = lib.msgport_ppc(handshake, _TRANSPORT[transport], int(p["mode"] == "async"),
-                         int(p["peer"] == "process"), cpu, _peer_cpu(p, cpu, peer_cpu),
+                         int(p["peer"] == "process"), _RECEIVER[p.get("receiver", "park")],
+                         cpu, _peer_cpu(p, cpu, peer_cpu),
                          p["batch"], p["warmup"], p["samples"], double_ptr(ffi, out), counts)
     c = {k: int(getattr(counts, k)) for k in _PPC_COUNTS}
     if rc == -errno.EIO:
@@ -359,15 +396,30 @@ def _ppc_variant(transport: str):
         import numpy as np
         _check(f"ppc_{transport}", p)
         out, c = run_ppc(transport, p, ctx.cpu, ctx.peer_cpu, ctx.handshake)
-        # server_tgid is a pid for the probes, not a count
-        counters = {k: float(c[k]) for k in _PPC_COUNTS if k != "server_tgid"}
+        counters = {k: float(c[k]) for k in _PPC_COUNTS if k not in _PPC_IDS}
         counters["calls_per_drain"] = c["server_requests"] / max(1, c["server_drains"])
         counters["calls_per_second"] = 1e9 / float(np.mean(out))
+        counters.update(ppc_accounting(c))
+        # the tids, so the probes' per-thread off-CPU time can be matched
+        counters["client_tid"] = float(c["client_tid"])
+        counters["server_tid"] = float(c["server_tid"])
         # one operation is one call (a request and its reply)
         return Measurement({NS_PER_CALL.name: out}, ops=c["window_requests"],
                            counters=counters)
 
     return run
+
+
+def ppc_accounting(c: dict[str, int]) -> dict[str, float]:
+    """K42's accounting of a PPC run from its clocks: CPU time per call
+    charged to each side, the wall time per call over the same window, and
+    the server's share of the call's CPU time."""
+    calls = max(1, c["window_requests"])
+    client, server = c["client_cpu_ns"], c["server_cpu_ns"]
+    return {"client_cpu_ns_per_call": client / calls,
+            "server_cpu_ns_per_call": server / calls,
+            "wall_ns_per_call": c["wall_ns"] / calls,
+            "server_cpu_fraction": server / (client + server) if client + server else 0.0}
 
 
 _PERF_USECS = re.compile(r"^\s*([0-9.]+)\s+usecs/op\s*$", re.M)
@@ -442,6 +494,7 @@ PORT = ("op", "batch") + SIZES
 LIVE_TIMEOUT = ("interval_us",) + SIZES
 LIVE_POLL = ("interval_us", "placement") + SIZES
 PPC = ("mode", "peer", "placement", "batch") + SIZES
+PPC_SPIN = PPC + ("receiver",)
 NEEDS_URING = ("io_uring",)
 
 FAMILY = Family(
@@ -486,11 +539,16 @@ FAMILY = Family(
                 requires=NEEDS_URING),
         Variant("ppc_msg_ring", "IORING_OP_MSG_RING from the client's ring to the server's "
                 "and back; each side sends and waits in one io_uring_enter()",
-                _ppc_variant("msg_ring"), PPC, (NS_PER_CALL,), requires=NEEDS_URING),
+                _ppc_variant("msg_ring"), PPC_SPIN, (NS_PER_CALL,), requires=NEEDS_URING),
+        Variant("ppc_msg_ring_defer", "IORING_OP_MSG_RING to DEFER_TASKRUN | SINGLE_ISSUER "
+                "rings: the message waits as task work until its owner enters to wait (park) "
+                "or calls io_uring_get_events (spin)",
+                _ppc_variant("msg_ring_defer"), PPC_SPIN, (NS_PER_CALL,),
+                requires=NEEDS_URING),
         Variant("ppc_futex", "shared-memory queues, FUTEX_WAKE / FUTEX_WAIT doorbells",
                 _ppc_variant("futex"), PPC, (NS_PER_CALL,)),
         Variant("ppc_eventfd", "shared-memory queues, eventfd doorbells (write / read)",
-                _ppc_variant("eventfd"), PPC, (NS_PER_CALL,)),
+                _ppc_variant("eventfd"), PPC_SPIN, (NS_PER_CALL,)),
         Variant("ppc_pipe", "two pipes, sequence numbers in-band (what perf bench sched pipe "
                 "times, 8-byte messages)", _ppc_variant("pipe"), PPC, (NS_PER_CALL,)),
         Variant("ppc_unix_socket", "a SOCK_STREAM unix socketpair, sequence numbers in-band",
