@@ -166,6 +166,11 @@ timers and io_uring timeouts do not.  ``pm_qos`` holds
 /dev/cpu_dma_latency at 0 for the run (what cyclictest does unless told
 --default-system): idle CPUs poll instead of halting, for every variant
 alike.
+
+**Page-fault upcalls** (``uffd_copy``, ``uffd_continue``: userfaultfd,
+native/upcall_fault.c) are a part of their own, lab/families/_upcall_fault.py,
+which says what they measure; ``block_kind = "fault"`` above is the other
+route, a major fault seen as a block upcall.
 """
 
 from __future__ import annotations
@@ -178,6 +183,7 @@ import shutil
 import subprocess
 from typing import Any
 
+from lab.families import _upcall_fault
 from lab.model import Family, Measurement, Metric, Param, RunContext, Variant
 from lab.native import enum_values, struct_fields
 from lab.upcall_program import (
@@ -289,6 +295,10 @@ PARAMS = (
           low=0, high=100_000, axis=False),
 )
 
+# the family's parts in their own modules (each says what it is): their
+# parameters and variants follow the ones here
+PARTS = (_upcall_fault,)
+
 # struct upcall_counts' fields are the run's counts but for these: who the
 # worker was, the anatomy's stage_seen (read with its series) and the
 # policy the scheduler ran at
@@ -313,6 +323,9 @@ def _native():
 
 def point_problem(variant: str, p: dict[str, Any]) -> str | None:
     """Why a point cannot run (the runner skips it with this reason), or None."""
+    for part in PARTS:
+        if any(v.name == variant for v in part.VARIANTS):
+            return part.point_problem(variant, p)
     if p.get("anatomy") and variant in MECHANISMS and not variant.startswith("bpf"):
         from lab import probes
         why = probes.unavailable_reason()
@@ -758,7 +771,7 @@ FAMILY = Family(
             "completions; and timer upcalls against cyclictest",
     seeds="000 (upcalls, precise timing for user space), 002 (scheduler activations' "
           "block/unblock upcalls)",
-    params=PARAMS,
+    params=PARAMS + tuple(param for part in PARTS for param in part.PARAMS),
     reference="futex_hint",
     check_point=point_problem,
     variants=_loading_program((
@@ -814,5 +827,5 @@ FAMILY = Family(
                 requires=NEEDS_URING),
         Variant("cyclictest", "rt-tests' cyclictest, same interval, CPU and policy: the "
                 "standard tool's clock_nanosleep numbers", _cyclictest, TIMER, (LATENESS,)),
-    )),
+    )) + tuple(variant for part in PARTS for variant in part.VARIANTS),
 )
