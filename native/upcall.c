@@ -176,7 +176,7 @@ struct up {
 	_Atomic uint64_t deadline_ns;
 	_Atomic int32_t worker_tid;
 	_Atomic int worker_err;
-	_Atomic uint64_t majflt; /* fault: the worker's, its touches */
+	_Atomic uint64_t majflt; /* fault: the worker's, its touches (window) */
 	/* waker -> scheduler */
 	_Alignas(LAB_CACHELINE) _Atomic uint64_t source_ns;
 	_Atomic int waker_err;
@@ -323,8 +323,10 @@ static int up_touch(struct up *u, uint64_t i)
 		(const volatile uint64_t *)((char *)u->file_map + i * UP_BLOCK);
 	uint64_t before = up_majflt(), got = *word;
 
-	atomic_fetch_add_explicit(&u->majflt, up_majflt() - before,
-				  memory_order_relaxed);
+	/* u->counting was set before this call's go (acquire): the window's */
+	if (u->counting)
+		atomic_fetch_add_explicit(&u->majflt, up_majflt() - before,
+					  memory_order_relaxed);
 	return got == i ? 0 : -EIO;
 }
 

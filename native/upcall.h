@@ -132,8 +132,9 @@ struct upcall_counts {
 	/* pread, fault: measured blocks in the page cache when the window
 	 * opened */
 	uint64_t resident_before;
-	/* fault: the worker's major faults in its blocking calls, whole run
-	 * (getrusage RUSAGE_THREAD around each touch): one per call */
+	/* fault: the worker's major faults in its blocking calls (getrusage
+	 * RUSAGE_THREAD around each touch): one per call, a call that did
+	 * not block (a read done before the fault waited) too */
 	uint64_t majflt;
 	uint64_t worker_tid;
 	/* anatomy: samples in which each stage's stamp was present */
