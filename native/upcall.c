@@ -177,6 +177,7 @@ struct up {
 	_Atomic int32_t worker_tid;
 	_Atomic int worker_err;
 	_Atomic uint64_t majflt; /* fault: the worker's, its touches (window) */
+	_Atomic uint64_t fault_ns; /* ... the time they took */
 	/* waker -> scheduler */
 	_Alignas(LAB_CACHELINE) _Atomic uint64_t source_ns;
 	_Atomic int waker_err;
@@ -321,12 +322,16 @@ static int up_touch(struct up *u, uint64_t i)
 {
 	const volatile uint64_t *word =
 		(const volatile uint64_t *)((char *)u->file_map + i * UP_BLOCK);
-	uint64_t before = up_majflt(), got = *word;
+	uint64_t before = up_majflt(), t0 = now_ns(), got = *word;
+	uint64_t t1 = now_ns();
 
 	/* u->counting was set before this call's go (acquire): the window's */
-	if (u->counting)
+	if (u->counting) {
 		atomic_fetch_add_explicit(&u->majflt, up_majflt() - before,
 					  memory_order_relaxed);
+		atomic_fetch_add_explicit(&u->fault_ns, t1 - t0,
+					  memory_order_relaxed);
+	}
 	return got == i ? 0 : -EIO;
 }
 
@@ -1220,6 +1225,7 @@ static int up_teardown(struct up *u, uint64_t base_lost)
 			while (n < 0 && errno == EINTR);
 		pthread_join(u->worker_thread, NULL);
 		u->out->majflt = atomic_load(&u->majflt);
+		u->out->fault_ns = atomic_load(&u->fault_ns);
 	}
 	if (u->have_waker) {
 		atomic_store(&u->waker_go, UINT32_MAX);

@@ -136,6 +136,7 @@ struct upcall_counts {
 	 * RUSAGE_THREAD around each touch): one per call, a call that did
 	 * not block (a read done before the fault waited) too */
 	uint64_t majflt;
+	uint64_t fault_ns; /* fault: the worker's time in those touches */
 	uint64_t worker_tid;
 	/* anatomy: samples in which each stage's stamp was present */
 	uint64_t stage_seen[UPCALL_NR_STAGES];

@@ -128,6 +128,7 @@ def test_each_major_fault_is_one_block_upcall(tmp_path):
     # finished before the fault waited for it (no block: not_blocked; the
     # virtio disk of a VM can be that fast)
     assert c["majflt"] == N + c["not_blocked"]
+    assert c["fault_ns"] > 0
     assert c["ring_records"] >= N + WARMUP and not c["ring_lost"] and not c["ring_bad"]
     assert U.expected_mechanics("bpf_ringbuf", FAULT_P, c) is None
     assert U.expected_mechanics("bpf_ringbuf", FAULT_P, {**c, "majflt": N - 1}) is not None

@@ -23,7 +23,8 @@ BLOCK_MECHANISMS = ("bpf_flag", "bpf_ringbuf")
 PLACEMENTS = ("same_cpu", "cross_cpu")
 COLUMNS = (["variant", "handler", "placement", "n", "reps"]
            + [f"{s}{k}" for s in STAGES for k in ("", "_ci_low", "_ci_high")]
-           + ["block_mechanism", "block", "block_ci_low", "block_ci_high", "clamped"])
+           + ["block_mechanism", "block", "block_ci_low", "block_ci_high", "major_fault",
+              "clamped"])
 
 
 def _fault_rows(run: Run, family: str) -> pd.DataFrame:
@@ -34,14 +35,21 @@ def _fault_rows(run: Run, family: str) -> pd.DataFrame:
     return with_params(run, family, s.reset_index(drop=True))
 
 
+BLOCK_COLUMNS = ["mechanism", "placement", "median", "ci_low", "ci_high", "fault_ns"]
+
+
 def block_upcalls(run: Run, family: str) -> pd.DataFrame:
     """The block upcall of block_kind = fault per placement: mechanism,
     placement, median, ci_low, ci_high (latency, ns), the first of
-    BLOCK_MECHANISMS the run has."""
+    BLOCK_MECHANISMS the run has; fault_ns: that cell's plain major fault
+    as its worker saw it (counter fault_ns_per_call, median over runs)."""
     rows = _fault_rows(run, family)
     out = []
     if rows.empty or "block_kind" not in rows.columns:
-        return pd.DataFrame(columns=["mechanism", "placement", "median", "ci_low", "ci_high"])
+        return pd.DataFrame(columns=BLOCK_COLUMNS)
+    counters = counter_summary(run, family)
+    fault_ns = counters[counters["counter"] == "fault_ns_per_call"] \
+        .set_index(["variant", "point"])["median"]
     rows = rows[(rows["block_kind"].astype(object) == "fault")
                 & (rows["event"].astype(object) == "block")
                 & (rows["metric"].astype(str) == "latency")]
@@ -53,15 +61,19 @@ def block_upcalls(run: Run, family: str) -> pd.DataFrame:
                 first = r.iloc[0]
                 out.append({"mechanism": mech, "placement": placement,
                             "median": float(first["median"]), "ci_low": float(first["ci_low"]),
-                            "ci_high": float(first["ci_high"])})
+                            "ci_high": float(first["ci_high"]),
+                            "fault_ns": float(fault_ns.get((mech, str(first["point"])),
+                                                           math.nan))})
                 break
-    return pd.DataFrame(out, columns=["mechanism", "placement", "median", "ci_low", "ci_high"])
+    return pd.DataFrame(out, columns=BLOCK_COLUMNS)
 
 
 def fault_table(run: Run, family: str = "upcall") -> pd.DataFrame:
     """One row per userfaultfd variant, handler and placement: each stage's
     median and 95% CI (ns, the user-side runs), the block upcall of a major
-    fault at the same placement (NaN where the run has none) and the
+    fault at the same placement and that cell's plain major fault
+    (major_fault: the worker's time in its touch; NaN where the run has
+    none) and the
     median clamped count (resumes before the handler's stamp)."""
     if family not in run.families:
         return pd.DataFrame(columns=COLUMNS)
@@ -90,6 +102,7 @@ def fault_table(run: Run, family: str = "upcall") -> pd.DataFrame:
         row["block_mechanism"] = str(b["mechanism"]) if b is not None else ""
         for k in ("", "_ci_low", "_ci_high"):
             row[f"block{k}"] = float(b["median" if not k else k[1:]]) if b is not None else math.nan
+        row["major_fault"] = float(b["fault_ns"]) if b is not None else math.nan
         row["clamped"] = float(clamped.get((str(variant), str(point)), math.nan))
         out.append(row)
     data = pd.DataFrame(out, columns=COLUMNS)
@@ -137,5 +150,7 @@ def fault_lines(data: pd.DataFrame) -> list[str]:
         if math.isfinite(best["block"]):
             text += (f"; the {best['block_mechanism']} block upcall of a major fault takes "
                      f"{best['block'] / 1000:.1f} us to tell a scheduler")
+        if math.isfinite(best["major_fault"]):
+            text += f", and the major fault itself {best['major_fault'] / 1000:.1f} us"
         lines.append(text + ".")
     return lines

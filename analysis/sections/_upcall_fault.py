@@ -19,7 +19,7 @@ def blocks(run: Run, family: str) -> list[Block]:
     if data.empty:
         return []
     header = ["variant", "handler", "placement", "n"] + \
-        [f"{s} [us]" for s in STAGES] + ["block upcall [us]"]
+        [f"{s} [us]" for s in STAGES] + ["block upcall [us]", "major fault [us]"]
     rows = []
     for _, r in data.iterrows():
         cells = [r["variant"], r["handler"], r["placement"], fmt_count(r["n"])]
@@ -27,6 +27,7 @@ def blocks(run: Run, family: str) -> list[Block]:
             cells.append(f"{fmt_us(r[s])} ({fmt_us_interval(r[s + '_ci_low'], r[s + '_ci_high'])})")
         cells.append(f"{fmt_us(r['block'])} ({r['block_mechanism']})" if r["block_mechanism"]
                      else "-")
+        cells.append(fmt_us(r["major_fault"]))
         rows.append(cells)
     notes = ["medians over the user-side runs, (95% bootstrap CI); latency: the fault (the "
              "faulting thread's stamp before its touch) to the handler's read of the message, "
@@ -37,9 +38,11 @@ def blocks(run: Run, family: str) -> list[Block]:
              "ioctl's way out, so resolve holds its run and resume is 0 (counted as clamped)",
              "block upcall: the block_kind = fault upcall of the same placement (the scheduler "
              "learning that a worker sleeps in a major fault on an evicted file page), the "
-             "fastest mechanism the run has; '-' where the run has none"]
+             "fastest mechanism the run has; '-' where the run has none; major fault: "
+             "that cell's worker's own time in the faulting read (counter fault_ns_per_call, "
+             "median over the runs): a plain major fault, no handler"]
     blocks_: list[Block] = [Heading(TITLE, size=12, keep_with_next=1.5),
-                            Table(header, rows, right=[False] * 3 + [True] * 6,
+                            Table(header, rows, right=[False] * 3 + [True] * 7,
                                   caption="userfaultfd: each stage of a page-fault upcall",
                                   notes=notes, size=8), Space(0.08)]
     for line in fault_lines(data):

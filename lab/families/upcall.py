@@ -106,7 +106,9 @@ stamp or the sleep's deadline, as uring_cqe measures.  Counters:
 ``missed_events`` (events one flag update folded), ``spun`` / ``slept``,
 ``ring_records`` / ``ring_lost`` / ``ring_discarded`` / ``ring_bad`` /
 ``foreign`` (the last four must be 0), ``resident_before`` (pread,
-fault), ``majflt`` (fault: = samples + not_blocked + lost_upcalls).  One
+fault), ``majflt`` (fault: = samples + not_blocked + lost_upcalls),
+``fault_ns_per_call`` (fault: the worker's time in its touch, a plain
+major fault's cost).  One
 operation is one upcall.  The kernel view's wake-to-run of the scheduler
 thread is the cross-check for the sleeping mechanisms.
 
@@ -603,6 +605,10 @@ def _upcall_variant(mechanism: str):
                     if k != "upcalls" and k in c}
         counters["slept_fraction"] = c["slept"] / n
         counters["extra_events_per_upcall"] = c["extra_events"] / n
+        if p.get("block_kind") == "fault":
+            # a plain major fault's cost, as the faulting worker saw it
+            calls = n + c["not_blocked"] + c["lost_upcalls"]
+            counters["fault_ns_per_call"] = c["fault_ns"] / calls
         counters.update(costs)
         series = {LATENCY.name: latency}
         if since is not None:
