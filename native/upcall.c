@@ -32,7 +32,8 @@
  *                   eventfd is only signalled by the owner's own task work,
  *                   after the owner was already woken.
  *
- * One worker thread blocks (futex, nanosleep, pipe read, cold pread), one
+ * One worker thread blocks (futex, nanosleep, pipe read, cold pread, a
+ * major fault on the same cold file mmap'ed), one
  * upcall at a time: it blocks again only after the scheduler has taken
  * the previous upcall.  Every wait of the harness is a spin (sched_yield()
  * where a CPU is shared, so the other side can run), never a sleep of the
@@ -56,6 +57,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include "upcall.h"
@@ -175,6 +177,8 @@ struct up {
 	_Atomic uint64_t deadline_ns;
 	_Atomic int32_t worker_tid;
 	_Atomic int worker_err;
+	_Atomic uint64_t majflt; /* fault: the worker's, its touches (window) */
+	_Atomic uint64_t fault_ns; /* ... the time they took */
 	/* waker -> scheduler */
 	_Alignas(LAB_CACHELINE) _Atomic uint64_t source_ns;
 	_Atomic int waker_err;
@@ -231,9 +235,17 @@ static void up_fail(struct up *u, _Atomic int *slot, int err)
 
 /* ---- block kinds -------------------------------------------------------- */
 
-/* pread: a file of one block per possible call, each stamped with its
- * number, on disk and out of the page cache; call i reads block i.
- * FADV_RANDOM: no readahead, so reading a block brings in that page only. */
+/* pread, fault: a file of one block per possible call, each stamped with
+ * its number, on disk and out of the page cache; call i reads block i
+ * (fault: touches it through the mapping).  FADV_RANDOM and MADV_RANDOM:
+ * no readahead (the fault path's is the mapping's, do_sync_mmap_readahead()
+ * skips a VM_RAND_READ vma), so reading a block brings in that page only. */
+static inline bool up_is_file(int block_kind)
+{
+	return block_kind == UPCALL_BLOCK_PREAD ||
+	       block_kind == UPCALL_BLOCK_FAULT;
+}
+
 static int up_file_setup(struct up *u)
 {
 	uint64_t b;
@@ -263,6 +275,8 @@ static int up_file_setup(struct up *u)
 		u->file_map = NULL;
 		return -errno;
 	}
+	if (madvise(u->file_map, u->max_attempts * UP_BLOCK, MADV_RANDOM) < 0)
+		return -errno;
 	u->vec = malloc(u->max_attempts);
 	if (!u->vec)
 		return -ENOMEM;
@@ -280,6 +294,34 @@ static uint64_t up_file_resident(struct up *u, uint64_t from)
 	for (b = from; b < u->max_attempts; b++)
 		n += u->vec[b] & 1;
 	return n;
+}
+
+static uint64_t up_majflt(void)
+{
+	struct rusage ru;
+
+	if (getrusage(RUSAGE_THREAD, &ru) < 0)
+		return 0;
+	return (uint64_t)ru.ru_majflt;
+}
+
+/* fault: a read of page i of the mapping; the kernel reads the block in
+ * (filemap_fault(), the thread asleep on the folio lock: the block). */
+static int up_touch(struct up *u, uint64_t i)
+{
+	const volatile uint64_t *word =
+		(const volatile uint64_t *)((char *)u->file_map + i * UP_BLOCK);
+	uint64_t before = up_majflt(), t0 = now_ns(), got = *word;
+	uint64_t t1 = now_ns();
+
+	/* u->counting was set before this call's go (acquire): the window's */
+	if (u->counting) {
+		atomic_fetch_add_explicit(&u->majflt, up_majflt() - before,
+					  memory_order_relaxed);
+		atomic_fetch_add_explicit(&u->fault_ns, t1 - t0,
+					  memory_order_relaxed);
+	}
+	return got == i ? 0 : -EIO;
 }
 
 /* The worker's blocking call of iteration i. */
@@ -317,6 +359,8 @@ static int up_block(struct up *u, uint64_t i)
 			return n < 0 ? -errno : -EIO;
 		memcpy(&got, u->buf, sizeof(got));
 		return got == i ? 0 : -EIO;
+	case UPCALL_BLOCK_FAULT:
+		return up_touch(u, i);
 	}
 	return -EINVAL;
 }
@@ -1034,10 +1078,10 @@ static int up_check(const struct upcall_config *cfg,
 	 * a uring upcall from */
 	if (m == UPCALL_FUTEX_HINT && cfg->event != UPCALL_EVENT_BLOCK)
 		return -EINVAL;
-	if (up_is_uring(m) && (cfg->event != UPCALL_EVENT_UNBLOCK ||
-			       cfg->block_kind == UPCALL_BLOCK_PREAD))
+	if (up_is_uring(m) &&
+	    (cfg->event != UPCALL_EVENT_UNBLOCK || up_is_file(cfg->block_kind)))
 		return -EINVAL;
-	if (cfg->block_kind == UPCALL_BLOCK_PREAD && !cfg->dir)
+	if (up_is_file(cfg->block_kind) && !cfg->dir)
 		return -EINVAL;
 	return 0;
 }
@@ -1060,7 +1104,7 @@ static int up_setup(struct up *u, const struct upcall_maps *maps,
 	if (cfg->block_kind == UPCALL_BLOCK_PIPE &&
 	    pipe2(u->pipe_fd, O_CLOEXEC) < 0)
 		return -errno;
-	if (cfg->block_kind == UPCALL_BLOCK_PREAD) {
+	if (up_is_file(cfg->block_kind)) {
 		err = up_file_setup(u);
 		if (err)
 			return err;
@@ -1169,6 +1213,8 @@ static int up_teardown(struct up *u, uint64_t base_lost)
 				n = write(u->pipe_fd[1], "x", 1);
 			while (n < 0 && errno == EINTR);
 		pthread_join(u->worker_thread, NULL);
+		u->out->majflt = atomic_load(&u->majflt);
+		u->out->fault_ns = atomic_load(&u->fault_ns);
 	}
 	if (u->have_waker) {
 		atomic_store(&u->waker_go, UINT32_MAX);
@@ -1289,7 +1335,7 @@ int upcall_run(struct lab_handshake *hs, const struct upcall_config *cfg,
 	out->sched_policy = sched_getscheduler(0);
 	for (i = 0; !err && taken < u->total; i++) {
 		if (taken == cfg->warmup && !u->counting) {
-			if (cfg->block_kind == UPCALL_BLOCK_PREAD)
+			if (up_is_file(cfg->block_kind))
 				out->resident_before = up_file_resident(u, i);
 			err = lab_handshake_ready(hs, NULL, 0);
 			if (err)

@@ -63,7 +63,9 @@ enum upcall_block_kind {
 	UPCALL_BLOCK_NANOSLEEP = 1, /* clock_nanosleep(TIMER_ABSTIME) */
 	UPCALL_BLOCK_PIPE = 2,	    /* read() of an empty pipe */
 	UPCALL_BLOCK_PREAD = 3,	    /* pread() of an evicted 4 KiB block */
-	UPCALL_NR_BLOCK_KINDS = 4
+	UPCALL_BLOCK_FAULT = 4,	    /* a read of an evicted page of the same
+				     * file, mmap'ed: a major page fault */
+	UPCALL_NR_BLOCK_KINDS = 5
 };
 
 /* The upcall program's maps (lab/families/upcall_bpf.c), as bcc made them:
@@ -88,7 +90,7 @@ struct upcall_config {
 				 * uring): the waker's delay after the block */
 	uint64_t run_ns;     /* worker: user-space work before each block */
 	uint64_t spin_ns;    /* bpf_flag_sleep: spin budget before epoll */
-	const char *dir;     /* pread: where the file is made (ext4) */
+	const char *dir;     /* pread, fault: where the file is made (ext4) */
 	uint64_t warmup;     /* unrecorded upcalls before the window */
 	uint64_t nr_samples; /* upcalls measured */
 	int anatomy;	     /* 1: arm lab_upcall_stages for every upcall
@@ -127,8 +129,14 @@ struct upcall_counts {
 	uint64_t ring_discarded; /* BPF_RINGBUF_DISCARD_BIT (must be 0) */
 	uint64_t ring_bad;	 /* wrong size, VP, kind or order (must be 0) */
 	uint64_t foreign;	 /* records of another thread (must be 0) */
-	/* pread: measured blocks in the page cache when the window opened */
+	/* pread, fault: measured blocks in the page cache when the window
+	 * opened */
 	uint64_t resident_before;
+	/* fault: the worker's major faults in its blocking calls (getrusage
+	 * RUSAGE_THREAD around each touch): one per call, a call that did
+	 * not block (a read done before the fault waited) too */
+	uint64_t majflt;
+	uint64_t fault_ns; /* fault: the worker's time in those touches */
 	uint64_t worker_tid;
 	/* anatomy: samples in which each stage's stamp was present */
 	uint64_t stage_seen[UPCALL_NR_STAGES];

@@ -26,6 +26,7 @@ import numpy as np
 import pytest
 
 from lab import native, store, suite, upcall_program
+from lab.families import _upcall_fault
 from lab.families import upcall as U
 
 from .helpers import (
@@ -75,7 +76,9 @@ def test_the_c_enums_name_every_variant():
     family reads them from cffi): one each, cyclictest aside, and each
     enum's count covers them all."""
     variants = {v.name for v in U.FAMILY.variants}
-    assert variants == set(U.MECHANISMS) | set(U.TIMERS) | {"cyclictest"}
+    assert variants == set(U.MECHANISMS) | set(U.TIMERS) | {"cyclictest"} | \
+        set(_upcall_fault.FAULT_VARIANTS)           # upcall_fault.h's enum
+    assert len(_upcall_fault.FAULT_VARIANTS) == lib.UPCALL_FAULT_NR_VARIANTS
     assert len(U.MECHANISMS) == lib.UPCALL_NR_MECHANISMS
     assert len(U.TIMERS) == lib.UPCALL_NR_TIMER_KINDS
     assert len(U.BLOCK_KINDS) == lib.UPCALL_NR_BLOCK_KINDS

@@ -57,6 +57,10 @@ TIMER = {("timer_nanosleep", 0): 100000.0, ("cyclictest", 0): 80000.0,
          ("timer_uring_multishot", 0): 60000.0}
 
 
+# userfaultfd page-fault upcalls (lab/families/_upcall_fault.py): their latency medians
+FAULTS = {("uffd_copy", "sleep", "same_cpu"): 4000.0, ("uffd_continue", "poll", "cross_cpu"): 2000.0}
+
+
 def _values(median: float, n: int = 100, seed: int = 0) -> np.ndarray:
     return exact_median(median, n, seed)
 
@@ -69,7 +73,7 @@ def _params(variant: str, **values) -> dict:
 def upcall_results(tmp_path, handoff: dict | None = HANDOFF, latency: dict = LATENCY,
                    timers: dict = TIMER, probed: bool = False, name: str = "upcall-synth",
                    wakeups=None, anatomy: dict = ANATOMY, our_handoff: bool = False,
-                   preempt: dict = PREEMPT) -> str:
+                   preempt: dict = PREEMPT, faults: dict | None = None) -> str:
     """A results folder of the upcall family (and baseline's futex_pingpong
     handoff, ``handoff``: {placement: median}, or None) with the known
     medians above, REPS repetitions each.  ``probed``: the runs had probes
@@ -138,6 +142,13 @@ def upcall_results(tmp_path, handoff: dict | None = HANDOFF, latency: dict = LAT
                 counters["drift_per_period_ns"] = 900.0
             add("upcall", variant, params, {"lateness": _values(median, seed=rep)}, rep,
                 counters)
+        for (variant, handler, placement), median in (FAULTS if faults is None
+                                                      else faults).items():
+            params = _params(variant, handler=handler, placement=placement)
+            add("upcall", variant, params,
+                {"latency": _values(median, seed=rep), "resolve": _values(1000.0, seed=rep),
+                 "resume": _values(500.0, seed=rep), "total": _values(median + 1500, seed=rep)},
+                rep, {"faults": 100.0, "messages": 100.0, "resolved": 100.0, "clamped": 0.0})
     families = {"baseline": BASELINE, "upcall": UPCALL} if handoff else {"upcall": UPCALL}
     return synth.write(name, families, REPS, probes=("switches", "wakeups"),
                        environment=HALTPOLL)
@@ -289,7 +300,9 @@ def test_report_names_every_upcall_variant(tmp_path):
                     "Counters that prove the mechanics",
                     "What the scheduler activations paper measured",
                     "upcall: upcall latency, block_kind=nanosleep", "upcall: timer lateness",
-                    "Preemption upcalls: the runtime learns", "upcall: preemption upcalls"):
+                    "Preemption upcalls: the runtime learns", "upcall: preemption upcalls",
+                    "Page faults: userfaultfd against the block upcall and a plain major fault",
+                    "upcall: page-fault upcalls"):
         assert heading in words, heading
     # the paper's figure quoted, our ratio computed: 2.4 ms / 0.6 us
     assert "2.4 ms" in words and "441 us" in words

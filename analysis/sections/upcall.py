@@ -78,7 +78,7 @@ from analysis.families.upcall import (
     timer_rows,
     wake_check,
 )
-from analysis.sections import generic
+from analysis.sections import _upcall_fault, generic
 from analysis.sections.registry import register
 
 LATENCY_ROWS_PER_PAGE = 30     # one placement of the thorough suite on one page
@@ -96,6 +96,7 @@ def render(report: Report, family: str = FAMILY) -> None:
     preemption_figure(report, family)
     anatomy_figure(report, family)
     timer_figure(report, family)
+    _upcall_fault.figure(report, family)
 
 
 # -- tables and text ---------------------------------------------------------------------------
@@ -417,7 +418,8 @@ def section_blocks(run: Run, family: str = FAMILY) -> list[Block]:
     return (findings_blocks(run, family) + latency_blocks(run, family)
             + preemption_blocks(run, family) + anatomy_blocks(run, family) + crosscheck_blocks(run, family)
             + since_source_blocks(run, family)
-            + timer_blocks(run, family) + mechanics_blocks(run, family)
+            + timer_blocks(run, family) + _upcall_fault.blocks(run, family)
+            + mechanics_blocks(run, family)
             + (paper_blocks(run, family) if not latency_table(run, family).empty else []))
 
 

@@ -11,8 +11,16 @@ the event to the moment user code runs on it (native/upcall.c).
 **Block and unblock upcalls.**  A worker thread (pinned to the suite's
 cpu) blocks ``samples`` times in ``block_kind``: a futex wait, a
 ``nanosleep`` (clock_nanosleep to a deadline ``block_us`` ahead), a read
-of an empty pipe, or a ``pread`` of a 4 KiB block evicted from the page
-cache (a file in the run's scratch directory, one block per upcall).  A
+of an empty pipe, a ``pread`` of a 4 KiB block evicted from the page
+cache (a file in the run's scratch directory, one block per upcall), or
+(``fault``) a read through a mapping of the same file (PROT_READ,
+MAP_SHARED, MADV_RANDOM): a major page fault, the thread asleep in the
+kernel until the block is read in, seed 000's other blocking event; its
+block upcall is the sched_switch, its unblock the sched_waking, as for
+pread.  Counter ``majflt``: the worker's major faults in its blocking
+calls (getrusage RUSAGE_THREAD around each touch), one per call of the
+window (a fault whose read was done before it waited is one too, without
+a block: ``not_blocked``).  A
 scheduler (the suite's cpu for ``placement = same_cpu``, peer_cpu for
 ``cross_cpu``) must learn of each event.  One upcall at a time: the
 worker blocks again only after the scheduler took the last one, and the
@@ -86,7 +94,7 @@ pipe blocks as soon as it has learned of them (a user-level scheduler
 resuming the thread); for unblock upcalls a waker thread on the worker's
 CPU does, ``block_us`` after the program showed the worker off its CPU
 (uring: after the SQE was submitted); nanosleeps end at their deadline,
-preads when the disk answers.
+preads and faults when the disk answers.
 
 Series: ``latency`` (headline): the scheduler's stamp on learning minus
 the event time (bpf: the program's bpf_ktime_get_ns(), CLOCK_MONOTONIC
@@ -97,7 +105,10 @@ stamp or the sleep's deadline, as uring_cqe measures.  Counters:
 ``extra_events`` (after the first of an upcall: a pread that blocks twice),
 ``missed_events`` (events one flag update folded), ``spun`` / ``slept``,
 ``ring_records`` / ``ring_lost`` / ``ring_discarded`` / ``ring_bad`` /
-``foreign`` (the last four must be 0), ``resident_before`` (pread).  One
+``foreign`` (the last four must be 0), ``resident_before`` (pread,
+fault), ``majflt`` (fault: = samples + not_blocked + lost_upcalls),
+``fault_ns_per_call`` (fault: the worker's time in its touch, a plain
+major fault's cost).  One
 operation is one upcall.  The kernel view's wake-to-run of the scheduler
 thread is the cross-check for the sleeping mechanisms.
 
@@ -159,6 +170,11 @@ timers and io_uring timeouts do not.  ``pm_qos`` holds
 /dev/cpu_dma_latency at 0 for the run (what cyclictest does unless told
 --default-system): idle CPUs poll instead of halting, for every variant
 alike.
+
+**Page-fault upcalls** (``uffd_copy``, ``uffd_continue``: userfaultfd,
+native/upcall_fault.c) are a part of their own, lab/families/_upcall_fault.py,
+which says what they measure; ``block_kind = "fault"`` above is the other
+route, a major fault seen as a block upcall.
 """
 
 from __future__ import annotations
@@ -171,6 +187,7 @@ import shutil
 import subprocess
 from typing import Any
 
+from lab.families import _upcall_fault
 from lab.model import Family, Measurement, Metric, Param, RunContext, Variant
 from lab.native import enum_values, struct_fields
 from lab.upcall_program import (
@@ -184,7 +201,8 @@ from lab.upcall_program import (
 )
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-PREAD_MAX_BLOCKS = 32768        # 128 MiB of scratch file for pread
+PREAD_MAX_BLOCKS = 32768        # 128 MiB of scratch file for pread and fault
+FILE_BLOCK_KINDS = ("pread", "fault")   # a fresh cold block of a file per call
 CYCLICTEST = "cyclictest"
 PM_QOS = "/dev/cpu_dma_latency"
 
@@ -244,10 +262,11 @@ PARAMS = (
           choices=EVENTS),
     Param("block_kind", "nanosleep", "",
           "what the worker blocks in: futex wait, clock_nanosleep, read of an empty pipe, "
-          "pread of an evicted 4 KiB block (uring_cqe: not pread)", choices=BLOCK_KINDS),
+          "pread of an evicted 4 KiB block, a major fault on an evicted page of an mmap'ed "
+          "file (uring_cqe: neither pread nor fault)", choices=BLOCK_KINDS),
     Param("block_us", 100, "us",
           "nanosleep: its length; futex and pipe unblock upcalls (and uring_cqe): how long "
-          "after the block the waker ends it; ignored by pread and by block upcalls of futex "
+          "after the block the waker ends it; ignored by pread, fault and by block upcalls of futex "
           "and pipe (the scheduler releases at once)", low=1, high=100_000),
     Param("run_us", 0, "us",
           "the worker's user-space work before each block (a scheduler that polls must wait "
@@ -280,6 +299,10 @@ PARAMS = (
           low=0, high=100_000, axis=False),
 )
 
+# the family's parts in their own modules (each says what it is): their
+# parameters and variants follow the ones here
+PARTS = (_upcall_fault,)
+
 # struct upcall_counts' fields are the run's counts but for these: who the
 # worker was, the anatomy's stage_seen (read with its series) and the
 # policy the scheduler ran at
@@ -304,6 +327,9 @@ def _native():
 
 def point_problem(variant: str, p: dict[str, Any]) -> str | None:
     """Why a point cannot run (the runner skips it with this reason), or None."""
+    for part in PARTS:
+        if any(v.name == variant for v in part.VARIANTS):
+            return part.point_problem(variant, p)
     if p.get("anatomy") and variant in MECHANISMS and not variant.startswith("bpf"):
         from lab import probes
         why = probes.unavailable_reason()
@@ -314,12 +340,13 @@ def point_problem(variant: str, p: dict[str, Any]) -> str | None:
         problem = _preempt_problem(variant, p)
         if problem:
             return problem
-    if variant.startswith("uring_cqe") and p.get("block_kind") == "pread":
-        return ("uring_cqe with block_kind=pread: io_uring shows no time at which a read's "
+    kind = p.get("block_kind")
+    if variant.startswith("uring_cqe") and kind in FILE_BLOCK_KINDS:
+        return (f"uring_cqe with block_kind={kind}: io_uring shows no time at which a read's "
                 "completion happened to measure the upcall from; use futex, nanosleep or pipe "
-                "(the bpf variants measure pread)")
-    if p.get("block_kind") == "pread" and p["samples"] + p["warmup"] > PREAD_MAX_BLOCKS:
-        return (f"block_kind=pread reads a fresh block per upcall: samples + warmup = "
+                f"(the bpf variants measure {kind})")
+    if kind in FILE_BLOCK_KINDS and p["samples"] + p["warmup"] > PREAD_MAX_BLOCKS:
+        return (f"block_kind={kind} reads a fresh block per upcall: samples + warmup = "
                 f"{p['samples'] + p['warmup']} exceed {PREAD_MAX_BLOCKS} blocks (128 MiB of "
                 "scratch file): lower samples or warmup")
     if "rt_priority" in p and p["rt_priority"] > 0 and not _can_fifo(p["rt_priority"]):
@@ -411,11 +438,13 @@ def run_upcalls(mechanism: str, p: dict[str, Any], cpu: int, sched_cpu: int, scr
                        {field: -1 for field in struct_fields("struct upcall_maps")})
     rc = lib.upcall_run(handshake, cfg, maps, double_ptr(ffi, latency), double_ptr(ffi, since),
                         counts)
-    if rc == -errno.EOPNOTSUPP and p["block_kind"] == "pread":
-        raise ValueError(f"block_kind=pread: {scratch_dir}'s file system keeps the file's pages "
+    if rc == -errno.EOPNOTSUPP and p["block_kind"] in FILE_BLOCK_KINDS:
+        raise ValueError(f"block_kind={p['block_kind']}: {scratch_dir}'s file system keeps the "
+                         "file's pages "
                          "after POSIX_FADV_DONTNEED (tmpfs?): run on a disk file system")
     check(rc, f"upcall/{mechanism}")
-    has_source = event == "unblock" and p["block_kind"] != "pread" and mechanism.startswith("bpf")
+    has_source = event == "unblock" and p["block_kind"] not in FILE_BLOCK_KINDS and \
+        mechanism.startswith("bpf")
     if anatomy is not None:
         anatomy.update({m.name: rows[_STAGE_ROWS[name]]
                         for (name, _), m in zip(STAGES, STAGE_METRICS)})
@@ -487,6 +516,13 @@ def expected_mechanics(mechanism: str, p: dict[str, Any], c: dict[str, int]) -> 
         kind = "blocks" if p["event"] == "block" else "unblocks"
         if c[kind] < p["samples"]:
             return f"the program published {c[kind]} {kind} for {p['samples']} upcalls"
+    if p.get("block_kind") == "fault":
+        # every call of the window took exactly one major fault: those that
+        # blocked, and those whose read was done before the fault waited
+        calls = p["samples"] + c["not_blocked"] + c["lost_upcalls"]
+        if c["majflt"] != calls:
+            return (f"the worker took {c['majflt']} major faults in {calls} blocking calls: "
+                    "one per call expected")
     return None
 
 
@@ -569,6 +605,10 @@ def _upcall_variant(mechanism: str):
                     if k != "upcalls" and k in c}
         counters["slept_fraction"] = c["slept"] / n
         counters["extra_events_per_upcall"] = c["extra_events"] / n
+        if p.get("block_kind") == "fault":
+            # a plain major fault's cost, as the faulting worker saw it
+            calls = n + c["not_blocked"] + c["lost_upcalls"]
+            counters["fault_ns_per_call"] = c["fault_ns"] / calls
         counters.update(costs)
         series = {LATENCY.name: latency}
         if since is not None:
@@ -739,7 +779,7 @@ FAMILY = Family(
             "completions; and timer upcalls against cyclictest",
     seeds="000 (upcalls, precise timing for user space), 002 (scheduler activations' "
           "block/unblock upcalls)",
-    params=PARAMS,
+    params=PARAMS + tuple(param for part in PARTS for param in part.PARAMS),
     reference="futex_hint",
     check_point=point_problem,
     variants=_loading_program((
@@ -795,5 +835,5 @@ FAMILY = Family(
                 requires=NEEDS_URING),
         Variant("cyclictest", "rt-tests' cyclictest, same interval, CPU and policy: the "
                 "standard tool's clock_nanosleep numbers", _cyclictest, TIMER, (LATENESS,)),
-    )),
+    )) + tuple(variant for part in PARTS for variant in part.VARIANTS),
 )
