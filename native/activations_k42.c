@@ -428,18 +428,6 @@ static int k42_map_slots(struct k42_rt *rt, int vps_fd)
 	return 0;
 }
 
-/* born on its CPU with its policy: the caller's are never changed, so
- * nothing is left to restore on any way out */
-static int k42_spawn(pthread_t *t, int cpu, int policy, int priority,
-		     void *(*fn)(void *), void *arg)
-{
-	cpu_set_t set;
-
-	CPU_ZERO(&set);
-	CPU_SET(cpu, &set);
-	return lab_spawn_pinned(t, &set, policy, priority, fn, arg);
-}
-
 static int k42_check_config(const struct k42_config *cfg)
 {
 	if ((cfg->variant != K42_SOFT && cfg->variant != K42_HARD) ||
@@ -531,11 +519,12 @@ int k42_run(struct lab_handshake *hs, const struct k42_config *cfg,
 		}
 		have_sa = true;
 	}
-	err = k42_spawn(&act, cfg->cpu, SCHED_OTHER, 0, k42_activation, rt);
+	err = lab_spawn_on_cpu(&act, cfg->cpu, SCHED_OTHER, 0, k42_activation,
+			       rt);
 	if (err)
 		goto out;
-	err = k42_spawn(&req, cfg->cpu, SCHED_FIFO, cfg->rt_priority,
-			k42_requester, rt);
+	err = lab_spawn_on_cpu(&req, cfg->cpu, SCHED_FIFO, cfg->rt_priority,
+			       k42_requester, rt);
 	if (err)
 		goto stop;
 	have_req = true;

@@ -63,6 +63,9 @@ void lab_unpin(const cpu_set_t *saved);
  */
 int lab_spawn_pinned(pthread_t *t, const cpu_set_t *cpus, int policy,
 		     int priority, void *(*fn)(void *), void *arg);
+/* ... on the one CPU cpu */
+int lab_spawn_on_cpu(pthread_t *t, int cpu, int policy, int priority,
+		     void *(*fn)(void *), void *arg);
 
 /* Keep the compiler from hoisting or discarding a benchmarked result. */
 #define lab_keep(value) __asm__ volatile("" : : "r"(value) : "memory")

@@ -47,6 +47,16 @@ int lab_spawn_pinned(pthread_t *t, const cpu_set_t *cpus, int policy,
 	return err;
 }
 
+int lab_spawn_on_cpu(pthread_t *t, int cpu, int policy, int priority,
+		     void *(*fn)(void *), void *arg)
+{
+	cpu_set_t set;
+
+	CPU_ZERO(&set);
+	CPU_SET(cpu, &set);
+	return lab_spawn_pinned(t, &set, policy, priority, fn, arg);
+}
+
 int lab_pin_self(int cpu)
 {
 	cpu_set_t set;

@@ -553,16 +553,6 @@ static void *up_waker(void *arg)
 	return NULL;
 }
 
-/* born pinned: no first instants on another CPU */
-static int up_spawn(pthread_t *t, int cpu, void *(*fn)(void *), void *arg)
-{
-	cpu_set_t set;
-
-	CPU_ZERO(&set);
-	CPU_SET(cpu, &set);
-	return lab_spawn_pinned(t, &set, -1, 0, fn, arg);
-}
-
 /* ---- the scheduler: learning of an event --------------------------------- */
 
 struct up_seen {
@@ -1169,7 +1159,8 @@ static int up_start(struct up *u)
 	int err;
 
 	if (!u->uring) {
-		err = up_spawn(&u->worker_thread, u->cfg->cpu, up_worker, u);
+		err = lab_spawn_on_cpu(&u->worker_thread, u->cfg->cpu, -1, 0,
+				       up_worker, u);
 		if (err)
 			return err;
 		u->have_worker = true;
@@ -1178,7 +1169,8 @@ static int up_start(struct up *u)
 		u->out->worker_tid = (uint64_t)atomic_load(&u->worker_tid);
 	}
 	if (u->waker) {
-		err = up_spawn(&u->waker_thread, u->cfg->cpu, up_waker, u);
+		err = lab_spawn_on_cpu(&u->waker_thread, u->cfg->cpu, -1, 0,
+				       up_waker, u);
 		if (err)
 			return err;
 		u->have_waker = true;
@@ -1507,7 +1499,7 @@ int upcall_burst(const struct upcall_maps *maps, int cpu, uint32_t rounds,
 	base_seq = b->last_seq = up_seq(slot, UP_KIND_BLOCK);
 	base_lost = __atomic_load_n(&slot->ring_lost, __ATOMIC_ACQUIRE);
 
-	err = up_spawn(&blocker, cpu, up_burst_blocker, b);
+	err = lab_spawn_on_cpu(&blocker, cpu, -1, 0, up_burst_blocker, b);
 	if (err)
 		goto out;
 	have_blocker = true;
@@ -1518,7 +1510,7 @@ int upcall_burst(const struct upcall_maps *maps, int cpu, uint32_t rounds,
 	if (err)
 		goto out;
 	registered = true;
-	err = up_spawn(&bystander, cpu, up_burst_bystander, b);
+	err = lab_spawn_on_cpu(&bystander, cpu, -1, 0, up_burst_bystander, b);
 	if (err)
 		goto out;
 	have_bystander = true;

@@ -113,19 +113,6 @@ static uint64_t up_nivcsw(pid_t tid)
 	return n;
 }
 
-/* a thread pinned to cpu at SCHED_FIFO fifo (a SCHED_OTHER thread made
- * on a CPU a FIFO thread spins on would not run until the fair server
- * gave it time) */
-static int up_spawn_fifo(pthread_t *t, int cpu, int fifo, void *(*fn)(void *),
-			 void *arg)
-{
-	cpu_set_t set;
-
-	CPU_ZERO(&set);
-	CPU_SET(cpu, &set);
-	return lab_spawn_pinned(t, &set, SCHED_FIFO, fifo, fn, arg);
-}
-
 /* ---- preemption upcalls --------------------------------------------------- */
 
 /*
@@ -542,14 +529,18 @@ int upcall_preempt_run(struct lab_handshake *hs,
 		__atomic_store_n(&u->slot->ring_kinds, 1u << UP_KIND_PREEMPT,
 				 __ATOMIC_RELEASE);
 	}
-	/* the competitor first: asleep on go before the worker spins */
-	err = up_spawn_fifo(&competitor, cfg->cpu, cfg->competitor_priority,
-			    up_preempt_competitor, u);
+	/* the competitor first: asleep on go before the worker spins; both
+	 * born SCHED_FIFO (a SCHED_OTHER thread made on a CPU a FIFO thread
+	 * spins on would not run until the fair server gave it time) */
+	err = lab_spawn_on_cpu(&competitor, cfg->cpu, SCHED_FIFO,
+			       cfg->competitor_priority, up_preempt_competitor,
+			       u);
 	if (err)
 		goto out;
 	have_competitor = true;
-	err = up_spawn_fifo(&worker, cfg->cpu, cfg->competitor_priority - 1,
-			    up_preempt_worker, u);
+	err = lab_spawn_on_cpu(&worker, cfg->cpu, SCHED_FIFO,
+			       cfg->competitor_priority - 1, up_preempt_worker,
+			       u);
 	if (err)
 		goto out;
 	have_worker = true;

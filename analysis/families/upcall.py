@@ -317,9 +317,8 @@ def _preemption_table(run: Run, family: str, seed: int) -> pd.DataFrame:
         return pd.DataFrame(columns=PREEMPT_COLUMNS)
     data = _with_mechanism_params(run, family, head)
     data["mechanism"] = data["variant"]
-    resumed = mine[mine["metric"].astype(str) == SINCE_RESUME].set_index(
-        [mine.loc[mine["metric"].astype(str) == SINCE_RESUME, "variant"].astype(str),
-         mine.loc[mine["metric"].astype(str) == SINCE_RESUME, "point"].astype(str)])
+    since = mine[mine["metric"].astype(str) == SINCE_RESUME]
+    resumed = since.set_index([since["variant"].astype(str), since["point"].astype(str)])
     keys = list(zip(data["variant"], data["point"]))
     for col, src in (("since_resume", "median"), ("since_resume_ci_low", "ci_low"),
                      ("since_resume_ci_high", "ci_high")):
