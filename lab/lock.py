@@ -99,6 +99,16 @@ def _ancestors() -> set[int]:
     return chain
 
 
+def is_zygote(pid: int) -> bool:
+    """pid is a runner's zygote (lab.worker.serve), idle between its forks."""
+    from lab.worker import ZYGOTE_COMM
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip() == ZYGOTE_COMM
+    except OSError:
+        return False
+
+
 def command_of(pid: int) -> str:
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
@@ -327,8 +337,9 @@ def other_measurements() -> list[str]:
         if not entry.isdigit() or int(entry) in mine:
             continue
         cmd = command_of(int(entry))
-        # workers only: a runner that waits for the lock measures nothing
-        if "-m lab.worker" in cmd:
+        # workers only: a runner that waits for the lock measures nothing,
+        # nor does a runner's zygote (which forks the workers)
+        if "-m lab.worker" in cmd and not is_zygote(int(entry)):
             found.append(f"pid {entry}: {cmd}")
     return found
 

@@ -168,9 +168,9 @@ class Variant:
     # The probes its probed runs attach (lab.probes.CONCERN_NAMES), to
     # measure one probe alone (family probe_cost); None: all of the run's.
     probes: tuple[str, ...] | None = None
-    # Whether a run at a point loads the upcall program (lab.upcall_program:
-    # the runner compiles it once for every such run); None: never.
-    loads_upcall_program: Callable[[dict[str, Any]], bool] | None = None
+    # The BPF program a run at a point loads, by its name in lab.programs
+    # (the runner compiles it once for every such run), or None; None: never.
+    loads_program: Callable[[dict[str, Any]], str | None] | None = None
 
     @property
     def headline(self) -> Metric:

@@ -1,8 +1,8 @@
 """Plan a suite into runs, execute each in its own worker process, store.
 
 Measurement rules it enforces (DESIGN.md): variants interleaved and
-repeated, never all of A then all of B; every run in a fresh process pinned
-as configured; a per-run timeout; Ctrl-C (or SIGTERM) stops cleanly and
+repeated, never all of A then all of B; every run in a fresh process (forked
+by the suite's zygote, lab.worker.serve) pinned as configured; a per-run timeout; Ctrl-C (or SIGTERM) stops cleanly and
 keeps the runs that finished.  Whatever ends a run, nothing it started
 outlives it: the worker's process group is killed, and what escaped the
 group comes back to the runner (a child subreaper) and is killed too.
@@ -275,10 +275,12 @@ class Runner:
         self.timeout = timeout
         self.probes = probes            # used by the runs planned with the kernel view
         self.progress = progress
-        self._worker: subprocess.Popen | None = None
-        # compile once: the upcall program, loaded for the suite at its first
-        # run that needs it and handed to each such worker (its fds)
-        from lab.upcall_program import SuitePrograms
+        self._worker: _ForkedWorker | None = None
+        self._zygote = _Zygote()
+        # compile once: the BPF programs of lab.programs, each loaded for the
+        # suite at its first run that needs it and handed to each such
+        # worker (its fds)
+        from lab.programs import SuitePrograms
         self._shared = SuitePrograms()
         self._next_write = 0.0          # monotonic time the manifest may be rewritten
         # resuming keeps the kernel view of the finished runs, only theirs
@@ -321,6 +323,7 @@ class Runner:
             # further signals only say "one moment" (lab.signals): this
             # block finishes whole
             self._end_worker()
+            self._zygote.close()
             bar.close()
             self.manifest["status"] = status
             self.manifest["ended_at"] = store.now_iso()
@@ -388,7 +391,7 @@ class Runner:
         proc, self._worker = self._worker, None
         if proc is not None and proc.poll() is None:
             _kill_group(proc)
-        _kill_orphans()
+        _kill_orphans(spare=self._zygote.pid)
 
     def _spawn_and_converse(self, run: PlannedRun, scratch: str, output: str,
                             observer: RunObserver, shared=((), {})) -> WorkerOutcome:
@@ -425,25 +428,20 @@ class Runner:
     @contextlib.contextmanager
     def _worker_process(self, fds: tuple[int, ...], stderr_path: str, observer: RunObserver):
         """The worker process, given fds, in its own session (Ctrl-C reaches
-        only the runner, which kills the worker's whole group itself).  On
-        leaving, held against signals: the observer forgets it, and it and
-        its orphans are killed (pyperf's popen_killer, for a process group)."""
+        only the runner, which kills the worker's whole group itself), forked
+        by the suite's zygote (lab.worker.serve).  On leaving, held against
+        signals: the observer forgets it, and it and its orphans are killed
+        (pyperf's popen_killer, for a process group)."""
         try:
-            try:
-                with open(stderr_path, "wb") as err_file:
-                    proc = self._worker = subprocess.Popen(
-                        WORKER_COMMAND, stdin=subprocess.PIPE, env=_worker_environment(),
-                        stdout=subprocess.DEVNULL, stderr=err_file, pass_fds=fds,
-                        start_new_session=True)
-            except OSError as e:
-                raise _RunFailed(f"cannot start the worker: {e}") from e
+            with open(stderr_path, "wb") as err_file:
+                proc = self._worker = self._zygote.fork(fds, err_file.fileno())
             yield proc
         finally:
             with signals.held():
                 observer.untrack()
                 self._end_worker()
 
-    def _converse(self, proc: subprocess.Popen, handshake: _Handshake,
+    def _converse(self, proc: _ForkedWorker, handshake: _Handshake,
                   observer: RunObserver) -> Any:
         """The runner's side of the handshake until the worker exits: arm on
         "ready", read the kernel view on "done" (returned; None unprobed).
@@ -461,7 +459,7 @@ class Runner:
                 handshake.answer("ack")
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            raise subprocess.TimeoutExpired(proc.args, self.timeout)
+            raise subprocess.TimeoutExpired("worker", self.timeout)
         proc.wait(timeout=remaining)
         return view
 
@@ -488,10 +486,10 @@ class Runner:
 PR_SET_CHILD_SUBREAPER = 36
 
 
-# The worker starts without site (-S): processing the venv's .pth files (the
+# The zygote starts without site (-S): processing the venv's .pth files (the
 # editable install's import hook pulls in importlib.metadata) cost 60-80 ms
-# a run here, a third of a short run's whole time.  It gets the runner's
-# own module path instead, which site already built from the same files.
+# a start here.  It gets the runner's own module path instead, which site
+# already built from the same files.
 WORKER_COMMAND = [sys.executable, "-S", "-m", "lab.worker"]
 
 
@@ -499,7 +497,118 @@ def _worker_environment() -> dict[str, str]:
     import lab
     root = os.path.dirname(os.path.dirname(os.path.abspath(lab.__file__)))
     path = [root] + [p for p in sys.path if p and os.path.isdir(p) and p != root]
-    return dict(os.environ, PYTHONPATH=os.pathsep.join(path))
+    # NumPy's OpenBLAS would start a thread per CPU in every worker (idle,
+    # but threads of the measured process); the workers do no algebra
+    return dict(os.environ, PYTHONPATH=os.pathsep.join(path), OPENBLAS_NUM_THREADS="1")
+
+
+class _ForkedWorker:
+    """A worker the zygote forked, reparented to the runner: waited for
+    and killed as subprocess.Popen would (pid, poll, wait, returncode),
+    its spec written on ``stdin``."""
+
+    def __init__(self, pid: int, stdin_fd: int):
+        self.pid = pid
+        self.returncode: int | None = None
+        self.stdin = os.fdopen(stdin_fd, "wb")
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            self._reap(os.WNOHANG)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        if self.returncode is None and timeout is not None:
+            with contextlib.closing(_PidFd(self.pid)) as pidfd:
+                if not select.select([pidfd.fd], [], [], max(0.0, timeout))[0]:
+                    raise subprocess.TimeoutExpired("worker", timeout)
+        while self.returncode is None:
+            self._reap(0)
+        return self.returncode
+
+    def _reap(self, flags: int) -> None:
+        try:
+            pid, status = os.waitpid(self.pid, flags)
+        except ChildProcessError:       # reaped already: it is gone, status unknown
+            self.returncode = -signal.SIGKILL
+            return
+        if pid:
+            self.returncode = os.waitstatus_to_exitcode(status)
+
+
+class _PidFd:
+    """pidfd_open(pid): readable once the process has exited."""
+
+    def __init__(self, pid: int):
+        self.fd = os.pidfd_open(pid)
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+class _Zygote:
+    """The suite run's zygote (lab.worker.serve), started at the first run
+    and on demand after it died: it forks each run's worker, which then
+    skips the interpreter's start and NumPy's import.  Killed at the end
+    of the suite run; if the runner dies it sees EOF and exits."""
+
+    def __init__(self) -> None:
+        self._proc: subprocess.Popen | None = None
+        self._sock: Any = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    def fork(self, fds: tuple[int, ...], stderr_fd: int) -> _ForkedWorker:
+        """A worker with fds (as their numbers here), stderr on stderr_fd
+        and a pipe to its stdin; _RunFailed if there is none."""
+        import socket
+        if self._proc is None or self._proc.poll() is not None:
+            self._start()
+        spec_r, spec_w = os.pipe()
+        try:
+            socket.send_fds(self._sock, [json.dumps(list(fds)).encode()],
+                            [spec_r, stderr_fd, *fds])
+            answer = self._sock.recv(64)
+        except OSError as e:
+            os.close(spec_w)
+            self.close()
+            raise _RunFailed(f"cannot start the worker: the zygote: {e}") from e
+        finally:
+            os.close(spec_r)
+        pid = int(answer) if answer.strip(b"-").isdigit() else -1
+        if pid <= 0:
+            os.close(spec_w)
+            self.close()
+            why = os.strerror(-pid) if pid < -1 else "the zygote could not fork it"
+            raise _RunFailed(f"cannot start the worker: {why}")
+        return _ForkedWorker(pid, spec_w)
+
+    def _start(self) -> None:
+        import socket
+        self.close()
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            self._proc = subprocess.Popen(
+                WORKER_COMMAND + ["--zygote", str(theirs.fileno())], env=_worker_environment(),
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                pass_fds=(theirs.fileno(),), start_new_session=True)
+        except OSError as e:
+            ours.close()
+            raise _RunFailed(f"cannot start the worker: {e}") from e
+        finally:
+            theirs.close()
+        self._sock = ours
+
+    def close(self) -> None:
+        with signals.held():
+            if self._sock is not None:
+                self._sock.close()
+                self._sock = None
+            proc, self._proc = self._proc, None
+            if proc is not None and proc.poll() is None:
+                _kill_group(proc)
 
 
 def _become_subreaper() -> None:
@@ -512,7 +621,8 @@ def _become_subreaper() -> None:
 
 
 def _children() -> list[int]:
-    """The runner's child processes (orphans are handed to its main thread)."""
+    """The runner's child processes (orphans, and the workers the zygote
+    forked, are handed to its main thread)."""
     me = os.getpid()
     try:
         with open(f"/proc/{me}/task/{me}/children") as f:
@@ -523,13 +633,14 @@ def _children() -> list[int]:
             if lock.parent_of(int(e)) == me]
 
 
-def _kill_orphans() -> None:
-    """Kill and reap every child of the runner: between runs the runner has
-    none of its own, so any child is an orphan of a worker come back to us.
+def _kill_orphans(spare: int | None = None) -> None:
+    """Kill and reap every child of the runner but spare (the zygote):
+    between runs the runner has no other of its own, so any child is an
+    orphan of a worker come back to us.
     A child's pid cannot be reused before we reap it, so this kills exactly
     them (killpg of a dead worker's group could not promise that)."""
     for _ in range(100):                # each kill may hand us its children
-        children = _children()
+        children = [pid for pid in _children() if pid != spare]
         if not children:
             return
         for pid in children:
@@ -564,7 +675,7 @@ def _lines(fd: int, deadline: float):
             yield line.decode(errors="replace").strip()
 
 
-def _kill_group(proc: subprocess.Popen) -> None:
+def _kill_group(proc: subprocess.Popen | _ForkedWorker) -> None:
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except ProcessLookupError:

@@ -4,20 +4,17 @@ BPF ring buffer record or an mmap'ed flag), with the anatomy's stage
 stamps.  Two families load it: ``upcall`` (the upcall's latency) and
 ``activations`` (its runtime hands a blocked activation's VP to a spare).
 
-The runner compiles it once per suite run (SuitePrograms) and hands each
+The runner compiles it once per suite run (lab.programs) and hands each
 worker that needs it the programs' and maps' fds; a worker without a
 runner compiles it itself (upcall_program).  Which runs need it, each
-family says (lab.model.Variant.loads_upcall_program).
+family says (lab.model.Variant.loads_program).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from lab.model import Variant
+from typing import Any
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PROGRAM = os.path.join(HERE, "families", "upcall_bpf.c")
@@ -97,15 +94,12 @@ class Program:
         return self.bpf[table]
 
 
-# Set in a worker the runner started with the program it loaded for the
-# suite (lab.worker: spec["upcall_program"]): {"progs": {name: fd}, "maps":
-# {field: fd}}; None: compile in this process.
-_shared: dict[str, dict[str, int]] | None = None
-
-
-def use_shared(handed: dict[str, dict[str, int]] | None) -> None:
-    global _shared
-    _shared = handed
+def load_for_suite(stack: contextlib.ExitStack) -> tuple[dict[str, int], dict[str, int], Any]:
+    """The program compiled and loaded for a suite run (lab.programs),
+    unloaded when stack closes: (functions' fds, maps' fds, bcc module)."""
+    from lab import probes
+    bpf = stack.enter_context(probes.bpf_program(program_text(), "the upcall program"))
+    return load_functions(bpf), maps_of(bpf), bpf
 
 
 @contextlib.contextmanager
@@ -121,7 +115,7 @@ def upcall_program(event: str | None = "block", ring_pages: int = RING_PAGES,
     The program the runner loaded for the suite when it handed one over
     (its maps reset first), else compiled here; detached (and, if
     compiled here, unloaded) on every way out."""
-    from lab import probes, signals
+    from lab import probes, programs, signals
     from lab.native import NativeError, check
     ffi, lib = _native()
     # event None: the anatomy alone (mechanisms without a program)
@@ -131,8 +125,9 @@ def upcall_program(event: str | None = "block", ring_pages: int = RING_PAGES,
         ([RSEQ_FIXUP_FN] if rseq else []) + \
         (list(ANATOMY_FNS) if anatomy else [])
     with contextlib.ExitStack() as stack:
-        if _shared is not None and ring_pages == RING_PAGES:
-            program = Program(_shared["progs"], _shared["maps"])
+        shared = programs.handed("upcall")
+        if shared is not None and ring_pages == RING_PAGES:
+            program = Program(shared["progs"], shared["maps"])
         else:
             try:
                 bpf = stack.enter_context(probes.bpf_program(program_text(ring_pages),
@@ -182,61 +177,6 @@ def program_stats(program: Program, names: list[str]) -> tuple[int, int]:
     return total_ns, total_runs
 
 
-def needs_program(variant: Variant, params: dict[str, Any]) -> bool:
-    """Does a run of variant at params load the upcall program?  (Its
-    family says so: Variant.loads_upcall_program.  The runner compiles it
-    once for all such runs: SuitePrograms.)"""
-    return variant.loads_upcall_program is not None and variant.loads_upcall_program(params)
-
-
-class SuitePrograms:
-    """The upcall program compiled and loaded once per suite run, by the
-    runner, before the first run that needs it; every such worker gets the
-    functions' and maps' fds (pass_fds, their numbers in its spec) and
-    attaches for its own run only.  bcc patches the maps' fds into the
-    instructions when it compiles, so no compiled program outlives the
-    suite run: there is no cache across suite runs.  If it cannot be
-    loaded here, workers compile it themselves (and fail saying why)."""
-
-    def __init__(self) -> None:
-        self._stack = contextlib.ExitStack()
-        self._program: Program | None = None
-        self.problem: str | None = None
-        self.compile_s: float | None = None
-
-    def for_run(self, variant: Variant, params: dict[str, Any]
-                ) -> tuple[tuple[int, ...], dict[str, Any]]:
-        """(fds to pass, spec entries) for one run of variant at params."""
-        if not needs_program(variant, params):
-            return (), {}
-        if self._program is None and self.problem is None:
-            self._load()
-        if self._program is None:
-            return (), {}
-        p = self._program
-        return (tuple(p.progs.values()) + tuple(p.maps.values()),
-                {"upcall_program": {"progs": dict(p.progs), "maps": dict(p.maps)}})
-
-    def _load(self) -> None:
-        import time
-
-        from lab import probes
-        t0 = time.monotonic()
-        try:
-            bpf = self._stack.enter_context(probes.bpf_program(program_text(),
-                                                               "the upcall program"))
-            self._program = Program(load_functions(bpf), maps_of(bpf), bpf)
-        except Exception as e:      # bcc's own errors are plain Exceptions
-            # the workers then compile it themselves, and fail saying why
-            self._stack.close()
-            self.problem = str(e)
-        self.compile_s = round(time.monotonic() - t0, 3)
-
-    def close(self) -> None:
-        self._program = None
-        self._stack.close()
-
-
 def program_misses(program: Program) -> int:
     """Times the kernel skipped the run's attached functions instead of
     running them (bpf_prog_info.recursion_misses): a raw tracepoint program
@@ -250,5 +190,3 @@ def program_misses(program: Program) -> int:
         check(lib.upcall_program_misses(program.progs[name], misses), "bpf_prog_info")
         total += int(misses[0])
     return total
-
-

@@ -24,7 +24,6 @@ from lab.families import activations as A
 from .helpers import require_probes, requires_root, run_dir_of, run_lab, wait_for
 
 # bcc wants bytes for program text; lab.probes hands it str (it converts)
-pytestmark = pytest.mark.filterwarnings("ignore:not a bytes object:DeprecationWarning")
 
 ffi, lib = native.load()
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

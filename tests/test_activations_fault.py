@@ -23,8 +23,7 @@ from lab.families import activations as A
 
 from .helpers import require_probes, requires_root
 
-pytestmark = [requires_root,
-              pytest.mark.filterwarnings("ignore:not a bytes object:DeprecationWarning")]
+pytestmark = requires_root
 
 ffi, lib = native.load()
 TWO_CPUS = len(os.sched_getaffinity(0)) >= 2

@@ -24,8 +24,7 @@ from lab.families import activations as A
 
 from .helpers import require_probes, requires_root
 
-pytestmark = [pytest.mark.filterwarnings("ignore:not a bytes object:DeprecationWarning"),
-              requires_root]
+pytestmark = requires_root
 
 ffi, lib = native.load()
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -27,8 +27,6 @@ from lab.model import vp_cpus
 
 from .helpers import require_probes, requires_root, run_dir_of, run_lab, wait_for
 
-pytestmark = pytest.mark.filterwarnings("ignore:not a bytes object:DeprecationWarning")
-
 ffi, lib = native.load()
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TWO_CPUS = len(os.sched_getaffinity(0)) >= 2

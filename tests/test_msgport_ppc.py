@@ -87,3 +87,76 @@ def test_a_receiver_that_cannot_spin_is_skipped_with_one_line():
     rc = lib.msgport_ppc(standalone_handshake(), pipe, 0, 0, 1, CPU, CPU, 1, 0, 4,
                          ffi.cast("double *", ffi.from_buffer(out)), counts)
     assert rc == -errno.EINVAL
+
+
+# ---- the analysis: accounting, its probe cross-check, the verdict (synthetic, no root) ----
+
+ACC_SAMPLES, ACC_REPS, WINDOW_NS = 40, 3, 10**7
+CLIENT_TID, SERVER_TID = 101, 202
+
+
+def _accounting_run(tmp_path, medians: dict, name: str = "acc"):
+    """A probed msgport folder: per (transport, receiver) a sync thread
+    round trip at ``medians[(transport, receiver)]`` ns, its clocks saying
+    the client ran 30% and the server 50% of the window, and the switches
+    probe's per-thread offcpu_ns saying the client was off 70% and the
+    server 40% of it (so sched_switch charges the server 60%)."""
+    from analysis import load_run
+    from lab.families.msgport import FAMILY
+    from tests.synthetic import SyntheticRun, exact_median, variant_params
+    synth = SyntheticRun(tmp_path / name, probed=True)
+    calls = ACC_SAMPLES
+    for rep in range(ACC_REPS):
+        for (transport, receiver), median in medians.items():
+            params = variant_params(FAMILY, transport, mode="sync", peer="thread",
+                                    placement="cross_cpu", receiver=receiver, batch=1,
+                                    samples=ACC_SAMPLES)
+            counters = {"client_cpu_ns_per_call": 0.3 * WINDOW_NS / calls,
+                        "server_cpu_ns_per_call": 0.5 * WINDOW_NS / calls,
+                        "server_cpu_fraction": 0.5 / 0.8,
+                        "client_tid": float(CLIENT_TID), "server_tid": float(SERVER_TID)}
+            entry = synth.add("msgport", transport, params,
+                              {"ns_per_call": exact_median(median, ACC_SAMPLES, rep, 0.02)},
+                              rep, counters, calls, window_ns=WINDOW_NS,
+                              kernel={"syscalls_per_op": 2.0})
+            synth.metric_rows += [
+                (entry["id"], "switches", "offcpu_ns", f"tid={CLIENT_TID} client",
+                 0.7 * WINDOW_NS),
+                (entry["id"], "switches", "offcpu_ns", f"tid={SERVER_TID} server",
+                 0.4 * WINDOW_NS)]
+    return load_run(synth.write(name, {"msgport": FAMILY}, ACC_REPS, probes=("switches",)))
+
+
+def test_accounting_table_carries_the_clocks_and_the_sched_switch_charge(tmp_path):
+    from analysis.families import msgport as mp
+    run = _accounting_run(tmp_path, {("ppc_pipe", "park"): 40000.0,
+                                     ("ppc_futex", "park"): 30000.0})
+    table = mp.ppc_accounting(run)
+    assert sorted(table["transport"]) == ["ppc_futex", "ppc_pipe"]
+    per_call = WINDOW_NS / ACC_SAMPLES
+    assert table["client_cpu_ns_per_call"].tolist() == pytest.approx([0.3 * per_call] * 2)
+    assert table["server_cpu_fraction"].tolist() == pytest.approx([0.625] * 2)
+    # window - offcpu: the client 30%, the server 60% of the window
+    assert table["probe_client_cpu_ns_per_call"].tolist() == pytest.approx([0.3 * per_call] * 2)
+    assert table["probe_server_cpu_ns_per_call"].tolist() == pytest.approx([0.6 * per_call] * 2)
+    line = mp.probe_agreement_line(table)
+    assert "the client's 1x of its clock (at all 2 points)" in line
+    assert "the server's 1.2x of its clock" in line
+    assert "charged the caller least with" in mp.accounting_line(table)
+
+
+@pytest.mark.parametrize("medians,claim", [
+    # eventfd beats plain MSG_RING, MSG_RING to a DEFER_TASKRUN ring loses to eventfd
+    ({("ppc_msg_ring", "park"): 60000.0, ("ppc_eventfd", "park"): 20000.0,
+      ("ppc_msg_ring_defer", "park"): 50000.0}, "supports claim A"),
+    # MSG_RING to a parked DEFER_TASKRUN ring beats eventfd, which loses to MSG_RING
+    ({("ppc_msg_ring", "park"): 20000.0, ("ppc_eventfd", "park"): 60000.0,
+      ("ppc_msg_ring_defer", "park"): 15000.0}, "supports claim B"),
+    # all alike: neither claim
+    ({("ppc_msg_ring", "park"): 30000.0, ("ppc_eventfd", "park"): 30000.0,
+      ("ppc_msg_ring_defer", "park"): 30000.0}, "supports neither claim"),
+])
+def test_msg_ring_verdict_follows_the_intervals(tmp_path, medians, claim):
+    from analysis.families import msgport as mp
+    verdict = mp.msg_ring_verdict(mp.ppc_accounting(_accounting_run(tmp_path, medians)))
+    assert claim in verdict, verdict

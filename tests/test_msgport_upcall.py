@@ -19,10 +19,11 @@ import time
 
 import pytest
 
+from lab import store
 from lab.families import _msgport_upcall as U
 from lab.families import msgport
 
-from .helpers import lab_bpf_objects, require_probes
+from .helpers import lab_bpf_objects, require_probes, run_dir_of, run_lab
 
 CPU = min(os.sched_getaffinity(0))
 BATCHES, BATCH = 13, 7
@@ -121,6 +122,33 @@ def test_signal_disposition_and_program_restored(tmp_path):
             run(variant, fd, tmp_path, op="pipe_read", timeout_us=20, flush_after_us=200)
             assert U.sigusr1_disposition() == before
     assert U.sigusr1_disposition() == before
+    assert part_objects(settle=10) == []
+
+
+def test_a_suite_run_compiles_the_program_once_and_leaves_none(tmp_path):
+    """lab run of the three ports: every worker attached the program the
+    runner compiled for the suite (lab.programs), every run's counts hold
+    (the worker checks mechanics()), and nothing of the part is loaded after."""
+    require_probes()
+    suite_file = tmp_path / "ports.toml"
+    suite_file.write_text(f"""
+[suite]
+repetitions = 2
+[msgport]
+variants = {list(U.MODES)}
+op = "nop"
+batch = {BATCH}
+samples = {BATCHES}
+warmup = 3
+timeout_us = 20
+flush_after_us = 200
+""")
+    proc = run_lab(["run", str(suite_file), "--out", str(tmp_path / "res"), "--quiet"])
+    assert proc.returncode == 0, proc.stderr
+    runs = store.read_manifest(run_dir_of(str(tmp_path / "res")))["runs"]
+    assert sorted({r["variant"] for r in runs}) == sorted(U.MODES)
+    assert all(r["status"] == "ok" for r in runs), [r["reason"] for r in runs]
+    assert all(r["counters"]["program_from_runner"] == 1 for r in runs)
     assert part_objects(settle=10) == []
 
 

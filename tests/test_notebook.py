@@ -208,4 +208,8 @@ def test_msgport_notebook_runs(msgport_run, monkeypatch):
         assert mp.NO_PERF_LINE in text
     assert "the PPC round trips take" in text               # same and cross CPU
     assert mp.NO_BASELINE_LINE in text
+    # K42's accounting of the pipe's calls; no MSG_RING transport: no verdict
+    assert "K42 would charge every call to the caller; Linux charged the caller least" in text
+    assert "client_cpu_ns_per_call" in html
+    assert "No MSG_RING verdict" in text
     assert sum("image/png" in o.get("data", {}) for o in outputs) >= 3

@@ -25,7 +25,7 @@ import time
 import numpy as np
 import pytest
 
-from lab import native, store, suite, upcall_program
+from lab import native, programs, store, suite, upcall_program
 from lab.families import _upcall_fault
 from lab.families import upcall as U
 
@@ -41,7 +41,6 @@ from .helpers import (
 )
 
 # bcc wants bytes for program text; lab.probes hands it str (it converts)
-pytestmark = pytest.mark.filterwarnings("ignore:not a bytes object:DeprecationWarning")
 
 ffi, lib = native.load()
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -398,33 +397,34 @@ def test_a_program_handed_over_by_fds_is_reset_attached_and_detached(tmp_path):
     the program, a "worker" attaches through the fds (use_shared), finds
     the maps reset (a stale registration gone) and leaves nothing attached."""
     require_probes()
-    shared = upcall_program.SuitePrograms()
+    shared = programs.SuitePrograms()
     try:
         fds, spec = shared.for_run(U.FAMILY.variant("bpf_ringbuf"), params())
-        assert fds and shared.problem is None
+        assert fds and not shared.problems
         assert shared.for_run(U.FAMILY.variant("timer_nanosleep"), params()) == ((), {})
         # what a killed worker may leave: a thread still registered
-        tids = spec["upcall_program"]["maps"]["tids_fd"]
-        shared._program.bpf["lab_upcall_tids"][ctypes.c_uint32(4242)] = ctypes.c_uint32(0)
-        assert len(shared._program.bpf["lab_upcall_tids"].items()) == 1
-        upcall_program.use_shared(spec["upcall_program"])
+        bpf = shared.bpf("upcall")
+        tids = spec[programs.SPEC_KEY]["upcall"]["maps"]["tids_fd"]
+        bpf["lab_upcall_tids"][ctypes.c_uint32(4242)] = ctypes.c_uint32(0)
+        assert len(bpf["lab_upcall_tids"].items()) == 1
+        programs.use_shared(spec[programs.SPEC_KEY])
         try:
             with U.upcall_program("block", anatomy=True) as (program, maps):
                 assert program.bpf is None and maps.tids_fd == tids
-                assert len(shared._program.bpf["lab_upcall_tids"].items()) == 0
+                assert len(bpf["lab_upcall_tids"].items()) == 0
                 _, _, c = U.run_upcalls("bpf_ringbuf", params(samples=31), 0, 0,
                                         str(tmp_path), maps)
                 assert c["upcalls"] == c["blocks"] == 31
             # detached: a block of a registered thread publishes nothing now
-            slot = shared._program.bpf["lab_upcall_vps"]
+            slot = bpf["lab_upcall_vps"]
             before = slot[ctypes.c_uint32(0)].block_seq
             me = threading.get_native_id()
-            shared._program.bpf["lab_upcall_tids"][ctypes.c_uint32(me)] = ctypes.c_uint32(0)
+            bpf["lab_upcall_tids"][ctypes.c_uint32(me)] = ctypes.c_uint32(0)
             for _ in range(7):
                 time.sleep(0.0005)
             assert slot[ctypes.c_uint32(0)].block_seq == before
         finally:
-            upcall_program.use_shared(None)
+            programs.use_shared(None)
     finally:
         shared.close()
     wait_for(lambda: not upcall_objects(), timeout=10)
@@ -525,7 +525,8 @@ def test_every_variant_runs_through_lab_run(tmp_path):
             assert r["counters"].get(name, 0) == 0, (r["variant"], name)
     # compiled once, by the runner: every worker that needed the program
     # attached the runner's (and every one of them had the anatomy)
-    users = [r for r in runs if upcall_program.needs_program(U.FAMILY.variant(r["variant"]), r["params"])]
+    users = [r for r in runs
+             if programs.loaded_by(U.FAMILY.variant(r["variant"]), r["params"]) == "upcall"]
     assert users and all(r["counters"]["program_from_runner"] == 1 for r in users)
     assert all("stage_user" in r["n_samples"] for r in users
                if r["params"].get("event") != "preempt" and r["variant"] not in U.PREEMPT_ONLY)

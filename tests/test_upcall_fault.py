@@ -20,8 +20,7 @@ from lab.upcall_program import upcall_program
 
 from .helpers import require_probes, requires_root
 
-pytestmark = [pytest.mark.filterwarnings("ignore:not a bytes object:DeprecationWarning"),
-              requires_root,
+pytestmark = [requires_root,
               pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs")]
 
 ffi, lib = native.load()

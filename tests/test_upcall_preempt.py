@@ -19,8 +19,6 @@ from lab.upcall_program import upcall_program
 
 from .helpers import require_probes, requires_root
 
-pytestmark = pytest.mark.filterwarnings("ignore:not a bytes object:DeprecationWarning")
-
 ffi, lib = native.load()
 WAKES = 13                  # prime: a count that matches is not a coincidence
 

@@ -60,6 +60,7 @@ from analysis._views import (
     is_set,
     median_ratio,
     plain_param,
+    run_sources,
     user_side_note,
 )
 from lab.families import msgport as fam
@@ -822,8 +823,11 @@ def _ordinal(n: int) -> str:
 
 ACCOUNTING = ("client_cpu_ns_per_call", "server_cpu_ns_per_call", "server_cpu_fraction")
 RECEIVER_ROWS = ("ppc_msg_ring", "ppc_msg_ring_defer", "ppc_eventfd")
+# the same charge from the probes: window - the thread's time off CPU
+# (sched_switch out to in), per call, in the runs with the kernel view
+PROBE_ACCOUNTING = ("probe_client_cpu_ns_per_call", "probe_server_cpu_ns_per_call")
 ACCOUNTING_COLUMNS = ["transport", "mode", "peer", "placement", "receiver", "batch", "median",
-                      "ci_low", "ci_high", "noisy", *ACCOUNTING]
+                      "ci_low", "ci_high", "noisy", *ACCOUNTING, *PROBE_ACCOUNTING]
 NO_ACCOUNTING_LINE = ("This run has no PPC run with the CPU clocks (client_cpu_ns_per_call): "
                       "re-run the PPC variants with this lab version")
 
@@ -843,10 +847,61 @@ def ppc_accounting(run: Run, family: str = FAMILY, seed: int = 0) -> pd.DataFram
     data["batch"] = [int(plain_param(b)) if is_set(b) else 1 for b in data["batch"]]
     for col in ("mode", "peer", "placement"):
         data[col] = data[col].astype(str)
+    probed = cached_per_run(run, "msgport", ("probe_accounting", family),
+                            lambda: probe_cpu_per_call(run, family))
+    key = list(zip(data["variant"], data["point"]))
+    for name in PROBE_ACCOUNTING:
+        col = probed[name] if len(probed) else pd.Series(dtype=float)
+        data[name] = [float(col.get(k, math.nan)) for k in key]
     data = _order(data, {"mode": ("sync", "async"), "peer": PEERS, "placement": PLACEMENTS,
                          "transport": TRANSPORTS, "receiver": tuple(fam.RECEIVERS),
                          "batch": None})
     return data[ACCOUNTING_COLUMNS]
+
+
+def probe_cpu_per_call(run: Run, family: str = FAMILY) -> pd.DataFrame:
+    """Per PPC (variant, point) with a kernel view: the CPU time per call
+    of the client and the server thread as sched_switch saw it, the window
+    minus the thread's off-CPU time (the switches probe's per-thread
+    offcpu_ns; a thread with no row never left the CPU), / the window's
+    calls; medians over the runs with probes.  Indexed by (variant, point).
+    The workers' clocks count the same thing, the kernel's runtime of the
+    thread, read at the window's ends: the two differ by at most the parts
+    of a wait that straddle the window's ends, and by the probes' own time."""
+    src = run_sources(run)
+    src = src[(src["family"].astype(str) == family) & src["kernel_side"]
+              & src["variant"].astype(str).isin(TRANSPORTS)]
+    if src.empty:
+        return pd.DataFrame(columns=list(PROBE_ACCOUNTING))
+    ids = set(src["run_id"].astype(int))
+    c = run.counters[run.counters["run_id"].isin(ids)]
+    tids = {(int(r), str(n)): int(v) for r, n, v in
+            zip(c["run_id"], c["counter"].astype(str), c["value"])
+            if str(n) in ("client_tid", "server_tid")}
+    m = run.metrics[run.metrics["run_id"].isin(ids)
+                    & (run.metrics["probe"].astype(str) == "switches")
+                    & (run.metrics["metric"].astype(str) == "offcpu_ns")]
+    off: dict[tuple[int, int], float] = {}
+    for r, key, v in zip(m["run_id"], m["key"].astype(str), m["value"]):
+        if key.startswith("tid="):
+            off[(int(r), int(key[4:].split()[0]))] = float(v)
+    runs = run.runs.set_index("run_id")
+    rows = []
+    for r, variant, point in zip(src["run_id"].astype(int), src["variant"].astype(str),
+                                 src["point"].astype(str)):
+        window, calls = runs.at[r, "window_ns"], runs.at[r, "ops"]
+        if pd.isna(window) or pd.isna(calls) or not calls:
+            continue
+        row = {"variant": variant, "point": point}
+        for side in ("client", "server"):
+            tid = tids.get((r, f"{side}_tid"))
+            row[f"probe_{side}_cpu_ns_per_call"] = (
+                (float(window) - off.get((r, tid), 0.0)) / float(calls)
+                if tid is not None else math.nan)
+        rows.append(row)
+    if not rows:
+        return pd.DataFrame(columns=list(PROBE_ACCOUNTING))
+    return pd.DataFrame(rows).groupby(["variant", "point"])[list(PROBE_ACCOUNTING)].median()
 
 
 def accounting_line(table: pd.DataFrame) -> str:
@@ -860,6 +915,27 @@ def accounting_line(table: pd.DataFrame) -> str:
             f"{least} ({fmt_ratio(float(share[least]))[:-1]} of the call's CPU time, median over "
             f"its {int((table['transport'] == least).sum())} points) and most with {most} "
             f"({fmt_ratio(float(share[most]))[:-1]}); the rest went to the server.")
+
+
+def probe_agreement_line(table: pd.DataFrame) -> str | None:
+    """How the sched_switch charge compares with the clocks' (probes over
+    clocks per side, median and range over the points with both), or None
+    without a kernel view."""
+    parts = []
+    for side in ("client", "server"):
+        both = table[[f"probe_{side}_cpu_ns_per_call", f"{side}_cpu_ns_per_call"]].dropna()
+        both = both[both[f"{side}_cpu_ns_per_call"] > 0]
+        if both.empty:
+            continue
+        ratio = both.iloc[:, 0] / both.iloc[:, 1]
+        low, high = fmt_ratio(float(ratio.min())), fmt_ratio(float(ratio.max()))
+        spread = f"{low}..{high} over" if low != high else "at all"
+        parts.append(f"the {side}'s {fmt_ratio(float(ratio.median()))} of its clock "
+                     f"({spread} {len(ratio)} points)")
+    if not parts:
+        return None
+    return ("Charged by sched_switch (the probes, with their own time) against the CPU clocks: "
+            + "; ".join(parts) + ".")
 
 
 def receiver_table(table: pd.DataFrame) -> pd.DataFrame:
@@ -913,7 +989,8 @@ def msg_ring_verdict(table: pd.DataFrame) -> str:
             f"when the 95% CIs do not overlap).")
 
 
-__all__ = ["ppc_accounting", "accounting_line", "receiver_table", "msg_ring_verdict",
+__all__ = ["ppc_accounting", "accounting_line", "probe_cpu_per_call", "probe_agreement_line",
+           "receiver_table", "msg_ring_verdict",
            "NO_ACCOUNTING_LINE", "reply_port_table", "cheapest_port", "poll_against_sync", "port_lines",
            "flushsys_table", "flushsys_lines", "live_table", "live_pairs", "live_lines",
            "ppc_table", "ppc_round_trips", "perf_pairs", "perf_caveat_line", "ppc_one_way",

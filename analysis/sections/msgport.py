@@ -58,6 +58,7 @@ from analysis.families.msgport import (
     ppc_lines,
     ppc_one_way,
     ppc_round_trips,
+    probe_agreement_line,
     receiver_table,
     reply_port_table,
 )
@@ -288,26 +289,33 @@ def accounting_blocks(run: Run, family: str = FAMILY) -> list[Block]:
     if data.empty:
         return [Text(accounting_line(data), size=9.5)]
     header = ["transport", "mode", "peer", "placement", "receiver", "batch", "ns/call",
-              "client CPU [ns/call]", "server CPU [ns/call]", "server's share", ""]
+              "client CPU [ns/call]", "server CPU [ns/call]", "server's share",
+              "sched_switch: client / server", ""]
 
     def row(r) -> list[str]:
+        probed = (f"{fmt_finite(r['probe_client_cpu_ns_per_call'])} / "
+                  f"{fmt_finite(r['probe_server_cpu_ns_per_call'])}"
+                  if pd.notna(r["probe_server_cpu_ns_per_call"]) else "-")
         return [r["transport"], r["mode"], r["peer"], r["placement"], r["receiver"],
                 str(r["batch"]), fmt_finite(r["median"]), fmt_finite(r["client_cpu_ns_per_call"]),
                 fmt_finite(r["server_cpu_ns_per_call"]), fmt_ratio(r["server_cpu_fraction"])[:-1],
-                NOISY_MARK if r["noisy"] else ""]
+                probed, NOISY_MARK if r["noisy"] else ""]
 
-    right = [False] * 5 + [True] * 5 + [False]
+    right = [False] * 5 + [True] * 6 + [False]
     notes = ["ns/call: mode sync, a round trip; async, a batch's time / batch.  CPU per call: "
              "the CPU clocks of the client thread and of the server (its thread's "
              "CLOCK_THREAD_CPUTIME_ID) over the window, / the window's calls (medians over the "
              "runs); server's share: server / (client + server), what Linux charged to the "
-             "server that K42 would charge to the caller"]
+             "server that K42 would charge to the caller",
+             "sched_switch: the same charge from the probes, the window minus each thread's "
+             "time off CPU (sched_switch out to in), / the window's calls, medians over the "
+             "runs with probes ('-' without a kernel view): it includes the probes' own time"]
     blocks: list[Block] = [Space(0.05), Table(header, [row(r) for _, r in data.iterrows()],
                                               right=right, highlight=data["noisy"].tolist(),
                                               caption="Time charged to the caller vs spent "
                                                       "for it", notes=notes,
                                               max_rows=SECTION_ROWS_PER_PAGE)]
-    blocks += _lines([accounting_line(data)])
+    blocks += _lines([accounting_line(data)] + [x for x in [probe_agreement_line(data)] if x])
     rec = receiver_table(data)
     if not rec.empty:
         rows = [[r["transport"], r["mode"], r["peer"], r["placement"], r["receiver"],

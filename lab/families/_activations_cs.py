@@ -69,6 +69,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from lab import programs
 from lab.model import USABLE_CPUS, Measurement, Metric, Param, RunContext, Variant
 from lab.native import enum_values, struct_fields
 
@@ -215,10 +216,6 @@ def _second_vp(p: dict[str, Any]) -> bool:
     return p["vps"] >= 2
 
 
-def _loads(p: dict[str, Any]) -> bool:
-    return True
-
-
 _HELP = {
     "cs_oblivious": "test-and-test-and-set spin lock: waiters spin out a preempted holder "
                     "(FastThreads)",
@@ -235,5 +232,5 @@ VARIANTS: tuple[Variant, ...] = tuple(
     Variant(name, _HELP[name], _variant(name),
             WORK + (("spin_limit",) if name == "cs_spin_yield" else ()), (TASK_LATENCY,),
             requires=(("fibers",) if name != "cs_pthreads" else ()) + ("root", "bpf"),
-            peer_helper=_second_vp, loads_upcall_program=_loads)
+            peer_helper=_second_vp, loads_program=programs.always("upcall"))
     for name in VARIANTS_C)

@@ -54,6 +54,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from lab import programs
 from lab.model import Measurement, Metric, Param, RunContext, Variant
 from lab.native import enum_values, struct_fields
 
@@ -203,18 +204,14 @@ def _variant(variant: str):
     return run
 
 
-def _always(p: dict[str, Any]) -> bool:
-    return True
-
-
 VARIANTS: tuple[Variant, ...] = (
     Variant("k42_soft", "K42 soft preemption: the requester asks (flag or signal), the runtime "
             "yields the VP at its next fiber switch within deadline_us", _variant("k42_soft"),
             SOFT_PARAMS, (REQUEST_LATENCY, SAFE_POINT), requires=("fibers", "bpf"),
-            loads_upcall_program=_always),
+            loads_program=programs.always("upcall")),
     Variant("k42_hard", "K42 hard preemption: the SCHED_FIFO requester just runs, the kernel "
             "preempts the activation anywhere", _variant("k42_hard"), K42_PARAMS,
-            (REQUEST_LATENCY,), requires=("fibers", "bpf"), loads_upcall_program=_always),
+            (REQUEST_LATENCY,), requires=("fibers", "bpf"), loads_program=programs.always("upcall")),
     Variant("k42_rseq_slice", "rseq time-slice extension (prctl PR_RSEQ_SLICE_EXTENSION): "
             "detected, skipped with the reason where the kernel lacks it",
             _variant("k42_rseq_slice"), K42_PARAMS, (REQUEST_LATENCY,),

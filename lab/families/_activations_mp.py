@@ -59,6 +59,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from lab import programs
 from lab.model import USABLE_CPUS, Measurement, Metric, Param, RunContext, Variant, vp_cpus
 from lab.native import enum_values, struct_fields
 
@@ -197,10 +198,6 @@ def _mp_variant(variant: str):
     return run
 
 
-def _armed(p: dict[str, Any]) -> bool:
-    return True
-
-
 def _second_vp(p: dict[str, Any]) -> bool:
     return p["vps"] >= 2
 
@@ -219,5 +216,5 @@ _HELP = {
 
 VARIANTS = tuple(
     Variant(name, _HELP[name], _mp_variant(name), WORK, (STEP_TIME,), requires=("bpf",),
-            peer_helper=_second_vp, loads_upcall_program=_armed)
+            peer_helper=_second_vp, loads_program=programs.always("upcall"))
     for name in VARIANTS_C)

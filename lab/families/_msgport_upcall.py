@@ -43,8 +43,9 @@ Metrics as the other reply ports: ``ns_per_message`` (one batch, first SQE
 prepared to last reply reaped, / batch); counters the ports' own plus
 ``replies_per_signal`` and the part's counts, declared once in
 native/msgport_upcall.h (``MSGPORT_UPCALL_COUNTERS``).  The program is
-compiled in the worker (bcc), attached by BPF_RAW_TRACEPOINT_OPEN for the
-run and detached and unloaded on every way out.
+compiled once per suite run by the runner (lab.programs, "reply_port"; in
+the worker without one), attached by BPF_RAW_TRACEPOINT_OPEN for the run
+and detached on every way out.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ import re
 import signal
 from typing import Any, Callable
 
+from lab import programs
 from lab.model import Measurement, Metric, Param, RunContext, Variant
 from lab.native import enum_values, struct_fields
 
@@ -104,26 +106,39 @@ def program_text() -> str:
     return f"#define LAB_SIGUSR1 {int(signal.SIGUSR1)}\n" + source.replace(MARKER, m.group(0))
 
 
+def load_for_suite(stack: contextlib.ExitStack) -> tuple[dict[str, int], dict[str, int], Any]:
+    """The program compiled and loaded (lab.programs: once per suite run,
+    or per run without a runner), unloaded when stack closes: (its
+    function's fd, its array's fd, bcc module)."""
+    import bcc
+
+    from lab import probes
+    bpf = stack.enter_context(probes.bpf_program(program_text(), "the reply-port program"))
+    return ({FUNCTION: bpf.load_func(FUNCTION.encode(), bcc.BPF.RAW_TRACEPOINT).fd},
+            {MAP: bpf[MAP.encode()].map_fd}, bpf)
+
+
 @contextlib.contextmanager
 def port_program():
-    """The reply-port program compiled, loaded and attached to
-    io_uring_complete for one run: yields its array's fd; detached (its
-    link closed) and unloaded on every way out."""
-    from lab import probes, signals
+    """The reply-port program attached to io_uring_complete for one run
+    (the runner's, handed over, or compiled here): yields its array's fd,
+    which native/msgport_upcall.c clears before it uses it; detached (its
+    link closed) and, if compiled here, unloaded on every way out."""
+    from lab import probes, programs, signals
     from lab.native import NativeError, check
     _, lib = _native()
     with contextlib.ExitStack() as stack:
-        try:
-            import bcc
-            bpf = stack.enter_context(probes.bpf_program(program_text(),
-                                                         "the reply-port program"))
-            prog_fd = bpf.load_func(FUNCTION.encode(), bcc.BPF.RAW_TRACEPOINT).fd
-        except probes.ProbeError as e:
-            raise NativeError(f"reply-port program: {e}") from None
-        link = check(lib.upcall_attach(prog_fd, TRACEPOINT.encode()),
+        loaded = programs.handed("reply_port")
+        if loaded is None:
+            try:
+                progs, maps, _ = load_for_suite(stack)
+            except probes.ProbeError as e:
+                raise NativeError(f"reply-port program: {e}") from None
+            loaded = {"progs": progs, "maps": maps}
+        link = check(lib.upcall_attach(loaded["progs"][FUNCTION], TRACEPOINT.encode()),
                      f"reply-port program: attaching {FUNCTION} to {TRACEPOINT}")
         try:
-            yield bpf[MAP.encode()].map_fd
+            yield loaded["maps"][MAP]
         finally:
             with signals.held():        # closing the link detaches it
                 os.close(link)
@@ -207,6 +222,8 @@ def _variant(variant: str, ns_per_message: Metric, port_counters: Callable):
         counters = port_counters("upcall", port, p["samples"])
         counters.update({k: float(v) for k, v in c.items()})
         counters["replies_per_signal"] = c["handler_replies"] / max(1, c["signals_handled"])
+        # 1: the runner compiled the program for the suite (lab.programs)
+        counters["program_from_runner"] = float(programs.handed("reply_port") is not None)
         return Measurement({ns_per_message.name: out}, ops=messages, counters=counters)
 
     return run
@@ -227,7 +244,8 @@ def variants(ns_per_message: Metric, port: tuple[str, ...],
 
     def variant(name: str, what: str, params: tuple[str, ...]) -> Variant:
         return Variant(name, what, _variant(name, ns_per_message, port_counters), params,
-                       (ns_per_message,), requires=needs)
+                       (ns_per_message,), requires=needs,
+                       loads_program=programs.always("reply_port"))
 
     return (
         variant("port_upcall", "upcall port: a raw tracepoint on io_uring_complete signals "

@@ -135,6 +135,7 @@ from __future__ import annotations
 import errno
 from typing import Any
 
+from lab import programs
 from lab.families import _activations_cs, _activations_k42, _activations_mp
 from lab.model import (
     USABLE_CPUS,
@@ -226,11 +227,6 @@ HANDOFF_VARIANTS = ("futex_hint", "syncfirst", "monitor", "upcall")
 # the family's parts in their own modules (each says what it is): their
 # parameters and variants follow the ones here
 PARTS = (_activations_cs, _activations_mp, _activations_k42)
-
-
-def _upcall_armed(p: dict[str, Any]) -> bool:
-    """Variant.loads_upcall_program of the variants that arm the block upcall."""
-    return True
 
 
 # ---- which points can run --------------------------------------------------
@@ -457,7 +453,7 @@ FAMILY = Family(
                 "activation, which takes the VP; the returning one requeues its fiber",
                 _task_variant("upcall"), HANDOFF_WORK, (TASK_LATENCY, HANDOFF),
                 requires=RUNTIME + ("bpf",), peer_helper=_second_vp,
-                loads_upcall_program=_upcall_armed),
+                loads_program=programs.always("upcall")),
         Variant("uring", "the call is an IORING_OP_READ; the fiber waits for its CQE, the VP "
                 "never blocks", _task_variant("uring"), WORK, (TASK_LATENCY,),
                 requires=RUNTIME + ("io_uring",), peer_helper=_second_vp),
@@ -470,7 +466,7 @@ FAMILY = Family(
         Variant("t4_activations", "Table IV with fibers on our activations, the upcall armed "
                 "(FastThreads on scheduler activations)", _table4_variant("t4_activations"),
                 T4_FIBERS, (NS_PER_OP,), requires=RUNTIME + ("bpf",),
-                loads_upcall_program=_upcall_armed),
+                loads_program=programs.always("upcall")),
         Variant("t4_pthreads", "Table IV with kernel threads: pthread_create/join, futex "
                 "signal-wait on one CPU (Topaz threads)", _table4_variant("t4_pthreads"),
                 T4_KERNEL, (NS_PER_OP,)),

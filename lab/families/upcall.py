@@ -187,6 +187,7 @@ import shutil
 import subprocess
 from typing import Any
 
+from lab import programs
 from lab.families import _upcall_fault
 from lab.model import Family, Measurement, Metric, Param, RunContext, Variant
 from lab.native import enum_values, struct_fields
@@ -758,16 +759,13 @@ NEEDS_BPF = ("bpf",)
 NEEDS_URING = ("io_uring",)
 
 def _loading_program(variants: tuple[Variant, ...]) -> tuple[Variant, ...]:
-    """The mechanisms' variants with Variant.loads_upcall_program: the BPF
-    mechanisms at every point, the others with the anatomy (its stage
-    programs); the timers never."""
-    def always(p: dict[str, Any]) -> bool:
-        return True
+    """The mechanisms' variants with Variant.loads_program: the BPF
+    mechanisms load the upcall program at every point, the others with the
+    anatomy (its stage programs); the timers never."""
+    def with_anatomy(p: dict[str, Any]) -> str | None:
+        return "upcall" if p.get("anatomy") else None
 
-    def with_anatomy(p: dict[str, Any]) -> bool:
-        return bool(p.get("anatomy"))
-
-    return tuple(dataclasses.replace(v, loads_upcall_program=always if v.name.startswith("bpf")
+    return tuple(dataclasses.replace(v, loads_program=programs.always("upcall") if v.name.startswith("bpf")
                                      or v.name in PREEMPT_ONLY else with_anatomy)
                  if v.name in MECHANISMS else v for v in variants)
 
