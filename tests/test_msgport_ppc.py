@@ -160,3 +160,21 @@ def test_msg_ring_verdict_follows_the_intervals(tmp_path, medians, claim):
     from analysis.families import msgport as mp
     verdict = mp.msg_ring_verdict(mp.ppc_accounting(_accounting_run(tmp_path, medians)))
     assert claim in verdict, verdict
+
+
+def test_round_trips_keep_the_parked_server_and_the_report_renders(tmp_path):
+    """A spinning server's points sit in the receivers' table only: the
+    round-trip table (and its figure, which indexes transports) has one row
+    per transport, and the report of such a run is written."""
+    from analysis.families import msgport as mp
+    from analysis.report import write_report
+    run = _accounting_run(tmp_path, {("ppc_msg_ring", "park"): 40000.0,
+                                     ("ppc_msg_ring", "spin"): 9000.0,
+                                     ("ppc_eventfd", "park"): 30000.0,
+                                     ("ppc_eventfd", "spin"): 8000.0})
+    rt = mp.ppc_round_trips(run)
+    assert sorted(rt["transport"]) == ["ppc_eventfd", "ppc_msg_ring"]
+    assert sorted(rt["median"]) == pytest.approx([30000.0, 40000.0])
+    assert sorted(mp.receiver_table(mp.ppc_accounting(run))["receiver"]) == \
+        ["park", "park", "spin", "spin"]
+    assert os.path.getsize(write_report(run.path)) > 0

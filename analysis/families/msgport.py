@@ -483,12 +483,19 @@ def ppc_table(run: Run, family: str = FAMILY, seed: int = 0) -> pd.DataFrame:
     ns_per_call summary of the user-side runs, the workers' counters
     (PPC_COUNTERS) and the kernel view per call (system calls, wake-ups,
     cross-CPU wake-ups).  Rows by mode, peer, placement, transport
-    (PPC_ROWS: perf bench right after the pipe), batch."""
+    (PPC_ROWS: perf bench right after the pipe), batch.  The server waits
+    parked (receiver = park, K42's PPC and every transport's default): the
+    points where it spins are the receivers' table's (ppc_accounting,
+    receiver_table), so each (mode, peer, placement, transport, batch) has
+    one row here."""
     return cached_per_run(run, "msgport", ("ppc", family, seed), lambda: _ppc_table(run, family, seed))
 
 
 def _ppc_table(run: Run, family: str, seed: int) -> pd.DataFrame:
     data = _cells(run, family, PPC_ROWS, PPC_COUNTERS, PPC_KERNEL, seed)
+    if not data.empty and "receiver" in data.columns:
+        data = data[[not is_set(r) or str(r) == "park" for r in data["receiver"]]]
+        data = data.reset_index(drop=True)
     if data.empty:
         return pd.DataFrame(columns=PPC_COLUMNS)
     data["transport"] = data["variant"]
