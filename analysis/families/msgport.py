@@ -832,7 +832,8 @@ ACCOUNTING = ("client_cpu_ns_per_call", "server_cpu_ns_per_call", "server_cpu_fr
 RECEIVER_ROWS = ("ppc_msg_ring", "ppc_msg_ring_defer", "ppc_eventfd")
 # the same charge from the probes: window - the thread's time off CPU
 # (sched_switch out to in), per call, in the runs with the kernel view
-PROBE_ACCOUNTING = ("probe_client_cpu_ns_per_call", "probe_server_cpu_ns_per_call")
+PROBE_ACCOUNTING = ("probe_client_cpu_ns_per_call", "probe_server_cpu_ns_per_call",
+                    "probe_client_over_clock", "probe_server_over_clock")
 ACCOUNTING_COLUMNS = ["transport", "mode", "peer", "placement", "receiver", "batch", "median",
                       "ci_low", "ci_high", "noisy", *ACCOUNTING, *PROBE_ACCOUNTING]
 NO_ACCOUNTING_LINE = ("This run has no PPC run with the CPU clocks (client_cpu_ns_per_call): "
@@ -871,10 +872,14 @@ def probe_cpu_per_call(run: Run, family: str = FAMILY) -> pd.DataFrame:
     of the client and the server thread as sched_switch saw it, the window
     minus the thread's off-CPU time (the switches probe's per-thread
     offcpu_ns; a thread with no row never left the CPU), / the window's
-    calls; medians over the runs with probes.  Indexed by (variant, point).
-    The workers' clocks count the same thing, the kernel's runtime of the
-    thread, read at the window's ends: the two differ by at most the parts
-    of a wait that straddle the window's ends, and by the probes' own time."""
+    calls, and its ratio to the same run's clock (``probe_*_over_clock``);
+    medians over the runs with probes.  Indexed by (variant, point).
+    The workers' clocks count the thread's runtime (sum_exec_runtime),
+    read at the window's ends; sched_switch's stamps count wall time on the
+    CPU, so the probes' charge also holds what the kernel leaves out of a
+    task's runtime (interrupts with IRQ time accounting, a vCPU's steal
+    time) and the probes' own time, and misses the parts of a wait that
+    straddle the window's ends."""
     src = run_sources(run)
     src = src[(src["family"].astype(str) == family) & src["kernel_side"]
               & src["variant"].astype(str).isin(TRANSPORTS)]
@@ -885,6 +890,9 @@ def probe_cpu_per_call(run: Run, family: str = FAMILY) -> pd.DataFrame:
     tids = {(int(r), str(n)): int(v) for r, n, v in
             zip(c["run_id"], c["counter"].astype(str), c["value"])
             if str(n) in ("client_tid", "server_tid")}
+    clocks = {(int(r), str(n)): float(v) for r, n, v in
+              zip(c["run_id"], c["counter"].astype(str), c["value"])
+              if str(n) in ("client_cpu_ns_per_call", "server_cpu_ns_per_call")}
     m = run.metrics[run.metrics["run_id"].isin(ids)
                     & (run.metrics["probe"].astype(str) == "switches")
                     & (run.metrics["metric"].astype(str) == "offcpu_ns")]
@@ -902,9 +910,11 @@ def probe_cpu_per_call(run: Run, family: str = FAMILY) -> pd.DataFrame:
         row = {"variant": variant, "point": point}
         for side in ("client", "server"):
             tid = tids.get((r, f"{side}_tid"))
-            row[f"probe_{side}_cpu_ns_per_call"] = (
-                (float(window) - off.get((r, tid), 0.0)) / float(calls)
-                if tid is not None else math.nan)
+            probed = ((float(window) - off.get((r, tid), 0.0)) / float(calls)
+                      if tid is not None else math.nan)
+            clock = clocks.get((r, f"{side}_cpu_ns_per_call"), math.nan)
+            row[f"probe_{side}_cpu_ns_per_call"] = probed
+            row[f"probe_{side}_over_clock"] = probed / clock if clock > 0 else math.nan
         rows.append(row)
     if not rows:
         return pd.DataFrame(columns=list(PROBE_ACCOUNTING))
@@ -925,23 +935,22 @@ def accounting_line(table: pd.DataFrame) -> str:
 
 
 def probe_agreement_line(table: pd.DataFrame) -> str | None:
-    """How the sched_switch charge compares with the clocks' (probes over
-    clocks per side, median and range over the points with both), or None
-    without a kernel view."""
+    """How the sched_switch charge compares with the clocks' in the same
+    runs (probes over clocks per side, median and range over the points),
+    or None without a kernel view."""
     parts = []
     for side in ("client", "server"):
-        both = table[[f"probe_{side}_cpu_ns_per_call", f"{side}_cpu_ns_per_call"]].dropna()
-        both = both[both[f"{side}_cpu_ns_per_call"] > 0]
-        if both.empty:
+        ratio = table[f"probe_{side}_over_clock"].dropna()
+        if ratio.empty:
             continue
-        ratio = both.iloc[:, 0] / both.iloc[:, 1]
         low, high = fmt_ratio(float(ratio.min())), fmt_ratio(float(ratio.max()))
         spread = f"{low}..{high} over" if low != high else "at all"
         parts.append(f"the {side}'s {fmt_ratio(float(ratio.median()))} of its clock "
                      f"({spread} {len(ratio)} points)")
     if not parts:
         return None
-    return ("Charged by sched_switch (the probes, with their own time) against the CPU clocks: "
+    return ("Charged by sched_switch (wall time on the CPU: with interrupts, steal and the "
+            "probes' own time) against the CPU clocks of the same runs: "
             + "; ".join(parts) + ".")
 
 

@@ -309,7 +309,9 @@ def accounting_blocks(run: Run, family: str = FAMILY) -> list[Block]:
              "server that K42 would charge to the caller",
              "sched_switch: the same charge from the probes, the window minus each thread's "
              "time off CPU (sched_switch out to in), / the window's calls, medians over the "
-             "runs with probes ('-' without a kernel view): it includes the probes' own time"]
+             "runs with probes ('-' without a kernel view): wall time on the CPU, so it also "
+             "holds interrupts, a vCPU's steal time and the probes' own time, which a task's "
+             "runtime (its clock) leaves out"]
     blocks: list[Block] = [Space(0.05), Table(header, [row(r) for _, r in data.iterrows()],
                                               right=right, highlight=data["noisy"].tolist(),
                                               caption="Time charged to the caller vs spent "
