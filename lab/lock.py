@@ -99,14 +99,21 @@ def _ancestors() -> set[int]:
     return chain
 
 
-def is_zygote(pid: int) -> bool:
-    """pid is a runner's zygote (lab.worker.serve), idle between its forks."""
-    from lab.worker import ZYGOTE_COMM
+def is_worker(pid: int) -> bool:
+    """pid is a lab worker: ``python -m lab.worker`` on its own, or forked
+    by a runner's zygote (lab.worker.serve), which is none itself: it
+    measures nothing, and until it names itself it looks like its workers."""
+    from lab.worker import WORKER_COMM, ZYGOTE_ARG
     try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            args = f.read().split(b"\0")
         with open(f"/proc/{pid}/comm") as f:
-            return f.read().strip() == ZYGOTE_COMM
+            comm = f.read().strip()
     except OSError:
         return False
+    if b"lab.worker" not in args:
+        return False
+    return ZYGOTE_ARG.encode() not in args or comm == WORKER_COMM
 
 
 def command_of(pid: int) -> str:
@@ -336,11 +343,10 @@ def other_measurements() -> list[str]:
     for entry in os.listdir("/proc"):
         if not entry.isdigit() or int(entry) in mine:
             continue
-        cmd = command_of(int(entry))
         # workers only: a runner that waits for the lock measures nothing,
         # nor does a runner's zygote (which forks the workers)
-        if "-m lab.worker" in cmd and not is_zygote(int(entry)):
-            found.append(f"pid {entry}: {cmd}")
+        if is_worker(int(entry)):
+            found.append(f"pid {entry}: {command_of(int(entry))}")
     return found
 
 

@@ -2,10 +2,11 @@
 
 Measurement rules it enforces (DESIGN.md): variants interleaved and
 repeated, never all of A then all of B; every run in a fresh process (forked
-by the suite's zygote, lab.worker.serve) pinned as configured; a per-run timeout; Ctrl-C (or SIGTERM) stops cleanly and
-keeps the runs that finished.  Whatever ends a run, nothing it started
-outlives it: the worker's process group is killed, and what escaped the
-group comes back to the runner (a child subreaper) and is killed too.
+by the suite's zygote, lab.worker.serve) pinned as configured; a per-run
+timeout; Ctrl-C (or SIGTERM) stops cleanly and keeps the runs that finished.
+Whatever ends a run, nothing it started outlives it: the worker's process
+group is killed, and what escaped the group comes back to the runner (a
+child subreaper) and is killed too.
 """
 
 from __future__ import annotations
@@ -587,11 +588,13 @@ class _Zygote:
 
     def _start(self) -> None:
         import socket
+
+        from lab.worker import ZYGOTE_ARG
         self.close()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             self._proc = subprocess.Popen(
-                WORKER_COMMAND + ["--zygote", str(theirs.fileno())], env=_worker_environment(),
+                WORKER_COMMAND + [ZYGOTE_ARG, str(theirs.fileno())], env=_worker_environment(),
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                 pass_fds=(theirs.fileno(),), start_new_session=True)
         except OSError as e:

@@ -28,8 +28,13 @@ import json
 import os
 import sys
 
-# /proc/PID/comm of the zygote: it is no measurement (lab.lock.other_measurements)
+# How a worker is told from the zygote, which is none (lab.lock.is_worker):
+# both have the zygote's command line (ZYGOTE_ARG in it); a forked worker
+# names itself WORKER_COMM (/proc/PID/comm) before it reads its spec, the
+# zygote names itself ZYGOTE_COMM once it runs (ps shows both)
+ZYGOTE_ARG = "--zygote"
 ZYGOTE_COMM = "lab-zygote"
+WORKER_COMM = "lab-worker"
 
 
 def main() -> int:
@@ -110,7 +115,6 @@ def serve(sock_fd: int) -> int:
     fds' numbers in the runner, JSON) forks a worker and answers its pid;
     EOF (the runner closed it, or died) ends the zygote."""
     import socket
-    comm = _comm()
     _set_comm(ZYGOTE_COMM)
     _preload()
     with socket.socket(fileno=sock_fd) as sock:
@@ -122,14 +126,14 @@ def serve(sock_fd: int) -> int:
             if not msg:
                 return 0
             try:
-                pid = _fork_worker(sock, fds, json.loads(msg), comm)
+                pid = _fork_worker(sock, fds, json.loads(msg))
             finally:
                 for fd in fds:      # the worker's only: its exit is EOF to the runner
                     os.close(fd)
             sock.send(str(pid).encode())
 
 
-def _fork_worker(sock, fds: list[int], numbers: list[int], comm: str) -> int:
+def _fork_worker(sock, fds: list[int], numbers: list[int]) -> int:
     """Fork twice: the worker's parent exits at once, so the worker is
     reparented to the runner (the nearest child subreaper above it).  The
     worker's pid once it leads its own session (the runner may kill its
@@ -150,7 +154,7 @@ def _fork_worker(sock, fds: list[int], numbers: list[int], comm: str) -> int:
                 os.setsid()
                 os.write(w, str(os.getpid()).encode())
                 os.close(w)
-                _become_worker(fds, numbers, comm)     # never returns
+                _become_worker(fds, numbers)     # never returns
         except BaseException:   # noqa: BLE001 -- the zygote answers -1
             code = 1
         os._exit(code)
@@ -161,7 +165,7 @@ def _fork_worker(sock, fds: list[int], numbers: list[int], comm: str) -> int:
     return int(answer) if answer else -1
 
 
-def _become_worker(fds: list[int], numbers: list[int], comm: str) -> None:
+def _become_worker(fds: list[int], numbers: list[int]) -> None:
     """In the forked worker, which leads its session already: what
     subprocess.Popen(pass_fds=numbers, close_fds=True) would give it, then
     main()."""
@@ -169,7 +173,7 @@ def _become_worker(fds: list[int], numbers: list[int], comm: str) -> None:
     code = 1
     try:
         signal.pthread_sigmask(signal.SIG_SETMASK, ())
-        _set_comm(comm)
+        _set_comm(WORKER_COMM)
         # out of the way of the numbers the spec names, then onto them
         high = max([2, *numbers, *fds]) + 1
         import fcntl
@@ -205,17 +209,12 @@ def _become_worker(fds: list[int], numbers: list[int], comm: str) -> None:
         os._exit(code)
 
 
-def _comm() -> str:
-    with open("/proc/self/comm") as f:
-        return f.read().strip()
-
-
 def _set_comm(name: str) -> None:
     with open("/proc/self/comm", "w") as f:
         f.write(name)
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["--zygote"]:
+    if sys.argv[1:2] == [ZYGOTE_ARG]:
         sys.exit(serve(int(sys.argv[2])))
     sys.exit(main())

@@ -44,14 +44,14 @@ def _parent_and_cmdline(pid):
 def workers_of(pid):
     """Live lab.worker processes whose parent is pid (the runner's zygote
     is none: it forks them)."""
-    from lab.lock import is_zygote
+    from lab.lock import is_worker
     found = []
     for entry in filter(str.isdigit, os.listdir("/proc")):
         try:
-            ppid, cmd = _parent_and_cmdline(entry)
+            ppid, _ = _parent_and_cmdline(entry)
         except (OSError, IndexError):
             continue
-        if ppid == pid and b"lab.worker" in cmd and not is_zygote(int(entry)):
+        if ppid == pid and is_worker(int(entry)):
             found.append(int(entry))
     return found
 
