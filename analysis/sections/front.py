@@ -6,6 +6,8 @@ numbers are known, and Report.flow_front puts it first."""
 
 from __future__ import annotations
 
+import os
+
 from analysis._pages import Block, Heading, Report, Space, Text
 from analysis._results import Run
 from analysis.front import TITLE, claims
@@ -27,9 +29,10 @@ def front_blocks(run: Run, section_pages: dict[str, int]) -> list[Block]:
     machine = ", ".join(str(env[k]) for k in ("cpu.model", "kernel.release",
                                               "system.virtualization") if env.get(k))
     suite = run.manifest.get("suite", {}).get("name", run.name)
+    folder = os.path.basename(os.path.abspath(run.path))
     blocks: list[Block] = [
         Heading(TITLE, size=17),
-        Text(f"Suite {suite}, results folder {run.name}" + (f"; {machine}" if machine else ""),
+        Text(f"Suite {suite}, results folder {folder}" + (f"; {machine}" if machine else ""),
              size=9.5),
         Text("Medians of this run; a ratio's 95% interval is the two medians' bootstrap "
              "intervals divided crosswise, a time's is its median's (hierarchical bootstrap). "
