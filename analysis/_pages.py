@@ -51,6 +51,7 @@ class Text:
     indent: float = 0.0                  # inches
     bold: bool = False
     hanging: str = ""                    # prefix for wrapped continuation lines
+    goto: int | None = None              # links to this page (footer numbers): Report.flow_front
 
 
 @dataclass
@@ -563,13 +564,16 @@ class _TableLayout:
 class Report:
     """What a report section gets: the run, and helpers that add pages."""
 
-    def __init__(self, run: Run, pdf, title: str):
+    def __init__(self, run: Run, pdf, title: str, front_page: bool = False):
+        """``front_page``: a page will go first (flow_front), so the pages
+        written before it are numbered from 2."""
         self.run = run
         self.pdf = pdf
         self.title = title
-        self.pages = 0
+        self.pages = 1 if front_page else 0
         self._fig: Figure | None = None        # the text page being filled
         self._y = 0.0
+        self._links: list[tuple[list[float], int]] = []   # (rect in points, page) of Text.goto
 
     # -- pages ---------------------------------------------------------------
     def _footer(self, fig) -> None:
@@ -644,7 +648,43 @@ class Report:
             _put(self._fig, x, y, line, fontsize=block.size, va="top", color=block.color,
                  family=MONO if block.mono else SANS,
                  weight="bold" if block.bold else "normal")
+            if block.goto is not None:
+                em = (MONO_EM if block.mono else SANS_EM) * (1.12 if block.bold else 1.0)
+                x0, top = (MARGIN_X + block.indent) * 72, (PAGE_H - self._y) * 72
+                self._links.append(([x0, top - h * 72, x0 + len(line) * block.size * em, top],
+                                    block.goto))
             self._y += h
+
+    def flow_front(self, blocks: Sequence[Block]) -> bool:
+        """Flow ``blocks`` onto the page that goes first in the PDF (made with
+        Report(front_page=True)): it is written last, when every page a
+        Text.goto names exists, then moved to the front of the file's page
+        list, each Text.goto made a link to its page.  matplotlib's PDF
+        backend offers URL links only, so the page list and the GoTo
+        annotations are its PdfFile's (pageList, _annotations); a PdfPages
+        without them leaves the page last, unlinked, and this returns False.
+        The page must fit on one page: the others were numbered from 2."""
+        self.end_page()
+        file = getattr(self.pdf, "_file", None)
+        page_list = getattr(file, "pageList", None)
+        annotations = getattr(file, "_annotations", None)
+        before = len(page_list) if isinstance(page_list, list) else 0
+        numbered, self.pages = self.pages, 0
+        self._links = []
+        self.flow(blocks)
+        self.end_page()
+        self.pages = numbered
+        links, self._links = self._links, []
+        if not isinstance(page_list, list) or not isinstance(annotations, list):
+            return False
+        from matplotlib.backends.backend_pdf import Name
+        # before the move, the page numbered N (from 2) is page_list[N - 2]
+        annotations[-1][1].extend(
+            {"Type": Name("Annot"), "Subtype": Name("Link"), "Rect": rect, "Border": [0, 0, 0],
+             "Dest": [page_list[page - 2], Name("Fit")]}
+            for rect, page in links if 2 <= page < before + 2)
+        page_list[:] = page_list[before:] + page_list[:before]
+        return True
 
     def _table(self, t: Table) -> None:
         from matplotlib.lines import Line2D

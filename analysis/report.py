@@ -1,6 +1,7 @@
 """The PDF report of a stored run (`lab report`, `lab run --report`).
 
-A title page (suite, timings, versions, run counts, the machine, the kernel
+A front page (each seed claim in one line, analysis/sections/front.py),
+a title page (suite, timings, versions, run counts, the machine, the kernel
 view's status), then one section per family in manifest order (see
 analysis/sections), then every skipped point and every run that gave no
 samples, with its reason.  The PDF is written to a temporary file in the
@@ -133,6 +134,7 @@ def write_report(run_dir: str, output: str | None = None, run: Run | None = None
     from matplotlib.backends.backend_pdf import PdfPages
 
     from analysis.sections import section_for
+    from analysis.sections.front import front_page
 
     run = run if run is not None else load_run(run_dir)
     output = output or os.path.join(run_dir, REPORT_NAME)
@@ -147,12 +149,17 @@ def write_report(run_dir: str, output: str | None = None, run: Run | None = None
                         "Subject": os.path.abspath(run_dir), "Creator": "upcall-lab analysis"}
             with PdfPages(tmp, metadata=metadata) as pdf:
                 report = Report(run, pdf, f"upcall-lab \u00b7 {suite_name} \u00b7 "
-                                          f"{os.path.basename(os.path.abspath(run_dir))}")
+                                          f"{os.path.basename(os.path.abspath(run_dir))}",
+                                front_page=True)
                 report.flow(title_blocks(run))
                 report.end_page()
+                section_pages = {}
                 for family in run.families:
+                    section_pages[family] = report.pages + 1
                     section_for(family)(report, family)
                     report.end_page()
                 report.flow(problem_blocks(run))
                 report.end_page()
+                # written last, when the sections' pages are known; it goes first
+                front_page(report, section_pages)
     return output

@@ -291,7 +291,8 @@ def test_a_run_without_table_iv_or_p_01_says_so_in_one_line(tmp_path):
            "second: upcall, 340,000 steps/s" in text
     assert "Handoff at p = 0.5: upcall 32.0 us" in text
     words = pdf_text(write_report(run_dir, str(tmp_path / "partial.pdf")))
-    assert words.count("This run has no Table IV measurement") == 2    # findings, and its table
+    # the front page, the findings, and its table
+    assert words.count("This run has no Table IV measurement") == 3
     assert "activations: Table IV" not in words
 
 
