@@ -3,7 +3,7 @@ schema) with DuckDB, in place: one view per table, the hive partitions
 ``host`` and ``kernel`` as columns.
 
     con = connect("fleet")
-    con.sql("SELECT host, kernel, count(*) FROM samples GROUP BY ALL").df()
+    con.execute("SELECT host, kernel, count(*) FROM samples GROUP BY ALL").df()
     medians(con)            # per suite run, family, variant, point, metric
 """
 
@@ -50,6 +50,6 @@ def medians(con, user_side: bool = True) -> pd.DataFrame:
     ``user_side`` is False."""
     where = "WHERE user_side" if user_side else ""
     keys = ", ".join(CELL)
-    return con.sql(f"SELECT host, kernel, {keys}, median(value) AS median, count(*) AS n "
+    return con.execute(f"SELECT host, kernel, {keys}, median(value) AS median, count(*) AS n "
                    f"FROM samples {where} GROUP BY host, kernel, {keys} "
                    f"ORDER BY host, kernel, {keys}").df()

@@ -21,7 +21,6 @@ storage...): this command reads folders on this machine.
 
 from __future__ import annotations
 
-import argparse
 import functools
 import hashlib
 import json
@@ -357,13 +356,17 @@ EPILOG = """\
 examples:
   lab dataset results/20261203-142720-quick --out fleet
   lab dataset hosts/*/results/* --out /srv/lab-dataset
-  duckdb -c "SELECT host, kernel, family, variant, point, metric, median(value)
-             FROM read_parquet('fleet/samples/**/*.parquet', hive_partitioning=true)
-             WHERE user_side GROUP BY ALL"
+  python -c "from analysis.dataset import connect, medians; print(medians(connect('fleet')))"
+
+in SQL (DuckDB; Spark and Trino read the same folders as hive-partitioned tables):
+  SELECT host, kernel, family, variant, point, metric, median(value)
+  FROM read_parquet('fleet/samples/**/*.parquet', hive_partitioning = true)
+  WHERE user_side GROUP BY ALL
 """
 
 
-def add_parser(sub, formatter_class) -> None:
+def add_parser(sub, formatter_class, func) -> None:
+    """The ``dataset`` subcommand on lab's parser; func: lab.cli.cmd_dataset."""
     p = sub.add_parser("dataset", formatter_class=formatter_class,
                        help="gather runs from many hosts into one Parquet dataset",
                        description=HELP.format(host_keys=", ".join(HOST_KEYS)), epilog=EPILOG)
@@ -371,22 +374,4 @@ def add_parser(sub, formatter_class) -> None:
                    help="results folders `lab run` made (or `latest`, under results/)")
     p.add_argument("--out", required=True, metavar="DIR",
                    help="the dataset folder: created, or an existing dataset to add to")
-    p.set_defaults(func=cmd_dataset)
-
-
-def cmd_dataset(args: argparse.Namespace) -> int:
-    from lab import store
-    from lab.cli import EXIT_BAD_INPUT, _print_error
-    try:
-        gathered = gather(args.run_dirs, args.out)
-    except (DatasetError, store.ResultsError) as e:
-        _print_error(f"dataset: {e}")
-        return EXIT_BAD_INPUT
-    except OSError as e:
-        _print_error(f"dataset: {e.filename or args.out}: {e.strerror or e}; check that folder "
-                     "(free space, permissions)")
-        return EXIT_BAD_INPUT
-    for ident, host, kernel in gathered:
-        print(f"{ident}  host={host} kernel={kernel}")
-    print(args.out)
-    return 0
+    p.set_defaults(func=func)

@@ -84,9 +84,11 @@ class SyntheticRun:
 
 # two hosts for lab dataset: one kernel each, a different CPU each
 HOST_A = {"kernel.release": "6.18.0-a", "kernel.machine": "x86_64", "cpu.model": "AMD EPYC",
-          "cpu.online": 2, "system.virtualization": "KVM (Firecracker)", **HALTPOLL}
+          "cpu.online": 2, "system.virtualization": "KVM (Firecracker)", "noise.loadavg_1min": 0.1,
+          **HALTPOLL}
 HOST_B = {"kernel.release": "6.1.0-b", "kernel.machine": "x86_64", "cpu.model": "Intel Xeon",
-          "cpu.online": 4, "system.virtualization": "none", "power.cpuidle_driver": "intel_idle"}
+          "cpu.online": 4, "system.virtualization": "none", "power.cpuidle_driver": "intel_idle",
+          "noise.loadavg_1min": 0.5}
 # known user-side medians [ns] per (variant, placement) on each host; the
 # host A runs with probes attached (each cell's last repetition) are
 # PROBED_SLOWER times slower, so a median over every run would differ
