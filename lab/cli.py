@@ -355,6 +355,23 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dataset(args: argparse.Namespace) -> int:
+    from lab import dataset, store
+    try:
+        gathered = dataset.gather(args.run_dirs, args.out)
+    except (dataset.DatasetError, store.ResultsError) as e:
+        _print_error(f"dataset: {e}")
+        return EXIT_BAD_INPUT
+    except OSError as e:        # writing the dataset failed (disk full...)
+        _print_error(f"dataset: {e.filename or args.out}: {e.strerror or e}; check that folder "
+                     "(free space, permissions)")
+        return EXIT_BAD_INPUT
+    for ident, host, kernel in gathered:
+        print(f"{ident}  host={host} kernel={kernel}")
+    print(args.out)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     fmt = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(prog="lab", description=DESCRIPTION, formatter_class=fmt)
@@ -433,6 +450,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", help="PDF path (default: RUN_DIR/report.pdf)")
     p.add_argument("--root", default="results", help="where `latest` looks (default: results)")
     p.set_defaults(func=cmd_report)
+
+    # its help in its module (light at import: pyarrow and pandas load in cmd_dataset)
+    from lab import dataset
+
+    dataset.add_parser(sub, fmt, cmd_dataset)
     return parser
 
 

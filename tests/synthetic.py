@@ -80,3 +80,49 @@ class SyntheticRun:
             families=described, skipped=[], runs=self.runs)
         store.write_manifest(self.run_dir, manifest)
         return self.run_dir
+
+
+# two hosts for lab dataset: one kernel each, a different CPU each
+HOST_A = {"kernel.release": "6.18.0-a", "kernel.machine": "x86_64", "cpu.model": "AMD EPYC",
+          "cpu.online": 2, "system.virtualization": "KVM (Firecracker)", "noise.loadavg_1min": 0.1,
+          **HALTPOLL}
+HOST_B = {"kernel.release": "6.1.0-b", "kernel.machine": "x86_64", "cpu.model": "Intel Xeon",
+          "cpu.online": 4, "system.virtualization": "none", "power.cpuidle_driver": "intel_idle",
+          "noise.loadavg_1min": 0.5}
+# known user-side medians [ns] per (variant, placement) on each host; the
+# host A runs with probes attached (each cell's last repetition) are
+# PROBED_SLOWER times slower, so a median over every run would differ
+HOST_MEDIANS = {
+    "a": {("null_syscall", None): 110.0, ("futex_pingpong", "same_cpu"): 900.0,
+          ("futex_pingpong", "cross_cpu"): 24000.0},
+    "b": {("null_syscall", None): 70.0, ("futex_pingpong", "same_cpu"): 650.0,
+          ("futex_pingpong", "cross_cpu"): 5200.0},
+}
+PROBED_SLOWER = 1.5
+
+
+def two_hosts(tmp_path, reps: int = 3) -> tuple[str, str]:
+    """Two results folders of the baseline family with HOST_MEDIANS, from
+    hosts HOST_A and HOST_B.  Host A's folder is probed, its last
+    repetition of each cell with probes and the others without (paired
+    cells: user-side numbers leave the probed runs out); host B's is not."""
+    from lab.families.baseline import FAMILY
+    out = []
+    for name, env, probed in (("a", HOST_A, True), ("b", HOST_B, False)):
+        synth = SyntheticRun(tmp_path / f"host-{name}", probed=probed)
+        for rep in range(reps):
+            with_probes = probed and rep == reps - 1
+            for (variant, placement), median in HOST_MEDIANS[name].items():
+                params = variant_params(FAMILY, variant, placement=placement, samples=100)
+                metrics = [m.name for m in next(v for v in FAMILY.variants
+                                                if v.name == variant).metrics]
+                scale = PROBED_SLOWER if with_probes else 1.0
+                series = {m: exact_median(median * scale * (k + 1), seed=rep)
+                          for k, m in enumerate(metrics)}
+                entry = synth.add("baseline", variant, params, series, rep,
+                                  {"iterations": 100.0 + rep}, ops=100,
+                                  kernel={"switches_per_op": 2.0} if with_probes else None)
+                entry["kernel_view"] = with_probes
+        out.append(synth.write(f"host-{name}", {"baseline": FAMILY}, reps, environment=env,
+                               probes=("switches",) if probed else ()))
+    return out[0], out[1]

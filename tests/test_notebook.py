@@ -213,3 +213,25 @@ def test_msgport_notebook_runs(msgport_run, monkeypatch):
     assert "client_cpu_ns_per_call" in html
     assert "No MSG_RING verdict" in text
     assert sum("image/png" in o.get("data", {}) for o in outputs) >= 3
+
+
+def test_dataset_notebook_runs(tmp_path, monkeypatch):
+    """The query over a dataset of two synthetic hosts (tests/synthetic.py)."""
+    from lab import cli
+    from lab.dataset import host_id
+    from tests.synthetic import HOST_A, HOST_B, HOST_MEDIANS, two_hosts
+    out = str(tmp_path / "fleet")
+    assert cli.main(["dataset", *two_hosts(tmp_path), "--out", out]) == 0
+    monkeypatch.setenv("UPCALL_LAB_DATASET", out)
+    outputs = _execute("dataset", out, monkeypatch)
+    text, html = _text(outputs), _html(outputs)
+    assert out in text
+    machines = {f"{host_id(env)} {env['kernel.release']}": name
+                for name, env in (("a", HOST_A), ("b", HOST_B))}
+    assert all(m in html for m in machines)
+    assert "cpu.model" in html and "Intel Xeon" in html and "noise." not in html
+    # null_syscall's ratio of the second machine (in column order) to the first
+    first, second = (machines[m] for m in sorted(machines))
+    ratio = HOST_MEDIANS[second][("null_syscall", None)] / HOST_MEDIANS[first][("null_syscall", None)]
+    assert f"{ratio:.3f}" in html
+    assert "switches_per_op" in html
