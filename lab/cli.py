@@ -433,6 +433,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", help="PDF path (default: RUN_DIR/report.pdf)")
     p.add_argument("--root", default="results", help="where `latest` looks (default: results)")
     p.set_defaults(func=cmd_report)
+
+    from lab import compare
+    compare.add_parser(sub, fmt)
     return parser
 
 
