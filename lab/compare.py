@@ -263,6 +263,9 @@ def text_lines(c, sides) -> list[str]:
     else:
         out.append("environment: the fingerprints agree (readings of the moment aside)")
     rows = c.rows
+    out.append(f"first: the median of {c.sides[0]}; this: the run's; ratio: this / first with "
+               f"its 95% interval ({c.resamples} bootstrap resamples); d ...: this - first in "
+               "the kernel view")
     for run in c.sides[1:]:
         mine = rows[rows["run"] == run]
         for family, part in mine.groupby("family", sort=False):

@@ -213,3 +213,14 @@ def test_msgport_notebook_runs(msgport_run, monkeypatch):
     assert "client_cpu_ns_per_call" in html
     assert "No MSG_RING verdict" in text
     assert sum("image/png" in o.get("data", {}) for o in outputs) >= 3
+
+
+def test_compare_notebook_runs(tmp_path, monkeypatch):
+    from tests.test_compare import build
+    a, b = build(tmp_path / "before"), build(tmp_path / "after", scale=1.5, seed=1)
+    monkeypatch.setenv("UPCALL_LAB_COMPARE", os.pathsep.join([a, b]))
+    outputs = _execute("compare", a, monkeypatch)
+    assert a in _text(outputs) and b in _text(outputs)
+    html = _html(outputs)
+    assert "futex_pingpong" in html and "slower" in html
+    assert any("image/png" in o.get("data", {}) for o in outputs)

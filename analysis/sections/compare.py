@@ -14,15 +14,13 @@ import sys
 
 import numpy as np
 
-from analysis._pages import Heading, Report, Table, Text
+from analysis._pages import Heading, Report, Table, Text, pdf_style
 from analysis._results import Run
 from analysis._views import label
 from analysis.compare import FASTER, NOT_TOLD_APART, SLOWER, Comparison, telling_points
 
 ROWS_PER_FIGURE = 36            # forest lines per page: labels stay readable
 VERDICT_COLOR = {FASTER: "#1b7837", SLOWER: "#b2182b", NOT_TOLD_APART: "0.45"}
-RC = {"pdf.fonttype": 42, "ps.fonttype": 42, "font.family": "DejaVu Sans",
-      "axes.titlesize": 10, "axes.labelsize": 9, "xtick.labelsize": 8, "ytick.labelsize": 8}
 
 
 def summary_blocks(c: Comparison) -> list:
@@ -74,6 +72,7 @@ def forest(ax, part, title: str) -> None:
     ax.axvline(1.0, color="black", linewidth=0.9, linestyle="--")
     ax.set_xscale("log")
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}x"))
+    ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:.2g}x"))
     points = telling_points(part["point"])
     labels = [label(str(r.variant), points[str(r.point)])
               + ("" if part["metric"].nunique() == 1 else f" {r.metric}")
@@ -102,7 +101,7 @@ def write_compare_pdf(c: Comparison, path: str, run: Run) -> str:
 
     from lab.store import atomic_output
 
-    with atomic_output(path) as tmp, matplotlib.rc_context(RC):
+    with atomic_output(path) as tmp, pdf_style():
         with PdfPages(tmp, metadata={"Title": f"upcall-lab compare: {' / '.join(c.sides)}",
                                      "Creator": "upcall-lab analysis"}) as pdf:
             report = Report(run, pdf, f"upcall-lab compare \u00b7 {os.path.basename(path)}")
