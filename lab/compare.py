@@ -34,9 +34,10 @@ test and a verdict, and beside it what the kernel view saw differently.
                         alone is optimistic: the interval, which resamples
                         repetitions, must agree)
   noisy                 a run's repetition medians spread over 10% of its median
-  bimodal               a run's samples split in two modes: the best split of
-                        the log samples in two leaves >= 10% on each side and
-                        Ashman's D > 4 between the parts, in half of its repetitions
+  bimodal               in half of a run's repetitions the samples split in
+                        two modes: the best two-way split of the log samples
+                        leaves >= 10% on each side, medians >= 10% apart, and
+                        Ashman's D > 4 between the parts
   kernel view           differences (this run - the first) in switches/op,
                         syscalls/op, punts/op and wake-to-run p50, where both
                         runs have a kernel view
