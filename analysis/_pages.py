@@ -35,6 +35,17 @@ KEEP_TOGETHER_BELOW = 2.5
 FOOT_SIZE = 7
 
 
+def pdf_style():
+    """The rc settings every PDF of the lab is drawn with (the report's,
+    `lab compare --pdf`): fonttype 42 embeds TrueType fonts, so pdftotext
+    and readers find the text."""
+    import matplotlib
+    return matplotlib.rc_context({"pdf.fonttype": 42, "ps.fonttype": 42,
+                                  "font.family": "DejaVu Sans", "axes.titlesize": 10,
+                                  "axes.labelsize": 9, "xtick.labelsize": 8,
+                                  "ytick.labelsize": 8})
+
+
 @dataclass
 class Heading:
     text: str

@@ -197,8 +197,18 @@ def _bootstrap_cells(cells: list[_Cell], resamples: int = RESAMPLES,
                      confidence: float = CONFIDENCE) -> list[tuple[float, float]]:
     """The hierarchical-bootstrap interval of the median of each cell."""
     alpha = (1 - confidence) / 2
+    out = []
+    for medians in _bootstrap_medians(cells, resamples):
+        low, high = np.quantile(medians, [alpha, 1 - alpha])
+        out.append((float(low), float(high)))
+    return out
 
-    def intervals(batch: list[_Cell]) -> list[tuple[float, float]]:
+
+def _bootstrap_medians(cells: list[_Cell], resamples: int) -> list[np.ndarray]:
+    """Each cell's ``resamples`` hierarchical-bootstrap medians (what its
+    interval is read from; a ratio of two cells' medians is read from two)."""
+
+    def medians_of(batch: list[_Cell]) -> list[np.ndarray]:
         width = max(c.reps for c in batch)
         ranks: _CountTable | _PooledRanks
         if (sum(c.n for c in batch) + len(batch)) * width <= BATCH_ENTRIES:
@@ -210,12 +220,7 @@ def _bootstrap_cells(cells: list[_Cell], resamples: int = RESAMPLES,
             chosen = c.rng.multinomial(c.reps, np.full(c.reps, 1.0 / c.reps), size=resamples)
             draws[g, :, :c.reps] = chosen * c.sizes[None, :]
         lower, upper = _order_statistics(batch, ranks, draws)
-        out = []
-        for g, c in enumerate(batch):
-            medians = (c.pooled[lower[g]] + c.pooled[upper[g]]) / 2
-            low, high = np.quantile(medians, [alpha, 1 - alpha])
-            out.append((float(low), float(high)))
-        return out
+        return [(c.pooled[lower[g]] + c.pooled[upper[g]]) / 2 for g, c in enumerate(batch)]
 
     # NumPy's binomial draws and array operations release the GIL, so
     # batches on threads use every CPU (the draws are most of the time);
@@ -223,10 +228,23 @@ def _bootstrap_cells(cells: list[_Cell], resamples: int = RESAMPLES,
     workers = min(len(os.sched_getaffinity(0)), MAX_THREADS)
     batches = _batches(cells, resamples, parts=workers if len(cells) >= 2 * workers else 1)
     if len(batches) == 1:
-        return intervals(batches[0])
+        return medians_of(batches[0])
     from concurrent.futures import ThreadPoolExecutor
     with ThreadPoolExecutor(workers) as pool:
-        return [ci for part in pool.map(intervals, batches) for ci in part]
+        return [m for part in pool.map(medians_of, batches) for m in part]
+
+
+def bootstrap_medians(cells: Sequence[tuple[np.ndarray, np.ndarray]], seeds: Sequence,
+                      resamples: int = RESAMPLES) -> list[np.ndarray]:
+    """For each (values, repetition of each value) cell, its ``resamples``
+    hierarchical-bootstrap medians (repetitions, then samples within them),
+    all cells at once in batches; cell i draws from its own generator
+    seeds[i], so its medians do not depend on the other cells."""
+    made = []
+    for (values, groups), seed in zip(cells, seeds):
+        _, rep = np.unique(np.asarray(groups), return_inverse=True)
+        made.append(_Cell(np.asarray(values, dtype=np.float64), rep, seed))
+    return _bootstrap_medians(made, resamples) if made else []
 
 
 def bootstrap_median_ci(values: np.ndarray, groups: np.ndarray, seed: int | Sequence[int] = 0,

@@ -15,7 +15,7 @@ import sys
 from typing import Any
 
 from analysis._kernel import kernel_view_line, kernel_view_status
-from analysis._pages import Block, Heading, Report, Space, Table, Text
+from analysis._pages import Block, Heading, Report, Space, Table, Text, pdf_style
 from analysis._results import Run, load_run
 from analysis._views import alongside_lines, not_ok_lines, skipped_lines, status_counts
 from lab.store import atomic_output
@@ -140,11 +140,7 @@ def write_report(run_dir: str, output: str | None = None, run: Run | None = None
     output = output or os.path.join(run_dir, REPORT_NAME)
     suite_name = run.manifest.get("suite", {}).get("name", run.name)
     with atomic_output(output) as tmp:
-        # fonttype 42: TrueType fonts, so pdftotext and readers find the text
-        with matplotlib.rc_context({"pdf.fonttype": 42, "ps.fonttype": 42,
-                                    "font.family": "DejaVu Sans", "axes.titlesize": 10,
-                                    "axes.labelsize": 9, "xtick.labelsize": 8,
-                                    "ytick.labelsize": 8}):
+        with pdf_style():
             metadata = {"Title": f"upcall-lab report: {suite_name}",
                         "Subject": os.path.abspath(run_dir), "Creator": "upcall-lab analysis"}
             with PdfPages(tmp, metadata=metadata) as pdf:

@@ -455,6 +455,9 @@ def build_parser() -> argparse.ArgumentParser:
     from lab import dataset
 
     dataset.add_parser(sub, fmt, cmd_dataset)
+
+    from lab import compare
+    compare.add_parser(sub, fmt)
     return parser
 
 

@@ -353,3 +353,18 @@ def other_measurements() -> list[str]:
 def wait_message(holder: Holder | None) -> str:
     return (f"waiting for {holder or 'another lab measurement'} to finish "
             f"(Ctrl-C to stop waiting)")
+
+
+def folder_holder(run_dir: str) -> Holder | None:
+    """Who holds a results folder's lock (a runner executing it), without
+    taking it: None when nobody does or the folder has no lock file."""
+    path = os.path.join(run_dir, FOLDER_LOCK)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        pid = _lock_owner(fd)
+        return Holder(pid, _read_note(path, pid)) if pid else None
+    finally:
+        os.close(fd)

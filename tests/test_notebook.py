@@ -235,3 +235,14 @@ def test_dataset_notebook_runs(tmp_path, monkeypatch):
     ratio = HOST_MEDIANS[second][("null_syscall", None)] / HOST_MEDIANS[first][("null_syscall", None)]
     assert f"{ratio:.3f}" in html
     assert "switches_per_op" in html
+
+
+def test_compare_notebook_runs(tmp_path, monkeypatch):
+    from tests.test_compare import build
+    a, b = build(tmp_path / "before"), build(tmp_path / "after", scale=1.5, seed=1)
+    monkeypatch.setenv("UPCALL_LAB_COMPARE", os.pathsep.join([a, b]))
+    outputs = _execute("compare", a, monkeypatch)
+    assert a in _text(outputs) and b in _text(outputs)
+    html = _html(outputs)
+    assert "futex_pingpong" in html and "slower" in html
+    assert any("image/png" in o.get("data", {}) for o in outputs)
