@@ -88,6 +88,12 @@ noise
     noise.busy                  float|None    %, CPU time used by others in that sample
     noise.other_runnable        int|None      tasks, runnable besides this process
     noise.virtual_machine       bool          running in a VM (warn: expect heavier tails)
+tuning (what `lab tune` sets, lab/tune.py; warn: untuned)
+    tuning.haltpoll             str           "tuned", "untuned" or "nothing to tune"
+    tuning.cpu_dma_latency      str           "held at N us", "untuned" or "nothing to tune"
+    tuning.irq_affinity         str           "tuned[, N refused]", "untuned", ...
+    tuning.cpufreq              str           "tuned", "untuned" or "nothing to tune"
+    tuning.cpus                 str           the CPUs lab tune keeps IRQs off, or "none"
 """
 
 from __future__ import annotations
@@ -112,7 +118,7 @@ __all__ = ["Fact", "AREAS", "CAPABILITIES", "collect", "fingerprint", "capabilit
            "can_run", "run_doctor"]
 
 AREAS = ("system", "cpu", "clock", "power", "security", "privilege", "io_uring", "bpf",
-         "noise")
+         "noise", "tuning")
 STATUSES = ("ok", "warn", "fail")
 CAPABILITIES = ("native", "io_uring", "two_cpus", "fibers", "root", "bpf")
 
@@ -793,6 +799,11 @@ def _noise_facts() -> list[Fact]:
     return facts
 
 
+def _tuning_facts() -> list[Fact]:
+    from lab import tune
+    return tune.status_facts()
+
+
 _COLLECTORS = (
     ("system", _system_facts),
     ("cpu", _cpu_facts),
@@ -803,6 +814,7 @@ _COLLECTORS = (
     ("io_uring", _io_uring_facts),
     ("bpf", _bpf_facts),
     ("noise", _noise_facts),
+    ("tuning", _tuning_facts),
 )
 
 
@@ -995,7 +1007,7 @@ def _print_text(facts: list[Fact], caps: dict[str, str | None], ok: bool,
         if f.status == "warn" and f.area in ("io_uring",) and f.key != "io_uring.status":
             print(f"  - {f.key}: {f.note}", file=stream)
     quality = [k for k in warned if k.split(".")[0] in ("noise", "power", "clock", "cpu", "bpf",
-                                                        "privilege")]
+                                                        "privilege", "tuning")]
     if quality:
         print(f"  - see the warnings above: {', '.join(quality)}", file=stream)
 
