@@ -338,9 +338,10 @@ def _start_hold(latency_us: int) -> dict:
     return {"pid": proc.pid, "start_time": start, "latency_us": latency_us}
 
 
-def _stop_hold(hold: dict) -> None:
+def _stop_hold(hold: dict, say) -> None:
     """End the holder (the kernel drops its request with its last fd)."""
     if not hold_alive(hold):
+        say(f"  the latency hold (pid {hold['pid']}) had already ended")
         return
     os.kill(hold["pid"], signal.SIGTERM)
     for _ in range(200):
@@ -349,6 +350,7 @@ def _stop_hold(hold: dict) -> None:
         if not hold_alive(hold):
             return
         time.sleep(0.01)
+    say(f"  the latency holder (pid {hold['pid']}) did not end on SIGTERM: killed")
     os.kill(hold["pid"], signal.SIGKILL)
 
 
@@ -359,6 +361,8 @@ def _hold_main(latency_us: int, ready_fd: int) -> int:
     for sig in (signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    # started inside signals.held(): the blocked mask came through exec
+    signal.pthread_sigmask(signal.SIG_SETMASK, set())
     _set_comm(HOLDER_COMM)
     try:
         fd = os.open(DMA_LATENCY, os.O_RDWR | os.O_CLOEXEC)
@@ -439,7 +443,7 @@ def reset(state: dict, say) -> list[str]:
             remaining.insert(0, change)
     if state["hold"] is not None:
         try:
-            _stop_hold(state["hold"])
+            _stop_hold(state["hold"], say)
         except OSError as e:
             failed.append(f"holder pid {state['hold']['pid']}: {_why(e)}")
         else:

@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import signal
+import subprocess
 
 import pytest
 
@@ -117,6 +118,7 @@ def test_tune_then_reset_restores_every_file(as_found):
 
     proc = run_lab(["tune", "--reset"])
     assert proc.returncode == 0, proc.stderr
+    assert "did not end on SIGTERM" not in proc.stderr and "already ended" not in proc.stderr
     assert _snapshot() == as_found, "reset puts back every file byte for byte"
     assert not os.path.lexists(tune.STATE_FILE)
     assert _holders() == []
@@ -167,27 +169,59 @@ def test_an_untrusted_state_file_is_refused(as_found):
     assert len(proc.stderr.strip().splitlines()) == 1
 
 
-def test_a_stop_mid_tune_puts_back_what_was_done(as_found, monkeypatch):
+@pytest.fixture
+def stopping_signals():
+    """lab.signals' handlers in this process for one test, then pytest's back."""
+    from lab import signals
+    saved = {sig: signal.getsignal(sig) for sig in signals.STOPPING}
+    signals.install()
+    yield
+    for sig, handler in saved.items():
+        signal.signal(sig, handler)
+    signals.stopped_by, signals._installed = None, False
+
+
+def test_a_stop_mid_tune_puts_back_what_was_done(as_found, monkeypatch, stopping_signals):
+    """SIGTERM while the second change is made: that change finishes
+    (signals.held), then everything done is put back."""
     planned = tune.plan(tune.default_cpus())
     if len(planned.changes) < 3:
         pytest.skip("fewer than 3 changes to make here")
     real_write, done = tune._write, []
 
-    def write_then_stop(path, text):
-        if len(done) == 2:
-            done.append("stopped")
-            raise KeyboardInterrupt         # Ctrl-C after two changes, once
+    def write_and_stop(path, text):
+        if len(done) == 1:
+            os.kill(os.getpid(), signal.SIGTERM)
         real_write(path, text)
         done.append(path)
 
-    monkeypatch.setattr(tune, "_write", write_then_stop)
+    monkeypatch.setattr(tune, "_write", write_and_stop)
     with pytest.raises(KeyboardInterrupt):
         tune.tune(planned, say=lambda line: None)
-    # put back: the two made, and the third, saved before it was to be made
-    assert done.index("stopped") == 2
-    assert done[3:] == [c.path for c in reversed(planned.changes[:3])]
+    made = [c.path for c in planned.changes[:2]]
+    assert done == made + made[::-1], "two changes made whole, then put back in reverse"
     assert _snapshot() == as_found and not os.path.lexists(tune.STATE_FILE)
     assert _holders() == []
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
+@pytest.mark.parametrize("after", ["haltpoll:", "(measured CPUs"])
+def test_a_signal_during_tune_leaves_the_old_state_or_one_reset_restores(as_found, signum,
+                                                                          after):
+    """Whenever it lands (after the plan's first line, or its last: the
+    changes are being made): the machine as it was, or a saved state that
+    --reset turns back into it."""
+    proc = subprocess.Popen(LAB + ["tune"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    for line in proc.stdout:
+        if line.startswith(after):
+            break
+    proc.send_signal(signum)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode in (0, 130), err
+    if os.path.lexists(tune.STATE_FILE):
+        assert run_lab(["tune", "--reset"]).returncode == 0
+    assert _snapshot() == as_found and _holders() == []
 
 
 def _as_nobody() -> list[str] | None:
@@ -200,7 +234,6 @@ def test_without_root_it_says_what_it_would_do(as_found):
     if prefix is None:
         pytest.skip("no setpriv to run as nobody")
     planned = tune.plan(tune.default_cpus())
-    import subprocess
     proc = subprocess.run(prefix + LAB + ["tune"], capture_output=True, text=True, timeout=60,
                           cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     assert proc.returncode == 1, proc.stderr
