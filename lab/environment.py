@@ -114,6 +114,11 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
+# the kernel's cpulist format, shared with lab.tune (which this module's
+# tuning area imports, so neither may import the other for them)
+from lab.cpulist import format_cpulist as _format_cpulist
+from lab.cpulist import parse_cpulist as _parse_cpulist
+
 __all__ = ["Fact", "AREAS", "CAPABILITIES", "collect", "fingerprint", "capabilities",
            "can_run", "run_doctor"]
 
@@ -157,34 +162,6 @@ def _read_int(path: str) -> int | None:
         return int(text) if text is not None else None
     except ValueError:
         return None
-
-
-def _parse_cpulist(text: str | None) -> list[int]:
-    """'0-3,5' -> [0, 1, 2, 3, 5] (the kernel's cpulist format)."""
-    cpus: list[int] = []
-    for part in (text or "").replace("\n", ",").split(","):
-        part = part.strip()
-        if not part:
-            continue
-        try:
-            if "-" in part:
-                lo, hi = part.split("-", 1)
-                cpus.extend(range(int(lo), int(hi.split(":")[0]) + 1))
-            else:
-                cpus.append(int(part))
-        except ValueError:
-            continue
-    return sorted(set(cpus))
-
-
-def _format_cpulist(cpus: list[int]) -> str:
-    ranges: list[str] = []
-    for cpu in sorted(cpus):
-        if ranges and cpu == int(ranges[-1].split("-")[-1]) + 1:
-            ranges[-1] = f"{ranges[-1].split('-')[0]}-{cpu}"
-        else:
-            ranges.append(str(cpu))
-    return ",".join(ranges)
 
 
 def _cpuinfo_first() -> dict[str, str]:
@@ -801,7 +778,7 @@ def _noise_facts() -> list[Fact]:
 
 def _tuning_facts() -> list[Fact]:
     from lab import tune
-    return tune.status_facts()
+    return [Fact("tuning", **fact) for fact in tune.status()]
 
 
 _COLLECTORS = (

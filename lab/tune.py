@@ -64,6 +64,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from lab.cpulist import format_cpulist, parse_cpulist
 from lab.probes.tracefs import STATE_DIR
 
 STATE_FILE = os.path.join(STATE_DIR, "tune.json")
@@ -126,26 +127,24 @@ def _raw(path: str) -> str | None:
 
 
 def online_cpus() -> list[int]:
-    from lab.environment import _parse_cpulist, _read_text
-    return _parse_cpulist(_read_text(f"{CPU_DIR}/online")) or list(range(os.cpu_count() or 1))
+    return parse_cpulist(_raw(f"{CPU_DIR}/online")) or list(range(os.cpu_count() or 1))
 
 
 def parse_cpus(text: str) -> list[int]:
     """--cpus: a CPU list ("0", "0,2", "0-1") of online CPUs that leaves one
     for the interrupts, or TuneError."""
-    from lab.environment import _format_cpulist, _parse_cpulist
     parts = text.split(",")
     if not text or not all(p.strip().isdigit() or (p.count("-") == 1 and all(
             x.strip().isdigit() for x in p.split("-"))) for p in parts):
         raise TuneError(f"--cpus {text!r}: not a CPU list; give e.g. --cpus 0 or --cpus 0,2-3")
-    cpus = _parse_cpulist(text)
+    cpus = parse_cpulist(text)
     online = online_cpus()
     missing = [c for c in cpus if c not in online]
     if missing:
-        raise TuneError(f"--cpus {text}: CPU {_format_cpulist(missing)} is not online "
-                        f"(online: {_format_cpulist(online)})")
+        raise TuneError(f"--cpus {text}: CPU {format_cpulist(missing)} is not online "
+                        f"(online: {format_cpulist(online)})")
     if not set(online) - set(cpus):
-        raise TuneError(f"--cpus {text}: every online CPU ({_format_cpulist(online)}) would be "
+        raise TuneError(f"--cpus {text}: every online CPU ({format_cpulist(online)}) would be "
                         "measured, leaving none for the interrupts; measure fewer, e.g. --cpus 0")
     return cpus
 
@@ -175,7 +174,6 @@ def _governor_files() -> list[str]:
 
 def plan(cpus: list[int]) -> Plan:
     """What lab tune would change here, read now (needs no root)."""
-    from lab.environment import _format_cpulist
     result = Plan(cpus)
 
     def change(concern: str, path: str, new: str) -> None:
@@ -203,12 +201,12 @@ def plan(cpus: list[int]) -> Plan:
     others = [c for c in online_cpus() if c not in cpus]
     irqs = _irq_files()
     for path in irqs:
-        change("irq_affinity", path, _format_cpulist(others))
+        change("irq_affinity", path, format_cpulist(others))
     default = _raw(IRQ_DEFAULT)
     if default is not None and int(default.strip().replace(",", "") or "0", 16) != int(_mask(others), 16):
         result.changes.append(Change("irq_affinity", IRQ_DEFAULT, default, _mask(others)))
     result.notes["irq_affinity"] = (f"{len(irqs)} IRQs and the default for new ones off CPU "
-                                    f"{_format_cpulist(cpus)}, onto {_format_cpulist(others)}")
+                                    f"{format_cpulist(cpus)}, onto {format_cpulist(others)}")
 
     governors = _governor_files()
     for path in governors:
@@ -395,8 +393,8 @@ def tune(work: Plan, say) -> dict:
     from lab import signals
     from lab.store import now_iso
     state: dict[str, Any] = {"format": STATE_FORMAT, "version": STATE_VERSION,
-                             "tuned_at": now_iso(),
-             "cpus": work.cpus, "changes": [], "refused": [], "hold": None}
+                             "tuned_at": now_iso(), "cpus": work.cpus, "changes": [],
+                             "refused": [], "hold": None}
     try:
         with signals.held():
             _save(state)
@@ -424,7 +422,9 @@ def tune(work: Plan, say) -> dict:
     except KeyboardInterrupt:
         say("lab tune: stopped: putting back what was changed")
         with signals.held(raise_after=False):
-            reset(state, say)
+            failed = reset(state, say)
+        if failed:
+            say(f"lab: error: tune: could not put back {'; '.join(failed)}; {RETRY}")
         raise
     return state
 
@@ -458,28 +458,31 @@ def reset(state: dict, say) -> list[str]:
 
 # ---- what doctor and the manifest say -----------------------------------------
 
-def _latency_fact(state: dict | None, fix: str):
-    from lab.environment import Fact
+def _status(key: str, value: str, status: str = "ok", note: str = "") -> dict[str, str]:
+    """A fact of lab doctor's tuning area, as lab.environment.Fact's fields."""
+    return {"key": key, "value": value, "status": status, "note": note}
+
+
+def _latency_fact(state: dict | None, fix: str) -> dict[str, str]:
     limit = current_latency_us()
     if state and hold_alive(state["hold"]):
-        return Fact("tuning", "tuning.cpu_dma_latency", f"held at {state['hold']['latency_us']} us",
+        return _status("tuning.cpu_dma_latency", f"held at {state['hold']['latency_us']} us",
                     note=f"by {HOLDER_COMM} (pid {state['hold']['pid']}) until "
                          "`lab tune --reset`")
     if limit is not None and limit < LATENCY_DEFAULT_US:
-        return Fact("tuning", "tuning.cpu_dma_latency", f"held at {limit} us",
+        return _status("tuning.cpu_dma_latency", f"held at {limit} us",
                     note="by a process other than lab tune")
     if limit is None:
-        return Fact("tuning", "tuning.cpu_dma_latency", "unknown",
+        return _status("tuning.cpu_dma_latency", "unknown",
                     note=f"not root: the limit in force cannot be read from {DMA_LATENCY}")
-    return Fact("tuning", "tuning.cpu_dma_latency", "untuned", status="warn",
+    return _status("tuning.cpu_dma_latency", "untuned", status="warn",
                 note=f"no CPU latency hold in force: {fix}")
 
 
-def status_facts() -> list:
-    """One fact per concern, area "tuning": tuned, untuned (warn, with the
-    fix) or nothing to tune.  Values hold no pids or times, so two runs'
+def status() -> list[dict[str, str]]:
+    """One fact per concern, for lab doctor's area "tuning": tuned, untuned
+    (warn, with the fix) or nothing to tune.  Values hold no pids or times, so two runs'
     fingerprints differ only when the tuning did."""
-    from lab.environment import Fact, _format_cpulist
     try:
         state = read_state()
         distrust = ""
@@ -493,21 +496,21 @@ def status_facts() -> list:
     for concern in CONCERNS:
         key = f"tuning.{concern}"
         if concern in work.absent:
-            facts.append(Fact("tuning", key, "nothing to tune", note=work.notes[concern]))
+            facts.append(_status(key, "nothing to tune", note=work.notes[concern]))
         elif concern == "cpu_dma_latency":
             facts.append(_latency_fact(state, fix))
         elif pending := [c for c in work.changes if c.concern == concern
                          and c.path not in refused_paths]:
-            facts.append(Fact("tuning", key, "untuned", status="warn",
+            facts.append(_status(key, "untuned", status="warn",
                               note=f"{work.notes[concern]}: {len(pending)} setting(s) differ; "
                                    f"{fix}"))
         else:
             refused = [r for r in (state or {}).get("refused", ()) if r["concern"] == concern]
-            facts.append(Fact("tuning", key,
+            facts.append(_status(key,
                               f"tuned, {len(refused)} refused" if refused else "tuned",
                               note=work.notes[concern] + (" (the kernel refused to move "
                                                           f"{len(refused)})" if refused else "")))
-    facts.append(Fact("tuning", "tuning.cpus", _format_cpulist(state["cpus"]) if state else "none",
+    facts.append(_status("tuning.cpus", format_cpulist(state["cpus"]) if state else "none",
                       note=("the CPUs lab tune measured for (IRQs kept off them)" if state else
                             distrust or "lab tune has not run since boot (or was reset)"),
                       status="warn" if distrust else "ok"))
@@ -517,7 +520,6 @@ def status_facts() -> list:
 # ---- the command ---------------------------------------------------------------
 
 def _print_plan(work: Plan) -> None:
-    from lab.environment import _format_cpulist
     for concern in CONCERNS:
         print(f"{concern}: {work.notes[concern]}")
         changes = [c for c in work.changes if c.concern == concern]
@@ -528,7 +530,7 @@ def _print_plan(work: Plan) -> None:
             print(f"  {DMA_LATENCY}: {'?' if now is None else now} us -> {work.hold_us} us")
         elif concern not in work.absent and not changes:
             print("  already as lab tune sets it")
-    print(f"(measured CPUs: {_format_cpulist(work.cpus)}; {len(work.changes)} file(s) to change)")
+    print(f"(measured CPUs: {format_cpulist(work.cpus)}; {len(work.changes)} file(s) to change)")
 
 
 def _print_restore(state: dict) -> None:
@@ -585,7 +587,10 @@ def command(cpus_text: str | None, reset_: bool, dry_run: bool, say, error) -> i
                 if slot is None:
                     return EXIT_BUSY
                 with signals.held():
-                    failed = reset(state, say)
+                    try:
+                        failed = reset(state, say)
+                    except OSError as e:    # restored, but the state could not be rewritten
+                        failed = [f"{e.filename or STATE_FILE}: {_why(e)}"]
             if failed:
                 error(f"tune --reset: could not restore {'; '.join(failed)}; {RETRY}")
                 return 1
@@ -614,7 +619,15 @@ def command(cpus_text: str | None, reset_: bool, dry_run: bool, say, error) -> i
     with _machine(error) as slot:
         if slot is None:
             return EXIT_BUSY
-        state = tune(work, say)
+        try:
+            state = tune(work, say)
+        except OSError as e:        # the state file could not be written (/run full...)
+            error(f"tune: {e.filename or STATE_FILE}: {_why(e)}; what changed before is saved: "
+                  "`lab tune --reset` puts it back")
+            return 1
+        except TuneError as e:      # /run/upcall-lab not root's: found before any change
+            error(f"tune: {e}")
+            return 2
     refused = f", {len(state['refused'])} refused (left as they were)" if state["refused"] else ""
     print(f"tuned: {len(state['changes'])} file(s) changed{refused}"
           f"{', latency hold pid ' + str(state['hold']['pid']) if state['hold'] else ''}; "
