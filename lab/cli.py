@@ -372,6 +372,12 @@ def cmd_dataset(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tune(args: argparse.Namespace) -> int:
+    from lab import signals, tune
+    signals.install()
+    return tune.command(args.cpus, args.reset, args.dry_run, say=signals.say, error=_print_error)
+
+
 def build_parser() -> argparse.ArgumentParser:
     fmt = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(prog="lab", description=DESCRIPTION, formatter_class=fmt)
@@ -458,6 +464,27 @@ def build_parser() -> argparse.ArgumentParser:
 
     from lab import compare
     compare.add_parser(sub, fmt)
+
+
+    p = sub.add_parser("tune", formatter_class=fmt, help="make this machine quieter; --reset undoes it",
+                       description="As root: guest halt polling on (a 200 us window that stays open),\n"
+                                   "a 0 us /dev/cpu_dma_latency hold (a holder process), IRQs off the\n"
+                                   "measured CPUs, the performance cpufreq governor where there is one.\n"
+                                   "Each file's old contents are saved in /run/upcall-lab/tune.json\n"
+                                   "before it changes; --reset puts them back and ends the hold.\n"
+                                   "`lab doctor` shows what is untuned; every manifest records the\n"
+                                   "tuning in force (environment keys tuning.*).  Not root: prints\n"
+                                   f"what it would do, exit status 1.  Bad input: {EXIT_BAD_INPUT}.",
+                       epilog="examples:\n  lab tune --dry-run      # what would change (old -> new)\n"
+                              "  lab tune                # tune for measuring on CPU 0\n"
+                              "  lab tune --cpus 0,2     # ... on CPUs 0 and 2 (IRQs go to the others)\n"
+                              "  lab tune --reset        # put everything back")
+    p.add_argument("--reset", action="store_true", help="put back what lab tune changed")
+    p.add_argument("--dry-run", action="store_true", help="show what would change; change nothing")
+    p.add_argument("--cpus", metavar="LIST",
+                   help="the CPUs to keep interrupts off, e.g. 0 or 0,2-3 (default: the suites' "
+                        "default cpu, 0); at least one online CPU must be left")
+    p.set_defaults(func=cmd_tune)
     return parser
 
 

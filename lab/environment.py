@@ -88,6 +88,12 @@ noise
     noise.busy                  float|None    %, CPU time used by others in that sample
     noise.other_runnable        int|None      tasks, runnable besides this process
     noise.virtual_machine       bool          running in a VM (warn: expect heavier tails)
+tuning (what `lab tune` sets, lab/tune.py; warn: untuned)
+    tuning.haltpoll             str           "tuned", "untuned" or "nothing to tune"
+    tuning.cpu_dma_latency      str           "held at N us", "untuned" or "nothing to tune"
+    tuning.irq_affinity         str           "tuned[, N refused]", "untuned", ...
+    tuning.cpufreq              str           "tuned", "untuned" or "nothing to tune"
+    tuning.cpus                 str           the CPUs lab tune keeps IRQs off, or "none"
 """
 
 from __future__ import annotations
@@ -108,11 +114,16 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
+# the kernel's cpulist format, shared with lab.tune (which this module's
+# tuning area imports, so neither may import the other for them)
+from lab.cpulist import format_cpulist as _format_cpulist
+from lab.cpulist import parse_cpulist as _parse_cpulist
+
 __all__ = ["Fact", "AREAS", "CAPABILITIES", "collect", "fingerprint", "capabilities",
            "can_run", "run_doctor"]
 
 AREAS = ("system", "cpu", "clock", "power", "security", "privilege", "io_uring", "bpf",
-         "noise")
+         "noise", "tuning")
 STATUSES = ("ok", "warn", "fail")
 CAPABILITIES = ("native", "io_uring", "two_cpus", "fibers", "root", "bpf")
 
@@ -151,34 +162,6 @@ def _read_int(path: str) -> int | None:
         return int(text) if text is not None else None
     except ValueError:
         return None
-
-
-def _parse_cpulist(text: str | None) -> list[int]:
-    """'0-3,5' -> [0, 1, 2, 3, 5] (the kernel's cpulist format)."""
-    cpus: list[int] = []
-    for part in (text or "").replace("\n", ",").split(","):
-        part = part.strip()
-        if not part:
-            continue
-        try:
-            if "-" in part:
-                lo, hi = part.split("-", 1)
-                cpus.extend(range(int(lo), int(hi.split(":")[0]) + 1))
-            else:
-                cpus.append(int(part))
-        except ValueError:
-            continue
-    return sorted(set(cpus))
-
-
-def _format_cpulist(cpus: list[int]) -> str:
-    ranges: list[str] = []
-    for cpu in sorted(cpus):
-        if ranges and cpu == int(ranges[-1].split("-")[-1]) + 1:
-            ranges[-1] = f"{ranges[-1].split('-')[0]}-{cpu}"
-        else:
-            ranges.append(str(cpu))
-    return ",".join(ranges)
 
 
 def _cpuinfo_first() -> dict[str, str]:
@@ -793,6 +776,11 @@ def _noise_facts() -> list[Fact]:
     return facts
 
 
+def _tuning_facts() -> list[Fact]:
+    from lab import tune
+    return [Fact("tuning", **fact) for fact in tune.status()]
+
+
 _COLLECTORS = (
     ("system", _system_facts),
     ("cpu", _cpu_facts),
@@ -803,6 +791,7 @@ _COLLECTORS = (
     ("io_uring", _io_uring_facts),
     ("bpf", _bpf_facts),
     ("noise", _noise_facts),
+    ("tuning", _tuning_facts),
 )
 
 
@@ -995,7 +984,7 @@ def _print_text(facts: list[Fact], caps: dict[str, str | None], ok: bool,
         if f.status == "warn" and f.area in ("io_uring",) and f.key != "io_uring.status":
             print(f"  - {f.key}: {f.note}", file=stream)
     quality = [k for k in warned if k.split(".")[0] in ("noise", "power", "clock", "cpu", "bpf",
-                                                        "privilege")]
+                                                        "privilege", "tuning")]
     if quality:
         print(f"  - see the warnings above: {', '.join(quality)}", file=stream)
 
