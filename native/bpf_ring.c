@@ -208,3 +208,30 @@ int bpf_ring_wait(struct bpf_ring *r, int timeout_ms)
 		return errno == EINTR ? 0 : -errno;
 	return n;
 }
+
+/* Map a BPF_F_MMAPABLE array whose values are value_size bytes and which
+ * has more than min_index entries (the upcall program's VP slots and stage
+ * stamps, the reply-port word), from a loader such as bcc. */
+int lab_bpf_map_mmap(int fd, size_t value_size, uint32_t min_index, void **map,
+		     size_t *len)
+{
+	struct bpf_map_info info;
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+	void *m;
+	int err;
+
+	err = lab_bpf_map_info(fd, &info);
+	if (err)
+		return err;
+	if (info.type != BPF_MAP_TYPE_ARRAY ||
+	    !(info.map_flags & BPF_F_MMAPABLE) ||
+	    info.value_size != value_size || info.max_entries <= min_index)
+		return -EINVAL;
+	*len = ((size_t)info.value_size * info.max_entries + page - 1) &
+	       ~(page - 1);
+	m = mmap(NULL, *len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (m == MAP_FAILED)
+		return -errno;
+	*map = m;
+	return 0;
+}

@@ -70,5 +70,9 @@ int lab_bpf_prog_info(int prog_fd, struct bpf_prog_info *info);
 int lab_bpf_map_update_elem(int map_fd, const void *key, const void *value,
 			    uint64_t flags);
 int lab_bpf_map_delete_elem(int map_fd, const void *key);
+/* mmap a BPF_F_MMAPABLE array of value_size-byte values with more than
+ * min_index entries: *map, *len (for munmap); -EINVAL for another map. */
+int lab_bpf_map_mmap(int fd, size_t value_size, uint32_t min_index, void **map,
+		     size_t *len);
 
 #endif /* LAB_BPF_RING_H */

@@ -138,23 +138,13 @@ static void port_function(int sig, siginfo_t *si, void *uc)
 
 static int upport_map(struct upport *u, int map_fd)
 {
-	struct bpf_map_info info;
 	void *m;
 	int err;
 
-	err = lab_bpf_map_info(map_fd, &info);
+	err = lab_bpf_map_mmap(map_fd, sizeof(struct msgport_upcall_shared), 0,
+			       &m, &u->sh_len);
 	if (err)
 		return err;
-	if (info.type != BPF_MAP_TYPE_ARRAY ||
-	    !(info.map_flags & BPF_F_MMAPABLE) ||
-	    info.value_size != sizeof(struct msgport_upcall_shared) ||
-	    info.max_entries < 1)
-		return -EINVAL;
-	u->sh_len = (size_t)sysconf(_SC_PAGESIZE);
-	m = mmap(NULL, u->sh_len, PROT_READ | PROT_WRITE, MAP_SHARED, map_fd,
-		 0);
-	if (m == MAP_FAILED)
-		return -errno;
 	u->sh = m;
 	return 0;
 }

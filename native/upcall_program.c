@@ -37,36 +37,10 @@ size_t upcall_stages_size(void)
 	return sizeof(struct up_stages);
 }
 
-/* Map a BPF_F_MMAPABLE array whose values are value_size bytes and which
- * has more than min_index entries: the VP slots and the stage stamps. */
-static int up_map_array(int fd, size_t value_size, uint32_t min_index,
-			void **map, size_t *len)
-{
-	struct bpf_map_info info;
-	size_t page = (size_t)sysconf(_SC_PAGESIZE);
-	void *m;
-	int err;
-
-	err = lab_bpf_map_info(fd, &info);
-	if (err)
-		return err;
-	if (info.type != BPF_MAP_TYPE_ARRAY ||
-	    !(info.map_flags & BPF_F_MMAPABLE) ||
-	    info.value_size != value_size || info.max_entries <= min_index)
-		return -EINVAL;
-	*len = ((size_t)info.value_size * info.max_entries + page - 1) &
-	       ~(page - 1);
-	m = mmap(NULL, *len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	if (m == MAP_FAILED)
-		return -errno;
-	*map = m;
-	return 0;
-}
-
 int up_map_slots_n(int vps_fd, uint32_t nr, struct up_vp **vps, size_t *len)
 {
-	return up_map_array(vps_fd, sizeof(struct up_vp), nr ? nr - 1 : 0,
-			    (void **)vps, len);
+	return lab_bpf_map_mmap(vps_fd, sizeof(struct up_vp), nr ? nr - 1 : 0,
+				(void **)vps, len);
 }
 
 int up_map_slots(int vps_fd, struct up_vp **vps, size_t *len)
@@ -76,8 +50,8 @@ int up_map_slots(int vps_fd, struct up_vp **vps, size_t *len)
 
 int up_map_stages(int stages_fd, struct up_stages **st, size_t *len)
 {
-	return up_map_array(stages_fd, sizeof(struct up_stages), 0, (void **)st,
-			    len);
+	return lab_bpf_map_mmap(stages_fd, sizeof(struct up_stages), 0,
+				(void **)st, len);
 }
 
 int upcall_program_stats(int prog_fd, uint64_t *run_time_ns, uint64_t *run_cnt)
