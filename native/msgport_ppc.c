@@ -296,6 +296,10 @@ static uint64_t ppc_sigio_drain(struct ppc *p, uint64_t *buf, bool *stop,
 	ssize_t n;
 
 	while (!*stop && !*err) {
+		/* a server process's window clock: the handler may serve the
+		 * whole window, STOP included, without going back to its loop
+		 * (clock_gettime is async-signal-safe) */
+		ppc_clock_poll(p);
 		n = read(p->s_rfd, buf, PPC_QCAP * sizeof(uint64_t));
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -577,15 +581,18 @@ static int ppc_serve(struct ppc *p)
 {
 	uint64_t buf[PPC_QCAP];
 
+	/* These two publish themselves, once they can serve: a sigio server
+	 * told ready before its pipe signals it would miss the first request
+	 * (the client writes it at once, and no write raises it again). */
 	if (p->ring)
 		return ppc_serve_ring(p);
+	if (p->transport == MSGPORT_PPC_SIGIO)
+		return ppc_serve_sigio(p);
 	ppc_publish(p, -1, 0);
 	switch (p->transport) {
 	case MSGPORT_PPC_FUTEX:
 	case MSGPORT_PPC_EVENTFD:
 		return ppc_serve_queue(p);
-	case MSGPORT_PPC_SIGIO:
-		return ppc_serve_sigio(p);
 	default:
 		return ppc_serve_stream(p, buf);
 	}
