@@ -13,9 +13,7 @@ import numpy as np
 import pytest
 
 from lab.families import msgport
-from lab.native import load, standalone_handshake
-
-ffi, lib = load()
+from tests.test_msgport_ppc import c_side_spin_rc
 
 CPU = min(os.sched_getaffinity(0))
 PEER = max(os.sched_getaffinity(0))
@@ -87,13 +85,8 @@ def test_sigusr2_is_put_back_as_it_was():
 def test_a_spinning_receiver_is_refused_with_one_line():
     problem = msgport.point_problem("ppc_sigio", params(receiver="spin"))
     assert problem and "\n" not in problem and "receiver=park" in problem
-    # and the C side refuses it too (enum msgport_receiver: 1 = spin)
-    out = np.zeros(4)
-    counts = ffi.new("struct msgport_ppc_counts *")
-    sigio = dict(zip(msgport.TRANSPORTS, range(len(msgport.TRANSPORTS))))["sigio"]
-    rc = lib.msgport_ppc(standalone_handshake(), sigio, 0, 0, 1, CPU, CPU, 1, 0, 4,
-                         ffi.cast("double *", ffi.from_buffer(out)), counts)
-    assert rc == -errno.EINVAL
+    # and the C side refuses it too
+    assert c_side_spin_rc("sigio") == -errno.EINVAL
 
 
 # ---- the report's table (synthetic, no root) ----------------------------------------
