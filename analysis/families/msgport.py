@@ -612,6 +612,12 @@ def soft_interrupt_lines(data: pd.DataFrame) -> list[str]:
         if len(per):
             text += (f"; one entry served {fmt_value(float(per.min()))}.."
                      f"{fmt_value(float(per.max()))} calls")
+        if placement == CROSS:
+            # signal_wake_up() kicks a thread running on another CPU (an
+            # IPI); a parked server's CPU may have halted and must wake
+            text += (". Its CPU never idles (the server runs its own loop), so a request's "
+                     "signal kicks a running thread with an IPI, where the parked server's "
+                     "vCPU may have halted and must be woken")
         lines.append(text + ".")
     same = data[(data["placement"] == SAME) & (data["mode"] == "sync")]
     per_same = same["calls_per_signal"].astype(float).dropna()
