@@ -137,14 +137,20 @@ int msgport_live(struct lab_handshake *hs, int kind, uint32_t count,
 /* ---- protected procedure calls ------------------------------------------ */
 
 enum msgport_transport {
-	MSGPORT_PPC_MSG_RING,	   /* IORING_OP_MSG_RING between two rings */
-	MSGPORT_PPC_FUTEX,	   /* shared queues, futex doorbells */
-	MSGPORT_PPC_EVENTFD,	   /* shared queues, eventfd doorbells */
-	MSGPORT_PPC_PIPE,	   /* two pipes, messages in-band */
-	MSGPORT_PPC_UNIX_SOCKET,   /* a SOCK_STREAM socketpair, in-band */
-	MSGPORT_PPC_MSG_RING_DEFER /* MSG_RING to DEFER_TASKRUN |
-				    * SINGLE_ISSUER rings (each made or
-				    * enabled by the task that waits on it) */
+	MSGPORT_PPC_MSG_RING,	    /* IORING_OP_MSG_RING between two rings */
+	MSGPORT_PPC_FUTEX,	    /* shared queues, futex doorbells */
+	MSGPORT_PPC_EVENTFD,	    /* shared queues, eventfd doorbells */
+	MSGPORT_PPC_PIPE,	    /* two pipes, messages in-band */
+	MSGPORT_PPC_UNIX_SOCKET,    /* a SOCK_STREAM socketpair, in-band */
+	MSGPORT_PPC_MSG_RING_DEFER, /* MSG_RING to DEFER_TASKRUN |
+				     * SINGLE_ISSUER rings (each made or
+				     * enabled by the task that waits on it) */
+	MSGPORT_PPC_SIGIO	    /* K42's soft interrupt: the server never
+				     * waits, it runs its own loop; a request
+				     * on its pipe (O_ASYNC, F_SETSIG SIGUSR2
+				     * to its thread) makes the kernel signal
+				     * it, and the handler (the entry point)
+				     * serves and replies; replies as pipe */
 };
 
 /* How the server waits for a request (msg_ring, msg_ring_defer, eventfd;
@@ -166,6 +172,12 @@ struct msgport_ppc_counts {
 	uint64_t server_requests;    /* requests the server received */
 	uint64_t server_drains;	     /* times the server woke and drained */
 	uint64_t window_requests;    /* requests inside the window */
+	/* sigio: the server's entry point and its own loop */
+	uint64_t server_signals;	  /* handler entries (SIGUSR2 taken) */
+	uint64_t server_empty_signals;	  /* entries that served no request */
+	uint64_t server_outside_requests; /* requests read outside the
+					   * handler, at the end (0) */
+	uint64_t server_spins;		  /* the server's loop iterations */
 	/* K42's accounting, over the window (first sample's send to the
 	 * last sample's reply): the CPU time Linux charged the client
 	 * thread (CLOCK_THREAD_CPUTIME_ID) and the server (its thread's

@@ -1,8 +1,9 @@
 /*
  * What the msgport family's three C files share (msgport_port.c,
  * msgport_live.c, msgport_ppc.c) and Python does not see: full writes and
- * short reads that survive EINTR, a thread started on its CPU, and the
- * size of a ring for a number of requests.  The handshake, the clock and
+ * short reads that survive EINTR, a thread started on its CPU, the size
+ * of a ring for a number of requests, and a signal's disposition saved and
+ * put back whole.  The handshake, the clock and
  * pinning are the lab's own (lab_native.h, internal.h).
  */
 #ifndef LAB_MSGPORT_INTERNAL_H
@@ -12,6 +13,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdint.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -82,6 +84,29 @@ static inline unsigned ring_entries(uint32_t n)
 	while (entries < n)
 		entries <<= 1;
 	return entries;
+}
+
+/*
+ * A signal's disposition as the kernel holds it (x86-64's struct
+ * k_sigaction), for the ports and servers that take a signal for the run
+ * (msgport_upcall.c: SIGUSR1, msgport_ppc.c's sigio server: SIGUSR2):
+ * saved and put back whole, bit for bit -- glibc's sigaction() would add
+ * its SA_RESTORER to a restored SIG_DFL.
+ */
+struct kernel_sigaction {
+	uint64_t handler;
+	uint64_t flags;
+	uint64_t restorer;
+	uint64_t mask;
+};
+
+static inline int msgport_rt_sigaction(int sig,
+				       const struct kernel_sigaction *act,
+				       struct kernel_sigaction *old)
+{
+	return syscall(SYS_rt_sigaction, sig, act, old, sizeof(old->mask)) ?
+		       -errno :
+		       0;
 }
 
 #endif /* LAB_MSGPORT_INTERNAL_H */

@@ -6,7 +6,8 @@
  * one-way stream the receiver drains).  Here: a client and a server, as
  * two threads or two processes, on one CPU or two, over
  * IORING_OP_MSG_RING between their rings (5.18), a futex or an eventfd
- * doorbell on shared-memory queues, a pair of pipes, a unix stream socket.
+ * doorbell on shared-memory queues, a pair of pipes, a unix stream socket,
+ * or a pipe whose request end signals a server that never waits (sigio).
  * Every request carries a sequence number, the server echoes it and the
  * client checks that each gets exactly one reply.
  *
@@ -52,6 +53,11 @@ struct ppc_shared {
 	_Atomic uint64_t clock_ns[2];
 	_Atomic uint64_t server_requests;
 	_Atomic uint64_t server_drains;
+	/* sigio (struct msgport_ppc_counts says what they count) */
+	_Atomic uint64_t server_signals;
+	_Atomic uint64_t server_empty_signals;
+	_Atomic uint64_t server_outside_requests;
+	_Atomic uint64_t server_spins;
 };
 
 struct ppc {
@@ -82,6 +88,10 @@ struct ppc {
 	uint8_t *seen; /* the current batch's replies */
 	uint64_t next_seq;
 	struct msgport_ppc_counts *c;
+	/* sigio: the handler tells the server's loop to end */
+	volatile sig_atomic_t sig_stop;
+	struct kernel_sigaction old_sa; /* SIGUSR2's, put back at the end */
+	bool have_sigaction;
 };
 
 static inline long ppc_futex(struct ppc *p, _Atomic uint32_t *word, int op,
@@ -246,6 +256,198 @@ static void ppc_publish(struct ppc *p, int fd, int err)
 	ppc_futex(p, &p->sh->ready, FUTEX_WAKE, 1);
 }
 
+/*
+ * sigio: K42's asynchronous PPC raises a "soft interrupt bit" in the
+ * receiver and enters it "at a special entry point".  Here the server
+ * never waits for a request: it spins in its own loop (counted, nothing
+ * else), and the kernel enters it at ppc_sigio_entry, a SIGUSR2 handler
+ * that serves everything on the request pipe and replies.
+ *
+ * When the kernel raises it (6.18): pipe_write() ends every write with
+ * kill_fasync(&pipe->fasync_readers, SIGIO, POLL_IN), whether the pipe
+ * was empty or not (only the readers' wake-up is on the empty->non-empty
+ * edge, or for epoll), once more each time it waits for room in a full
+ * pipe, and pipe_release() raises it when the last writer closes.  On an
+ * O_ASYNC read end, send_sigio_to_task() (fs/fcntl.c) queues F_SETSIG's
+ * signal with si_code POLL_IN and si_fd; F_SETOWN_EX F_OWNER_TID makes it
+ * PIDTYPE_PID: pending on the server thread alone, whose return to user
+ * space (at once if it runs on another CPU: signal_wake_up()'s IPI) runs
+ * the handler.  SIGUSR2 is no real-time signal: a second one while one is
+ * pending is dropped with success (legacy_queue() in
+ * __send_signal_locked(), kernel/signal.c), so writes coalesce into one
+ * entry, and the fall-back to a plain SIGIO (taken when queueing fails: a
+ * real-time signal over RLIMIT_SIGPENDING; SIGIO's default kills) never
+ * fires.  A real-time signal would queue one per write, each an entry,
+ * empty after the first one drained them all.  (SIGUSR1 is
+ * msgport_upcall.c's, SIGRTMIN activations_k42.c's.)  While the handler
+ * runs SIGUSR2 is blocked: a write then leaves one pending, taken when it
+ * returns, that usually finds nothing (server_empty_signals).
+ */
+static struct ppc *volatile ppc_sigio_server;
+
+/* Read what the request pipe holds (non-blocking) and reply to it, until
+ * it is empty, STOP or end of file (*stop) or an error (*err): the count
+ * served.  Async-signal-safe: read(), write(), no allocation. */
+static uint64_t ppc_sigio_drain(struct ppc *p, uint64_t *buf, bool *stop,
+				int *err)
+{
+	uint64_t served = 0, k, i;
+	size_t have;
+	ssize_t n;
+
+	while (!*stop && !*err) {
+		/* a server process's window clock: the handler may serve the
+		 * whole window, STOP included, without going back to its loop
+		 * (clock_gettime is async-signal-safe) */
+		ppc_clock_poll(p);
+		n = read(p->s_rfd, buf, PPC_QCAP * sizeof(uint64_t));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			if (errno != EAGAIN)
+				*err = -errno;
+			break;
+		}
+		if (n == 0) {
+			*stop = true; /* the client is gone */
+			break;
+		}
+		/* a word cut by a write still under way: its rest follows */
+		for (have = (size_t)n; have % sizeof(uint64_t) && !*err;) {
+			n = read(p->s_rfd, (char *)buf + have,
+				 sizeof(uint64_t) - have % sizeof(uint64_t));
+			if (n > 0)
+				have += (size_t)n;
+			else if (n == 0)
+				*err = -EPROTO;
+			else if (errno != EAGAIN && errno != EINTR)
+				*err = -errno;
+		}
+		k = have / sizeof(uint64_t);
+		for (i = 0; i < k; i++)
+			if (buf[i] == PPC_STOP) {
+				*stop = true;
+				k = i;
+				break;
+			}
+		if (k && !*err)
+			*err = write_full(p->s_wfd, buf, k * sizeof(uint64_t));
+		served += k;
+	}
+	return served;
+}
+
+/* The entry point: SIGUSR2, raised by the kernel on the request pipe. */
+static void ppc_sigio_entry(int sig, siginfo_t *si, void *uc)
+{
+	struct ppc *p = ppc_sigio_server;
+	uint64_t buf[PPC_QCAP];
+	int saved_errno = errno, err = 0;
+	bool stop = false;
+	uint64_t k;
+
+	(void)sig;
+	(void)si;
+	(void)uc;
+	atomic_fetch_add(&p->sh->server_signals, 1);
+	k = ppc_sigio_drain(p, buf, &stop, &err);
+	atomic_fetch_add(&p->sh->server_requests, k);
+	atomic_fetch_add(
+		k ? &p->sh->server_drains : &p->sh->server_empty_signals, 1);
+	if (err)
+		atomic_store(&p->sh->server_err, err);
+	if (stop || err)
+		p->sig_stop = 1;
+	errno = saved_errno;
+}
+
+/*
+ * The server's side: the request pipe's read end signals this thread,
+ * then the loop until the handler says stop; on the way out (every way)
+ * the signal is blocked, the fd's flags, signal and owner are put back,
+ * a signal still pending is taken here (sigtimedwait: the last writer's
+ * close raises one), and any request the handler did not serve is served
+ * and counted (server_outside_requests).
+ */
+static int ppc_serve_sigio(struct ppc *p)
+{
+	struct f_owner_ex me = { F_OWNER_TID, gettid() }, old_owner;
+	struct timespec zero = { 0 };
+	uint64_t buf[PPC_QCAP], spins = 0, k;
+	sigset_t usr2, old_mask;
+	int old_fl, old_sig, err = 0;
+	bool stop = false;
+
+	sigemptyset(&usr2);
+	sigaddset(&usr2, SIGUSR2);
+	old_fl = fcntl(p->s_rfd, F_GETFL);
+	old_sig = fcntl(p->s_rfd, F_GETSIG);
+	if (old_fl < 0 || old_sig < 0 ||
+	    fcntl(p->s_rfd, F_GETOWN_EX, &old_owner) < 0) {
+		err = -errno;
+		ppc_publish(p, -1, err);
+		return err;
+	}
+	err = -pthread_sigmask(SIG_UNBLOCK, &usr2, &old_mask);
+	if (!err &&
+	    (fcntl(p->s_rfd, F_SETOWN_EX, &me) < 0 ||
+	     fcntl(p->s_rfd, F_SETSIG, SIGUSR2) < 0 ||
+	     fcntl(p->s_rfd, F_SETFL, old_fl | O_ASYNC | O_NONBLOCK) < 0))
+		err = -errno;
+	ppc_publish(p, -1, err);
+	while (!err && !p->sig_stop) {
+		spins++;
+		ppc_clock_poll(p);
+	}
+	pthread_sigmask(SIG_BLOCK, &usr2, NULL);
+	fcntl(p->s_rfd, F_SETFL, old_fl | O_NONBLOCK); /* no more signals */
+	while (sigtimedwait(&usr2, NULL, &zero) == SIGUSR2)
+		;
+	if (!err) {
+		k = ppc_sigio_drain(p, buf, &stop, &err);
+		atomic_fetch_add(&p->sh->server_outside_requests, k);
+		atomic_fetch_add(&p->sh->server_requests, k);
+	}
+	fcntl(p->s_rfd, F_SETFL, old_fl);
+	fcntl(p->s_rfd, F_SETSIG, old_sig);
+	fcntl(p->s_rfd, F_SETOWN_EX, &old_owner);
+	pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
+	atomic_store(&p->sh->server_spins, spins);
+	return err ?: atomic_load(&p->sh->server_err);
+}
+
+/* The process's SIGUSR2 disposition for a sigio run, put back whole by
+ * ppc_sigio_restore (a server process inherits it across fork). */
+static int ppc_sigio_install(struct ppc *p)
+{
+	struct sigaction sa;
+	int err;
+
+	err = msgport_rt_sigaction(SIGUSR2, NULL, &p->old_sa);
+	if (err)
+		return err;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = ppc_sigio_entry;
+	sa.sa_flags = SA_SIGINFO | SA_RESTART;
+	sigemptyset(&sa.sa_mask);
+	ppc_sigio_server = p;
+	if (sigaction(SIGUSR2, &sa, NULL)) {
+		ppc_sigio_server = NULL;
+		return -errno;
+	}
+	p->have_sigaction = true;
+	return 0;
+}
+
+static void ppc_sigio_restore(struct ppc *p)
+{
+	if (!p->have_sigaction)
+		return;
+	msgport_rt_sigaction(SIGUSR2, &p->old_sa, NULL);
+	ppc_sigio_server = NULL;
+	p->have_sigaction = false;
+}
+
 static unsigned ppc_ring_flags(struct ppc *p)
 {
 	return p->defer ?
@@ -379,8 +581,13 @@ static int ppc_serve(struct ppc *p)
 {
 	uint64_t buf[PPC_QCAP];
 
+	/* These two publish themselves, once they can serve: a sigio server
+	 * told ready before its pipe signals it would miss the first request
+	 * (the client writes it at once, and no write raises it again). */
 	if (p->ring)
 		return ppc_serve_ring(p);
+	if (p->transport == MSGPORT_PPC_SIGIO)
+		return ppc_serve_sigio(p);
 	ppc_publish(p, -1, 0);
 	switch (p->transport) {
 	case MSGPORT_PPC_FUTEX:
@@ -691,6 +898,7 @@ static int ppc_init(struct ppc *p, int transport, bool async, bool process,
 		p->efd_rep = eventfd(0, EFD_CLOEXEC);
 		return p->efd_req < 0 || p->efd_rep < 0 ? -errno : 0;
 	case MSGPORT_PPC_PIPE:
+	case MSGPORT_PPC_SIGIO: /* the same two pipes */
 		if (pipe2(fds, O_CLOEXEC) < 0)
 			return -errno;
 		p->s_rfd = fds[0];
@@ -920,10 +1128,9 @@ int msgport_ppc(struct lab_handshake *hs, int transport, int async, int process,
 	uint64_t s;
 	int err, stop_err;
 
-	if (transport < MSGPORT_PPC_MSG_RING ||
-	    transport > MSGPORT_PPC_MSG_RING_DEFER || batch < 1 ||
-	    batch > MSGPORT_MAX_BATCH || nr_samples < 1 || !ns_per_call ||
-	    !out || receiver < MSGPORT_RECEIVER_PARK ||
+	if (transport < MSGPORT_PPC_MSG_RING || transport > MSGPORT_PPC_SIGIO ||
+	    batch < 1 || batch > MSGPORT_MAX_BATCH || nr_samples < 1 ||
+	    !ns_per_call || !out || receiver < MSGPORT_RECEIVER_PARK ||
 	    receiver > MSGPORT_RECEIVER_SPIN ||
 	    (receiver == MSGPORT_RECEIVER_SPIN && !ppc_has_spin(transport)))
 		return -EINVAL;
@@ -934,6 +1141,8 @@ int msgport_ppc(struct lab_handshake *hs, int transport, int async, int process,
 		return err;
 	err = ppc_init(&p, transport, async, process, receiver, batch,
 		       server_cpu, out);
+	if (!err && transport == MSGPORT_PPC_SIGIO)
+		err = ppc_sigio_install(&p);
 	if (err)
 		goto out;
 	err = ppc_start_server(&p, cpu);
@@ -969,6 +1178,11 @@ int msgport_ppc(struct lab_handshake *hs, int transport, int async, int process,
 	ppc_leftovers(&p);
 	out->server_requests = atomic_load(&p.sh->server_requests);
 	out->server_drains = atomic_load(&p.sh->server_drains);
+	out->server_signals = atomic_load(&p.sh->server_signals);
+	out->server_empty_signals = atomic_load(&p.sh->server_empty_signals);
+	out->server_outside_requests =
+		atomic_load(&p.sh->server_outside_requests);
+	out->server_spins = atomic_load(&p.sh->server_spins);
 	out->missing_replies = out->requests - out->replies;
 	out->window_requests = nr_samples * p.batch;
 	if (!err &&
@@ -979,6 +1193,8 @@ out:
 	/* a server that never got going is stopped here too */
 	if (p.sh && (p.have_thread || p.child > 0))
 		ppc_stop_server(&p);
+	/* the server has ended: no handler can run any more */
+	ppc_sigio_restore(&p);
 	ppc_deinit(&p);
 	lab_unpin(&saved);
 	return err;

@@ -63,26 +63,6 @@ struct upport {
 	struct msgport_upcall_counts c;
 };
 
-/*
- * SIGUSR1's disposition as the kernel holds it (x86-64's struct
- * k_sigaction): saved and put back whole, bit for bit -- glibc's
- * sigaction() would add its SA_RESTORER to a restored SIG_DFL.
- */
-struct kernel_sigaction {
-	uint64_t handler;
-	uint64_t flags;
-	uint64_t restorer;
-	uint64_t mask;
-};
-
-static int rt_sigaction(const struct kernel_sigaction *act,
-			struct kernel_sigaction *old)
-{
-	return syscall(SYS_rt_sigaction, SIGUSR1, act, old, sizeof(act->mask)) ?
-		       -errno :
-		       0;
-}
-
 /* The handler's port: one run at a time (the lab runs one per worker). */
 static struct upport *volatile the_port;
 
@@ -335,7 +315,7 @@ int msgport_upcall(struct lab_handshake *hs,
 	sigemptyset(&usr1);
 	sigaddset(&usr1, SIGUSR1);
 	the_port = u;
-	err = rt_sigaction(NULL, &old_sa);
+	err = msgport_rt_sigaction(SIGUSR1, NULL, &old_sa);
 	if (err)
 		goto out_timer;
 	if (sigaction(SIGUSR1, &sa, NULL)) {
@@ -370,7 +350,7 @@ int msgport_upcall(struct lab_handshake *hs,
 		u->c.stray_signals++;
 	pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
 out_sigaction:
-	rt_sigaction(&old_sa, NULL);
+	msgport_rt_sigaction(SIGUSR1, &old_sa, NULL);
 out_timer:
 	the_port = NULL;
 	if (u->have_timer)
@@ -396,7 +376,7 @@ int msgport_upcall_sigaction(uint64_t *handler, uint64_t *flags)
 
 	if (!handler || !flags)
 		return -EINVAL;
-	err = rt_sigaction(NULL, &sa);
+	err = msgport_rt_sigaction(SIGUSR1, NULL, &sa);
 	if (err)
 		return err;
 	*handler = sa.handler;

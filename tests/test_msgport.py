@@ -280,14 +280,14 @@ warmup = 7
 
 [[msgport]]
 variants = ["ppc_msg_ring", "ppc_msg_ring_defer", "ppc_futex", "ppc_eventfd", "ppc_pipe",
-            "ppc_unix_socket"]
+            "ppc_unix_socket", "ppc_sigio"]
 mode = "sync"
 peer = ["thread", "process"]
 samples = 500
 warmup = 20
 
 [[msgport]]
-variants = ["ppc_msg_ring", "ppc_pipe"]
+variants = ["ppc_msg_ring", "ppc_pipe", "ppc_sigio"]
 mode = "async"
 batch = 16
 samples = 100

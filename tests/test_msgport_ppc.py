@@ -80,13 +80,18 @@ def test_a_receiver_that_cannot_spin_is_skipped_with_one_line():
         assert msgport.point_problem(variant, params(receiver="park")) is None
     for variant in msgport.SPIN_RECEIVERS:
         assert msgport.point_problem(variant, params(receiver="spin")) is None
-    # and the C side refuses it too (enum msgport_receiver: 1 = spin)
+    # and the C side refuses it too
+    assert c_side_spin_rc("pipe") == -errno.EINVAL
+
+
+def c_side_spin_rc(transport: str) -> int:
+    """msgport_ppc's return for ``transport`` asked to spin (enum
+    msgport_receiver: 1 = spin), past the Python checks."""
     out = np.zeros(4)
     counts = ffi.new("struct msgport_ppc_counts *")
-    pipe = dict(zip(msgport.TRANSPORTS, range(len(msgport.TRANSPORTS))))["pipe"]
-    rc = lib.msgport_ppc(standalone_handshake(), pipe, 0, 0, 1, CPU, CPU, 1, 0, 4,
-                         ffi.cast("double *", ffi.from_buffer(out)), counts)
-    assert rc == -errno.EINVAL
+    index = dict(zip(msgport.TRANSPORTS, range(len(msgport.TRANSPORTS))))[transport]
+    return lib.msgport_ppc(standalone_handshake(), index, 0, 0, 1, CPU, CPU, 1, 0, 4,
+                           ffi.cast("double *", ffi.from_buffer(out)), counts)
 
 
 # ---- the analysis: accounting, its probe cross-check, the verdict (synthetic, no root) ----

@@ -74,6 +74,8 @@ LIVE = tuple(fam.LIVE)
 # K42's PPC transports, the family's order; perf bench goes right after the pipe
 TRANSPORTS = tuple(f"ppc_{t}" for t in fam.TRANSPORTS)
 MSG_RING, PIPE, PERF = "ppc_msg_ring", "ppc_pipe", "ppc_perf_bench_pipe"
+# K42's soft-interrupt entry: ppc_pipe's pipes, the server entered by SIGIO
+SIGIO = "ppc_sigio"
 PPC_ROWS = TRANSPORTS[:TRANSPORTS.index(PIPE) + 1] + (PERF,) \
     + TRANSPORTS[TRANSPORTS.index(PIPE) + 1:]
 PEERS = ("thread", "process")
@@ -93,7 +95,8 @@ PORT_COUNTERS = ("completions_per_submission", "syscalls_per_message",
                  "ready_at_submit_fraction")
 LIVE_COUNTERS = ("completions_per_submission", "max_completions_per_submission",
                  "drift_per_completion_ns", "cancels")
-PPC_COUNTERS = ("calls_per_drain", "cpus_allowed", "missing_replies", "duplicate_replies")
+PPC_COUNTERS = ("calls_per_drain", "calls_per_signal", "cpus_allowed", "missing_replies",
+                "duplicate_replies")
 # the kernel view, per operation (one message, one completion, one call)
 PORT_KERNEL = {"kernel_syscalls_per_message": "syscalls_per_op",
                "kernel_sqes_per_message": "submits_per_op",
@@ -562,6 +565,72 @@ def ppc_one_way(run: Run, family: str = FAMILY, seed: int = 0) -> pd.DataFrame:
         share.append(float(r["median"]) / float(rt["median"].iloc[0]) if len(rt) else math.nan)
     rows["of_round_trip"] = share
     return rows
+
+
+SOFT_INTERRUPT_COLUMNS = ["mode", "peer", "placement", "batch", "n", "reps", "median",
+                          "ci_low", "ci_high", "pipe_median", "over_pipe", "over_pipe_low",
+                          "over_pipe_high", "calls_per_signal", "noisy"]
+
+
+def soft_interrupt_table(run: Run, family: str = FAMILY, seed: int = 0) -> pd.DataFrame:
+    """K42's asynchronous PPC entered by a soft interrupt (ppc_sigio)
+    against the same two pipes with a server parked in read() (ppc_pipe),
+    per mode, peer, placement and batch: ns per call of each,
+    ``over_pipe`` = sigio's median / pipe's with the CIs divided
+    crosswise (NaN where the run has no pipe row there), and
+    ``calls_per_signal``: requests the handler served per entry."""
+    table = ppc_table(run, family, seed)
+    keys = ["mode", "peer", "placement", "batch"]
+    sigio, pipe = table[table["transport"] == SIGIO], table[table["transport"] == PIPE]
+    rows = []
+    for _, r in sigio.iterrows():
+        other = pipe[(pipe[keys] == r[keys]).all(axis=1)]
+        ratio = median_ratio(r, other.iloc[0]) if len(other) else (math.nan,) * 3
+        rows.append({**{k: r[k] for k in keys}, "n": r["n"], "reps": r["reps"],
+                     "median": r["median"], "ci_low": r["ci_low"], "ci_high": r["ci_high"],
+                     "pipe_median": float(other["median"].iloc[0]) if len(other) else math.nan,
+                     "over_pipe": ratio[0], "over_pipe_low": ratio[1], "over_pipe_high": ratio[2],
+                     "calls_per_signal": r["calls_per_signal"], "noisy": r["noisy"]})
+    return pd.DataFrame(rows, columns=SOFT_INTERRUPT_COLUMNS)
+
+
+def soft_interrupt_lines(data: pd.DataFrame) -> list[str]:
+    """What the soft-interrupt table says, per placement: sigio's cost over
+    the parked pipe server's (range over its points) and how many calls one
+    entry served."""
+    lines = []
+    for placement, part in data.groupby("placement", sort=False):
+        ratios = part["over_pipe"].astype(float).dropna()
+        per = part["calls_per_signal"].astype(float).dropna()
+        text = f"{placement}: entered by its signal, the server"
+        if len(ratios):
+            text += (f" costs {fmt_ratio(float(ratios.min()))}.."
+                     f"{fmt_ratio(float(ratios.max()))} what the same pipes cost with a server "
+                     f"parked in read() ({len(ratios)} points)")
+        else:
+            text += " has no ppc_pipe point to compare with"
+        if len(per):
+            text += (f"; one entry served {fmt_value(float(per.min()))}.."
+                     f"{fmt_value(float(per.max()))} calls")
+        if placement == CROSS:
+            # signal_wake_up() kicks a thread running on another CPU (an
+            # IPI); a parked server's CPU may have halted and must wake
+            text += (". Its CPU never idles (the server runs its own loop), so a request's "
+                     "signal kicks a running thread with an IPI, where the parked server's "
+                     "vCPU may have halted and must be woken")
+        lines.append(text + ".")
+    same = data[(data["placement"] == SAME) & (data["mode"] == "sync")]
+    per_same = same["calls_per_signal"].astype(float).dropna()
+    if len(per_same) and float(per_same.min()) > 2:
+        # a round trip is one call at a time: more than one call per entry
+        # means the handler found the next request before it returned
+        lines.append("Round trips on one CPU: one entry served many calls, one at a time, so "
+                     "the handler found each next request before it returned. Its reply wakes "
+                     "the client, which (on the same CPU) runs and writes the next request "
+                     "before the handler reads again; the signal that write raised stays "
+                     "pending while the handler runs and enters it once more at the end, to "
+                     "an empty pipe (server_empty_signals).")
+    return lines
 
 
 def cross_same(rt: pd.DataFrame, transports=TRANSPORTS) -> pd.DataFrame:

@@ -61,6 +61,8 @@ from analysis.families.msgport import (
     probe_agreement_line,
     receiver_table,
     reply_port_table,
+    soft_interrupt_lines,
+    soft_interrupt_table,
 )
 from analysis.sections import _msgport_upcall, generic
 from analysis.sections.registry import register
@@ -255,7 +257,7 @@ def ppc_blocks(run: Run, family: str = FAMILY) -> list[Block]:
                         caption="PPC round trips (K42's synchronous PPC) by transport, peer and "
                                 "placement", notes=notes, max_rows=SECTION_ROWS_PER_PAGE))
     blocks += _lines(ppc_lines(run, family))
-    return blocks + one_way_blocks(run, family)
+    return blocks + one_way_blocks(run, family) + soft_interrupt_blocks(run, family)
 
 
 def one_way_blocks(run: Run, family: str = FAMILY) -> list[Block]:
@@ -280,6 +282,37 @@ def one_way_blocks(run: Run, family: str = FAMILY) -> list[Block]:
                                caption="PPC one-way streams: ns per call and calls per second",
                                notes=notes, max_rows=SECTION_ROWS_PER_PAGE)]
     return blocks + _lines(one_way_lines(data))
+
+
+def soft_interrupt_blocks(run: Run, family: str = FAMILY) -> list[Block]:
+    """K42's soft-interrupt entry (ppc_sigio) beside the parked pipe
+    server; nothing when the run has no ppc_sigio point."""
+    data = soft_interrupt_table(run, family)
+    if data.empty:
+        return []
+    header = ["mode", "peer", "placement", "batch", "n", "reps", "sigio [ns/call]",
+              "95% CI [ns]", "pipe, parked [ns/call]", "sigio / pipe", "interval",
+              "calls/entry", ""]
+    rows = [[r["mode"], r["peer"], r["placement"], str(r["batch"]), str(r["n"]), str(r["reps"]),
+             fmt_finite(r["median"]), _interval(r["ci_low"], r["ci_high"]),
+             fmt_finite(r["pipe_median"]), fmt_ratio(r["over_pipe"]),
+             fmt_ratio_interval(r["over_pipe_low"], r["over_pipe_high"])
+             if math.isfinite(r["over_pipe"]) else "-",
+             fmt_value(r["calls_per_signal"]), NOISY_MARK if r["noisy"] else ""]
+            for _, r in data.iterrows()]
+    notes = ["ppc_sigio: the server never waits; it spins in its own loop, and each write() "
+             "to its O_ASYNC request pipe makes the kernel send its thread SIGUSR2 "
+             "(F_SETSIG, F_SETOWN_EX F_OWNER_TID); the handler, K42's special entry point, "
+             "serves what the pipe holds and replies. ppc_pipe: the same pipes, the server "
+             "parked in read()",
+             "sigio / pipe: the medians' ratio, interval: the 95% CIs divided crosswise; "
+             "calls/entry: requests served per handler entry (the workers' counters; a "
+             "SIGUSR2 already pending absorbs the next write's)"]
+    blocks: list[Block] = [Space(0.05), Table(
+        header, rows, right=[False] * 3 + [True] * 9 + [False], highlight=data["noisy"].tolist(),
+        caption="K42's asynchronous PPC entered by a soft interrupt (SIGIO) against a parked "
+                "server", notes=notes, max_rows=SECTION_ROWS_PER_PAGE)]
+    return blocks + _lines(soft_interrupt_lines(data))
 
 
 def accounting_blocks(run: Run, family: str = FAMILY) -> list[Block]:

@@ -65,6 +65,20 @@ parent ``IORING_SETUP_R_DISABLED`` and enabled by the child
 io_uring/register.c), so the parent still holds its fd.  The child's tgid
 is handed to the handshake, so the probes count both sides.
 
+``ppc_sigio``: K42's asynchronous PPC enters the receiver "at a special
+entry point" by raising a soft interrupt.  The server never waits for a
+request: it spins in its own loop (``server_spins``), and the request pipe's
+read end is ``O_ASYNC`` with ``F_SETSIG SIGUSR2`` and ``F_SETOWN_EX
+F_OWNER_TID`` the server thread, so every ``write()`` of requests makes the
+kernel signal it (a SIGUSR2 already pending absorbs the next: writes
+coalesce), and the handler drains the pipe and replies on the reply pipe,
+where the client parks as ``ppc_pipe``'s does.  ``server_signals``: handler
+entries (``server_drains``: those that served a request,
+``server_empty_signals``: the others); ``calls_per_signal``: requests per
+entry;
+``server_outside_requests``: requests the handler missed, served at the end
+(0).  native/msgport_ppc.c says when the kernel raises the signal.
+
 ``receiver`` (msg_ring, msg_ring_defer, eventfd): how the server waits for
 a request: ``park`` sleeps (``io_uring_enter(GETEVENTS, min_complete 1)``,
 a blocking eventfd ``read()``), ``spin`` polls (the CQ tail; a
@@ -213,6 +227,10 @@ def point_problem(variant: str, p: dict[str, Any]) -> str | None:
             and p.get("mode") == "sync" and p.get("batch", 1) != 1:
         return (f"mode=sync makes one call at a time: batch={p['batch']} applies to "
                 "mode=async only; use batch=1 (or a separate [[msgport]] table for async)")
+    if variant == "ppc_sigio" and p.get("receiver", "park") != "park":
+        return (f"receiver={p['receiver']} does not apply to ppc_sigio: its server never "
+                "waits (it runs its own loop and the kernel's signal enters it); use "
+                "receiver=park")
     if variant.startswith("ppc_") and p.get("receiver", "park") != "park" \
             and variant not in SPIN_RECEIVERS:
         return (f"receiver={p['receiver']} applies to {', '.join(SPIN_RECEIVERS)} only: "
@@ -398,6 +416,8 @@ def _ppc_variant(transport: str):
         out, c = run_ppc(transport, p, ctx.cpu, ctx.peer_cpu, ctx.handshake)
         counters = {k: float(c[k]) for k in _PPC_COUNTS if k not in _PPC_IDS}
         counters["calls_per_drain"] = c["server_requests"] / max(1, c["server_drains"])
+        if transport == "sigio":
+            counters["calls_per_signal"] = c["server_requests"] / max(1, c["server_signals"])
         counters["calls_per_second"] = 1e9 / float(np.mean(out))
         counters.update(ppc_accounting(c))
         # the tids, so the probes' per-thread off-CPU time can be matched
@@ -553,6 +573,10 @@ FAMILY = Family(
                 "times, 8-byte messages)", _ppc_variant("pipe"), PPC, (NS_PER_CALL,)),
         Variant("ppc_unix_socket", "a SOCK_STREAM unix socketpair, sequence numbers in-band",
                 _ppc_variant("unix_socket"), PPC, (NS_PER_CALL,)),
+        Variant("ppc_sigio", "K42's soft interrupt: the server spins in its own loop, a "
+                "request written to its O_ASYNC pipe makes the kernel send it SIGUSR2 "
+                "(F_SETSIG, F_OWNER_TID), the handler serves and replies on a pipe",
+                _ppc_variant("sigio"), PPC, (NS_PER_CALL,)),
         Variant("ppc_perf_bench_pipe", "perf bench sched pipe -l loops (-T for threads), "
                 "taskset to the same CPUs; cross_cpu lets the kernel place its two tasks on "
                 "either CPU (perf cannot pin them apart)",
